@@ -1,0 +1,80 @@
+"""Turn a violation change into a message: Slack Block Kit plus a plain-text fallback.
+
+Rendered once, when the change is stored, so a retried delivery sends exactly what was decided.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from auditd.rules.lifecycle import Active
+
+_ICON = {
+    "critical": ":red_circle:",
+    "warning": ":large_orange_circle:",
+    "info": ":large_blue_circle:",
+}
+
+
+def human_duration(d: timedelta) -> str:
+    secs = int(d.total_seconds())
+    if secs < 60:
+        return f"{secs}s"
+    mins, secs = divmod(secs, 60)
+    if mins < 60:
+        return f"{mins}m {secs}s" if secs else f"{mins}m"
+    hours, mins = divmod(mins, 60)
+    if hours < 48:
+        return f"{hours}h {mins}m" if mins else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def _ts(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-"
+
+
+def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
+    where = " / ".join(
+        x for x in (v.pair and f"pair {v.pair}", v.cluster and f"cluster {v.cluster}") if x
+    )
+    if event == "resolved":
+        lasted = human_duration((v.resolved_at or v.first_seen) - (v.fired_at or v.first_seen))
+        headline = f":white_check_mark: RESOLVED {v.rule} after {lasted}"
+        text = f"RESOLVED [{v.severity}] {v.rule}: {v.summary} ({where}; firing for {lasted})"
+    else:
+        headline = f"{_ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
+        text = f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {_ts(v.first_seen)})"
+    evidence = "\n".join(f"• {k}: `{val}`" for k, val in sorted(v.evidence.items()))
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{v.summary}"}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Rule*\n{v.rule}"},
+                {"type": "mrkdwn", "text": f"*Severity*\n{v.severity}"},
+                {"type": "mrkdwn", "text": f"*Where*\n{where or '-'}"},
+                {"type": "mrkdwn", "text": f"*First seen*\n{_ts(v.first_seen)}"},
+            ],
+        },
+    ]
+    if evidence:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n{evidence}"}}
+        )
+    if event != "resolved" and remediation:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"Verify: `{remediation}`"}],
+            }
+        )
+    return {
+        "event": event,
+        "rule": v.rule,
+        "subject": v.subject,
+        "severity": v.severity,
+        "text": text,
+        "blocks": blocks,
+    }

@@ -1,0 +1,70 @@
+"""Slack through slack-sdk's WebClient (bot token, chat.postMessage)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from auditd.alerts.sinks.base import SendResult
+
+# Errors that no retry can fix; retrying them would only hammer Slack.
+PERMANENT_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "invalid_blocks",
+        "invalid_arguments",
+        "msg_too_long",
+    }
+)
+
+
+class SlackSink:
+    name = "slack"
+
+    def __init__(
+        self,
+        token: SecretStr,
+        channel: str,
+        base_url: str = "https://slack.com/api/",
+        timeout: float = 10,
+    ) -> None:
+        # WebClient keeps the token in its headers only; nothing here formats it into a string.
+        self._client = WebClient(
+            token=token.get_secret_value(), base_url=base_url, timeout=int(timeout)
+        )
+        self.channel = channel
+
+    def send(self, payload: dict[str, Any]) -> SendResult:
+        try:
+            resp = self._client.chat_postMessage(
+                channel=self.channel, text=payload["text"], blocks=payload.get("blocks")
+            )
+        except SlackApiError as e:
+            error = str(e.response.get("error") or f"http_{e.response.status_code}")
+            retry_after = None
+            if e.response.status_code == 429:
+                try:
+                    retry_after = float(e.response.headers.get("Retry-After", "1"))
+                except (TypeError, ValueError):
+                    retry_after = 1.0
+            return SendResult(
+                ok=False,
+                error=f"slack: {error}",
+                permanent=error in PERMANENT_ERRORS,
+                retry_after=retry_after,
+            )
+        except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, bad JSON
+            return SendResult(ok=False, error=f"slack unreachable: {type(e).__name__}")
+        return SendResult(ok=True, external_id=str(resp.get("ts") or "") or None)

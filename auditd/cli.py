@@ -1,0 +1,229 @@
+"""The `auditd` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from auditd import logs
+from auditd.config import Config, ConfigError, load_config, redact_url
+
+log = logging.getLogger("auditd")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+_DESCRIPTION = """\
+auditd watches a Kubernetes DR pair replicating RBD volumes with Ceph mirroring, records every
+state transition in a history database, evaluates DR rules, alerts Slack, and reports.
+
+Start here:
+  auditd demo                          the whole pipeline against two simulated clusters
+  auditd config check -c auditd.toml   validate a config, print it with secrets redacted
+  auditd run -c auditd.toml            run the daemon (stop with Ctrl-C or SIGTERM)
+  auditd report --since 24h            what happened in the last day
+"""
+
+_REPORT_EPILOG = """\
+examples:
+  auditd report --since 24h
+  auditd report --since 7d --format json | jq '.violations[] | select(.state=="firing")'
+  auditd report --since 2026-11-25T08:00:00Z --until 2026-11-25T20:00:00Z
+  auditd report --db postgresql://auditd@db/auditd --since 30m
+"""
+
+
+def _add_config(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        required=required,
+        metavar="FILE",
+        help="TOML config file (see config.example.toml)",
+    )
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    _add_config(p)
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL, overriding the config (default: SQLite in ./auditd-data)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditd",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="run the daemon until SIGTERM/SIGINT",
+        description="Watch the configured clusters, record transitions, evaluate rules and "
+        "deliver alerts. Applies database migrations on start. Stops cleanly on SIGTERM or "
+        "SIGINT: queued events are committed before exit.",
+    )
+    _add_config(p, required=True)
+
+    p = sub.add_parser(
+        "report",
+        help="transitions and violations in a time window",
+        description="Print the transitions and violations recorded in a window of history.",
+        epilog=_REPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_db(p)
+    p.add_argument("--since", default="24h", help="start: 30m, 24h, 7d, or ISO 8601 (default: 24h)")
+    p.add_argument("--until", default="now", help="end: same forms as --since (default: now)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
+    dbsub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    up = dbsub.add_parser(
+        "upgrade",
+        help="apply migrations up to the newest schema",
+        description="Apply the Alembic migrations up to head. Safe to run repeatedly.",
+    )
+    _add_db(up)
+
+    p = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    chk = csub.add_parser(
+        "check",
+        help="validate a config and print it with secrets redacted",
+        description="Validate a config file. Prints the effective config (defaults filled in, "
+        "secrets redacted) as JSON. Exit status 2 names the offending key on error.",
+    )
+    _add_config(chk, required=True)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the pipeline against two simulated clusters",
+        description="Start two simulated Kubernetes clusters on 127.0.0.1, run the daemon on "
+        "SQLite against them, play a short DR story (a PVC appears on the secondary, then "
+        "goes), print the alerts and the report. Sends to Slack too when $AUDITD_SLACK_TOKEN "
+        "and $AUDITD_SLACK_CHANNEL are set.",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, help="keep the demo's history here (default: a temp dir)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"auditd: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        return _config_check(args.config)
+    if args.command == "demo":
+        logs.configure("WARNING")
+        from auditd.sim.demo import run_demo
+
+        return run_demo(args.data_dir)
+    if args.command == "run":
+        return _run(load_config(args.config))
+    config = load_config(getattr(args, "config", None))
+    logs.configure("WARNING", config.log_format)
+    url = args.db or config.effective_database_url()
+    if args.command == "db":
+        from auditd.store.migrate import upgrade
+
+        upgrade(url)
+        print(f"database at head: {redact_url(url)}")
+        return EXIT_OK
+    if args.command == "report":
+        return _report(url, args.since, args.until, args.format)
+    raise AssertionError(args.command)
+
+
+def _config_check(path: Path) -> int:
+    config = load_config(path)
+    from auditd.rules.engine import configured_rules
+
+    configured_rules(config)  # unknown rule ids are config errors too
+    print(json.dumps(config.redacted(), indent=2))
+    print(
+        f"config OK: {len(config.clusters)} cluster(s), {len(config.pairs)} pair(s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _report(url: str, since: str, until: str, fmt: str) -> int:
+    from sqlalchemy import inspect
+
+    from auditd.report.query import load_report
+    from auditd.report.render import to_json, to_table
+    from auditd.report.window import parse_time
+    from auditd.store.db import make_engine, session_factory
+
+    now = datetime.now(UTC)
+    try:
+        start, end = parse_time(since, now), parse_time(until, now)
+    except ValueError as e:
+        print(f"auditd: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("transitions"):
+            print(
+                f"auditd: no auditd history in {redact_url(url)} (run `auditd db upgrade` or "
+                "`auditd run` first)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        with session_factory(engine)() as s:
+            data = load_report(s, start, end)
+    finally:
+        engine.dispose()
+    sys.stdout.write(to_json(data) + "\n" if fmt == "json" else to_table(data))
+    return EXIT_OK
+
+
+def _run(config: Config) -> int:
+    from auditd.daemon.runner import Daemon
+    from auditd.rules.engine import configured_rules
+
+    logs.configure(config.log_level, config.log_format)
+    configured_rules(config)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+    except Exception as e:
+        log.error("cannot start: %s: %s", type(e).__name__, str(e).splitlines()[0][:300])
+        return EXIT_ERROR
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.stop()
+    return EXIT_OK

@@ -1,0 +1,225 @@
+"""Configuration: a TOML file validated by pydantic. Unknown keys are errors.
+
+Secrets are never in the file itself: the Slack token comes from an environment variable or a
+file, and is held as a ``SecretStr`` so that printing the config cannot leak it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'90s', '5m', '2h', '7d', or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 7d)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Names end up in Slack messages, report rows and DB keys: keep them boring.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterConfig(Strict):
+    name: Name
+    kubeconfig: Path | None = None  # None: in-cluster service account, then ~/.kube/config
+    context: str | None = None
+    role: Literal["primary", "secondary"]
+
+
+class PairConfig(Strict):
+    name: Name
+    clusters: tuple[Name, Name]
+    pools: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] = ["replicapool"]
+
+
+class WatchConfig(Strict):
+    # Ask the server to end each watch after this long; we resume from the last resourceVersion.
+    server_timeout: Duration = timedelta(minutes=5)
+    # No byte for this long (bookmarks included) means the connection is dead.
+    read_timeout: Duration = timedelta(seconds=90)
+    connect_timeout: Duration = timedelta(seconds=10)
+    page_size: int = Field(500, ge=1, le=10000)
+    backoff_initial: Duration = timedelta(milliseconds=800)
+    backoff_max: Duration = timedelta(seconds=30)
+
+
+class SlackConfig(Strict):
+    enabled: bool = True
+    token_env: str = "AUDITD_SLACK_TOKEN"
+    token_file: Path | None = None
+    channel: str | None = None
+    channel_env: str = "AUDITD_SLACK_CHANNEL"
+    # Only tests and air-gapped proxies change this.
+    base_url: str = "https://slack.com/api/"
+    timeout: Duration = timedelta(seconds=10)
+
+    def token(self) -> SecretStr | None:
+        if self.token_file is not None:
+            try:
+                text = self.token_file.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError("slack.token_file", f"cannot read: {e.strerror}") from None
+            return SecretStr(text) if text else None
+        value = os.environ.get(self.token_env, "").strip()
+        return SecretStr(value) if value else None
+
+    def resolved_channel(self) -> str | None:
+        return self.channel or os.environ.get(self.channel_env) or None
+
+
+class AlertsConfig(Strict):
+    max_attempts: int = Field(8, ge=1)
+    retry_initial: Duration = timedelta(seconds=2)
+    retry_max: Duration = timedelta(minutes=5)
+    # Also print every notification to stdout (the demo and dry runs use this).
+    console: bool = False
+
+
+class RuleConfig(Strict):
+    enabled: bool = True
+    severity: Literal["info", "warning", "critical"] | None = None
+    for_: Duration | None = Field(None, alias="for")
+
+
+class Config(Strict):
+    data_dir: Path = Path("./auditd-data")
+    database_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    clusters: list[ClusterConfig] = []
+    pairs: list[PairConfig] = []
+    watch: WatchConfig = WatchConfig()
+    slack: SlackConfig = SlackConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    rules: dict[str, RuleConfig] = {}
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique_clusters(cls, v: list[ClusterConfig]) -> list[ClusterConfig]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate cluster names: {', '.join(dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _pairs_reference_clusters(self) -> Config:
+        by_name = {c.name: c for c in self.clusters}
+        seen: dict[str, str] = {}
+        for i, pair in enumerate(self.pairs):
+            a, b = pair.clusters
+            for n in (a, b):
+                if n not in by_name:
+                    raise ValueError(f"pairs[{i}].clusters: unknown cluster {n!r}")
+                if n in seen:
+                    raise ValueError(
+                        f"pairs[{i}].clusters: cluster {n!r} is already in pair {seen[n]!r}"
+                    )
+                seen[n] = pair.name
+            if {by_name[a].role, by_name[b].role} != {"primary", "secondary"}:
+                raise ValueError(
+                    f"pairs[{i}].clusters: a pair needs one primary and one secondary cluster"
+                )
+        return self
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'auditd.db').resolve()}"
+
+    def pair_of(self, cluster: str) -> PairConfig | None:
+        return next((p for p in self.pairs if cluster in p.clusters), None)
+
+    def cluster(self, name: str) -> ClusterConfig:
+        return next(c for c in self.clusters if c.name == name)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as plain data, safe to print."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database_url"] = redact_url(self.effective_database_url())
+        token = None
+        try:
+            token = self.slack.token()
+        except ConfigError:
+            pass
+        data["slack"]["token"] = "**********" if token else None
+        data["slack"]["channel"] = self.slack.resolved_channel()
+        return data
+
+
+class ConfigError(Exception):
+    """A config problem, naming the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate; raise ConfigError naming the first offending key."""
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), "config file not found") from None
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot read config file: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: {e}") from None
+    return parse_config(raw)
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ConfigError(_loc(tuple(err["loc"])), msg) from None

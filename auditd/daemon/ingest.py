@@ -1,0 +1,176 @@
+"""The single writer: events -> inventory -> transitions -> rules -> lifecycle -> one commit.
+
+Every watcher thread feeds one queue; this thread owns the inventory and the open violations,
+so no locks are needed around them, and SQLite sees exactly one writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from auditd.alerts.render import render
+from auditd.inventory.inventory import Delta, Inventory
+from auditd.rules.engine import RuleEngine
+from auditd.rules.lifecycle import Active, Change, due, step
+from auditd.sources.kube.events import KubeEvent, Snapshot
+from auditd.store.writer import PlannedNotification, write_change, write_delta
+
+log = logging.getLogger(__name__)
+
+ViolationKey = tuple[str, str]  # rule, subject
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: pending violations may be due to fire."""
+
+    at: datetime
+
+
+Item = KubeEvent | Tick
+
+
+class Ingestor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        inventory: Inventory,
+        rules: RuleEngine,
+        active: dict[ViolationKey, Active],
+        sinks: Sequence[str],
+        on_commit: Callable[[], None] = lambda: None,
+        batch_max: int = 2000,
+    ) -> None:
+        self.sessions = sessions
+        self.inventory = inventory
+        self.rules = rules
+        self.active = active
+        self.sinks = list(sinks)
+        self.on_commit = on_commit
+        self.batch_max = batch_max
+        # Bounded: a stalled database slows the watchers down instead of filling memory.
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=20000)
+        self._stop = threading.Event()
+        self.committed_batches = 0
+
+    def put(self, item: Item) -> None:
+        self.queue.put(item)
+
+    def stop(self) -> None:
+        """Finish what is queued, then return from ``run``."""
+        self._stop.set()
+
+    def run(self) -> None:
+        while True:
+            try:
+                first = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self.batch_max:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.process(batch)
+            except Exception:
+                # Losing a batch silently is the one thing we must not do; make it loud.
+                log.exception("ingest batch of %d items failed", len(batch))
+
+    def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        delta = Delta()
+        timers = False
+        for item in batch:
+            if isinstance(item, Tick):
+                timers = True
+            elif isinstance(item, Snapshot):
+                delta.merge(self.inventory.apply_snapshot(item))
+            else:
+                delta.merge(self.inventory.apply_event(item))
+        changes = self._changes(delta, timers, now)
+        if not delta and not changes:
+            return
+        plans = [(c, self._notifications(c)) for c in changes]
+        ids = self._commit(delta, plans, now)
+        for change, vid in zip(changes, ids, strict=True):
+            v = replace(change.violation, id=vid)
+            key = (v.rule, v.subject)
+            if v.state in ("pending", "firing"):
+                self.active[key] = v
+            else:
+                self.active.pop(key, None)
+            log.info("violation %s %s: %s", v.rule, v.state, v.subject, extra={"rule": v.rule})
+        self.committed_batches += 1
+        if plans:
+            self.on_commit()
+
+    def _changes(self, delta: Delta, timers: bool, now: datetime) -> list[Change]:
+        verdicts = self.rules.evaluate(self.inventory, delta.touched) if delta.touched else {}
+        changes: list[Change] = []
+        for key in sorted(verdicts):
+            rule = self.rules.rules[key[0]]
+            change = step(self.active.get(key), verdicts[key], rule.for_, now)
+            if change is not None:
+                changes.append(change)
+        if timers:
+            for key in sorted(self.active):
+                if key in verdicts or key[0] not in self.rules.rules:
+                    continue
+                change = due(self.active[key], self.rules.rules[key[0]].for_, now)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def _notifications(self, change: Change) -> list[PlannedNotification]:
+        if not change.notify:
+            return []
+        v = change.violation
+        rule = self.rules.rules.get(v.rule)
+        payload = render(v, v.state, rule.remediation if rule else "")
+        return [PlannedNotification(sink, payload) for sink in self.sinks]
+
+    def _commit(
+        self, delta: Delta, plans: list[tuple[Change, list[PlannedNotification]]], now: datetime
+    ) -> list[int]:
+        attempt = 0
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    write_delta(session, delta, now)
+                    return [write_change(session, c, notes, now) for c, notes in plans]
+            except SQLAlchemyError as e:
+                attempt += 1
+                if self._stop.is_set() and attempt > 3:
+                    log.error(
+                        "giving up on writing %d transitions at shutdown: %s",
+                        len(delta.transitions),
+                        type(e).__name__,
+                    )
+                    raise
+                delay = min(30.0, 0.25 * 2**attempt)
+                log.error(
+                    "history write failed (%s); retry %d in %.1fs, holding %d transitions",
+                    _first_line(e),
+                    attempt,
+                    delay,
+                    len(delta.transitions),
+                )
+                time.sleep(delay)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__

@@ -1,0 +1,133 @@
+"""Wire the pipeline together and run it until asked to stop.
+
+Threads: one list+watch per cluster and kind, one ingest writer, one outbox dispatcher, and an
+APScheduler background scheduler for timers. Shutdown order matters: stop the sources, let the
+writer commit everything queued, then stop delivery; what is not yet delivered stays in the
+outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from auditd.alerts.outbox import Dispatcher
+from auditd.alerts.sinks.base import Sink
+from auditd.alerts.sinks.build import build_sinks
+from auditd.config import Config, redact_url
+from auditd.daemon.ingest import Ingestor, Tick
+from auditd.inventory.inventory import Inventory
+from auditd.rules.engine import RuleEngine
+from auditd.sources.kube.health import StreamHealth
+from auditd.sources.kube.kinds import PVC, Kind
+from auditd.sources.kube.watch import ListWatcher
+from auditd.store.db import make_engine, session_factory
+from auditd.store.load import load_objects, load_open_violations
+from auditd.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+WATCHED_KINDS: tuple[Kind, ...] = (PVC,)
+
+
+class Daemon:
+    def __init__(self, config: Config, sinks: dict[str, Sink] | None = None) -> None:
+        self.config = config
+        self._sinks_override = sinks
+        self.health: dict[tuple[str, str], StreamHealth] = {}
+        self._threads: list[threading.Thread] = []
+        self._watchers: list[ListWatcher] = []
+        self._started = False
+
+    def start(self) -> None:
+        cfg = self.config
+        url = cfg.effective_database_url()
+        log.info("history database: %s", redact_url(url))
+        upgrade(url)
+        self.engine = make_engine(url)
+        self.sessions = session_factory(self.engine)
+        rules = RuleEngine(cfg)
+        inventory = Inventory()
+        with self.sessions() as s:
+            inventory.load(load_objects(s))
+            active = load_open_violations(s)
+        log.info(
+            "loaded %d objects and %d open violations from history",
+            len(inventory.objects),
+            len(active),
+        )
+        sinks = self._sinks_override if self._sinks_override is not None else build_sinks(cfg)
+        self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts)
+        self.ingestor = Ingestor(
+            self.sessions, inventory, rules, active, sorted(sinks), self.dispatcher.wake
+        )
+        self._spawn("ingest", self.ingestor.run)
+        self._spawn("outbox", self.dispatcher.run)
+        for cluster in cfg.clusters:
+            for kind in WATCHED_KINDS:
+                health = StreamHealth(cluster.name, kind.kind)
+                self.health[(cluster.name, kind.kind)] = health
+                watcher = ListWatcher(cluster, kind, cfg.watch, self.ingestor.put, health)
+                self._watchers.append(watcher)
+                self._spawn(f"watch-{cluster.name}-{kind.plural}", watcher.run)
+        if not cfg.clusters:
+            log.warning("no clusters configured: nothing to watch")
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.scheduler.add_job(
+            lambda: self.ingestor.put(Tick(datetime.now(UTC))),
+            "interval",
+            seconds=5,
+            id="rule-timers",
+            coalesce=True,
+            max_instances=1,
+        )
+        self.scheduler.start()
+        self._started = True
+        log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def wait_synced(self, timeout: float = 30.0) -> bool:
+        """True once every watch has handed over its first complete list."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(h.synced for h in self.health.values()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        log.info("stopping: flushing queued events")
+        self.scheduler.shutdown(wait=False)
+        for w in self._watchers:
+            w.stop()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t.name.startswith("watch-"):
+                t.join(max(0.1, deadline - time.monotonic()))
+        self.ingestor.stop()
+        self._join("ingest", deadline)
+        self.dispatcher.stop()
+        self._join("outbox", deadline)
+        # One last delivery pass for what the final batch announced; the rest waits in the outbox.
+        self.dispatcher.drain_once(deadline=deadline)
+        self.engine.dispose()
+        log.info("stopped")
+
+    def _join(self, name: str, deadline: float) -> None:
+        for t in self._threads:
+            if t.name == name:
+                t.join(max(0.1, deadline - time.monotonic()))
+                if t.is_alive():
+                    log.warning("%s did not finish before the shutdown deadline", name)

@@ -1,0 +1,153 @@
+"""The normalized DR facts of each kind: the only fields whose change is a transition.
+
+Everything else (resourceVersion, managedFields, heartbeat timestamps, annotations) is churn
+and never makes a transition. Facts are flat ``str -> str | None`` maps so that a transition is
+one row with an old and a new value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+Facts = dict[str, str | None]
+Obj = dict[str, Any]
+
+
+def _get(obj: Obj, *path: str) -> Any:
+    cur: Any = obj
+    for p in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(p)
+    return cur
+
+
+def _s(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def pvc_facts(obj: Obj) -> Facts:
+    return {
+        "phase": _s(_get(obj, "status", "phase")),
+        "volumeName": _s(_get(obj, "spec", "volumeName")),
+        "storageClassName": _s(_get(obj, "spec", "storageClassName")),
+        "deletionTimestamp": _s(_get(obj, "metadata", "deletionTimestamp")),
+    }
+
+
+def pv_facts(obj: Obj) -> Facts:
+    claim = _get(obj, "spec", "claimRef") or {}
+    claim_ref = (
+        f"{claim.get('namespace', '')}/{claim.get('name', '')}"
+        if isinstance(claim, dict) and claim.get("name")
+        else None
+    )
+    attrs = _get(obj, "spec", "csi", "volumeAttributes") or {}
+    return {
+        "phase": _s(_get(obj, "status", "phase")),
+        "claimRef": claim_ref,
+        "imageName": _s(attrs.get("imageName")) if isinstance(attrs, dict) else None,
+        "pool": _s(attrs.get("pool")) if isinstance(attrs, dict) else None,
+        "clusterID": _s(attrs.get("clusterID")) if isinstance(attrs, dict) else None,
+        "reclaimPolicy": _s(_get(obj, "spec", "persistentVolumeReclaimPolicy")),
+        "deletionTimestamp": _s(_get(obj, "metadata", "deletionTimestamp")),
+    }
+
+
+def _conditions(obj: Obj, facts: Facts) -> None:
+    """Each condition type's status and reason; stale ones (older generation) are skipped."""
+    generation = _get(obj, "metadata", "generation")
+    for cond in _get(obj, "status", "conditions") or []:
+        if not isinstance(cond, dict) or not cond.get("type"):
+            continue
+        observed = cond.get("observedGeneration")
+        if generation is not None and observed is not None and observed < generation:
+            continue  # describes an older spec; Ramen ignores these too
+        facts[f"condition.{cond['type']}"] = _s(
+            f"{cond.get('status', '')}/{cond.get('reason', '')}".strip("/")
+        )
+
+
+def vr_facts(obj: Obj) -> Facts:
+    facts: Facts = {
+        "replicationState": _s(_get(obj, "spec", "replicationState")),
+        "dataSource": _s(_get(obj, "spec", "dataSource", "name")),
+        "volumeReplicationClass": _s(_get(obj, "spec", "volumeReplicationClass")),
+        "state": _s(_get(obj, "status", "state")),
+        "lastSyncTime": _s(_get(obj, "status", "lastSyncTime")),
+        "deletionTimestamp": _s(_get(obj, "metadata", "deletionTimestamp")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
+def vrc_facts(obj: Obj) -> Facts:
+    params = _get(obj, "spec", "parameters") or {}
+    if not isinstance(params, dict):
+        params = {}
+    return {
+        "provisioner": _s(_get(obj, "spec", "provisioner")),
+        "mirroringMode": _s(params.get("mirroringMode")),
+        "schedulingInterval": _s(params.get("schedulingInterval")),
+    }
+
+
+def drpc_facts(obj: Obj) -> Facts:
+    facts: Facts = {
+        "action": _s(_get(obj, "spec", "action")),
+        "phase": _s(_get(obj, "status", "phase")),
+        "progression": _s(_get(obj, "status", "progression")),
+        "lastGroupSyncTime": _s(_get(obj, "status", "lastGroupSyncTime")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
+def vrg_facts(obj: Obj) -> Facts:
+    facts: Facts = {
+        "replicationState": _s(_get(obj, "spec", "replicationState")),
+        "state": _s(_get(obj, "status", "state")),
+        "lastGroupSyncTime": _s(_get(obj, "status", "lastGroupSyncTime")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
+def cephblockpool_facts(obj: Obj) -> Facts:
+    summary = _get(obj, "status", "mirroringStatus", "summary") or {}
+    if not isinstance(summary, dict):
+        summary = {}
+    return {
+        "phase": _s(_get(obj, "status", "phase")),
+        "mirroring.enabled": _s(_get(obj, "spec", "mirroring", "enabled")),
+        "mirroring.mode": _s(_get(obj, "spec", "mirroring", "mode")),
+        "mirroring.health": _s(summary.get("health")),
+        "mirroring.daemon_health": _s(summary.get("daemon_health")),
+        "mirroring.image_health": _s(summary.get("image_health")),
+        "mirroring.states": _s(summary.get("states")),
+    }
+
+
+EXTRACTORS: dict[str, Callable[[Obj], Facts]] = {
+    "PersistentVolumeClaim": pvc_facts,
+    "PersistentVolume": pv_facts,
+    "VolumeReplication": vr_facts,
+    "VolumeReplicationClass": vrc_facts,
+    "DRPlacementControl": drpc_facts,
+    "VolumeReplicationGroup": vrg_facts,
+    "CephBlockPool": cephblockpool_facts,
+}
+
+
+def facts_of(kind: str, obj: Obj) -> Facts:
+    return EXTRACTORS[kind](obj)

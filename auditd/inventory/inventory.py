@@ -1,0 +1,193 @@
+"""The last known state of every watched object, and the transitions that change it.
+
+Pure and in-memory: events in, ``Delta`` out. The store persists deltas; the rules read the
+inventory. Deduplication lives here: an event whose resourceVersion is not newer than what we
+hold (a resumed watch replaying, a list racing a watch) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from auditd.inventory.facts import Facts, facts_of
+from auditd.sources.kube.events import ObjectEvent, Snapshot
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    cluster: str
+    kind: str
+    namespace: str  # "" for cluster-scoped kinds
+    name: str
+
+    def __str__(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.cluster}/{self.kind}/{ns}{self.name}"
+
+
+@dataclass
+class Known:
+    uid: str | None
+    resource_version: str | None
+    facts: Facts
+
+
+@dataclass(frozen=True)
+class Transition:
+    key: ObjectKey
+    field: str
+    old: str | None
+    new: str | None
+    observed_at: datetime
+    source: str
+    late: bool
+    resource_version: str | None
+
+
+@dataclass
+class Delta:
+    """What one or more events changed: rows to append, rows to upsert or delete, keys touched."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    upserts: dict[ObjectKey, Known] = field(default_factory=dict)
+    deletes: set[ObjectKey] = field(default_factory=set)
+
+    @property
+    def touched(self) -> set[ObjectKey]:
+        return set(self.upserts) | self.deletes
+
+    def merge(self, other: Delta) -> None:
+        self.transitions.extend(other.transitions)
+        for k, v in other.upserts.items():
+            self.upserts[k] = v
+            self.deletes.discard(k)
+        for k in other.deletes:
+            self.deletes.add(k)
+            self.upserts.pop(k, None)
+
+    def __bool__(self) -> bool:
+        return bool(self.transitions or self.upserts or self.deletes)
+
+
+EXISTS = "exists"
+
+
+def key_of(cluster: str, kind: str, obj: Obj) -> ObjectKey:
+    meta = obj["metadata"]
+    return ObjectKey(cluster, kind, meta.get("namespace") or "", meta["name"])
+
+
+def _rv_newer(new: str | None, old: str | None) -> bool:
+    """resourceVersions are opaque, but every real server uses etcd revisions (integers)."""
+    if new is None or old is None:
+        return True
+    try:
+        return int(new) > int(old)
+    except ValueError:
+        return new != old
+
+
+class Inventory:
+    def __init__(self) -> None:
+        self.objects: dict[ObjectKey, Known] = {}
+        # (cluster, kind) pairs whose state came from a previous run: their first list is a resync.
+        self._loaded: set[tuple[str, str]] = set()
+
+    def load(self, rows: Iterable[tuple[ObjectKey, Known]]) -> None:
+        for key, known in rows:
+            self.objects[key] = known
+            self._loaded.add((key.cluster, key.kind))
+
+    def of_kind(self, cluster: str, kind: str) -> dict[ObjectKey, Known]:
+        return {k: v for k, v in self.objects.items() if k.cluster == cluster and k.kind == kind}
+
+    # ------------------------------------------------------------------ events
+    def apply_event(self, ev: ObjectEvent) -> Delta:
+        key = key_of(ev.cluster, ev.kind, ev.obj)
+        meta = ev.obj["metadata"]
+        rv = str(meta.get("resourceVersion")) if meta.get("resourceVersion") else None
+        old = self.objects.get(key)
+        if old is not None and not _rv_newer(rv, old.resource_version):
+            return Delta()  # a replay of something we already hold
+        if ev.type == "DELETED":
+            if old is None:
+                return Delta()
+            return self._delete(key, old, ev.received_at, "watch", False, rv)
+        new = Known(meta.get("uid"), rv, facts_of(ev.kind, ev.obj))
+        return self._upsert(key, old, new, ev.received_at, "watch", False)
+
+    def apply_snapshot(self, snap: Snapshot) -> Delta:
+        """Reconcile a complete list: changed objects are transitions, missing ones deleted."""
+        resync = snap.source == "list" and (snap.cluster, snap.kind) in self._loaded
+        source = "resync" if resync else snap.source
+        # A relist or resync finds changes after the fact; a first-ever list is the baseline.
+        late = source != "list"
+        self._loaded.discard((snap.cluster, snap.kind))
+        delta = Delta()
+        seen: set[ObjectKey] = set()
+        for obj in snap.objects:
+            meta = obj.get("metadata")
+            if not isinstance(meta, dict) or not meta.get("name"):
+                continue
+            key = key_of(snap.cluster, snap.kind, obj)
+            seen.add(key)
+            rv = str(meta["resourceVersion"]) if meta.get("resourceVersion") else None
+            new = Known(meta.get("uid"), rv, facts_of(snap.kind, obj))
+            delta.merge(
+                self._upsert(key, self.objects.get(key), new, snap.received_at, source, late)
+            )
+        for key, old in list(self.of_kind(snap.cluster, snap.kind).items()):
+            if key not in seen:
+                delta.merge(
+                    self._delete(key, old, snap.received_at, source, late, snap.resource_version)
+                )
+        return delta
+
+    # -------------------------------------------------------------- primitives
+    def _upsert(
+        self,
+        key: ObjectKey,
+        old: Known | None,
+        new: Known,
+        at: datetime,
+        source: str,
+        late: bool,
+    ) -> Delta:
+        delta = Delta()
+        rv = new.resource_version
+        if old is None:
+            delta.transitions.append(Transition(key, EXISTS, "false", "true", at, source, late, rv))
+            for f, v in sorted(new.facts.items()):
+                if v is not None:
+                    delta.transitions.append(Transition(key, f, None, v, at, source, late, rv))
+        else:
+            if old.uid and new.uid and old.uid != new.uid:
+                # Deleted and created again while we were not looking.
+                delta.transitions.append(
+                    Transition(key, "uid", old.uid, new.uid, at, source, late, rv)
+                )
+            for f in sorted(set(old.facts) | set(new.facts)):
+                a, b = old.facts.get(f), new.facts.get(f)
+                if a != b:
+                    delta.transitions.append(Transition(key, f, a, b, at, source, late, rv))
+            if not delta.transitions:
+                # Churn only (status heartbeat, managedFields): remember the version, write nothing.
+                self.objects[key] = new
+                return delta
+        self.objects[key] = new
+        delta.upserts[key] = new
+        return delta
+
+    def _delete(
+        self, key: ObjectKey, old: Known, at: datetime, source: str, late: bool, rv: str | None
+    ) -> Delta:
+        del self.objects[key]
+        delta = Delta()
+        delta.transitions.append(Transition(key, EXISTS, "true", "false", at, source, late, rv))
+        delta.deletes.add(key)
+        return delta

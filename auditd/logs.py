@@ -1,0 +1,79 @@
+"""Structured logging (text or JSON) with a last-line-of-defence secret scrubber."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+# Extra fields the code passes with `extra=` and that we want in every format.
+_FIELDS = ("cluster", "kind", "rule", "pair", "sink")
+# Token shapes that must never be printed, even if some library logs a header.
+_PATTERNS = [
+    re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)(key\s*=\s*)[A-Za-z0-9+/=]{20,}"),  # cephx keyring lines
+]
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Scrub this exact value from every log line from now on."""
+    if value and len(value) >= 6:
+        with _lock:
+            _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    with _lock:
+        secrets = list(_secrets)
+    for s in secrets:
+        text = text.replace(s, "**********")
+    for p in _PATTERNS:
+        text = p.sub(lambda m: (m.group(1) if m.groups() else "") + "**********", text)
+    return text
+
+
+class _Text(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        extras = " ".join(f"{f}={getattr(record, f)}" for f in _FIELDS if hasattr(record, f))
+        line = f"{ts}Z {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extras:
+            line += f" [{extras}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return scrub(line)
+
+
+class _Json(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for f in _FIELDS:
+            if hasattr(record, f):
+                doc[f] = getattr(record, f)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(doc, default=str))
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Json() if fmt == "json" else _Text())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # These log request details (headers included) at DEBUG; never let them.
+    for noisy in ("slack_sdk", "urllib3", "kubernetes", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

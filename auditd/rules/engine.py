@@ -1,0 +1,53 @@
+"""Apply the configured rules to the keys a change touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from auditd.config import Config, ConfigError
+from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.rules.builtin import BUILTIN_RULES
+from auditd.rules.model import Finding, Rule, RuleContext
+
+
+def configured_rules(config: Config) -> dict[str, Rule]:
+    """The built-in rules with the config's overrides; unknown rule ids are config errors."""
+    known = {r.id: r for r in BUILTIN_RULES}
+    for rule_id in config.rules:
+        if rule_id not in known:
+            raise ConfigError(
+                f"rules.{rule_id}", f"unknown rule (known: {', '.join(sorted(known))})"
+            )
+    out: dict[str, Rule] = {}
+    for rule in BUILTIN_RULES:
+        override = config.rules.get(rule.id)
+        if override is not None:
+            if not override.enabled:
+                continue
+            rule = replace(
+                rule,
+                severity=override.severity or rule.severity,
+                for_=override.for_ if override.for_ is not None else rule.for_,
+            )
+        out[rule.id] = rule
+    return out
+
+
+class RuleEngine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.rules = configured_rules(config)
+
+    def evaluate(
+        self, inventory: Inventory, touched: Iterable[ObjectKey]
+    ) -> dict[tuple[str, str], Finding | None]:
+        ctx = RuleContext(inventory, self.config)
+        keys = sorted(touched)  # deterministic order, whatever order the events came in
+        verdicts: dict[tuple[str, str], Finding | None] = {}
+        for rule in self.rules.values():
+            for subject, finding in rule.evaluate(ctx, keys).items():
+                if finding is not None:
+                    finding = replace(finding, severity=rule.severity)
+                verdicts[(rule.id, subject)] = finding
+        return verdicts

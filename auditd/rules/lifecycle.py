@@ -1,0 +1,85 @@
+"""The violation lifecycle, as in Alertmanager: inactive -> pending -> firing -> resolved.
+
+Pure functions over an ``Active`` record; the store persists the resulting ``Change``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from auditd.rules.model import Finding
+
+State = Literal["pending", "firing", "resolved", "inactive"]
+
+
+@dataclass(frozen=True)
+class Active:
+    """An open violation (pending or firing). ``id`` is None until it has been stored."""
+
+    id: int | None
+    rule: str
+    subject: str
+    state: State
+    severity: str
+    summary: str
+    cluster: str | None
+    pair: str | None
+    evidence: dict[str, Any]
+    first_seen: datetime
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state the violation moved into. ``notify`` is True for what people must hear about."""
+
+    violation: Active
+    previous: State | None
+
+    @property
+    def notify(self) -> bool:
+        return self.violation.state == "firing" or (
+            self.violation.state == "resolved" and self.previous == "firing"
+        )
+
+
+def step(
+    active: Active | None, finding: Finding | None, for_: timedelta, now: datetime
+) -> Change | None:
+    """One verdict for one subject. Returns the change, or None when nothing moves."""
+    if active is None:
+        if finding is None:
+            return None
+        opened = Active(
+            id=None,
+            rule=finding.rule,
+            subject=finding.subject,
+            state="pending",
+            severity=finding.severity,
+            summary=finding.summary,
+            cluster=finding.cluster,
+            pair=finding.pair,
+            evidence=finding.evidence,
+            first_seen=now,
+        )
+        if for_ <= timedelta(0):
+            return Change(replace(opened, state="firing", fired_at=now), None)
+        return Change(opened, None)
+    if finding is None:
+        final: State = "resolved" if active.state == "firing" else "inactive"
+        return Change(replace(active, state=final, resolved_at=now), active.state)
+    if active.state == "pending" and now - active.first_seen >= for_:
+        return Change(
+            replace(active, state="firing", fired_at=now, evidence=finding.evidence), "pending"
+        )
+    return None
+
+
+def due(active: Active, for_: timedelta, now: datetime) -> Change | None:
+    """Timer: a pending violation whose for-duration has passed fires without a new event."""
+    if active.state == "pending" and now - active.first_seen >= for_:
+        return Change(replace(active, state="firing", fired_at=now), "pending")
+    return None

@@ -1,0 +1,777 @@
+"""A stateful fake Kubernetes API server on loopback.
+
+The real ``kubernetes`` client talks to it over HTTP, so the daemon's watch loop is exercised
+against the real wire protocol rather than a mocked client: paged lists with consistent
+snapshots, watches that replay history from a resourceVersion, 410 Expired after compaction,
+504 ResourceVersionTooLarge, bookmarks, ``timeoutSeconds``, abrupt drops and clean ends.
+
+The demo uses it as the "simulated cluster"; the tests use it with the fault hooks
+(``fail_next``, ``drop_watches``, ``end_watches``, ``inject``, ``compact``, ``stall_next_watch``).
+Only the standard library is used, so the server runs anywhere the daemon runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from auditd.sources.kube.kinds import PV, PVC, VR, VRC, Kind
+
+Obj = dict[str, Any]
+
+
+# The fake serves the daemon's own kind catalogue, so the two can never disagree on a path.
+ResourceType = Kind
+DEFAULT_RESOURCES = (PVC, PV, VR, VRC)
+
+
+def _status(code: int, reason: str, message: str, **extra: Any) -> Obj:
+    # Key order follows Go's metav1.Status so the bytes match what a real server sends.
+    body: Obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": extra.pop("metadata", {}),
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+    }
+    body.update(extra)
+    body["code"] = code
+    return body
+
+
+def expired_event(message: str = "The resourceVersion for the provided watch is too old.") -> Obj:
+    return {"type": "ERROR", "object": _status(410, "Expired", message)}
+
+
+def too_large_event(requested: int, current: int) -> Obj:
+    return {
+        "type": "ERROR",
+        "object": _status(
+            504,
+            "Timeout",
+            f"Timeout: Too large resource version: {requested}, current: {current}",
+            details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large"}]},
+        ),
+    }
+
+
+def _parse_bool(value: str | None) -> bool:
+    # The API server treats anything but "0"/"false" (any case) as true; kubernetes 36.x sends "True".
+    return value is not None and value.lower() not in ("0", "false")
+
+
+def _labels_match(selector: str, labels: dict[str, str]) -> bool:
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "==" in term or "=" in term:
+            k, v = term.split("==", 1) if "==" in term else term.split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _fields_match(selector: str, obj: Obj) -> bool:
+    meta = obj.get("metadata", {})
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        k, v = term.split("!=" if negate else ("==" if "==" in term else "="), 1)
+        actual = {
+            "metadata.name": meta.get("name"),
+            "metadata.namespace": meta.get("namespace"),
+        }.get(k.strip())
+        if (actual == v.strip()) == negate:
+            return False
+    return True
+
+
+@dataclass
+class _Query:
+    namespace: str | None
+    label_selector: str
+    field_selector: str
+
+    def matches(self, obj: Obj) -> bool:
+        meta = obj.get("metadata", {})
+        if self.namespace is not None and meta.get("namespace") != self.namespace:
+            return False
+        if self.label_selector and not _labels_match(self.label_selector, meta.get("labels") or {}):
+            return False
+        return not self.field_selector or _fields_match(self.field_selector, obj)
+
+
+@dataclass
+class _Watcher:
+    resource: ResourceType
+    query: _Query
+    events: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: Obj | None
+    retry_after: int | None
+    watch: bool | None
+    plural: str | None
+    stall: float = 0.0
+
+    def applies(self, plural: str, is_watch: bool) -> bool:
+        return (self.watch is None or self.watch == is_watch) and (
+            self.plural is None or self.plural == plural
+        )
+
+
+Key = tuple[str, str, str]  # plural, namespace ("" when cluster-scoped), name
+
+
+class FakeKubeAPI:
+    """One simulated cluster. Start it, point a kubeconfig at ``url``, and change state with the hooks."""
+
+    def __init__(
+        self,
+        name: str = "cluster",
+        resources: Iterable[ResourceType] = DEFAULT_RESOURCES,
+        bookmark_interval: float = 60.0,
+        token: str | None = None,
+        too_large_wait: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.bookmark_interval = bookmark_interval
+        self.token = token
+        self.too_large_wait = too_large_wait
+        self._resources: dict[str, ResourceType] = {r.plural: r for r in resources}
+        self._cond = threading.Condition()
+        self._rv = 1000
+        self._objects: dict[Key, Obj] = {}
+        # History for watch replay and snapshot lists: base state at the compaction point, then the log.
+        self._base: dict[Key, Obj] = {}
+        self._compacted_rv = self._rv
+        self._log: list[tuple[int, str, Key, Obj]] = []
+        self._watchers: list[_Watcher] = []
+        self._faults: list[_Fault] = []
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, port: int = 0) -> FakeKubeAPI:
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"fakekube-{self.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.drop_watches()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def resource_version(self) -> int:
+        with self._cond:
+            return self._rv
+
+    # --------------------------------------------------------------- resources
+    def add_resource(self, resource: ResourceType) -> None:
+        """Install a CRD: its paths and discovery entries appear from now on."""
+        with self._cond:
+            self._resources[resource.plural] = resource
+
+    def remove_resource(self, resource: ResourceType) -> None:
+        with self._cond:
+            self._resources.pop(resource.plural, None)
+
+    def has_resource(self, plural: str) -> bool:
+        with self._cond:
+            return plural in self._resources
+
+    # ------------------------------------------------------------------ writes
+    def create(self, resource: ResourceType, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if resource.namespaced:
+            meta.setdefault("namespace", "default")
+        else:
+            meta.pop("namespace", None)
+        key = self._key(resource, meta.get("namespace", ""), meta["name"])
+        with self._cond:
+            if key in self._objects:
+                raise KeyError(f"{resource.kind} {key[1]}/{key[2]} already exists")
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = _now_iso()
+            meta["generation"] = 1
+            obj["kind"], obj["apiVersion"] = resource.kind, resource.api_version
+            return self._commit("ADDED", key, obj)
+
+    def replace(self, resource: ResourceType, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        key = self._key(resource, meta.get("namespace", ""), meta["name"])
+        with self._cond:
+            old = self._objects[key]
+            for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+                if k in old["metadata"]:
+                    meta[k] = old["metadata"][k]
+            if obj.get("spec") != old.get("spec"):
+                meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            obj["kind"], obj["apiVersion"] = resource.kind, resource.api_version
+            return self._commit("MODIFIED", key, obj)
+
+    def patch(self, resource: ResourceType, namespace: str, name: str, patch: Obj) -> Obj:
+        """JSON merge patch (RFC 7386)."""
+        with self._cond:
+            current = copy.deepcopy(self._objects[self._key(resource, namespace, name)])
+        return self.replace(resource, _merge_patch(current, patch))
+
+    def delete(self, resource: ResourceType, namespace: str, name: str) -> None:
+        key = self._key(resource, namespace, name)
+        with self._cond:
+            obj = copy.deepcopy(self._objects[key])
+            if obj["metadata"].get("finalizers"):
+                obj["metadata"].setdefault("deletionTimestamp", _now_iso())
+                self._commit("MODIFIED", key, obj)
+            else:
+                self._commit("DELETED", key, obj)
+
+    def get(self, resource: ResourceType, namespace: str, name: str) -> Obj | None:
+        with self._cond:
+            obj = self._objects.get(self._key(resource, namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def _key(self, resource: ResourceType, namespace: str | None, name: str) -> Key:
+        return (resource.plural, (namespace or "") if resource.namespaced else "", name)
+
+    def _commit(self, etype: str, key: Key, obj: Obj) -> Obj:
+        # Caller holds the lock. One global counter, like the etcd revision.
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        if etype == "DELETED":
+            self._objects.pop(key, None)
+        else:
+            self._objects[key] = obj
+        self._log.append((self._rv, etype, key, obj))
+        resource = self._resources.get(key[0])
+        for w in self._watchers:
+            if resource is not None and w.resource.plural == key[0] and w.query.matches(obj):
+                w.events.put(("event", {"type": etype, "object": _wire(resource, obj)}))
+        self._cond.notify_all()
+        return copy.deepcopy(obj)
+
+    # -------------------------------------------------------------- test hooks
+    def compact(self, upto: int | None = None) -> None:
+        """Forget history at or below ``upto`` (default: everything); older rvs then get 410."""
+        with self._cond:
+            upto = self._rv if upto is None else upto
+            keep: list[tuple[int, str, Key, Obj]] = []
+            for entry in self._log:
+                rv, etype, key, obj = entry
+                if rv <= upto:
+                    if etype == "DELETED":
+                        self._base.pop(key, None)
+                    else:
+                        self._base[key] = obj
+                else:
+                    keep.append(entry)
+            self._log = keep
+            self._compacted_rv = max(self._compacted_rv, upto)
+
+    def drop_watches(self) -> None:
+        """Close every watch connection without the final chunk (the client sees a protocol error)."""
+        self._control("drop")
+
+    def end_watches(self) -> None:
+        """End every watch cleanly, like the server-side request timeout."""
+        self._control("end")
+
+    def inject(self, event: Obj | bytes, plural: str | None = None) -> None:
+        """Send a raw event (a dict, or bytes for garbage) to the open watches."""
+        with self._cond:
+            for w in self._watchers:
+                if plural is None or w.resource.plural == plural:
+                    w.events.put(("raw", event))
+
+    def fail_next(
+        self,
+        count: int,
+        status: int,
+        *,
+        watch: bool | None = None,
+        plural: str | None = None,
+        retry_after: int | None = None,
+        body: Obj | None = None,
+    ) -> None:
+        """The next ``count`` matching list/watch requests get this HTTP error."""
+        with self._cond:
+            for _ in range(count):
+                self._faults.append(_Fault(status, body, retry_after, watch, plural))
+
+    def stall_next_watch(self, seconds: float, plural: str | None = None) -> None:
+        """The next watch sends headers and then nothing for ``seconds`` (a hung connection)."""
+        with self._cond:
+            self._faults.append(_Fault(200, None, None, True, plural, stall=seconds))
+
+    def wait_watchers(self, n: int, plural: str | None = None, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._count_watchers(plural) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{self.name}: {self._count_watchers(plural)} watchers, wanted {n}"
+                    )
+                self._cond.wait(left)
+
+    def _count_watchers(self, plural: str | None) -> int:
+        return sum(1 for w in self._watchers if plural is None or w.resource.plural == plural)
+
+    def watch_requests(self, plural: str | None = None) -> list[dict[str, str]]:
+        with self._cond:
+            return [
+                q
+                for _, path, q in self.requests
+                if _parse_bool(q.get("watch")) and (plural is None or path.endswith("/" + plural))
+            ]
+
+    def list_requests(self, plural: str | None = None) -> list[dict[str, str]]:
+        with self._cond:
+            return [
+                q
+                for _, path, q in self.requests
+                if not _parse_bool(q.get("watch"))
+                and (plural is None or path.endswith("/" + plural))
+            ]
+
+    def _control(self, what: str) -> None:
+        with self._cond:
+            for w in self._watchers:
+                w.events.put((what, None))
+
+    # ----------------------------------------------------------- request side
+    def _take_fault(self, plural: str, is_watch: bool) -> _Fault | None:
+        with self._cond:
+            for i, f in enumerate(self._faults):
+                if f.applies(plural, is_watch):
+                    return self._faults.pop(i)
+        return None
+
+    def _state_at(self, rv: int) -> dict[Key, Obj]:
+        # Caller holds the lock and has checked rv >= compacted rv.
+        state = dict(self._base)
+        for erv, etype, key, obj in self._log:
+            if erv > rv:
+                break
+            if etype == "DELETED":
+                state.pop(key, None)
+            else:
+                state[key] = obj
+        return state
+
+    def list_response(
+        self, resource: ResourceType, query: _Query, params: dict[str, str]
+    ) -> tuple[int, Obj]:
+        limit = int(params.get("limit") or 0)
+        cont = params.get("continue")
+        rv_param = params.get("resourceVersion", "")
+        with self._cond:
+            start_after = ""
+            if cont:
+                try:
+                    token = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
+                    snapshot_rv, start_after = int(token["rv"]), str(token["start"])
+                except (ValueError, KeyError, TypeError):
+                    return 400, _status(400, "BadRequest", "invalid continue token")
+                if snapshot_rv < self._compacted_rv:
+                    return 410, _status(
+                        410,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent list "
+                        "result. You can start a new list without the continue parameter.",
+                        metadata={"continue": _continue_token(-1, start_after)},
+                    )
+            elif rv_param in ("", "0"):
+                snapshot_rv = self._rv
+                if rv_param == "0":
+                    limit = 0  # the watch cache ignores limit for rv=0
+            else:
+                try:
+                    snapshot_rv = int(rv_param)
+                except ValueError:
+                    return 422, _status(422, "Invalid", f"invalid resourceVersion {rv_param!r}")
+                if snapshot_rv > self._rv:
+                    return 504, _status(
+                        504,
+                        "Timeout",
+                        f"Timeout: Too large resource version: {snapshot_rv}, current: {self._rv}",
+                        details={"causes": [{"reason": "ResourceVersionTooLarge"}]},
+                    )
+                if limit and snapshot_rv < self._compacted_rv:
+                    return 410, _status(
+                        410, "Expired", "The resourceVersion for the provided list is too old."
+                    )
+                if not limit:
+                    snapshot_rv = self._rv  # not-older-than: serve the latest
+            state = self._objects if snapshot_rv == self._rv else self._state_at(snapshot_rv)
+            keys = sorted(k for k in state if k[0] == resource.plural and query.matches(state[k]))
+            keys = [k for k in keys if f"{k[1]}/{k[2]}" > start_after] if start_after else keys
+            page = keys[:limit] if limit else keys
+            items = [_wire(resource, state[k], in_list=True) for k in page]
+            meta: Obj = {"resourceVersion": str(snapshot_rv)}
+            if limit and len(keys) > limit:
+                last = page[-1]
+                meta["continue"] = _continue_token(snapshot_rv, f"{last[1]}/{last[2]}")
+                if not query.label_selector and not query.field_selector:
+                    meta["remainingItemCount"] = len(keys) - limit
+        return 200, {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.api_version,
+            "metadata": meta,
+            "items": items,
+        }
+
+    def open_watch(
+        self,
+        resource: ResourceType,
+        query: _Query,
+        rv_param: str,
+        bookmarks: bool,
+        initial_end: bool,
+    ) -> tuple[_Watcher, list[Obj]]:
+        """Register a watcher and compute its backlog under one lock, so no write falls in between."""
+        w = _Watcher(resource, query)
+        with self._cond:
+            backlog: list[Obj] = []
+            if rv_param in ("", "0"):
+                for key in sorted(self._objects):
+                    obj = self._objects[key]
+                    if key[0] == resource.plural and query.matches(obj):
+                        backlog.append({"type": "ADDED", "object": _wire(resource, obj)})
+                if bookmarks and initial_end:
+                    backlog.append(self._bookmark(resource, initial_end=True))
+            else:
+                try:
+                    rv = int(rv_param)
+                except ValueError:
+                    rv = -1
+                if rv < self._compacted_rv:
+                    backlog.append(
+                        expired_event(f"too old resource version: {rv} ({self._compacted_rv + 1})")
+                    )
+                    w.events.put(("end", None))
+                elif rv > self._rv:
+                    w.events.put(("too_large", rv))
+                else:
+                    for erv, etype, key, obj in self._log:
+                        if erv > rv and key[0] == resource.plural and query.matches(obj):
+                            backlog.append({"type": etype, "object": _wire(resource, obj)})
+            self._watchers.append(w)
+            self._cond.notify_all()
+        return w, backlog
+
+    def close_watch(self, w: _Watcher) -> None:
+        with self._cond:
+            if w in self._watchers:
+                self._watchers.remove(w)
+            self._cond.notify_all()
+
+    def _bookmark(self, resource: ResourceType, initial_end: bool = False) -> Obj:
+        meta: Obj = {"resourceVersion": str(self._rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj: Obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": meta}
+        if not resource.group:
+            obj.update(
+                {
+                    "spec": {"resources": {}} if resource.kind == "PersistentVolumeClaim" else {},
+                    "status": {},
+                }
+            )
+        return {"type": "BOOKMARK", "object": obj}
+
+    def bookmark(self, resource: ResourceType) -> Obj:
+        with self._cond:
+            return self._bookmark(resource)
+
+    def discovery(self, path: str) -> Obj | None:
+        with self._cond:
+            resources = list(self._resources.values())
+        if path == "/version":
+            return {"major": "1", "minor": "34", "gitVersion": "v1.34.0-auditd-fake"}
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            groups: dict[str, set[str]] = {}
+            for r in resources:
+                if r.group:
+                    groups.setdefault(r.group, set()).add(r.version)
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [
+                            {"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)
+                        ],
+                        "preferredVersion": {"groupVersion": f"{g}/{min(vs)}", "version": min(vs)},
+                    }
+                    for g, vs in sorted(groups.items())
+                ],
+            }
+        members = [r for r in resources if r.group_version_path == path]
+        if not members and path != "/api/v1":
+            return None
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": members[0].api_version if members else "v1",
+            "resources": [
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                }
+                for r in members
+            ],
+        }
+
+
+def _wire(resource: ResourceType, obj: Obj, in_list: bool = False) -> Obj:
+    # Typed (core) list items carry no kind/apiVersion; custom resources always do.
+    if in_list and not resource.group:
+        return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+    return obj
+
+
+def _continue_token(rv: int, start: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = _merge_patch(result.get(k), v)
+    return result
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKubeAPI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # the tests read fake.requests instead
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, OSError):
+            pass  # clients hang up on watches all the time; that is not an error here
+
+    def do_GET(self) -> None:
+        fake = self.fake
+        split = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        with fake._cond:
+            fake.requests.append(("GET", split.path, params))
+        if fake.token is not None and self.headers.get("Authorization") != f"Bearer {fake.token}":
+            self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
+            return
+        disc = fake.discovery(split.path.rstrip("/"))
+        if disc is not None:
+            self._send_json(200, disc)
+            return
+        route = self._route(split.path)
+        if route is None:
+            self._send_json(
+                404, _status(404, "NotFound", f"the server could not find {split.path}")
+            )
+            return
+        resource, namespace, name = route
+        if name is not None:
+            obj = fake.get(resource, namespace or "", name)
+            if obj is None:
+                self._send_json(
+                    404, _status(404, "NotFound", f'{resource.plural} "{name}" not found')
+                )
+            else:
+                self._send_json(200, obj)
+            return
+        query = _Query(namespace, params.get("labelSelector", ""), params.get("fieldSelector", ""))
+        is_watch = _parse_bool(params.get("watch"))
+        fault = fake._take_fault(resource.plural, is_watch)
+        if fault is not None and not fault.stall:
+            headers = (
+                {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            )
+            body = fault.body or _status(fault.status, "InternalError", f"injected {fault.status}")
+            self._send_json(fault.status, body, headers)
+            return
+        if is_watch:
+            self._watch(resource, query, params, stall=fault.stall if fault else 0.0)
+        else:
+            code, body = fake.list_response(resource, query, params)
+            self._send_json(code, body)
+
+    def _route(self, path: str) -> tuple[ResourceType, str | None, str | None] | None:
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 2:
+            return None
+        with self.fake._cond:
+            resource = self.fake._resources.get(rest[0])
+        if resource is None or resource.group != group or resource.version != version:
+            return None
+        if namespace is not None and not resource.namespaced:
+            return None
+        return resource, namespace, rest[1] if len(rest) == 2 else None
+
+    def _send_json(self, code: int, body: Obj, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, event: Obj | bytes) -> None:
+        data = (
+            event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+        )
+        self._chunk(data if data.endswith(b"\n") else data + b"\n")
+
+    def _watch(
+        self, resource: ResourceType, query: _Query, params: dict[str, str], stall: float
+    ) -> None:
+        fake = self.fake
+        bookmarks = _parse_bool(params.get("allowWatchBookmarks"))
+        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        deadline = time.monotonic() + timeout if timeout else None
+        w, backlog = fake.open_watch(
+            resource,
+            query,
+            params.get("resourceVersion", ""),
+            bookmarks,
+            _parse_bool(params.get("sendInitialEvents")),
+        )
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            if stall:
+                time.sleep(stall)
+            for event in backlog:
+                self._event(event)
+            next_bookmark = time.monotonic() + fake.bookmark_interval
+            while True:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    if bookmarks:
+                        self._event(fake.bookmark(resource))
+                    break
+                wait = next_bookmark - now if bookmarks else 1.0
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                try:
+                    kind, payload = w.events.get(timeout=max(wait, 0.001))
+                except queue.Empty:
+                    if bookmarks and time.monotonic() >= next_bookmark:
+                        self._event(fake.bookmark(resource))
+                        next_bookmark = time.monotonic() + fake.bookmark_interval
+                    continue
+                if kind in ("event", "raw"):
+                    self._event(payload)
+                elif kind == "too_large":
+                    time.sleep(fake.too_large_wait)
+                    self._event(too_large_event(payload, fake.resource_version))
+                    break
+                elif kind == "end":
+                    break
+                elif kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+            self._chunk(b"")  # the terminating zero-length chunk: a clean end of stream
+            self.close_connection = True
+        except (ConnectionError, OSError):
+            self.close_connection = True
+        finally:
+            fake.close_watch(w)
+
+
+def write_kubeconfig(path: str, contexts: dict[str, str], token: str | None = None) -> None:
+    """Write a kubeconfig with one context (and cluster and user) per entry of ``contexts``."""
+    import yaml  # the kubernetes client already depends on PyYAML
+
+    user: Obj = {"token": token} if token else {}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": n, "cluster": {"server": url}} for n, url in contexts.items()],
+        "users": [{"name": n, "user": user} for n in contexts],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in contexts],
+        "current-context": next(iter(contexts)),
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f)

@@ -1,0 +1,64 @@
+"""Realistic DR objects for the simulated clusters (shapes from the seed repository's DR flow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def pvc(name: str, namespace: str, volume: str | None = None, phase: str = "Bound") -> Obj:
+    spec: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+        "storageClassName": "rook-ceph-block",
+    }
+    if volume:
+        spec["volumeName"] = volume
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": spec,
+        "status": {"phase": phase},
+    }
+
+
+def pv(name: str, claim_ns: str, claim_name: str, image: str, pool: str = "replicapool") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+            "claimRef": {"namespace": claim_ns, "name": claim_name},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "rook-ceph-block",
+            "csi": {
+                "driver": "rook-ceph.rbd.csi.ceph.com",
+                "volumeHandle": f"0001-0009-rook-ceph-0000000000000002-{image}",
+                "volumeAttributes": {
+                    "clusterID": "rook-ceph",
+                    "imageName": image,
+                    "pool": pool,
+                    "journalPool": pool,
+                },
+            },
+        },
+        "status": {"phase": "Bound"},
+    }
+
+
+def vr(name: str, namespace: str, pvc_name: str, state: str = "primary") -> Obj:
+    return {
+        "apiVersion": "replication.storage.openshift.io/v1alpha1",
+        "kind": "VolumeReplication",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "volumeReplicationClass": "rbd-volumereplicationclass",
+            "replicationState": state,
+            "dataSource": {"apiGroup": "", "kind": "PersistentVolumeClaim", "name": pvc_name},
+            "autoResync": False,
+        },
+    }

@@ -1,0 +1,1 @@
+"""Kubernetes source: list+watch of the DR objects on each cluster, as raw JSON dicts."""

@@ -1,0 +1,70 @@
+"""Stream health per cluster and kind: what `auditd status` and the blind-spot rule read."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StreamHealth:
+    cluster: str
+    kind: str
+    connected: bool = False
+    synced: bool = False  # the first complete list has been handed over
+    last_event_at: datetime | None = None  # events and bookmarks both count
+    last_list_at: datetime | None = None
+    disconnected_since: datetime | None = field(default_factory=_now)
+    lists: int = 0
+    relists: int = 0
+    errors: int = 0
+    bad_events: int = 0
+    last_error: str | None = None
+    resource_version: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def mark_connected(self) -> None:
+        with self._lock:
+            self.connected = True
+            self.disconnected_since = None
+
+    def mark_event(self, resource_version: str | None) -> None:
+        with self._lock:
+            self.last_event_at = _now()
+            if resource_version:
+                self.resource_version = resource_version
+
+    def mark_listed(self, relist: bool, resource_version: str) -> None:
+        with self._lock:
+            self.synced = True
+            self.last_list_at = _now()
+            self.resource_version = resource_version
+            if relist:
+                self.relists += 1
+            else:
+                self.lists += 1
+
+    def mark_error(self, message: str, bad_event: bool = False) -> None:
+        with self._lock:
+            self.errors += 1
+            if bad_event:
+                self.bad_events += 1
+            self.last_error = message
+
+    def mark_disconnected(self) -> None:
+        with self._lock:
+            if self.connected or self.disconnected_since is None:
+                self.disconnected_since = _now()
+            self.connected = False
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")
+            }

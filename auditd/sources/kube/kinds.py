@@ -1,0 +1,44 @@
+"""The Kubernetes kinds auditd knows, with the coordinates needed to list and watch them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    # Built-in or installed by csi-addons on every DR cluster; the rest are optional CRDs.
+    required: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version_path(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def collection_path(self, namespace: str | None = None) -> str:
+        if namespace and self.namespaced:
+            return f"{self.group_version_path}/namespaces/{namespace}/{self.plural}"
+        return f"{self.group_version_path}/{self.plural}"
+
+
+_REPL = "replication.storage.openshift.io"
+_RAMEN = "ramendr.openshift.io"
+
+PVC = Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+PV = Kind("", "v1", "persistentvolumes", "PersistentVolume", False)
+VR = Kind(_REPL, "v1alpha1", "volumereplications", "VolumeReplication", True)
+VRC = Kind(_REPL, "v1alpha1", "volumereplicationclasses", "VolumeReplicationClass", False)
+VRG = Kind(_RAMEN, "v1alpha1", "volumereplicationgroups", "VolumeReplicationGroup", True, False)
+DRPC = Kind(_RAMEN, "v1alpha1", "drplacementcontrols", "DRPlacementControl", True, False)
+CEPH_BLOCK_POOL = Kind("ceph.rook.io", "v1", "cephblockpools", "CephBlockPool", True, False)
+
+ALL_KINDS = (PVC, PV, VR, VRC, VRG, DRPC, CEPH_BLOCK_POOL)
+BY_NAME = {k.kind: k for k in ALL_KINDS}

@@ -1,0 +1,348 @@
+"""auditd's own list+watch loop for one kind on one cluster.
+
+Why not ``kubernetes.watch.Watch().stream()``: with raw dicts it raises KeyError on ERROR events,
+it never advances its resourceVersion (so its silent reconnect replays old events), and it
+hides one 410 behind a retry with the same stale version. This loop is the reflector's:
+
+* a paged, consistent list (``limit``/``continue``), handed over as one ``Snapshot``;
+* a watch from the list's resourceVersion with bookmarks, tracking the version of every
+  event and bookmark, so any resume starts exactly where the last one stopped;
+* 410 Expired (HTTP or an ERROR event) and 504 ResourceVersionTooLarge: relist;
+* an expired continue token: restart the list;
+* connection errors, read timeouts, 429 and 5xx: capped exponential backoff with jitter, then
+  resume from the last resourceVersion;
+* a server-side ``timeoutSeconds`` end: resume at once, no relist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+
+from auditd.config import ClusterConfig, WatchConfig
+from auditd.sources.kube.client import ClusterUnavailable, api_client_for
+from auditd.sources.kube.events import KubeEvent, Obj, ObjectEvent, Snapshot
+from auditd.sources.kube.health import StreamHealth
+from auditd.sources.kube.kinds import Kind
+
+log = logging.getLogger(__name__)
+
+# An HTTP status that is not worth a tight retry: credentials, RBAC, a missing CRD.
+_SLOW_RETRY = {401, 403, 404}
+
+
+class _Relist(Exception):
+    """The watch lost its place in history: list again."""
+
+
+class _Resume(Exception):
+    """A transient failure: back off, then resume the watch from the last resourceVersion."""
+
+    def __init__(self, message: str, retry_after: float | None = None, slow: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.slow = slow
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter; resets after a healthy stream."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        cap = min(self.maximum, self.initial * (2.0**self.attempt))
+        self.attempt += 1
+        return cap / 2 + self._rng.uniform(0, cap / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    # Decoding a large list creates millions of containers; the cyclic GC would scan them
+    # repeatedly for nothing (measured 3x slower in research). Nothing here makes cycles.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        status = json.loads(body)
+        return f"{status.get('reason', '')}: {status.get('message', '')}".strip(": ")[:300]
+    except (ValueError, AttributeError):
+        return body[:120].decode("utf-8", "replace")
+
+
+class ListWatcher:
+    """Runs list+watch for one kind on one cluster until ``stop()``; hands events to ``emit``."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        kind: Kind,
+        settings: WatchConfig,
+        emit: Callable[[KubeEvent], None],
+        health: StreamHealth,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.kind = kind
+        self.settings = settings
+        self.emit = emit
+        self.health = health
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self._stopping = threading.Event()
+        self._response: Any = None
+        self._api: Any = None
+        self._listed_once = False
+        # The version of the last event or bookmark handed over: every resume starts here.
+        # It lives on the instance because a dropped stream raises out of _watch mid-way.
+        self._rv: str | None = None
+        self._backoff = Backoff(
+            settings.backoff_initial.total_seconds(), settings.backoff_max.total_seconds()
+        )
+        self._log_extra = {"cluster": cluster.name, "kind": kind.kind}
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        self._stopping.set()
+        resp = self._response
+        if resp is not None:
+            # Unblocks a read that is waiting on the socket in the watcher thread.
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                if self._api is None:
+                    self._api = api_client_for(self.cluster)
+                if self._rv is None:
+                    self._rv = self._list()
+                self._watch()
+            except _Relist as e:
+                log.info("relisting: %s", e, extra=self._log_extra)
+                self._rv = None
+            except _Resume as e:
+                self._fail(str(e), e.retry_after, slow=e.slow)
+            except ClusterUnavailable as e:
+                self._api = None
+                self._fail(f"cluster unavailable: {e}", slow=True)
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                if not self.stopping:
+                    self._fail(f"connection: {type(e).__name__}: {_short(e)}")
+            except Exception as e:  # a bug must not kill the stream for months
+                log.exception("unexpected error in watch loop", extra=self._log_extra)
+                self._fail(f"internal: {type(e).__name__}")
+        self.health.mark_disconnected()
+
+    def _fail(self, message: str, retry_after: float | None = None, slow: bool = False) -> None:
+        self.health.mark_disconnected()
+        self.health.mark_error(message)
+        delay = self._backoff.next()
+        if slow:
+            delay = max(delay, self._backoff.maximum)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        log.warning("%s; retrying in %.1fs", message, delay, extra=self._log_extra)
+        self._stopping.wait(delay)
+
+    # --------------------------------------------------------------------- HTTP
+    def _get(self, query: list[tuple[str, Any]], read_timeout: float) -> Any:
+        """Issue a GET and return the raw urllib3 response (body not yet read)."""
+        method, url, headers, _, _ = self._api.param_serialize(
+            "GET",
+            self.kind.collection_path(self.namespace),
+            query_params=query,
+            auth_settings=["BearerToken"],
+        )
+        rest = self._api.call_api(
+            method,
+            url,
+            header_params=headers,
+            _request_timeout=(self.settings.connect_timeout.total_seconds(), read_timeout),
+        )
+        return rest.response
+
+    def _check_status(self, resp: Any) -> None:
+        if 200 <= resp.status < 300:
+            return
+        body = resp.data or b""
+        resp.release_conn()
+        message = f"HTTP {resp.status} {_status_message(body)}"
+        if resp.status == 410:
+            raise _Relist(message)
+        retry_after = None
+        with contextlib.suppress(TypeError, ValueError):
+            retry_after = float(resp.headers.get("Retry-After"))
+        raise _Resume(message, retry_after, slow=resp.status in _SLOW_RETRY)
+
+    # --------------------------------------------------------------------- list
+    def _list(self) -> str:
+        items: list[Obj] = []
+        cont: str | None = None
+        rv = ""
+        while True:
+            query: list[tuple[str, Any]] = [("limit", self.settings.page_size)]
+            if cont:
+                query.append(("continue", cont))
+            if self.label_selector:
+                query.append(("labelSelector", self.label_selector))
+            resp = self._get(query, self.settings.read_timeout.total_seconds())
+            try:
+                self._check_status(resp)
+            except _Relist:
+                # An expired continue token: the only consistent answer is a fresh list.
+                log.info("continue token expired; restarting the list", extra=self._log_extra)
+                items, cont = [], None
+                continue
+            with gc_paused():
+                try:
+                    page = json.loads(resp.data)
+                    meta = page.get("metadata") or {}
+                    rv = str(meta["resourceVersion"])
+                    items.extend(page.get("items") or [])
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    raise _Resume("list response is not a valid list") from None
+            cont = meta.get("continue")
+            if not cont:
+                break
+        relist = self._listed_once
+        self.emit(
+            Snapshot(
+                self.cluster.name,
+                self.kind.kind,
+                items,
+                rv,
+                "relist" if relist else "list",
+                _now(),
+            )
+        )
+        self._listed_once = True
+        self.health.mark_listed(relist, rv)
+        log.info(
+            "%s %d objects at resourceVersion %s",
+            "relisted" if relist else "listed",
+            len(items),
+            rv,
+            extra=self._log_extra,
+        )
+        return rv
+
+    # -------------------------------------------------------------------- watch
+    def _watch(self) -> None:
+        assert self._rv is not None
+        timeout = int(self.settings.server_timeout.total_seconds())
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", self._rv),
+            ("allowWatchBookmarks", "true"),
+            # Randomized like client-go so that many watchers do not reconnect in lockstep.
+            ("timeoutSeconds", random.randint(max(1, timeout // 2), max(1, timeout))),
+        ]
+        if self.label_selector:
+            query.append(("labelSelector", self.label_selector))
+        resp = self._get(query, self.settings.read_timeout.total_seconds())
+        self._check_status(resp)
+        self._response = resp
+        if self.stopping:
+            resp.shutdown()
+        self.health.mark_connected()
+        healthy_since = time.monotonic()
+        try:
+            buf = b""
+            for chunk in resp.stream(65536, decode_content=False):
+                lines = (buf + chunk).split(b"\n")
+                buf = lines.pop()
+                for line in lines:
+                    if line.strip():
+                        self._handle_line(line)
+                # A stream that has carried events for a while has earned a fresh backoff.
+                if time.monotonic() - healthy_since > 10:
+                    self._backoff.reset()
+        finally:
+            self._response = None
+            resp.release_conn()
+        # A clean end: the server's timeoutSeconds (or its own request timeout). Resume.
+        self._backoff.reset()
+
+    def _handle_line(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+            etype = event["type"]
+            obj = event["object"]
+            if not isinstance(obj, dict):
+                raise TypeError("object is not a mapping")
+        except (ValueError, KeyError, TypeError) as e:
+            # We cannot know what this line was; resuming from the last good resourceVersion
+            # makes the server send it again, so nothing is skipped.
+            self.health.mark_error(f"garbage watch line: {type(e).__name__}", bad_event=True)
+            raise _Resume(f"undecodable watch line ({len(line)} bytes)") from None
+        if etype == "ERROR":
+            causes = (obj.get("details") or {}).get("causes") or []
+            too_large = any(c.get("reason") == "ResourceVersionTooLarge" for c in causes)
+            if obj.get("code") == 410 or obj.get("reason") in ("Expired", "Gone") or too_large:
+                raise _Relist(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message', '')}")
+            raise _Resume(f"watch ERROR event {obj.get('code')} {obj.get('reason')}")
+        meta = obj.get("metadata")
+        new_rv = (
+            str(meta["resourceVersion"])
+            if isinstance(meta, dict) and meta.get("resourceVersion")
+            else None
+        )
+        if etype == "BOOKMARK":
+            self._advance(new_rv)
+            return
+        if etype not in ("ADDED", "MODIFIED", "DELETED"):
+            self.health.mark_error(f"unknown event type {str(etype)[:32]!r}", bad_event=True)
+            log.warning("skipping unknown event type %r", str(etype)[:32], extra=self._log_extra)
+            self._advance(new_rv)
+            return
+        if not isinstance(meta, dict) or not meta.get("name") or not new_rv:
+            self.health.mark_error("event object without metadata", bad_event=True)
+            log.warning(
+                "skipping %s event without name/resourceVersion", etype, extra=self._log_extra
+            )
+            self._advance(new_rv)
+            return
+        self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, obj, _now()))
+        self._advance(new_rv)
+
+    def _advance(self, rv: str | None) -> None:
+        if rv:
+            self._rv = rv
+            self.health.mark_event(rv)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    return text if len(text) <= 200 else text[:200] + "..."

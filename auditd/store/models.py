@@ -1,0 +1,158 @@
+"""The history database schema. Alembic migrations in ``migrations/`` are the only thing that
+creates it; ``tests/test_migrations.py`` proves these models and the migrations agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints, so that migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class ObjectRow(Base):
+    """Last known state of one watched object: what a restart reconciles against."""
+
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("cluster", "kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(253), server_default="")
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str | None] = mapped_column(String(64))
+    resource_version: Mapped[str | None] = mapped_column(String(32))
+    facts: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class TransitionRow(Base):
+    """Append-only history: one row per changed field of one object."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (
+        Index(None, "observed_at"),
+        Index(None, "cluster", "kind", "namespace", "name", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(253), server_default="")
+    name: Mapped[str] = mapped_column(String(253))
+    field: Mapped[str] = mapped_column(String(128))
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    observed_at: Mapped[datetime]
+    # watch | list | relist | resync | probe
+    source: Mapped[str] = mapped_column(String(16))
+    # True when the change happened while auditd could not see it (found on resync/relist).
+    late: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    resource_version: Mapped[str | None] = mapped_column(String(32))
+
+
+class ViolationRow(Base):
+    """One episode of a rule being violated by one subject: pending -> firing -> resolved."""
+
+    __tablename__ = "violations"
+    __table_args__ = (
+        # At most one open episode per rule and subject, enforced by the database.
+        Index(
+            "uq_violations_open",
+            "rule",
+            "subject",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index(None, "first_seen"),
+        Index(None, "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(512))
+    pair: Mapped[str | None] = mapped_column(String(63))
+    cluster: Mapped[str | None] = mapped_column(String(63))
+    severity: Mapped[str] = mapped_column(String(16))
+    # pending | firing | resolved | inactive (cleared before it ever fired)
+    state: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]]
+    first_seen: Mapped[datetime]
+    fired_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+
+class NotificationRow(Base):
+    """The outbox: written in the same transaction as the violation change it announces."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    violation_id: Mapped[int] = mapped_column(BigId, ForeignKey("violations.id"))
+    event: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    sink: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    # pending | sent | dead
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(64))
