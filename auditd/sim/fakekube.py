@@ -752,8 +752,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-            self._chunk(b"")  # the terminating zero-length chunk: a clean end of stream
-            self.close_connection = True
+            # The terminating zero-length chunk: a clean end of stream. The connection stays
+            # open for the next request, as with a real API server.
+            self._chunk(b"")
         except (ConnectionError, OSError):
             self.close_connection = True
         finally:

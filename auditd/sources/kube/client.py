@@ -7,6 +7,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
+from urllib3.util.retry import Retry
 
 from auditd.config import ClusterConfig
 
@@ -21,21 +22,22 @@ def api_client_for(cluster: ClusterConfig) -> Any:
     Without a kubeconfig path: the in-cluster service account when running in a pod, else
     ``~/.kube/config``.
     """
+    cfg = client.Configuration()
     try:
         if cluster.kubeconfig is None:
             try:
-                cfg = client.Configuration()
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-                return client.ApiClient(configuration=cfg)
+                return _client(cfg)
             except ConfigException:
                 path = Path("~/.kube/config").expanduser()
         else:
             path = cluster.kubeconfig.expanduser()
         if not path.exists():
             raise ClusterUnavailable(f"kubeconfig {path} not found")
-        return config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(path), context=cluster.context
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(path), context=cluster.context, client_configuration=cfg
         )
+        return _client(cfg)
     except ClusterUnavailable:
         raise
     except ConfigException as e:
@@ -43,6 +45,24 @@ def api_client_for(cluster: ClusterConfig) -> Any:
         raise ClusterUnavailable(f"kubeconfig: {_first_line(str(e))}") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ClusterUnavailable(f"kubeconfig unreadable: {type(e).__name__}") from None
+
+
+def _client(cfg: Any) -> Any:
+    # urllib3's default Retry silently repeats 429/503 answers that carry Retry-After. The watch
+    # loop retries HTTP errors with its own backoff and counts each in stream health, so the
+    # transport may only retry what happens before an answer: a pooled keep-alive connection
+    # the server already closed, or a refused connect. GETs are idempotent, so that is safe.
+    cfg.retries = Retry(
+        total=2,
+        connect=2,
+        read=1,
+        redirect=0,
+        status=0,
+        other=0,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+    return client.ApiClient(configuration=cfg)
 
 
 def _first_line(text: str) -> str:

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from auditd.cli import build_parser, main
+from auditd.report.window import parse_time
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["run"], ["report"], ["db"], ["db", "upgrade"], ["config"], ["config", "check"], ["demo"]],
+)
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*argv, "--help"])
+    assert exc.value.code == 0
+    assert "usage: auditd" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", NOW - timedelta(minutes=30)),
+        ("24h", NOW - timedelta(hours=24)),
+        ("7d", NOW - timedelta(days=7)),
+        ("2026-11-25T08:00:00Z", datetime(2026, 11, 25, 8, tzinfo=UTC)),
+        ("2026-11-25T09:00:00+01:00", datetime(2026, 11, 25, 8, tzinfo=UTC)),
+        ("2026-11-25T08:00:00", datetime(2026, 11, 25, 8, tzinfo=UTC)),
+        ("now", NOW),
+    ],
+)
+def test_parse_time(text: str, expected: datetime) -> None:
+    assert parse_time(text, NOW) == expected
+
+
+def test_bad_since_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    assert main(["report", "--db", url, "--since", "yesterday"]) == 2
+    assert "not a time: 'yesterday'" in capsys.readouterr().err
+
+
+def test_report_on_missing_history_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--since", "1h"]) == 1
+    assert "run `auditd db upgrade`" in capsys.readouterr().err
+
+
+def test_empty_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    main(["db", "upgrade", "--db", url])
+    capsys.readouterr()
+    assert main(["report", "--db", url, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1 and doc["violations"] == [] and doc["transitions"] == []
+    assert main(["report", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "VIOLATIONS\n(none)" in out and "TRANSITIONS\n(none)" in out
+
+
+def test_demo_plays_the_story_in_under_a_minute(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditd", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "[alert] FIRING [warning] pvc-on-secondary" in out
+    assert "[alert] RESOLVED [warning] pvc-on-secondary" in out
+    assert out.index("FIRING") < out.index("RESOLVED") < out.index("auditd report")
+    assert "resolved  warning   pvc-on-secondary  dr2/PersistentVolumeClaim/shop/mysql-data" in out
+    assert (tmp_path / "auditd.db").exists()

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from auditd.cli import main
+from auditd.config import ConfigError, load_config, parse_config, redact_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_is_valid_and_documents_every_section() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert [c.name for c in config.clusters] == ["dr1", "dr2"]
+    assert config.pairs[0].pools == ["replicapool"]
+    text = (ROOT / "config.example.toml").read_text()
+    for section in ("[watch]", "[slack]", "[alerts]", "[rules.pvc-on-secondary]", "[[pairs]]"):
+        assert section in text
+    # Every field of every section appears in the example, so it documents them all.
+    for model in (config.watch, config.slack, config.alerts):
+        for name in type(model).model_fields:
+            assert name in text, f"config.example.toml does not document {name}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"clusters": [{"name": "dr1", "role": "primry"}]}, "clusters[0].role"),
+        ({"clusters": [{"name": "DR 1", "role": "primary"}]}, "clusters[0].name"),
+        ({"watch": {"read_timeout": "soon"}}, "watch.read_timeout"),
+        ({"slack": {"tokn": "x"}}, "slack.tokn"),
+    ],
+)
+def test_errors_name_the_offending_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw)
+    assert exc.value.key == key
+
+
+def test_pairs_must_reference_one_primary_and_one_secondary() -> None:
+    clusters = [
+        {"name": "a", "role": "primary"},
+        {"name": "b", "role": "primary"},
+    ]
+    with pytest.raises(ConfigError, match="one primary and one secondary"):
+        parse_config({"clusters": clusters, "pairs": [{"name": "p", "clusters": ["a", "b"]}]})
+    with pytest.raises(ConfigError, match="unknown cluster 'c'"):
+        parse_config({"clusters": clusters, "pairs": [{"name": "p", "clusters": ["a", "c"]}]})
+
+
+def test_n_pairs_and_cluster_in_one_pair_only() -> None:
+    clusters = [
+        {"name": n, "role": r}
+        for n, r in [("a", "primary"), ("b", "secondary"), ("c", "primary"), ("d", "secondary")]
+    ]
+    cfg = parse_config(
+        {
+            "clusters": clusters,
+            "pairs": [
+                {"name": "p1", "clusters": ["a", "b"]},
+                {"name": "p2", "clusters": ["c", "d"]},
+            ],
+        }
+    )
+    assert cfg.pair_of("d").name == "p2"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="already in pair"):
+        parse_config(
+            {
+                "clusters": clusters,
+                "pairs": [
+                    {"name": "p1", "clusters": ["a", "b"]},
+                    {"name": "p2", "clusters": ["a", "d"]},
+                ],
+            }
+        )
+
+
+def test_durations() -> None:
+    cfg = parse_config(
+        {"watch": {"server_timeout": "2m", "read_timeout": 45, "backoff_initial": "250ms"}}
+    )
+    assert cfg.watch.server_timeout == timedelta(minutes=2)
+    assert cfg.watch.read_timeout == timedelta(seconds=45)
+    assert cfg.watch.backoff_initial == timedelta(milliseconds=250)
+
+
+def test_slack_token_from_env_or_file_and_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITD_SLACK_TOKEN", "xoxb-very-secret-1")
+    monkeypatch.setenv("AUDITD_SLACK_CHANNEL", "#dr")
+    cfg = parse_config({"database_url": "postgresql://u:hunter2@db/auditd"})
+    assert cfg.slack.token().get_secret_value() == "xoxb-very-secret-1"  # type: ignore[union-attr]
+    shown = str(cfg.redacted())
+    assert "xoxb-very-secret-1" not in shown and "hunter2" not in shown
+    assert cfg.redacted()["slack"]["channel"] == "#dr"
+    token_file = tmp_path / "token"
+    token_file.write_text("xoxb-from-file\n")
+    cfg = parse_config({"slack": {"token_file": str(token_file)}})
+    assert cfg.slack.token().get_secret_value() == "xoxb-from-file"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"slack\.token_file"):
+        parse_config({"slack": {"token_file": str(tmp_path / "missing")}}).slack.token()
+
+
+def test_redact_url() -> None:
+    assert redact_url("postgresql://u:p%40ss@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_config_check_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITD_SLACK_TOKEN", "xoxb-cli-secret")
+    assert main(["config", "check", "-c", str(ROOT / "config.example.toml")]) == 0
+    out = capsys.readouterr()
+    assert '"token": "**********"' in out.out and "xoxb-cli-secret" not in out.out + out.err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[clusters]]\nname = "dr1"\nrole = "primary"\nkubeconfg = "x"\n')
+    assert main(["config", "check", "-c", str(bad)]) == 2
+    assert "clusters[0].kubeconfg: unknown key" in capsys.readouterr().err
+    bad.write_text("not = [toml")
+    assert main(["config", "check", "-c", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["config", "check", "-c", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    bad.write_text("[rules.no-such-rule]\nenabled = false\n")
+    assert main(["config", "check", "-c", str(bad)]) == 2
+    assert "rules.no-such-rule: unknown rule" in capsys.readouterr().err

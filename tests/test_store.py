@@ -1,0 +1,161 @@
+"""The store on SQLite and PostgreSQL: migrations, model/migration agreement, writes, reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from auditd.inventory.inventory import Delta, Known, ObjectKey, Transition
+from auditd.report.query import load_report
+from auditd.rules.lifecycle import step
+from auditd.rules.model import Finding
+from auditd.store.db import make_engine, session_factory
+from auditd.store.load import load_objects, load_open_violations
+from auditd.store.migrate import current_revision, head_revision, upgrade
+from auditd.store.models import Base, NotificationRow, TransitionRow, ViolationRow
+from auditd.store.writer import PlannedNotification, write_change, write_delta
+
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KEY = ObjectKey("dr2", "PersistentVolumeClaim", "shop", "data")
+
+
+def test_migrations_create_the_schema_and_match_the_models(db_url: str) -> None:
+    upgrade(db_url)
+    upgrade(db_url)  # idempotent
+    engine = make_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision(db_url)
+        assert {"objects", "transitions", "violations", "notifications"} <= set(
+            inspect(engine).get_table_names()
+        )
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/wal.db"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def _finding() -> Finding:
+    return Finding(
+        "pvc-on-secondary",
+        str(KEY),
+        "warning",
+        "PVC on secondary",
+        "dr2",
+        "dr1-dr2",
+        {"phase": "Bound"},
+    )
+
+
+def test_write_read_round_trip(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    try:
+        delta = Delta(
+            transitions=[Transition(KEY, "exists", "false", "true", T, "watch", False, "11")],
+            upserts={KEY: Known("u1", "11", {"phase": "Bound", "volumeName": None})},
+        )
+        change = step(None, _finding(), timedelta(0), T)
+        assert change is not None
+        with sessions.begin() as s:
+            write_delta(s, delta, T)
+            vid = write_change(s, change, [PlannedNotification("slack", {"text": "hi"})], T)
+        # Upsert again with new facts: one row, updated.
+        with sessions.begin() as s:
+            write_delta(s, Delta(upserts={KEY: Known("u1", "12", {"phase": "Lost"})}), T)
+        with sessions() as s:
+            assert list(load_objects(s)) == [(KEY, Known("u1", "12", {"phase": "Lost"}))]
+            active = load_open_violations(s)
+            assert active[("pvc-on-secondary", str(KEY))].id == vid
+            n = s.scalars(select(NotificationRow)).one()
+            assert (n.violation_id, n.event, n.status, n.payload) == (
+                vid,
+                "firing",
+                "pending",
+                {"text": "hi"},
+            )
+            assert s.scalars(select(TransitionRow)).one().observed_at == T  # tz-aware UTC back
+        # Resolve, then delete the object.
+        resolved = step(
+            active[("pvc-on-secondary", str(KEY))], None, timedelta(0), T + timedelta(minutes=3)
+        )
+        assert resolved is not None
+        with sessions.begin() as s:
+            write_change(s, resolved, [], T)
+            write_delta(s, Delta(deletes={KEY}), T)
+        with sessions() as s:
+            assert load_open_violations(s) == {}
+            assert list(load_objects(s)) == []
+            report = load_report(s, T - timedelta(hours=1), T + timedelta(hours=1))
+        assert [t["field"] for t in report.transitions] == ["exists"]
+        assert report.violations[0]["state"] == "resolved"
+        assert report.violations[0]["notifications"] == ["firing:slack:pending"]
+    finally:
+        engine.dispose()
+
+
+def test_database_allows_one_open_violation_per_subject(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    try:
+        change = step(None, _finding(), timedelta(0), T)
+        assert change is not None
+        with sessions.begin() as s:
+            write_change(s, change, [], T)
+        with pytest.raises(IntegrityError), sessions.begin() as s:
+            write_change(s, change, [], T)
+        with sessions() as s:
+            assert len(s.scalars(select(ViolationRow)).all()) == 1
+    finally:
+        engine.dispose()
+
+
+def test_report_window_selects_overlapping_violations(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    try:
+        with sessions.begin() as s:
+            for i, (first, resolved) in enumerate(
+                [
+                    (T - timedelta(days=3), T - timedelta(days=2)),  # before the window
+                    (T - timedelta(days=3), None),  # still open: in
+                    (T - timedelta(hours=2), T - timedelta(hours=1)),  # inside: in
+                    (T - timedelta(days=2), T - timedelta(hours=20)),
+                ]  # overlaps the start: in
+            ):
+                s.add(
+                    ViolationRow(
+                        rule="r",
+                        subject=f"s{i}",
+                        severity="warning",
+                        state="resolved" if resolved else "firing",
+                        summary="x",
+                        evidence={},
+                        first_seen=first,
+                        fired_at=first,
+                        resolved_at=resolved,
+                    )
+                )
+        with sessions() as s:
+            data = load_report(s, T - timedelta(hours=24), T)
+        assert [v["subject"] for v in data.violations] == ["s1", "s3", "s2"]
+    finally:
+        engine.dispose()
