@@ -12,9 +12,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from auditd import logs
 from auditd.config import Config, ConfigError, load_config, redact_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger("auditd")
 
@@ -29,6 +33,7 @@ Start here:
   auditd config check -c auditd.toml   validate a config, print it with secrets redacted
   auditd run -c auditd.toml            run the daemon (stop with Ctrl-C or SIGTERM)
   auditd report --since 24h            what happened in the last day
+  auditd status                        is every cluster being watched right now?
 """
 
 _REPORT_EPILOG = """\
@@ -87,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--since", default="24h", help="start: 30m, 24h, 7d, or ISO 8601 (default: 24h)")
     p.add_argument("--until", default="now", help="end: same forms as --since (default: now)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser(
+        "status",
+        help="health of every watch stream and of the outbox",
+        description="Show, per cluster and kind, whether auditd is watching (ok), cannot see "
+        "the cluster (blind), or the kind's CRD is not installed (absent), with list, relist "
+        "and error counts, as the running daemon last reported them. A daemon silent for 15s "
+        "makes every state UNKNOWN. Exit status 1 when anything is blind or unknown.",
+    )
+    _add_db(p)
     p.add_argument("--format", choices=["table", "json"], default="table")
 
     p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
@@ -154,6 +170,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "report":
         return _report(url, args.since, args.until, args.format)
+    if args.command == "status":
+        return _status(url, args.format)
     raise AssertionError(args.command)
 
 
@@ -171,12 +189,10 @@ def _config_check(path: Path) -> int:
 
 
 def _report(url: str, since: str, until: str, fmt: str) -> int:
-    from sqlalchemy import inspect
-
     from auditd.report.query import load_report
     from auditd.report.render import to_json, to_table
     from auditd.report.window import parse_time
-    from auditd.store.db import make_engine, session_factory
+    from auditd.store.db import session_factory
 
     now = datetime.now(UTC)
     try:
@@ -184,21 +200,51 @@ def _report(url: str, since: str, until: str, fmt: str) -> int:
     except ValueError as e:
         print(f"auditd: {e}", file=sys.stderr)
         return EXIT_USAGE
-    engine = make_engine(url)
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
     try:
-        if not inspect(engine).has_table("transitions"):
-            print(
-                f"auditd: no auditd history in {redact_url(url)} (run `auditd db upgrade` or "
-                "`auditd run` first)",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
         with session_factory(engine)() as s:
             data = load_report(s, start, end)
     finally:
         engine.dispose()
     sys.stdout.write(to_json(data) + "\n" if fmt == "json" else to_table(data))
     return EXIT_OK
+
+
+def _open_history(url: str) -> Engine | None:
+    """An engine on an existing auditd history, or None after saying what to do."""
+    from sqlalchemy import inspect
+
+    from auditd.store.db import make_engine
+
+    engine = make_engine(url)
+    if inspect(engine).has_table("transitions"):
+        return engine
+    engine.dispose()
+    print(
+        f"auditd: no auditd history in {redact_url(url)} (run `auditd db upgrade` or "
+        "`auditd run` first)",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _status(url: str, fmt: str) -> int:
+    from auditd.report.status import load_status, status_json, status_table
+    from auditd.store.db import session_factory
+
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
+    now = datetime.now(UTC)
+    try:
+        with session_factory(engine)() as s:
+            doc = load_status(s, now)
+    finally:
+        engine.dispose()
+    sys.stdout.write(status_json(doc) + "\n" if fmt == "json" else status_table(doc, now))
+    return EXIT_OK if doc["healthy"] else EXIT_ERROR
 
 
 def _run(config: Config) -> int:

@@ -63,6 +63,18 @@ class PairConfig(Strict):
     pools: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] = ["replicapool"]
 
 
+KindName = Literal[
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "VolumeReplication",
+    "VolumeReplicationClass",
+    "VolumeReplicationGroup",
+    "DRPlacementControl",
+    "CephBlockPool",
+]
+_NAMESPACE = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+
+
 class WatchConfig(Strict):
     # Ask the server to end each watch after this long; we resume from the last resourceVersion.
     server_timeout: Duration = timedelta(minutes=5)
@@ -72,6 +84,16 @@ class WatchConfig(Strict):
     page_size: int = Field(500, ge=1, le=10000)
     backoff_initial: Duration = timedelta(milliseconds=800)
     backoff_max: Duration = timedelta(seconds=30)
+    # Only these namespaces (empty: all), minus the excluded ones. Cluster-scoped kinds
+    # (PersistentVolume, VolumeReplicationClass) are not filtered.
+    namespaces: list[_NAMESPACE] = []
+    exclude_namespaces: list[_NAMESPACE] = []
+    # A label selector per kind, applied by the API server.
+    label_selectors: dict[KindName, str] = {}
+    # How often to look again for an optional CRD (Ramen, Rook) that is not installed.
+    crd_recheck: Duration = timedelta(minutes=5)
+    # A cluster/kind that cannot be watched for this long is an audit blind spot.
+    blind_spot_after: Duration = timedelta(minutes=5)
 
 
 class SlackConfig(Strict):

@@ -155,7 +155,7 @@ def test_pvc_on_secondary_alerts_resolves_and_reports(
     dr2_exists = [
         (t["old"], t["new"], t["source"])
         for t in doc["transitions"]
-        if t["cluster"] == "dr2" and t["field"] == "exists"
+        if t["cluster"] == "dr2" and t["kind"] == "PersistentVolumeClaim" and t["field"] == "exists"
     ]
     assert dr2_exists == [("false", "true", "watch"), ("true", "false", "watch")]
     assert any(t["cluster"] == "dr1" and t["source"] == "list" for t in doc["transitions"])

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditd.inventory.facts import pv_facts, pvc_facts, vr_facts
-from auditd.inventory.inventory import Inventory, Known, ObjectKey
+from auditd.inventory.inventory import Delta, Inventory, Known, ObjectKey
 from auditd.sim import objects
-from auditd.sources.kube.events import ObjectEvent, Snapshot
+from auditd.sources.kube.events import ObjectEvent, SnapshotEnd, SnapshotPage, SnapshotStart
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PVC = "PersistentVolumeClaim"
@@ -15,6 +15,22 @@ PVC = "PersistentVolumeClaim"
 def _with_rv(obj: dict[str, Any], rv: int, uid: str = "u1") -> dict[str, Any]:
     obj["metadata"].update(resourceVersion=str(rv), uid=uid)
     return obj
+
+
+def snapshot(
+    inv: Inventory,
+    cluster: str,
+    objs: list[dict[str, Any]],
+    rv: str,
+    source: str,
+    page_size: int = 1,
+) -> Delta:
+    """Hand over a complete list the way the watcher does: start, pages, end."""
+    delta = inv.apply(SnapshotStart(cluster, PVC, source, T))  # type: ignore[arg-type]
+    for i in range(0, max(len(objs), 1), page_size):
+        delta.merge(inv.apply(SnapshotPage(cluster, PVC, objs[i : i + page_size], source, T)))  # type: ignore[arg-type]
+    delta.merge(inv.apply(SnapshotEnd(cluster, PVC, rv, source, T)))  # type: ignore[arg-type]
+    return delta
 
 
 def ev(etype: str, obj: dict[str, Any], cluster: str = "dr2") -> ObjectEvent:
@@ -97,21 +113,14 @@ def test_replayed_and_churn_events_make_no_transition() -> None:
 
 def test_relist_reconciles_changes_and_deletions_as_late() -> None:
     inv = Inventory()
-    inv.apply_snapshot(
-        Snapshot(
-            "dr2",
-            PVC,
-            [_with_rv(objects.pvc("a", "ns"), 10), _with_rv(objects.pvc("b", "ns"), 11)],
-            "11",
-            "list",
-            T,
-        )
+    snapshot(
+        inv,
+        "dr2",
+        [_with_rv(objects.pvc("a", "ns"), 10), _with_rv(objects.pvc("b", "ns"), 11)],
+        "11",
+        "list",
     )
-    d = inv.apply_snapshot(
-        Snapshot(
-            "dr2", PVC, [_with_rv(objects.pvc("a", "ns", phase="Lost"), 20)], "20", "relist", T
-        )
-    )
+    d = snapshot(inv, "dr2", [_with_rv(objects.pvc("a", "ns", phase="Lost"), 20)], "20", "relist")
     got = sorted((t.key.name, t.field, t.old, t.new, t.source, t.late) for t in d.transitions)
     assert got == [
         ("a", "phase", "Bound", "Lost", "relist", True),
@@ -123,9 +132,7 @@ def test_first_list_after_restart_is_a_resync() -> None:
     inv = Inventory()
     key = ObjectKey("dr2", PVC, "ns", "a")
     inv.load([(key, Known("u1", "10", pvc_facts(objects.pvc("a", "ns"))))])
-    d = inv.apply_snapshot(
-        Snapshot("dr2", PVC, [_with_rv(objects.pvc("new", "ns"), 30, "u2")], "30", "list", T)
-    )
+    d = snapshot(inv, "dr2", [_with_rv(objects.pvc("new", "ns"), 30, "u2")], "30", "list")
     assert {
         (t.key.name, t.field, t.source, t.late) for t in d.transitions if t.field == "exists"
     } == {
@@ -133,18 +140,12 @@ def test_first_list_after_restart_is_a_resync() -> None:
         ("new", "exists", "resync", True),
     }
     # The other cluster had no history: its first list is a baseline, not late.
-    d = inv.apply_snapshot(
-        Snapshot("dr1", PVC, [_with_rv(objects.pvc("x", "ns"), 5)], "5", "list", T)
-    )
+    d = snapshot(inv, "dr1", [_with_rv(objects.pvc("x", "ns"), 5)], "5", "list")
     assert {(t.source, t.late) for t in d.transitions} == {("list", False)}
 
 
 def test_recreated_object_is_recorded() -> None:
     inv = Inventory()
-    inv.apply_snapshot(
-        Snapshot("dr2", PVC, [_with_rv(objects.pvc("a", "ns"), 10, "u1")], "10", "list", T)
-    )
-    d = inv.apply_snapshot(
-        Snapshot("dr2", PVC, [_with_rv(objects.pvc("a", "ns"), 40, "u2")], "40", "relist", T)
-    )
+    snapshot(inv, "dr2", [_with_rv(objects.pvc("a", "ns"), 10, "u1")], "10", "list")
+    d = snapshot(inv, "dr2", [_with_rv(objects.pvc("a", "ns"), 40, "u2")], "40", "relist")
     assert [(t.field, t.old, t.new) for t in d.transitions] == [("uid", "u1", "u2")]

@@ -16,7 +16,13 @@ import pytest
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, expired_event
-from auditd.sources.kube.events import KubeEvent, ObjectEvent, Snapshot
+from auditd.sources.kube.events import (
+    KubeEvent,
+    ObjectEvent,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import PVC
 from auditd.sources.kube.watch import Backoff, ListWatcher
@@ -62,10 +68,16 @@ class Run:
         assert not self.thread.is_alive(), "watcher did not stop"
 
     def names(self) -> list[tuple[str, str]]:
+        """Events as (type, name); a complete list (start, pages, end) as (source, names)."""
         out: list[tuple[str, str]] = []
-        for e in self.events:
-            if isinstance(e, Snapshot):
-                out.append((e.source, ",".join(sorted(o["metadata"]["name"] for o in e.objects))))
+        listed: list[str] = []
+        for e in list(self.events):
+            if isinstance(e, SnapshotStart):
+                listed = []
+            elif isinstance(e, SnapshotPage):
+                listed += [o["metadata"]["name"] for o in e.objects]
+            elif isinstance(e, SnapshotEnd):
+                out.append((e.source, ",".join(sorted(listed))))
             else:
                 out.append((e.type, e.obj["metadata"]["name"]))
         return out
@@ -97,7 +109,7 @@ def test_paged_list_then_watch_from_list_version(dr1: tuple[FakeKubeAPI, Any]) -
         api.create(PVC, objects.pvc("new", "ns"))
         api.patch(PVC, "ns", "new", {"status": {"phase": "Lost"}})
         api.delete(PVC, "ns", "new")
-        wait_until(lambda: len(run.events) == 4)
+        wait_until(lambda: len(run.names()) == 4)
         assert run.names() == [
             ("list", "p0,p1,p2,p3,p4"),
             ("ADDED", "new"),
@@ -113,10 +125,10 @@ def test_dropped_connection_resumes_from_last_event(dr1: tuple[FakeKubeAPI, Any]
     run = Run(api, kc).start()
     try:
         api.create(PVC, objects.pvc("a", "ns"))  # rv 1006
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         api.drop_watches()
         api.create(PVC, objects.pvc("b", "ns"))  # rv 1007, while disconnected
-        wait_until(lambda: len(run.events) == 3)
+        wait_until(lambda: len(run.names()) == 3)
         assert run.names()[1:] == [("ADDED", "a"), ("ADDED", "b")]
         assert run.watch_rvs() == ["1005", "1006"]
         assert len(api.list_requests()) == 3  # no relist
@@ -130,12 +142,12 @@ def test_clean_end_of_stream_resumes_without_relist(dr1: tuple[FakeKubeAPI, Any]
     run = Run(api, kc).start()
     try:
         api.create(PVC, objects.pvc("a", "ns"))
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         api.end_watches()
         api.wait_watchers(1)
         wait_until(lambda: len(api.watch_requests()) == 2)
         api.create(PVC, objects.pvc("b", "ns"))
-        wait_until(lambda: len(run.events) == 3)
+        wait_until(lambda: len(run.names()) == 3)
         assert run.watch_rvs() == ["1005", "1006"]
         assert len(api.list_requests()) == 3
         assert run.health.errors == 0
@@ -171,7 +183,7 @@ def test_410_mid_stream_relists_and_reconciles(dr1: tuple[FakeKubeAPI, Any]) -> 
     run = Run(api, kc).start()
     try:
         api.inject(expired_event())
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         assert run.names() == [("list", "p0,p1,p2,p3,p4"), ("relist", "p0,p1,p2,p3,p4")]
         assert run.health.relists == 1
     finally:
@@ -187,7 +199,7 @@ def test_compaction_during_outage_gives_410_and_relist(dr1: tuple[FakeKubeAPI, A
         api.delete(PVC, "ns", "p0")
         api.create(PVC, objects.pvc("q", "ns"))
         api.compact()
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         assert run.names() == [("list", "p0,p1,p2,p3,p4"), ("relist", "p1,p2,p3,p4,q")]
     finally:
         run.stop()
@@ -236,7 +248,7 @@ def test_http_errors_back_off_and_resume(dr1: tuple[FakeKubeAPI, Any], status: i
         api.fail_next(3, status, watch=True, retry_after=0 if status == 429 else None)
         api.drop_watches()
         api.create(PVC, objects.pvc("a", "ns"))
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         assert run.watch_rvs()[-1] == "1005"
         assert len(api.watch_requests()) == 5  # first, 3 failures, the resume
         assert run.health.errors == 4  # the drop and the three failures
@@ -264,13 +276,13 @@ def test_garbage_line_resumes_from_last_good_version(dr1: tuple[FakeKubeAPI, Any
     run = Run(api, kc).start()
     try:
         api.create(PVC, objects.pvc("a", "ns"))
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         api.inject(b"{this is not json")
         wait_until(lambda: len(api.watch_requests()) == 2)
         assert run.watch_rvs() == ["1005", "1006"]
         assert run.health.bad_events == 1
         api.create(PVC, objects.pvc("b", "ns"))
-        wait_until(lambda: len(run.events) == 3)
+        wait_until(lambda: len(run.names()) == 3)
         assert run.names()[1:] == [("ADDED", "a"), ("ADDED", "b")]
     finally:
         run.stop()
@@ -285,7 +297,7 @@ def test_event_without_metadata_and_unknown_type_are_skipped(dr1: tuple[FakeKube
             {"type": "WEIRD", "object": {"metadata": {"name": "x", "resourceVersion": "1005"}}}
         )
         api.create(PVC, objects.pvc("a", "ns"))
-        wait_until(lambda: len(run.events) == 2)
+        wait_until(lambda: len(run.names()) == 2)
         assert run.names()[1] == ("ADDED", "a")
         assert run.health.bad_events == 2
         assert len(api.watch_requests()) == 1  # the stream survived
@@ -326,8 +338,8 @@ def test_two_clusters_fail_independently(clusters: dict[str, Any]) -> None:
         dr1.fail_next(100, 503, watch=True)
         dr1.drop_watches()
         dr2.create(PVC, objects.pvc("x", "ns"))
-        wait_until(lambda: len(b.events) == 2)
-        assert isinstance(b.events[1], ObjectEvent) and b.health.connected
+        wait_until(lambda: len(b.names()) == 2)
+        assert isinstance(b.events[-1], ObjectEvent) and b.health.connected
         wait_until(lambda: not a.health.connected and a.health.errors >= 2)
     finally:
         a.stop()
@@ -343,3 +355,81 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert delays[-1] >= 15  # reached the cap's jitter band
     b.reset()
     assert b.next() <= 0.8
+
+
+def test_missing_crd_is_logged_once_and_found_later(
+    clusters: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from auditd.sources.kube.kinds import DRPC
+
+    api: FakeKubeAPI = clusters["dr1"]
+    settings = WatchConfig.model_validate({**SETTINGS.model_dump(), "crd_recheck": 0.3})
+    events: list[KubeEvent] = []
+    health = StreamHealth("dr1", "DRPlacementControl")
+    cluster = ClusterConfig(
+        name="dr1", kubeconfig=clusters["kubeconfig"], context="dr1", role="primary"
+    )
+    watcher = ListWatcher(cluster, DRPC, settings, events.append, health)
+    t = threading.Thread(target=watcher.run, daemon=True)
+    caplog.set_level("INFO")
+    t.start()
+    try:
+        wait_until(lambda: health.absent)
+        time.sleep(1.0)  # several rechecks
+        assert not api.list_requests(DRPC.plural) and health.errors == 0
+        assert sum("is not served" in r.getMessage() for r in caplog.records) == 1
+        api.add_resource(DRPC)  # Ramen gets installed
+        api.create(
+            DRPC, {"metadata": {"name": "app", "namespace": "ns"}, "status": {"phase": "Deployed"}}
+        )
+        wait_until(lambda: health.synced and not health.absent)
+        api.wait_watchers(1, DRPC.plural)
+        api.remove_resource(DRPC)  # and uninstalled again: its objects are gone
+        api.drop_watches()
+        wait_until(lambda: health.absent)
+        ends = [e for e in events if isinstance(e, SnapshotEnd)]
+        assert [e.source for e in ends] == ["list", "relist"]
+    finally:
+        watcher.stop()
+        t.join(5)
+
+
+def test_namespace_and_label_filters(clusters: dict[str, Any]) -> None:
+    api: FakeKubeAPI = clusters["dr1"]
+    for ns in ("app", "kube-system", "other"):
+        p = objects.pvc(f"p-{ns}", ns)
+        p["metadata"]["labels"] = {"dr": "yes"}
+        api.create(PVC, p)
+    api.create(PVC, objects.pvc("unlabelled", "app"))
+    settings = WatchConfig.model_validate(
+        {
+            **SETTINGS.model_dump(),
+            "namespaces": ["app", "kube-system"],
+            "exclude_namespaces": ["kube-system"],
+        }
+    )
+    run = Run(api, clusters["kubeconfig"], settings=settings)
+    run.watcher.label_selector = "dr=yes"
+    run.start()
+    try:
+        api.create(
+            PVC,
+            {
+                **objects.pvc("late", "other"),
+                "metadata": {"name": "late", "namespace": "other", "labels": {"dr": "yes"}},
+            },
+        )
+        api.create(
+            PVC,
+            {
+                **objects.pvc("late", "app"),
+                "metadata": {"name": "late", "namespace": "app", "labels": {"dr": "yes"}},
+            },
+        )
+        wait_until(lambda: len(run.names()) == 2)
+        assert run.names() == [("list", "p-app"), ("ADDED", "late")]
+        assert all(
+            q.get("labelSelector") == "dr=yes" for q in api.list_requests() + api.watch_requests()
+        )
+    finally:
+        run.stop()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,8 +22,14 @@ from auditd.alerts.render import render
 from auditd.inventory.inventory import Delta, Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
-from auditd.sources.kube.events import KubeEvent, Snapshot
-from auditd.store.writer import PlannedNotification, write_change, write_delta
+from auditd.sources.kube.events import KubeEvent
+from auditd.sources.kube.health import stream_state
+from auditd.store.writer import (
+    PlannedNotification,
+    write_change,
+    write_delta,
+    write_stream_health,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,15 @@ class Tick:
     at: datetime
 
 
-Item = KubeEvent | Tick
+@dataclass(frozen=True)
+class HealthReport:
+    """A sample of every watch stream's health (``StreamHealth.snapshot()`` dicts)."""
+
+    at: datetime
+    streams: list[dict[str, Any]]
+
+
+Item = KubeEvent | Tick | HealthReport
 
 
 class Ingestor:
@@ -93,18 +108,24 @@ class Ingestor:
         now = now or datetime.now(UTC)
         delta = Delta()
         timers = False
+        health: HealthReport | None = None
         for item in batch:
             if isinstance(item, Tick):
                 timers = True
-            elif isinstance(item, Snapshot):
-                delta.merge(self.inventory.apply_snapshot(item))
+            elif isinstance(item, HealthReport):
+                health = item
+                delta.merge(
+                    self.inventory.apply_health(
+                        item.streams, item.at, self.rules.config.watch.blind_spot_after
+                    )
+                )
             else:
-                delta.merge(self.inventory.apply_event(item))
+                delta.merge(self.inventory.apply(item))
         changes = self._changes(delta, timers, now)
-        if not delta and not changes:
+        if not delta and not changes and health is None:
             return
         plans = [(c, self._notifications(c)) for c in changes]
-        ids = self._commit(delta, plans, now)
+        ids = self._commit(delta, plans, now, self._health_rows(health))
         for change, vid in zip(changes, ids, strict=True):
             v = replace(change.violation, id=vid)
             key = (v.rule, v.subject)
@@ -142,14 +163,44 @@ class Ingestor:
         payload = render(v, v.state, rule.remediation if rule else "")
         return [PlannedNotification(sink, payload) for sink in self.sinks]
 
+    def _health_rows(self, report: HealthReport | None) -> list[dict[str, Any]]:
+        if report is None:
+            return []
+        blind_after = self.rules.config.watch.blind_spot_after
+        return [
+            {
+                "cluster": h["cluster"],
+                "kind": h["kind"],
+                "state": stream_state(h, report.at, blind_after),
+                "connected": h["connected"],
+                "synced": h["synced"],
+                "last_event_at": h["last_event_at"],
+                "last_list_at": h["last_list_at"],
+                "disconnected_since": h["disconnected_since"],
+                "lists": h["lists"],
+                "relists": h["relists"],
+                "errors": h["errors"],
+                "bad_events": h["bad_events"],
+                "last_error": h["last_error"],
+                "resource_version": h["resource_version"],
+                "reported_at": report.at,
+            }
+            for h in report.streams
+        ]
+
     def _commit(
-        self, delta: Delta, plans: list[tuple[Change, list[PlannedNotification]]], now: datetime
+        self,
+        delta: Delta,
+        plans: list[tuple[Change, list[PlannedNotification]]],
+        now: datetime,
+        health_rows: list[dict[str, Any]],
     ) -> list[int]:
         attempt = 0
         while True:
             try:
                 with self.sessions.begin() as session:
                     write_delta(session, delta, now)
+                    write_stream_health(session, health_rows)
                     return [write_change(session, c, notes, now) for c, notes in plans]
             except SQLAlchemyError as e:
                 attempt += 1

@@ -20,11 +20,11 @@ from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.config import Config, redact_url
-from auditd.daemon.ingest import Ingestor, Tick
+from auditd.daemon.ingest import HealthReport, Ingestor, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.health import StreamHealth
-from auditd.sources.kube.kinds import PVC, Kind
+from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_objects, load_open_violations
@@ -32,7 +32,10 @@ from auditd.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
-WATCHED_KINDS: tuple[Kind, ...] = (PVC,)
+WATCHED_KINDS: tuple[Kind, ...] = ALL_KINDS
+# Seconds between stream-health samples; `auditd status` calls a daemon silent for 3x this
+# long "not reporting".
+HEALTH_INTERVAL = 5
 
 
 class Daemon:
@@ -72,7 +75,14 @@ class Daemon:
             for kind in WATCHED_KINDS:
                 health = StreamHealth(cluster.name, kind.kind)
                 self.health[(cluster.name, kind.kind)] = health
-                watcher = ListWatcher(cluster, kind, cfg.watch, self.ingestor.put, health)
+                watcher = ListWatcher(
+                    cluster,
+                    kind,
+                    cfg.watch,
+                    self.ingestor.put,
+                    health,
+                    label_selector=cfg.watch.label_selectors.get(kind.kind),  # type: ignore[call-overload]
+                )
                 self._watchers.append(watcher)
                 self._spawn(f"watch-{cluster.name}-{kind.plural}", watcher.run)
         if not cfg.clusters:
@@ -86,9 +96,22 @@ class Daemon:
             coalesce=True,
             max_instances=1,
         )
+        self.scheduler.add_job(
+            self.report_health,
+            "interval",
+            seconds=HEALTH_INTERVAL,
+            id="stream-health",
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.start()
         self._started = True
         log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
+
+    def report_health(self) -> None:
+        self.ingestor.put(
+            HealthReport(datetime.now(UTC), [h.snapshot() for h in self.health.values()])
+        )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -96,10 +119,10 @@ class Daemon:
         self._threads.append(t)
 
     def wait_synced(self, timeout: float = 30.0) -> bool:
-        """True once every watch has handed over its first complete list."""
+        """True once every watch has handed over its first complete list (or found no CRD)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(h.synced for h in self.health.values()):
+            if all(h.synced or h.absent for h in self.health.values()):
                 return True
             time.sleep(0.05)
         return False
@@ -116,6 +139,7 @@ class Daemon:
         for t in self._threads:
             if t.name.startswith("watch-"):
                 t.join(max(0.1, deadline - time.monotonic()))
+        self.report_health()  # the last word: every stream is now disconnected
         self.ingestor.stop()
         self._join("ingest", deadline)
         self.dispatcher.stop()

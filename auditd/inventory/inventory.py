@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from auditd.inventory.facts import Facts, facts_of
-from auditd.sources.kube.events import ObjectEvent, Snapshot
+from auditd.sources.kube.events import (
+    KubeEvent,
+    ObjectEvent,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
+from auditd.sources.kube.health import AUDIT_STREAM, stream_state
 
 Obj = dict[str, Any]
 
@@ -92,19 +99,40 @@ def _rv_newer(new: str | None, old: str | None) -> bool:
         return new != old
 
 
+@dataclass
+class _Listing:
+    """A list in progress for one cluster and kind: how to label what it finds, what it saw."""
+
+    source: str
+    late: bool
+    seen: set[ObjectKey] = field(default_factory=set)
+
+
 class Inventory:
     def __init__(self) -> None:
         self.objects: dict[ObjectKey, Known] = {}
+        self._by_kind: dict[tuple[str, str], set[ObjectKey]] = {}
         # (cluster, kind) pairs whose state came from a previous run: their first list is a resync.
         self._loaded: set[tuple[str, str]] = set()
+        self._listing: dict[tuple[str, str], _Listing] = {}
 
     def load(self, rows: Iterable[tuple[ObjectKey, Known]]) -> None:
         for key, known in rows:
-            self.objects[key] = known
+            self._put(key, known)
             self._loaded.add((key.cluster, key.kind))
 
-    def of_kind(self, cluster: str, kind: str) -> dict[ObjectKey, Known]:
-        return {k: v for k, v in self.objects.items() if k.cluster == cluster and k.kind == kind}
+    def keys_of(self, cluster: str, kind: str) -> set[ObjectKey]:
+        return set(self._by_kind.get((cluster, kind), ()))
+
+    def apply(self, item: KubeEvent) -> Delta:
+        if isinstance(item, ObjectEvent):
+            return self.apply_event(item)
+        if isinstance(item, SnapshotStart):
+            self._start(item.cluster, item.kind, item.source)
+            return Delta()
+        if isinstance(item, SnapshotPage):
+            return self._page(item)
+        return self._end(item)
 
     # ------------------------------------------------------------------ events
     def apply_event(self, ev: ObjectEvent) -> Delta:
@@ -121,31 +149,69 @@ class Inventory:
         new = Known(meta.get("uid"), rv, facts_of(ev.kind, ev.obj))
         return self._upsert(key, old, new, ev.received_at, "watch", False)
 
-    def apply_snapshot(self, snap: Snapshot) -> Delta:
-        """Reconcile a complete list: changed objects are transitions, missing ones deleted."""
-        resync = snap.source == "list" and (snap.cluster, snap.kind) in self._loaded
-        source = "resync" if resync else snap.source
-        # A relist or resync finds changes after the fact; a first-ever list is the baseline.
-        late = source != "list"
-        self._loaded.discard((snap.cluster, snap.kind))
+    # ------------------------------------------------------------ stream health
+    def apply_health(
+        self, streams: Iterable[dict[str, Any]], now: datetime, blind_after: timedelta
+    ) -> Delta:
+        """Each watch stream's coarse state (ok, blind, absent) as facts of an AuditStream."""
         delta = Delta()
-        seen: set[ObjectKey] = set()
-        for obj in snap.objects:
+        for h in streams:
+            key = ObjectKey(h["cluster"], AUDIT_STREAM, "", h["kind"])
+            new = Known(None, None, {"state": stream_state(h, now, blind_after)})
+            old = self.objects.get(key)
+            if old is None:
+                # A stream's first state is its baseline, not news: only changes are history.
+                self._put(key, new)
+                delta.upserts[key] = new
+            elif old.facts != new.facts:
+                delta.merge(self._upsert(key, old, new, now, "health", False))
+        return delta
+
+    # ------------------------------------------------------------ list snapshot
+    def _start(self, cluster: str, kind: str, list_source: str) -> _Listing:
+        resync = list_source == "list" and (cluster, kind) in self._loaded
+        source = "resync" if resync else list_source
+        # A relist or resync finds changes after the fact; a first-ever list is the baseline.
+        listing = _Listing(source, late=source != "list")
+        self._listing[(cluster, kind)] = listing
+        return listing
+
+    def _page(self, page: SnapshotPage) -> Delta:
+        listing = self._listing.get((page.cluster, page.kind)) or self._start(
+            page.cluster, page.kind, page.source
+        )
+        delta = Delta()
+        for obj in page.objects:
             meta = obj.get("metadata")
             if not isinstance(meta, dict) or not meta.get("name"):
                 continue
-            key = key_of(snap.cluster, snap.kind, obj)
-            seen.add(key)
+            key = key_of(page.cluster, page.kind, obj)
+            listing.seen.add(key)
             rv = str(meta["resourceVersion"]) if meta.get("resourceVersion") else None
-            new = Known(meta.get("uid"), rv, facts_of(snap.kind, obj))
+            new = Known(meta.get("uid"), rv, facts_of(page.kind, obj))
             delta.merge(
-                self._upsert(key, self.objects.get(key), new, snap.received_at, source, late)
-            )
-        for key, old in list(self.of_kind(snap.cluster, snap.kind).items()):
-            if key not in seen:
-                delta.merge(
-                    self._delete(key, old, snap.received_at, source, late, snap.resource_version)
+                self._upsert(
+                    key, self.objects.get(key), new, page.received_at, listing.source, listing.late
                 )
+            )
+        return delta
+
+    def _end(self, end: SnapshotEnd) -> Delta:
+        """The list is complete: whatever it did not contain is gone."""
+        listing = self._listing.pop((end.cluster, end.kind), None) or _Listing(end.source, True)
+        self._loaded.discard((end.cluster, end.kind))
+        delta = Delta()
+        for key in sorted(self.keys_of(end.cluster, end.kind) - listing.seen):
+            delta.merge(
+                self._delete(
+                    key,
+                    self.objects[key],
+                    end.received_at,
+                    listing.source,
+                    listing.late,
+                    end.resource_version,
+                )
+            )
         return delta
 
     # -------------------------------------------------------------- primitives
@@ -179,14 +245,19 @@ class Inventory:
                 # Churn only (status heartbeat, managedFields): remember the version, write nothing.
                 self.objects[key] = new
                 return delta
-        self.objects[key] = new
+        self._put(key, new)
         delta.upserts[key] = new
         return delta
+
+    def _put(self, key: ObjectKey, known: Known) -> None:
+        self.objects[key] = known
+        self._by_kind.setdefault((key.cluster, key.kind), set()).add(key)
 
     def _delete(
         self, key: ObjectKey, old: Known, at: datetime, source: str, late: bool, rv: str | None
     ) -> Delta:
         del self.objects[key]
+        self._by_kind[(key.cluster, key.kind)].discard(key)
         delta = Delta()
         delta.transitions.append(Transition(key, EXISTS, "true", "false", at, source, late, rv))
         delta.deletes.add(key)

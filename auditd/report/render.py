@@ -25,7 +25,7 @@ def to_json(data: ReportData) -> str:
     return json.dumps(doc, indent=2, sort_keys=False)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -50,7 +50,7 @@ def to_table(data: ReportData) -> str:
     ]
     if data.violations:
         parts.append(
-            _table(
+            table(
                 ["STATE", "SEVERITY", "RULE", "SUBJECT", "FIRST SEEN", "RESOLVED"],
                 [
                     [
@@ -70,7 +70,7 @@ def to_table(data: ReportData) -> str:
     parts += ["", "TRANSITIONS"]
     if data.transitions:
         parts.append(
-            _table(
+            table(
                 ["OBSERVED", "CLUSTER", "OBJECT", "FIELD", "OLD -> NEW", "SOURCE"],
                 [
                     [

@@ -156,3 +156,27 @@ class NotificationRow(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class StreamHealthRow(Base):
+    """The latest health of each watch stream, written by the daemon for `auditd status`."""
+
+    __tablename__ = "stream_health"
+
+    cluster: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(63), primary_key=True)
+    # ok | blind | absent (the coarse state history records)
+    state: Mapped[str] = mapped_column(String(16))
+    connected: Mapped[bool] = mapped_column(Boolean)
+    synced: Mapped[bool] = mapped_column(Boolean)
+    last_event_at: Mapped[datetime | None]
+    last_list_at: Mapped[datetime | None]
+    disconnected_since: Mapped[datetime | None]
+    lists: Mapped[int] = mapped_column(Integer)
+    relists: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    bad_events: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    resource_version: Mapped[str | None] = mapped_column(String(32))
+    # When the daemon last wrote this row: an old value means nobody is watching.
+    reported_at: Mapped[datetime]

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import Delta
 from auditd.rules.lifecycle import Change
-from auditd.store.models import NotificationRow, ObjectRow, TransitionRow, ViolationRow
+from auditd.store.models import (
+    NotificationRow,
+    ObjectRow,
+    StreamHealthRow,
+    TransitionRow,
+    ViolationRow,
+)
 
 
 @dataclass(frozen=True)
@@ -25,21 +31,23 @@ class PlannedNotification:
     payload: dict[str, Any]
 
 
-def _upsert_objects(session: Session, rows: list[dict[str, Any]]) -> None:
+def _upsert(
+    session: Session, model: type[Any], keys: list[str], rows: list[dict[str, Any]]
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ObjectRow)
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     stmt = ins.on_conflict_do_update(
-        index_elements=["cluster", "kind", "namespace", "name"],
-        set_={
-            "uid": ins.excluded.uid,
-            "resource_version": ins.excluded.resource_version,
-            "facts": ins.excluded.facts,
-            "updated_at": ins.excluded.updated_at,
-        },
+        index_elements=keys,
+        set_={c: ins.excluded[c] for c in rows[0] if c not in keys},
     )
     session.execute(stmt, rows)
+
+
+def write_stream_health(session: Session, rows: list[dict[str, Any]]) -> None:
+    _upsert(session, StreamHealthRow, ["cluster", "kind"], rows)
 
 
 def write_delta(session: Session, delta: Delta, now: datetime) -> None:
@@ -63,8 +71,10 @@ def write_delta(session: Session, delta: Delta, now: datetime) -> None:
                 for t in delta.transitions
             ],
         )
-    _upsert_objects(
+    _upsert(
         session,
+        ObjectRow,
+        ["cluster", "kind", "namespace", "name"],
         [
             {
                 "cluster": k.cluster,

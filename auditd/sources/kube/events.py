@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 Obj = dict[str, Any]
+ListSource = Literal["list", "relist"]
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,40 @@ class ObjectEvent:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """A complete list of one kind on one cluster; what is missing from it no longer exists.
+class SnapshotStart:
+    """A complete list of one kind on one cluster begins (again, if a list had to restart).
 
     ``source`` is ``list`` for the first list of a process and ``relist`` after the watch lost
-    its place (410 Expired, too-large resourceVersion).
+    its place (410 Expired, too-large resourceVersion, a CRD that came back).
     """
 
     cluster: str
     kind: str
-    objects: list[Obj]
-    resource_version: str
-    source: Literal["list", "relist"]
+    source: ListSource
     received_at: datetime
 
 
-KubeEvent = ObjectEvent | Snapshot
+@dataclass(frozen=True)
+class SnapshotPage:
+    """One page of that list. Pages are handed over as they arrive so a 10k-object relist
+    never holds every raw object in memory at once."""
+
+    cluster: str
+    kind: str
+    objects: list[Obj]
+    source: ListSource
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class SnapshotEnd:
+    """The list is complete at ``resource_version``: what it did not contain no longer exists."""
+
+    cluster: str
+    kind: str
+    resource_version: str
+    source: ListSource
+    received_at: datetime
+
+
+KubeEvent = ObjectEvent | SnapshotStart | SnapshotPage | SnapshotEnd

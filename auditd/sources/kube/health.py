@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -18,6 +18,7 @@ class StreamHealth:
     kind: str
     connected: bool = False
     synced: bool = False  # the first complete list has been handed over
+    absent: bool = False  # the kind's CRD is not installed on this cluster
     last_event_at: datetime | None = None  # events and bookmarks both count
     last_list_at: datetime | None = None
     disconnected_since: datetime | None = field(default_factory=_now)
@@ -57,6 +58,17 @@ class StreamHealth:
                 self.bad_events += 1
             self.last_error = message
 
+    def mark_absent(self) -> None:
+        with self._lock:
+            self.absent = True
+            self.connected = False
+            self.disconnected_since = None  # not served is not a blind spot
+
+    def mark_present(self) -> None:
+        with self._lock:
+            self.absent = False
+            self.disconnected_since = _now()
+
     def mark_disconnected(self) -> None:
         with self._lock:
             if self.connected or self.disconnected_since is None:
@@ -68,3 +80,25 @@ class StreamHealth:
             return {
                 f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")
             }
+
+
+# The pseudo-kind under which stream health enters the inventory, so that a blind spot gets
+# transitions, history and rule verdicts exactly like a watched object does.
+AUDIT_STREAM = "AuditStream"
+
+
+def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> str:
+    """The coarse state that history records: ok, blind or absent.
+
+    A short disconnection (a dropped connection, a server restart) is ``ok``: the watch resumes
+    from its resourceVersion and misses nothing. Only a stream that has not been watching for
+    ``blind_after`` leaves auditd blind.
+    """
+    if h.get("absent"):
+        return "absent"
+    if h.get("connected"):
+        return "ok"
+    since = h.get("disconnected_since")
+    if since is not None and now - since >= blind_after:
+        return "blind"
+    return "ok"

@@ -31,7 +31,14 @@ import urllib3
 
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.sources.kube.client import ClusterUnavailable, api_client_for
-from auditd.sources.kube.events import KubeEvent, Obj, ObjectEvent, Snapshot
+from auditd.sources.kube.events import (
+    KubeEvent,
+    ListSource,
+    ObjectEvent,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import Kind
 
@@ -106,7 +113,6 @@ class ListWatcher:
         settings: WatchConfig,
         emit: Callable[[KubeEvent], None],
         health: StreamHealth,
-        namespace: str | None = None,
         label_selector: str | None = None,
     ) -> None:
         self.cluster = cluster
@@ -114,8 +120,11 @@ class ListWatcher:
         self.settings = settings
         self.emit = emit
         self.health = health
-        self.namespace = namespace
         self.label_selector = label_selector
+        # Namespace filters apply client-side: one cluster-wide watch per kind keeps one
+        # resourceVersion stream, and a namespace never changes for an object.
+        self._include = frozenset(settings.namespaces)
+        self._exclude = frozenset(settings.exclude_namespaces)
         self._stopping = threading.Event()
         self._response: Any = None
         self._api: Any = None
@@ -147,6 +156,9 @@ class ListWatcher:
                 if self._api is None:
                     self._api = api_client_for(self.cluster)
                 if self._rv is None:
+                    if self.kind.group and not self._served():
+                        self._absent()
+                        continue
                     self._rv = self._list()
                 self._watch()
             except _Relist as e:
@@ -165,6 +177,46 @@ class ListWatcher:
                 self._fail(f"internal: {type(e).__name__}")
         self.health.mark_disconnected()
 
+    def _served(self) -> bool:
+        """Discovery: does this cluster serve the kind's group/version and plural?"""
+        resp = self._get(
+            [], self.settings.read_timeout.total_seconds(), self.kind.group_version_path
+        )
+        if resp.status == 404:
+            resp.release_conn()
+            return False
+        self._check_status(resp)
+        try:
+            doc = json.loads(resp.data)
+            served = any(r.get("name") == self.kind.plural for r in doc.get("resources") or [])
+        except (ValueError, AttributeError):
+            raise _Resume("discovery answer is not an APIResourceList") from None
+        if served and self.health.absent:
+            log.info("%s is now served; watching it", self.kind.kind, extra=self._log_extra)
+            self.health.mark_present()
+        return served
+
+    def _absent(self) -> None:
+        """The CRD is not installed: say so once, look again now and then."""
+        if not self.health.absent:
+            level = logging.INFO if not self.kind.required else logging.WARNING
+            log.log(
+                level,
+                "%s (%s) is not served by this cluster; checking again every %s",
+                self.kind.kind,
+                self.kind.api_version,
+                self.settings.crd_recheck,
+                extra=self._log_extra,
+            )
+            self.health.mark_absent()
+            if self._listed_once:
+                # The CRD was removed, and its objects with it: an empty, complete list.
+                now = _now()
+                self.emit(SnapshotStart(self.cluster.name, self.kind.kind, "relist", now))
+                self.emit(SnapshotEnd(self.cluster.name, self.kind.kind, "", "relist", now))
+        self._backoff.reset()
+        self._stopping.wait(self.settings.crd_recheck.total_seconds())
+
     def _fail(self, message: str, retry_after: float | None = None, slow: bool = False) -> None:
         self.health.mark_disconnected()
         self.health.mark_error(message)
@@ -177,11 +229,13 @@ class ListWatcher:
         self._stopping.wait(delay)
 
     # --------------------------------------------------------------------- HTTP
-    def _get(self, query: list[tuple[str, Any]], read_timeout: float) -> Any:
+    def _get(
+        self, query: list[tuple[str, Any]], read_timeout: float, path: str | None = None
+    ) -> Any:
         """Issue a GET and return the raw urllib3 response (body not yet read)."""
         method, url, headers, _, _ = self._api.param_serialize(
             "GET",
-            self.kind.collection_path(self.namespace),
+            path or self.kind.collection_path(),
             query_params=query,
             auth_settings=["BearerToken"],
         )
@@ -201,16 +255,29 @@ class ListWatcher:
         message = f"HTTP {resp.status} {_status_message(body)}"
         if resp.status == 410:
             raise _Relist(message)
+        if resp.status == 404 and self.kind.group:
+            # The CRD may have been removed: list again, which asks discovery first.
+            self._rv = None
         retry_after = None
         with contextlib.suppress(TypeError, ValueError):
             retry_after = float(resp.headers.get("Retry-After"))
         raise _Resume(message, retry_after, slow=resp.status in _SLOW_RETRY)
 
+    def _wanted(self, obj: Any) -> bool:
+        if not isinstance(obj, dict):
+            return False
+        if not self.kind.namespaced or not (self._include or self._exclude):
+            return True
+        ns = (obj.get("metadata") or {}).get("namespace")
+        return (not self._include or ns in self._include) and ns not in self._exclude
+
     # --------------------------------------------------------------------- list
     def _list(self) -> str:
-        items: list[Obj] = []
+        source: ListSource = "relist" if self._listed_once else "list"
         cont: str | None = None
         rv = ""
+        count = 0
+        self.emit(SnapshotStart(self.cluster.name, self.kind.kind, source, _now()))
         while True:
             query: list[tuple[str, Any]] = [("limit", self.settings.page_size)]
             if cont:
@@ -223,36 +290,29 @@ class ListWatcher:
             except _Relist:
                 # An expired continue token: the only consistent answer is a fresh list.
                 log.info("continue token expired; restarting the list", extra=self._log_extra)
-                items, cont = [], None
+                cont, count = None, 0
+                self.emit(SnapshotStart(self.cluster.name, self.kind.kind, source, _now()))
                 continue
             with gc_paused():
                 try:
                     page = json.loads(resp.data)
                     meta = page.get("metadata") or {}
                     rv = str(meta["resourceVersion"])
-                    items.extend(page.get("items") or [])
+                    items = [i for i in page.get("items") or [] if self._wanted(i)]
                 except (ValueError, KeyError, TypeError, AttributeError):
                     raise _Resume("list response is not a valid list") from None
+            count += len(items)
+            self.emit(SnapshotPage(self.cluster.name, self.kind.kind, items, source, _now()))
             cont = meta.get("continue")
             if not cont:
                 break
-        relist = self._listed_once
-        self.emit(
-            Snapshot(
-                self.cluster.name,
-                self.kind.kind,
-                items,
-                rv,
-                "relist" if relist else "list",
-                _now(),
-            )
-        )
+        self.emit(SnapshotEnd(self.cluster.name, self.kind.kind, rv, source, _now()))
         self._listed_once = True
-        self.health.mark_listed(relist, rv)
+        self.health.mark_listed(source == "relist", rv)
         log.info(
             "%s %d objects at resourceVersion %s",
-            "relisted" if relist else "listed",
-            len(items),
+            "relisted" if source == "relist" else "listed",
+            count,
             rv,
             extra=self._log_extra,
         )
@@ -334,7 +394,8 @@ class ListWatcher:
             )
             self._advance(new_rv)
             return
-        self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, obj, _now()))
+        if self._wanted(obj):
+            self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, obj, _now()))
         self._advance(new_rv)
 
     def _advance(self, rv: str | None) -> None:

@@ -1,0 +1,120 @@
+"""`auditd status`: stream health per cluster and kind, and the outbox, as the daemon last wrote them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from auditd.alerts.render import human_duration
+from auditd.report.query import iso_utc
+from auditd.report.render import table
+from auditd.store.models import NotificationRow, StreamHealthRow
+
+# Three missed health samples: the daemon is gone or stuck, and what it last said is stale.
+STALE_AFTER = timedelta(seconds=15)
+
+
+def load_status(session: Session, now: datetime) -> dict[str, Any]:
+    rows = session.scalars(
+        select(StreamHealthRow).order_by(StreamHealthRow.cluster, StreamHealthRow.kind)
+    ).all()
+    reported = max((r.reported_at for r in rows), default=None)
+    reporting = reported is not None and now - reported <= STALE_AFTER
+    streams = [
+        {
+            "cluster": r.cluster,
+            "kind": r.kind,
+            # Unknown is never healthy: a stale row says nothing about now.
+            "state": r.state if reporting else "unknown",
+            "connected": r.connected if reporting else None,
+            "synced": r.synced,
+            "last_event_at": iso_utc(r.last_event_at),
+            "last_list_at": iso_utc(r.last_list_at),
+            "disconnected_since": iso_utc(r.disconnected_since),
+            "lists": r.lists,
+            "relists": r.relists,
+            "errors": r.errors,
+            "bad_events": r.bad_events,
+            "last_error": r.last_error,
+            "resource_version": r.resource_version,
+        }
+        for r in rows
+    ]
+    outbox = dict(
+        session.execute(
+            select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
+        ).all()
+    )
+    healthy = reporting and all(s["state"] in ("ok", "absent") for s in streams)
+    return {
+        "schema_version": 1,
+        "now": iso_utc(now),
+        "reporting": reporting,
+        "last_report_at": iso_utc(reported),
+        "healthy": healthy,
+        "streams": streams,
+        "outbox": {k: outbox.get(k, 0) for k in ("pending", "sent", "dead")},
+    }
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "-"
+    return human_duration(now - datetime.fromisoformat(iso.replace("Z", "+00:00"))) + " ago"
+
+
+def status_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2)
+
+
+def status_table(doc: dict[str, Any], now: datetime) -> str:
+    if doc["last_report_at"] is None:
+        head = "auditd has never reported: no daemon has run against this database"
+    elif doc["reporting"]:
+        head = f"auditd is reporting (last report {_ago(doc['last_report_at'], now)})"
+    else:
+        head = (
+            f"auditd is NOT reporting (last report {_ago(doc['last_report_at'], now)}): "
+            "every stream state is UNKNOWN"
+        )
+    rows = [
+        [
+            s["cluster"],
+            s["kind"],
+            s["state"],
+            {True: "yes", False: "no", None: "?"}[s["connected"]],
+            _ago(s["last_event_at"], now),
+            str(s["lists"]),
+            str(s["relists"]),
+            str(s["errors"]),
+            str(s["bad_events"]),
+            (s["last_error"] or "-")[:60],
+        ]
+        for s in doc["streams"]
+    ]
+    out = [head, ""]
+    if rows:
+        out.append(
+            table(
+                [
+                    "CLUSTER",
+                    "KIND",
+                    "STATE",
+                    "CONN",
+                    "LAST EVENT",
+                    "LISTS",
+                    "RELISTS",
+                    "ERRORS",
+                    "BAD",
+                    "LAST ERROR",
+                ],
+                rows,
+            )
+        )
+    ob = doc["outbox"]
+    out += ["", f"outbox: {ob['pending']} pending, {ob['sent']} sent, {ob['dead']} dead-lettered"]
+    return "\n".join(out) + "\n"

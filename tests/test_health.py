@@ -1,0 +1,195 @@
+"""Stream health: its coarse state, the audit-blind-spot rule, and `auditd status`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from auditd.config import parse_config
+from auditd.daemon.ingest import HealthReport, Ingestor
+from auditd.inventory.inventory import Inventory
+from auditd.rules.engine import RuleEngine
+from auditd.sim.fakeslack import FakeSlack
+from auditd.sources.kube.health import StreamHealth, stream_state
+from auditd.store.db import make_engine, session_factory
+from auditd.store.migrate import upgrade
+from auditd.store.models import NotificationRow, StreamHealthRow, TransitionRow, ViolationRow
+
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+FIVE_MIN = timedelta(minutes=5)
+
+
+def test_stream_state() -> None:
+    assert stream_state({"connected": True}, T, FIVE_MIN) == "ok"
+    assert (
+        stream_state(
+            {"connected": False, "disconnected_since": T - timedelta(minutes=1)}, T, FIVE_MIN
+        )
+        == "ok"
+    )
+    assert (
+        stream_state({"connected": False, "disconnected_since": T - FIVE_MIN}, T, FIVE_MIN)
+        == "blind"
+    )
+    assert stream_state({"absent": True, "connected": False}, T, FIVE_MIN) == "absent"
+
+
+def _stream(cluster: str, kind: str, connected: bool, since: datetime | None) -> dict[str, Any]:
+    h = StreamHealth(cluster, kind)
+    h.connected, h.disconnected_since, h.synced = connected, since, True
+    return h.snapshot()
+
+
+def test_blind_spot_fires_once_and_resolves_with_history(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    config = parse_config(
+        {
+            "clusters": [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}],
+            "pairs": [{"name": "p", "clusters": ["dr1", "dr2"]}],
+        }
+    )
+    ing = Ingestor(sessions, Inventory(), RuleEngine(config), {}, ["slack"])
+    down = T - timedelta(minutes=10)
+    report = lambda at, ok: HealthReport(
+        at,
+        [  # noqa: E731
+            _stream("dr1", "PersistentVolumeClaim", ok, None if ok else down),
+            _stream("dr1", "VolumeReplication", ok, None if ok else down),
+            _stream("dr2", "PersistentVolumeClaim", True, None),
+        ],
+    )
+    ing.process([report(T, True)], T)  # baseline: no transition, no violation
+    ing.process([report(T + timedelta(seconds=5), False)], T + timedelta(seconds=5))
+    ing.process(
+        [report(T + timedelta(seconds=10), False)], T + timedelta(seconds=10)
+    )  # still blind: quiet
+    ing.process([report(T + timedelta(seconds=15), True)], T + timedelta(seconds=15))
+    with sessions() as s:
+        rows = [
+            (t.cluster, t.name, t.old, t.new, t.source)
+            for t in s.scalars(select(TransitionRow).order_by(TransitionRow.id))
+        ]
+        assert rows == [
+            ("dr1", "PersistentVolumeClaim", "ok", "blind", "health"),
+            ("dr1", "VolumeReplication", "ok", "blind", "health"),
+            ("dr1", "PersistentVolumeClaim", "blind", "ok", "health"),
+            ("dr1", "VolumeReplication", "blind", "ok", "health"),
+        ]
+        [v] = s.scalars(select(ViolationRow)).all()
+        assert (v.rule, v.subject, v.severity, v.state) == (
+            "audit-blind-spot",
+            "cluster/dr1",
+            "critical",
+            "resolved",
+        )
+        assert v.evidence["blind_kinds"] == "PersistentVolumeClaim, VolumeReplication"
+        assert [
+            n.event for n in s.scalars(select(NotificationRow).order_by(NotificationRow.id))
+        ] == ["firing", "resolved"]
+        assert {h.state for h in s.scalars(select(StreamHealthRow))} == {"ok"}
+    engine.dispose()
+
+
+def _write_config(tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack) -> Path:
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(f"""
+database_url = "sqlite:///{tmp_path / "h.db"}"
+[[clusters]]
+name = "dr1"
+kubeconfig = "{clusters["kubeconfig"]}"
+context = "dr1"
+role = "primary"
+[[clusters]]
+name = "dr2"
+kubeconfig = "{clusters["kubeconfig"]}"
+context = "dr2"
+role = "secondary"
+[[pairs]]
+name = "dr1-dr2"
+clusters = ["dr1", "dr2"]
+[watch]
+backoff_initial = "100ms"
+backoff_max = "500ms"
+blind_spot_after = "2s"
+[slack]
+channel = "#dr-alerts"
+base_url = "{slack.base_url}"
+""")
+    return cfg
+
+
+def _status(cfg: Path) -> tuple[int, dict[str, Any]]:
+    p = subprocess.run(
+        [sys.executable, "-m", "auditd", "status", "-c", str(cfg), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return p.returncode, json.loads(p.stdout)
+
+
+def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
+    tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack
+) -> None:
+    cfg = _write_config(tmp_path, clusters, slack)
+    clusters["dr1"].stop()  # dr1 is down from the start
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
+        env={**__import__("os").environ, "AUDITD_SLACK_TOKEN": slack.token},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        msg = slack.wait_for(1, timeout=30)[0]
+        assert msg["text"].startswith("FIRING [critical] audit-blind-spot")
+        assert "dr1" in msg["text"] and "PersistentVolumeClaim" in msg["text"]
+        deadline = time.monotonic() + 15
+        while True:
+            rc, doc = _status(cfg)
+            states = {(s["cluster"], s["kind"]): s["state"] for s in doc["streams"]}
+            if (
+                states.get(("dr1", "PersistentVolumeClaim")) == "blind"
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)
+        assert rc == 1 and doc["reporting"] and not doc["healthy"]
+        assert states[("dr1", "PersistentVolumeClaim")] == "blind"
+        assert states[("dr2", "PersistentVolumeClaim")] == "ok"
+        assert states[("dr2", "DRPlacementControl")] == "absent"
+        dr1 = next(
+            s
+            for s in doc["streams"]
+            if s["cluster"] == "dr1" and s["kind"] == "PersistentVolumeClaim"
+        )
+        assert dr1["errors"] >= 1 and "connection" in dr1["last_error"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    # The daemon is gone: status must not claim anything is fine.
+    engine = make_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            StreamHealthRow.__table__.update().values(
+                reported_at=datetime.now(UTC) - timedelta(minutes=1)
+            )
+        )
+    engine.dispose()
+    rc, doc = _status(cfg)
+    assert rc == 1 and not doc["reporting"]
+    assert {s["state"] for s in doc["streams"]} == {"unknown"}
+    table = subprocess.run(
+        [sys.executable, "-m", "auditd", "status", "-c", str(cfg)], capture_output=True, text=True
+    ).stdout
+    assert "NOT reporting" in table and "UNKNOWN" in table
