@@ -60,14 +60,17 @@ def test_blind_spot_fires_once_and_resolves_with_history(tmp_path: Path) -> None
     )
     ing = Ingestor(sessions, Inventory(), RuleEngine(config), {}, ["slack"])
     down = T - timedelta(minutes=10)
-    report = lambda at, ok: HealthReport(
-        at,
-        [  # noqa: E731
-            _stream("dr1", "PersistentVolumeClaim", ok, None if ok else down),
-            _stream("dr1", "VolumeReplication", ok, None if ok else down),
-            _stream("dr2", "PersistentVolumeClaim", True, None),
-        ],
-    )
+
+    def report(at: datetime, ok: bool) -> HealthReport:
+        return HealthReport(
+            at,
+            [
+                _stream("dr1", "PersistentVolumeClaim", ok, None if ok else down),
+                _stream("dr1", "VolumeReplication", ok, None if ok else down),
+                _stream("dr2", "PersistentVolumeClaim", True, None),
+            ],
+        )
+
     ing.process([report(T, True)], T)  # baseline: no transition, no violation
     ing.process([report(T + timedelta(seconds=5), False)], T + timedelta(seconds=5))
     ing.process(
