@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from auditd.config import ClusterConfig, WatchConfig
+from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, expired_event
@@ -42,7 +43,7 @@ class History:
         self._lock = threading.Lock()
         self.health = StreamHealth("dr1", "PersistentVolumeClaim")
         cluster = ClusterConfig(name="dr1", kubeconfig=kubeconfig, context="dr1", role="primary")
-        self.watcher = ListWatcher(cluster, PVC, settings, self._apply, self.health)
+        self.watcher = ListWatcher(cluster, PVC, settings, self._apply, self.health, facts_of)
         self.thread = threading.Thread(target=self.watcher.run, daemon=True)
 
     def _apply(self, ev: KubeEvent) -> None:

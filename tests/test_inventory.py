@@ -3,10 +3,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from auditd.inventory.facts import pv_facts, pvc_facts, vr_facts
+from auditd.inventory.facts import facts_of, pv_facts, pvc_facts, vr_facts
 from auditd.inventory.inventory import Delta, Inventory, Known, ObjectKey
 from auditd.sim import objects
-from auditd.sources.kube.events import ObjectEvent, SnapshotEnd, SnapshotPage, SnapshotStart
+from auditd.sources.kube.events import (
+    ObjectEvent,
+    Observed,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PVC = "PersistentVolumeClaim"
@@ -28,13 +34,26 @@ def snapshot(
     """Hand over a complete list the way the watcher does: start, pages, end."""
     delta = inv.apply(SnapshotStart(cluster, PVC, source, T))  # type: ignore[arg-type]
     for i in range(0, max(len(objs), 1), page_size):
-        delta.merge(inv.apply(SnapshotPage(cluster, PVC, objs[i : i + page_size], source, T)))  # type: ignore[arg-type]
-    delta.merge(inv.apply(SnapshotEnd(cluster, PVC, rv, source, T)))  # type: ignore[arg-type]
+        page = [observed(o) for o in objs[i : i + page_size]]
+        inv.apply(SnapshotPage(cluster, PVC, page, source, T), delta)  # type: ignore[arg-type]
+    inv.apply(SnapshotEnd(cluster, PVC, rv, source, T), delta)  # type: ignore[arg-type]
     return delta
 
 
+def observed(obj: dict[str, Any]) -> Observed:
+    """What the watcher hands over for a raw object."""
+    m = obj["metadata"]
+    return Observed(
+        m.get("namespace", ""),
+        m["name"],
+        m.get("uid"),
+        m.get("resourceVersion"),
+        facts_of(PVC, obj),
+    )
+
+
 def ev(etype: str, obj: dict[str, Any], cluster: str = "dr2") -> ObjectEvent:
-    return ObjectEvent(cluster, PVC, etype, obj, T)  # type: ignore[arg-type]
+    return ObjectEvent(cluster, PVC, etype, observed(obj), T)  # type: ignore[arg-type]
 
 
 def test_pvc_facts_ignore_churn() -> None:
@@ -80,18 +99,18 @@ def test_pv_and_vr_facts() -> None:
 
 def test_added_modified_deleted_make_field_transitions() -> None:
     inv = Inventory()
-    d = inv.apply_event(ev("ADDED", _with_rv(objects.pvc("data", "ns", phase="Pending"), 10)))
+    d = inv.apply(ev("ADDED", _with_rv(objects.pvc("data", "ns", phase="Pending"), 10)))
     assert [(t.field, t.old, t.new) for t in d.transitions] == [
         ("exists", "false", "true"),
         ("phase", None, "Pending"),
         ("storageClassName", None, "rook-ceph-block"),
     ]
-    d = inv.apply_event(ev("MODIFIED", _with_rv(objects.pvc("data", "ns", volume="pv1"), 11)))
+    d = inv.apply(ev("MODIFIED", _with_rv(objects.pvc("data", "ns", volume="pv1"), 11)))
     assert [(t.field, t.old, t.new) for t in d.transitions] == [
         ("phase", "Pending", "Bound"),
         ("volumeName", None, "pv1"),
     ]
-    d = inv.apply_event(ev("DELETED", _with_rv(objects.pvc("data", "ns", volume="pv1"), 12)))
+    d = inv.apply(ev("DELETED", _with_rv(objects.pvc("data", "ns", volume="pv1"), 12)))
     assert [(t.field, t.old, t.new, t.source) for t in d.transitions] == [
         ("exists", "true", "false", "watch")
     ]
@@ -100,15 +119,15 @@ def test_added_modified_deleted_make_field_transitions() -> None:
 
 def test_replayed_and_churn_events_make_no_transition() -> None:
     inv = Inventory()
-    inv.apply_event(ev("ADDED", _with_rv(objects.pvc("data", "ns"), 10)))
-    assert not inv.apply_event(ev("ADDED", _with_rv(objects.pvc("data", "ns"), 10)))  # replay
-    assert not inv.apply_event(ev("MODIFIED", _with_rv(objects.pvc("data", "ns"), 9)))  # older
+    inv.apply(ev("ADDED", _with_rv(objects.pvc("data", "ns"), 10)))
+    assert not inv.apply(ev("ADDED", _with_rv(objects.pvc("data", "ns"), 10)))  # replay
+    assert not inv.apply(ev("MODIFIED", _with_rv(objects.pvc("data", "ns"), 9)))  # older
     churn = _with_rv(objects.pvc("data", "ns"), 15)
     churn["metadata"]["managedFields"] = [{"manager": "x"}]
-    assert not inv.apply_event(ev("MODIFIED", churn))
+    assert not inv.apply(ev("MODIFIED", churn))
     key = ObjectKey("dr2", PVC, "ns", "data")
     assert inv.objects[key].resource_version == "15"
-    assert not inv.apply_event(ev("DELETED", _with_rv(objects.pvc("gone", "ns"), 16)))
+    assert not inv.apply(ev("DELETED", _with_rv(objects.pvc("gone", "ns"), 16)))
 
 
 def test_relist_reconciles_changes_and_deletions_as_late() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -68,7 +68,20 @@ def test_write_read_round_trip(db_url: str) -> None:
     sessions = session_factory(engine)
     try:
         delta = Delta(
-            transitions=[Transition(KEY, "exists", "false", "true", T, "watch", False, "11")],
+            transitions=[
+                Transition(KEY, "exists", "false", "true", T, "watch", False, "11"),
+                # A non-UTC zone and microseconds: stored as UTC, read back equal.
+                Transition(
+                    KEY,
+                    "phase",
+                    None,
+                    "Bound",
+                    T.astimezone(timezone(timedelta(hours=2))) + timedelta(microseconds=7),
+                    "watch",
+                    True,
+                    "11",
+                ),
+            ],
             upserts={KEY: Known("u1", "11", {"phase": "Bound", "volumeName": None})},
         )
         change = step(None, _finding(), timedelta(0), T)
@@ -90,7 +103,16 @@ def test_write_read_round_trip(db_url: str) -> None:
                 "pending",
                 {"text": "hi"},
             )
-            assert s.scalars(select(TransitionRow)).one().observed_at == T  # tz-aware UTC back
+            rows = s.scalars(select(TransitionRow).order_by(TransitionRow.id)).all()
+            assert [r.observed_at for r in rows] == [T, T + timedelta(microseconds=7)]  # UTC back
+            assert (
+                rows[1].observed_at.tzinfo is UTC and rows[1].late is True and rows[0].late is False
+            )
+            # Comparisons in SQL agree with the stored format.
+            after = s.scalars(
+                select(TransitionRow.field).where(TransitionRow.observed_at > T)
+            ).all()
+            assert after == ["phase"]
         # Resolve, then delete the object.
         resolved = step(
             active[("pvc-on-secondary", str(KEY))], None, timedelta(0), T + timedelta(minutes=3)
@@ -103,7 +125,7 @@ def test_write_read_round_trip(db_url: str) -> None:
             assert load_open_violations(s) == {}
             assert list(load_objects(s)) == []
             report = load_report(s, T - timedelta(hours=1), T + timedelta(hours=1))
-        assert [t["field"] for t in report.transitions] == ["exists"]
+        assert [t["field"] for t in report.transitions] == ["exists", "phase"]
         assert report.violations[0]["state"] == "resolved"
         assert report.violations[0]["notifications"] == ["firing:slack:pending"]
     finally:

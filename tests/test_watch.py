@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from auditd.config import ClusterConfig, WatchConfig
+from auditd.inventory.facts import facts_of
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, expired_event
 from auditd.sources.kube.events import (
@@ -54,7 +55,9 @@ class Run:
         cluster = ClusterConfig(
             name=context, kubeconfig=kubeconfig, context=context, role="primary"
         )
-        self.watcher = ListWatcher(cluster, PVC, settings, self.events.append, self.health)
+        self.watcher = ListWatcher(
+            cluster, PVC, settings, self.events.append, self.health, facts_of
+        )
         self.thread = threading.Thread(target=self.watcher.run, daemon=True)
 
     def start(self, watchers: int = 1) -> Run:
@@ -75,11 +78,11 @@ class Run:
             if isinstance(e, SnapshotStart):
                 listed = []
             elif isinstance(e, SnapshotPage):
-                listed += [o["metadata"]["name"] for o in e.objects]
+                listed += [o.name for o in e.objects]
             elif isinstance(e, SnapshotEnd):
                 out.append((e.source, ",".join(sorted(listed))))
             else:
-                out.append((e.type, e.obj["metadata"]["name"]))
+                out.append((e.type, e.object.name))
         return out
 
     def watch_rvs(self) -> list[str]:
@@ -369,7 +372,7 @@ def test_missing_crd_is_logged_once_and_found_later(
     cluster = ClusterConfig(
         name="dr1", kubeconfig=clusters["kubeconfig"], context="dr1", role="primary"
     )
-    watcher = ListWatcher(cluster, DRPC, settings, events.append, health)
+    watcher = ListWatcher(cluster, DRPC, settings, events.append, health, facts_of)
     t = threading.Thread(target=watcher.run, daemon=True)
     caplog.set_level("INFO")
     t.start()

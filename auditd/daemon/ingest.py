@@ -6,6 +6,7 @@ so no locks are needed around them, and SQLite sees exactly one writer.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -22,7 +23,7 @@ from auditd.alerts.render import render
 from auditd.inventory.inventory import Delta, Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
-from auditd.sources.kube.events import KubeEvent
+from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
 from auditd.store.writer import (
     PlannedNotification,
@@ -63,7 +64,9 @@ class Ingestor:
         active: dict[ViolationKey, Active],
         sinks: Sequence[str],
         on_commit: Callable[[], None] = lambda: None,
-        batch_max: int = 2000,
+        batch_max: int = 1000,
+        queue_max: int = 2000,
+        pages_in_flight: int = 4,
     ) -> None:
         self.sessions = sessions
         self.inventory = inventory
@@ -72,12 +75,17 @@ class Ingestor:
         self.sinks = list(sinks)
         self.on_commit = on_commit
         self.batch_max = batch_max
-        # Bounded: a stalled database slows the watchers down instead of filling memory.
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=20000)
+        # Bounded: a stalled database slows the watchers down instead of filling memory. A list
+        # page holds hundreds of raw objects, so pages have a tighter bound of their own.
+        # Backpressure is safe: a watch the server drops for being slow resumes exactly.
+        self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_max)
+        self._page_slots = threading.Semaphore(pages_in_flight)
         self._stop = threading.Event()
         self.committed_batches = 0
 
     def put(self, item: Item) -> None:
+        if isinstance(item, SnapshotPage):
+            self._page_slots.acquire()
         self.queue.put(item)
 
     def stop(self) -> None:
@@ -109,18 +117,20 @@ class Ingestor:
         delta = Delta()
         timers = False
         health: HealthReport | None = None
+        listed = False
         for item in batch:
             if isinstance(item, Tick):
                 timers = True
             elif isinstance(item, HealthReport):
                 health = item
-                delta.merge(
-                    self.inventory.apply_health(
-                        item.streams, item.at, self.rules.config.watch.blind_spot_after
-                    )
+                self.inventory.apply_health(
+                    item.streams, item.at, self.rules.config.watch.blind_spot_after, delta
                 )
             else:
-                delta.merge(self.inventory.apply(item))
+                self.inventory.apply(item, delta)
+                listed = listed or isinstance(item, SnapshotEnd)
+                if isinstance(item, SnapshotPage):
+                    self._page_slots.release()
         changes = self._changes(delta, timers, now)
         if not delta and not changes and health is None:
             return
@@ -137,6 +147,12 @@ class Ingestor:
         self.committed_batches += 1
         if plans:
             self.on_commit()
+        if listed:
+            # The inventory is now mostly long-lived, acyclic dicts. Left in the collected
+            # generations, every later collection rescans all of them: decoding a watch event
+            # then costs 3x more (bench/watch_scale.py). Frozen, they are still freed by
+            # reference counting when replaced; only cycle detection skips them.
+            gc.freeze()
 
     def _changes(self, delta: Delta, timers: bool, now: datetime) -> list[Change]:
         verdicts = self.rules.evaluate(self.inventory, delta.touched) if delta.touched else {}

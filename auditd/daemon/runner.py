@@ -21,6 +21,7 @@ from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.config import Config, redact_url
 from auditd.daemon.ingest import HealthReport, Ingestor, Tick
+from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.health import StreamHealth
@@ -81,6 +82,7 @@ class Daemon:
                     cfg.watch,
                     self.ingestor.put,
                     health,
+                    normalize=facts_of,
                     label_selector=cfg.watch.label_selectors.get(kind.kind),  # type: ignore[call-overload]
                 )
                 self._watchers.append(watcher)

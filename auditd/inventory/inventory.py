@@ -3,6 +3,9 @@
 Pure and in-memory: events in, ``Delta`` out. The store persists deltas; the rules read the
 inventory. Deduplication lives here: an event whose resourceVersion is not newer than what we
 hold (a resumed watch replaying, a list racing a watch) changes nothing.
+
+Every watch event passes through here, so keys and transitions are NamedTuples (cheap to make,
+hash and sort) and a batch's events append into one ``Delta`` instead of merging many.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from auditd.inventory.facts import Facts, facts_of
+from auditd.inventory.facts import Facts
 from auditd.sources.kube.events import (
     KubeEvent,
     ObjectEvent,
@@ -22,11 +25,8 @@ from auditd.sources.kube.events import (
 )
 from auditd.sources.kube.health import AUDIT_STREAM, stream_state
 
-Obj = dict[str, Any]
 
-
-@dataclass(frozen=True, order=True)
-class ObjectKey:
+class ObjectKey(NamedTuple):
     cluster: str
     kind: str
     namespace: str  # "" for cluster-scoped kinds
@@ -37,15 +37,14 @@ class ObjectKey:
         return f"{self.cluster}/{self.kind}/{ns}{self.name}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Known:
     uid: str | None
     resource_version: str | None
     facts: Facts
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     key: ObjectKey
     field: str
     old: str | None
@@ -68,25 +67,19 @@ class Delta:
     def touched(self) -> set[ObjectKey]:
         return set(self.upserts) | self.deletes
 
-    def merge(self, other: Delta) -> None:
-        self.transitions.extend(other.transitions)
-        for k, v in other.upserts.items():
-            self.upserts[k] = v
-            self.deletes.discard(k)
-        for k in other.deletes:
-            self.deletes.add(k)
-            self.upserts.pop(k, None)
+    def upsert(self, key: ObjectKey, known: Known) -> None:
+        self.upserts[key] = known
+        self.deletes.discard(key)
+
+    def delete(self, key: ObjectKey) -> None:
+        self.deletes.add(key)
+        self.upserts.pop(key, None)
 
     def __bool__(self) -> bool:
         return bool(self.transitions or self.upserts or self.deletes)
 
 
 EXISTS = "exists"
-
-
-def key_of(cluster: str, kind: str, obj: Obj) -> ObjectKey:
-    meta = obj["metadata"]
-    return ObjectKey(cluster, kind, meta.get("namespace") or "", meta["name"])
 
 
 def _rv_newer(new: str | None, old: str | None) -> bool:
@@ -124,37 +117,43 @@ class Inventory:
     def keys_of(self, cluster: str, kind: str) -> set[ObjectKey]:
         return set(self._by_kind.get((cluster, kind), ()))
 
-    def apply(self, item: KubeEvent) -> Delta:
+    def apply(self, item: KubeEvent, into: Delta | None = None) -> Delta:
+        """Apply one source event; its changes are appended to ``into`` (or a new Delta)."""
+        delta = Delta() if into is None else into
         if isinstance(item, ObjectEvent):
-            return self.apply_event(item)
-        if isinstance(item, SnapshotStart):
+            self._event(item, delta)
+        elif isinstance(item, SnapshotStart):
             self._start(item.cluster, item.kind, item.source)
-            return Delta()
-        if isinstance(item, SnapshotPage):
-            return self._page(item)
-        return self._end(item)
+        elif isinstance(item, SnapshotPage):
+            self._page(item, delta)
+        else:
+            self._end(item, delta)
+        return delta
 
     # ------------------------------------------------------------------ events
-    def apply_event(self, ev: ObjectEvent) -> Delta:
-        key = key_of(ev.cluster, ev.kind, ev.obj)
-        meta = ev.obj["metadata"]
-        rv = str(meta.get("resourceVersion")) if meta.get("resourceVersion") else None
+    def _event(self, ev: ObjectEvent, delta: Delta) -> None:
+        o = ev.object
+        key = ObjectKey(ev.cluster, ev.kind, o.namespace, o.name)
         old = self.objects.get(key)
-        if old is not None and not _rv_newer(rv, old.resource_version):
-            return Delta()  # a replay of something we already hold
+        if old is not None and not _rv_newer(o.resource_version, old.resource_version):
+            return  # a replay of something we already hold
         if ev.type == "DELETED":
-            if old is None:
-                return Delta()
-            return self._delete(key, old, ev.received_at, "watch", False, rv)
-        new = Known(meta.get("uid"), rv, facts_of(ev.kind, ev.obj))
-        return self._upsert(key, old, new, ev.received_at, "watch", False)
+            if old is not None:
+                self._delete(key, ev.received_at, "watch", False, o.resource_version, delta)
+            return
+        new = Known(o.uid, o.resource_version, o.facts)
+        self._upsert(key, old, new, ev.received_at, "watch", False, delta)
 
     # ------------------------------------------------------------ stream health
     def apply_health(
-        self, streams: Iterable[dict[str, Any]], now: datetime, blind_after: timedelta
+        self,
+        streams: Iterable[dict[str, Any]],
+        now: datetime,
+        blind_after: timedelta,
+        into: Delta | None = None,
     ) -> Delta:
         """Each watch stream's coarse state (ok, blind, absent) as facts of an AuditStream."""
-        delta = Delta()
+        delta = Delta() if into is None else into
         for h in streams:
             key = ObjectKey(h["cluster"], AUDIT_STREAM, "", h["kind"])
             new = Known(None, None, {"state": stream_state(h, now, blind_after)})
@@ -162,9 +161,9 @@ class Inventory:
             if old is None:
                 # A stream's first state is its baseline, not news: only changes are history.
                 self._put(key, new)
-                delta.upserts[key] = new
+                delta.upsert(key, new)
             elif old.facts != new.facts:
-                delta.merge(self._upsert(key, old, new, now, "health", False))
+                self._upsert(key, old, new, now, "health", False, delta)
         return delta
 
     # ------------------------------------------------------------ list snapshot
@@ -176,43 +175,25 @@ class Inventory:
         self._listing[(cluster, kind)] = listing
         return listing
 
-    def _page(self, page: SnapshotPage) -> Delta:
+    def _page(self, page: SnapshotPage, delta: Delta) -> None:
         listing = self._listing.get((page.cluster, page.kind)) or self._start(
             page.cluster, page.kind, page.source
         )
-        delta = Delta()
-        for obj in page.objects:
-            meta = obj.get("metadata")
-            if not isinstance(meta, dict) or not meta.get("name"):
-                continue
-            key = key_of(page.cluster, page.kind, obj)
+        for o in page.objects:
+            key = ObjectKey(page.cluster, page.kind, o.namespace, o.name)
             listing.seen.add(key)
-            rv = str(meta["resourceVersion"]) if meta.get("resourceVersion") else None
-            new = Known(meta.get("uid"), rv, facts_of(page.kind, obj))
-            delta.merge(
-                self._upsert(
-                    key, self.objects.get(key), new, page.received_at, listing.source, listing.late
-                )
-            )
-        return delta
+            new = Known(o.uid, o.resource_version, o.facts)
+            old = self.objects.get(key)
+            self._upsert(key, old, new, page.received_at, listing.source, listing.late, delta)
 
-    def _end(self, end: SnapshotEnd) -> Delta:
+    def _end(self, end: SnapshotEnd, delta: Delta) -> None:
         """The list is complete: whatever it did not contain is gone."""
         listing = self._listing.pop((end.cluster, end.kind), None) or _Listing(end.source, True)
         self._loaded.discard((end.cluster, end.kind))
-        delta = Delta()
         for key in sorted(self.keys_of(end.cluster, end.kind) - listing.seen):
-            delta.merge(
-                self._delete(
-                    key,
-                    self.objects[key],
-                    end.received_at,
-                    listing.source,
-                    listing.late,
-                    end.resource_version,
-                )
+            self._delete(
+                key, end.received_at, listing.source, listing.late, end.resource_version, delta
             )
-        return delta
 
     # -------------------------------------------------------------- primitives
     def _upsert(
@@ -223,42 +204,47 @@ class Inventory:
         at: datetime,
         source: str,
         late: bool,
-    ) -> Delta:
-        delta = Delta()
+        delta: Delta,
+    ) -> None:
         rv = new.resource_version
+        out = delta.transitions
         if old is None:
-            delta.transitions.append(Transition(key, EXISTS, "false", "true", at, source, late, rv))
+            out.append(Transition(key, EXISTS, "false", "true", at, source, late, rv))
             for f, v in sorted(new.facts.items()):
                 if v is not None:
-                    delta.transitions.append(Transition(key, f, None, v, at, source, late, rv))
+                    out.append(Transition(key, f, None, v, at, source, late, rv))
         else:
+            before = len(out)
             if old.uid and new.uid and old.uid != new.uid:
                 # Deleted and created again while we were not looking.
-                delta.transitions.append(
-                    Transition(key, "uid", old.uid, new.uid, at, source, late, rv)
-                )
-            for f in sorted(set(old.facts) | set(new.facts)):
-                a, b = old.facts.get(f), new.facts.get(f)
+                out.append(Transition(key, "uid", old.uid, new.uid, at, source, late, rv))
+            a_facts, b_facts = old.facts, new.facts
+            fields = sorted(a_facts.keys() | b_facts.keys())
+            for f in fields:
+                a, b = a_facts.get(f), b_facts.get(f)
                 if a != b:
-                    delta.transitions.append(Transition(key, f, a, b, at, source, late, rv))
-            if not delta.transitions:
+                    out.append(Transition(key, f, a, b, at, source, late, rv))
+            if len(out) == before:
                 # Churn only (status heartbeat, managedFields): remember the version, write nothing.
                 self.objects[key] = new
-                return delta
+                return
         self._put(key, new)
-        delta.upserts[key] = new
-        return delta
+        delta.upsert(key, new)
 
     def _put(self, key: ObjectKey, known: Known) -> None:
         self.objects[key] = known
         self._by_kind.setdefault((key.cluster, key.kind), set()).add(key)
 
     def _delete(
-        self, key: ObjectKey, old: Known, at: datetime, source: str, late: bool, rv: str | None
-    ) -> Delta:
+        self,
+        key: ObjectKey,
+        at: datetime,
+        source: str,
+        late: bool,
+        rv: str | None,
+        delta: Delta,
+    ) -> None:
         del self.objects[key]
         self._by_kind[(key.cluster, key.kind)].discard(key)
-        delta = Delta()
         delta.transitions.append(Transition(key, EXISTS, "true", "false", at, source, late, rv))
-        delta.deletes.add(key)
-        return delta
+        delta.delete(key)

@@ -43,7 +43,8 @@ class RuleEngine:
         self, inventory: Inventory, touched: Iterable[ObjectKey]
     ) -> dict[tuple[str, str], Finding | None]:
         ctx = RuleContext(inventory, self.config)
-        keys = sorted(touched)  # deterministic order, whatever order the events came in
+        # Deterministic order, whatever order the events came in.
+        keys = sorted(touched)
         verdicts: dict[tuple[str, str], Finding | None] = {}
         for rule in self.rules.values():
             for subject, finding in rule.evaluate(ctx, keys).items():

@@ -6,11 +6,13 @@ trustworthy: a notification exists if and only if the change it announces was co
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, tuple_, update
+from sqlalchemy import Table, delete, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,7 +22,6 @@ from auditd.store.models import (
     NotificationRow,
     ObjectRow,
     StreamHealthRow,
-    TransitionRow,
     ViolationRow,
 )
 
@@ -31,6 +32,10 @@ class PlannedNotification:
     payload: dict[str, Any]
 
 
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def _upsert(
     session: Session, model: type[Any], keys: list[str], rows: list[dict[str, Any]]
 ) -> None:
@@ -38,7 +43,7 @@ def _upsert(
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_table(model))
     stmt = ins.on_conflict_do_update(
         index_elements=keys,
         set_={c: ins.excluded[c] for c in rows[0] if c not in keys},
@@ -50,47 +55,74 @@ def write_stream_health(session: Session, rows: list[dict[str, Any]]) -> None:
     _upsert(session, StreamHealthRow, ["cluster", "kind"], rows)
 
 
+# The two statements on the hot path (every watch event) go straight to the DBAPI's
+# executemany: SQLAlchemy's per-row bind processing cost 3x the insert itself
+# (bench/watch_scale.py). The values are exactly what the ORM types would bind:
+# tests/test_store.py reads these rows back through the ORM on both databases.
+_TRANSITION_COLUMNS = (
+    "cluster, kind, namespace, name, field, old, new, observed_at, source, late, resource_version"
+)
+_OBJECT_UPSERT = (
+    "INSERT INTO objects (cluster, kind, namespace, name, uid, resource_version, facts, updated_at)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {json}, {p})"
+    " ON CONFLICT (cluster, kind, namespace, name) DO UPDATE SET uid = excluded.uid,"
+    " resource_version = excluded.resource_version, facts = excluded.facts,"
+    " updated_at = excluded.updated_at"
+)
+
+
+def _time_binder(dialect: str) -> Callable[[datetime], Any]:
+    if dialect == "sqlite":
+        # SQLAlchemy's SQLite DATETIME storage format, naive UTC (see UTCDateTime).
+        return lambda t: t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return lambda t: t
+
+
 def write_delta(session: Session, delta: Delta, now: datetime) -> None:
+    conn = session.connection()
+    dialect = conn.dialect.name
+    p = "?" if dialect == "sqlite" else "%s"
+    ts = _time_binder(dialect)
     if delta.transitions:
-        session.execute(
-            insert(TransitionRow),
+        conn.exec_driver_sql(
+            f"INSERT INTO transitions ({_TRANSITION_COLUMNS}) VALUES ({', '.join([p] * 11)})",
             [
-                {
-                    "cluster": t.key.cluster,
-                    "kind": t.key.kind,
-                    "namespace": t.key.namespace,
-                    "name": t.key.name,
-                    "field": t.field,
-                    "old": t.old,
-                    "new": t.new,
-                    "observed_at": t.observed_at,
-                    "source": t.source,
-                    "late": t.late,
-                    "resource_version": t.resource_version,
-                }
+                (
+                    t.key.cluster,
+                    t.key.kind,
+                    t.key.namespace,
+                    t.key.name,
+                    t.field,
+                    t.old,
+                    t.new,
+                    ts(t.observed_at),
+                    t.source,
+                    t.late,
+                    t.resource_version,
+                )
                 for t in delta.transitions
             ],
         )
-    _upsert(
-        session,
-        ObjectRow,
-        ["cluster", "kind", "namespace", "name"],
-        [
-            {
-                "cluster": k.cluster,
-                "kind": k.kind,
-                "namespace": k.namespace,
-                "name": k.name,
-                "uid": v.uid,
-                "resource_version": v.resource_version,
-                "facts": v.facts,
-                "updated_at": now,
-            }
-            for k, v in sorted(delta.upserts.items())
-        ],
-    )
+    if delta.upserts:
+        updated = ts(now)
+        conn.exec_driver_sql(
+            _OBJECT_UPSERT.format(p=p, json=p if dialect == "sqlite" else "CAST(%s AS json)"),
+            [
+                (
+                    k.cluster,
+                    k.kind,
+                    k.namespace,
+                    k.name,
+                    v.uid,
+                    v.resource_version,
+                    json.dumps(v.facts),
+                    updated,
+                )
+                for k, v in delta.upserts.items()
+            ],
+        )
     if delta.deletes:
-        keys = [(k.cluster, k.kind, k.namespace, k.name) for k in sorted(delta.deletes)]
+        keys = sorted((k.cluster, k.kind, k.namespace, k.name) for k in delta.deletes)
         for i in range(0, len(keys), 500):  # stay under bind-parameter limits
             session.execute(
                 delete(ObjectRow).where(

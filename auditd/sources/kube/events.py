@@ -7,7 +7,23 @@ from datetime import datetime
 from typing import Any, Literal
 
 Obj = dict[str, Any]
+Facts = dict[str, str | None]
 ListSource = Literal["list", "relist"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One object as seen, reduced to its identity and DR facts as soon as it is decoded.
+
+    The raw object (hundreds of containers) is dropped at once: queues and batches then hold a
+    few strings per object, which keeps memory flat and the cyclic GC cheap.
+    """
+
+    namespace: str  # "" for cluster-scoped kinds
+    name: str
+    uid: str | None
+    resource_version: str | None
+    facts: Facts
 
 
 @dataclass(frozen=True)
@@ -17,7 +33,7 @@ class ObjectEvent:
     cluster: str
     kind: str
     type: Literal["ADDED", "MODIFIED", "DELETED"]
-    obj: Obj
+    object: Observed
     received_at: datetime
 
 
@@ -42,7 +58,7 @@ class SnapshotPage:
 
     cluster: str
     kind: str
-    objects: list[Obj]
+    objects: list[Observed]
     source: ListSource
     received_at: datetime
 

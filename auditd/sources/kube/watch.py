@@ -32,9 +32,12 @@ import urllib3
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.sources.kube.client import ClusterUnavailable, api_client_for
 from auditd.sources.kube.events import (
+    Facts,
     KubeEvent,
     ListSource,
+    Obj,
     ObjectEvent,
+    Observed,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
@@ -113,6 +116,7 @@ class ListWatcher:
         settings: WatchConfig,
         emit: Callable[[KubeEvent], None],
         health: StreamHealth,
+        normalize: Callable[[str, Obj], Facts],
         label_selector: str | None = None,
     ) -> None:
         self.cluster = cluster
@@ -120,6 +124,7 @@ class ListWatcher:
         self.settings = settings
         self.emit = emit
         self.health = health
+        self.normalize = normalize
         self.label_selector = label_selector
         # Namespace filters apply client-side: one cluster-wide watch per kind keeps one
         # resourceVersion stream, and a namespace never changes for an object.
@@ -263,13 +268,24 @@ class ListWatcher:
             retry_after = float(resp.headers.get("Retry-After"))
         raise _Resume(message, retry_after, slow=resp.status in _SLOW_RETRY)
 
-    def _wanted(self, obj: Any) -> bool:
-        if not isinstance(obj, dict):
-            return False
+    def _wanted(self, namespace: str) -> bool:
         if not self.kind.namespaced or not (self._include or self._exclude):
             return True
-        ns = (obj.get("metadata") or {}).get("namespace")
-        return (not self._include or ns in self._include) and ns not in self._exclude
+        return (not self._include or namespace in self._include) and namespace not in self._exclude
+
+    def _observe(self, obj: Any) -> Observed | None:
+        """Identity and DR facts of a raw object; None for one without a name."""
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict) or not meta.get("name"):
+            return None
+        rv = meta.get("resourceVersion")
+        return Observed(
+            str(meta.get("namespace") or ""),
+            str(meta["name"]),
+            meta.get("uid"),
+            str(rv) if rv else None,
+            self.normalize(self.kind.kind, obj),
+        )
 
     # --------------------------------------------------------------------- list
     def _list(self) -> str:
@@ -298,7 +314,11 @@ class ListWatcher:
                     page = json.loads(resp.data)
                     meta = page.get("metadata") or {}
                     rv = str(meta["resourceVersion"])
-                    items = [i for i in page.get("items") or [] if self._wanted(i)]
+                    items = [
+                        o
+                        for o in map(self._observe, page.get("items") or [])
+                        if o is not None and self._wanted(o.namespace)
+                    ]
                 except (ValueError, KeyError, TypeError, AttributeError):
                     raise _Resume("list response is not a valid list") from None
             count += len(items)
@@ -387,15 +407,16 @@ class ListWatcher:
             log.warning("skipping unknown event type %r", str(etype)[:32], extra=self._log_extra)
             self._advance(new_rv)
             return
-        if not isinstance(meta, dict) or not meta.get("name") or not new_rv:
+        observed = self._observe(obj) if new_rv else None
+        if observed is None:
             self.health.mark_error("event object without metadata", bad_event=True)
             log.warning(
                 "skipping %s event without name/resourceVersion", etype, extra=self._log_extra
             )
             self._advance(new_rv)
             return
-        if self._wanted(obj):
-            self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, obj, _now()))
+        if self._wanted(observed.namespace):
+            self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, _now()))
         self._advance(new_rv)
 
     def _advance(self, rv: str | None) -> None:

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Watch-source scale benchmark (issue 3).
+
+Two simulated clusters; the primary holds N volumes (PVC + PV + VolumeReplication each, sized
+like real objects with labels, annotations and managedFields). The daemon runs as a separate
+process (`auditd run`), as in production. Measured, on SQLite and on PostgreSQL:
+
+* initial sync: daemon process start -> every listed object committed;
+* watch throughput: a burst of MODIFIED events (each changes one DR fact) -> every transition
+  committed, end to end through HTTP, parsing, inventory, rules and the database;
+* peak RSS of the daemon (VmHWM);
+* in the same run, the raw baseline: json.loads of the same event bytes plus a bare
+  executemany of the same transition rows;
+* relist decode with the cyclic GC on vs paused.
+
+Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <= 250 MB.
+
+    python bench/watch_scale.py [--volumes 10000] [--events 20000] [--db sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from auditd.sim import objects
+from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sources.kube.kinds import PV, PVC, VR
+
+PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def realistic_pvc(i: int) -> dict[str, Any]:
+    obj = objects.pvc(f"data-{i:05d}", f"app-{i % 50:02d}", volume=f"pvc-{i:05d}")
+    obj["metadata"]["annotations"] = {
+        "pv.kubernetes.io/bind-completed": "yes",
+        "pv.kubernetes.io/bound-by-controller": "yes",
+        "volume.beta.kubernetes.io/storage-provisioner": "rook-ceph.rbd.csi.ceph.com",
+        "volume.kubernetes.io/storage-provisioner": "rook-ceph.rbd.csi.ceph.com",
+    }
+    obj["metadata"]["finalizers"] = ["kubernetes.io/pvc-protection"]
+    obj["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl-client-side-apply",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2026-11-01T10:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:annotations": {".": {}}},
+                "f:spec": {
+                    "f:accessModes": {},
+                    "f:resources": {"f:requests": {".": {}, "f:storage": {}}},
+                },
+            },
+        },
+        {
+            "manager": "kube-controller-manager",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2026-11-01T10:00:01Z",
+            "fieldsType": "FieldsV1",
+            "subresource": "status",
+            "fieldsV1": {
+                "f:status": {
+                    "f:accessModes": {},
+                    "f:capacity": {".": {}, "f:storage": {}},
+                    "f:phase": {},
+                }
+            },
+        },
+    ]
+    return obj
+
+
+def populate(api: FakeKubeAPI, volumes: int) -> None:
+    for i in range(volumes):
+        api.create(PVC, realistic_pvc(i))
+        api.create(
+            PV, objects.pv(f"pvc-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}", f"csi-vol-{i:05d}")
+        )
+        api.create(VR, objects.vr(f"data-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}"))
+
+
+def burst_lines(api: FakeKubeAPI, volumes: int, events: int) -> list[bytes]:
+    """MODIFIED events, each flipping one PVC's phase: one transition each."""
+    rv = api.resource_version
+    lines = []
+    for n in range(events):
+        i = n % volumes
+        obj = realistic_pvc(i)
+        obj["status"]["phase"] = "Lost" if (n // volumes) % 2 == 0 else "Bound"
+        rv += 1
+        obj["metadata"].update(resourceVersion=str(rv), uid=f"uid-{i}")
+        lines.append(
+            json.dumps({"type": "MODIFIED", "object": obj}, separators=(",", ":")).encode()
+        )
+    return lines
+
+
+def scalar(url: str, sql: str) -> int:
+    from sqlalchemy import text
+
+    from auditd.store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def wait_count(
+    url: str, sql: str, target: int, timeout: float, proc: subprocess.Popen[str]
+) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"daemon exited early:\n{proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if scalar(url, sql) >= target:
+                return time.monotonic()
+        except Exception:
+            pass  # the schema may not exist yet
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {sql} >= {target}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def baseline(lines: list[bytes], db: str, url: str) -> float:
+    """json.loads of the same bytes plus a bare executemany of the same rows: events/s."""
+    t0 = time.perf_counter()
+    rows = []
+    for line in lines:
+        obj = json.loads(line)["object"]
+        m = obj["metadata"]
+        rows.append(
+            (
+                "dr1",
+                "PersistentVolumeClaim",
+                m["namespace"],
+                m["name"],
+                "phase",
+                "Bound",
+                obj["status"]["phase"],
+                "2026-11-26 12:00:00",
+                "watch",
+                0,
+                m["resourceVersion"],
+            )
+        )
+    sql = (
+        "INSERT INTO t (cluster, kind, namespace, name, field, old, new, observed_at, source, late, rv) "
+        "VALUES ({})"
+    )
+    if db == "sqlite":
+        path = Path(tempfile.mkdtemp()) / "b.db"
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, cluster, kind, namespace, name, field, old, new, observed_at, source, late, rv)"
+        )
+        with conn:
+            conn.executemany(sql.format(",".join("?" * 11)), rows)
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://").split("?")[0]
+        ) as conn:
+            conn.execute(
+                "CREATE TEMP TABLE t (id bigserial primary key, cluster text, kind text, namespace text, name text, field text, old text, new text, observed_at timestamptz, source text, late int, rv text)"
+            )
+            with conn.cursor() as cur:
+                cur.executemany(sql.format(",".join(["%s"] * 11)), rows)
+            conn.commit()
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def run_db(db: str, volumes: int, events: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="auditd-bench-"))
+    dr1 = FakeKubeAPI("dr1", bookmark_interval=30).start()
+    dr2 = FakeKubeAPI("dr2", bookmark_interval=30).start()
+    schema = None
+    try:
+        t = time.perf_counter()
+        populate(dr1, volumes)
+        print(
+            f"  [{db}] simulated {3 * volumes} objects on dr1 in {time.perf_counter() - t:.1f}s",
+            flush=True,
+        )
+        kc = work / "kubeconfig"
+        write_kubeconfig(str(kc), {"dr1": dr1.url, "dr2": dr2.url})
+        if db == "sqlite":
+            url = f"sqlite:///{work / 'auditd.db'}"
+        else:
+            import psycopg
+
+            schema = f"auditd_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(
+                PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            ) as c:
+                c.execute(f'CREATE SCHEMA "{schema}"')
+            url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        cfg = work / "auditd.toml"
+        cfg.write_text(f'''database_url = "{url}"
+log_level = "WARNING"
+[[clusters]]
+name = "dr1"
+kubeconfig = "{kc}"
+context = "dr1"
+role = "primary"
+[[clusters]]
+name = "dr2"
+kubeconfig = "{kc}"
+context = "dr2"
+role = "secondary"
+[[pairs]]
+name = "p"
+clusters = ["dr1", "dr2"]
+[slack]
+enabled = false
+''')
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            synced = wait_count(
+                url,
+                "SELECT count(*) FROM objects WHERE kind <> 'AuditStream'",
+                3 * volumes,
+                120,
+                proc,
+            )
+            sync_s = synced - t0
+            dr1.wait_watchers(3)
+            base = scalar(url, "SELECT count(*) FROM transitions")
+            lines = burst_lines(dr1, volumes, events)
+            t1 = time.monotonic()
+            for i in range(0, len(lines), 500):
+                dr1.inject(b"\n".join(lines[i : i + 500]) + b"\n", plural=PVC.plural)
+            done = wait_count(url, "SELECT count(*) FROM transitions", base + events, 120, proc)
+            eps = events / (done - t1)
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+        base_eps = baseline(lines, db, url)
+        return {"sync_s": sync_s, "eps": eps, "base_eps": base_eps, "rss_mb": rss}
+    finally:
+        dr1.stop()
+        dr2.stop()
+        if schema:
+            import psycopg
+
+            with psycopg.connect(
+                PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            ) as c:
+                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def gc_relist(volumes: int) -> tuple[float, float]:
+    """Decode a relist's pages (500 PVCs each) with a live heap, GC on vs paused."""
+    heap = [realistic_pvc(i) for i in range(volumes)]  # what the daemon holds meanwhile
+    page = json.dumps({"items": [realistic_pvc(i) for i in range(500)]}).encode()
+    pages = max(1, volumes // 500) * 3
+
+    def decode() -> float:
+        t = time.perf_counter()
+        kept = [json.loads(page) for _ in range(pages)]
+        elapsed = time.perf_counter() - t
+        del kept
+        return elapsed
+
+    gc.collect()
+    on = min(decode() for _ in range(3))
+    gc.disable()
+    try:
+        off = min(decode() for _ in range(3))
+    finally:
+        gc.enable()
+    del heap
+    return on, off
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--volumes", type=int, default=10_000)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    args = ap.parse_args()
+    print(
+        f"watch scale: {args.volumes} volumes ({3 * args.volumes} objects), burst of {args.events} events"
+    )
+    results = {}
+    for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
+        results[db] = run_db(db, args.volumes, args.events)
+    on, off = gc_relist(args.volumes)
+    print()
+    print(
+        f"{'db':<11} {'initial sync':>13} {'events/s':>10} {'baseline ev/s':>14} {'ratio':>6} {'peak RSS':>9}"
+    )
+    ok = True
+    for db, r in results.items():
+        ratio = r["eps"] / r["base_eps"]
+        print(
+            f"{db:<11} {r['sync_s']:>11.2f} s {r['eps']:>10,.0f} {r['base_eps']:>14,.0f} {ratio:>6.2f} {r['rss_mb']:>6.0f} MB"
+        )
+        ok &= r["sync_s"] <= 10 and r["eps"] >= 5000 and ratio >= 0.3 and r["rss_mb"] <= 250
+    print(
+        f"\nrelist decode of {3 * max(1, args.volumes // 500)} pages x 500 PVCs with a live heap: "
+        f"GC on {on:.2f} s, GC paused {off:.2f} s ({on / off:.1f}x)"
+    )
+    print(
+        "targets: sync <= 10 s, >= 5,000 events/s, ratio >= 0.3, RSS <= 250 MB:",
+        "MET" if ok else "NOT MET",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
