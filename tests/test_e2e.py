@@ -135,8 +135,8 @@ def test_pvc_on_secondary_alerts_resolves_and_reports(
     dr1, dr2 = clusters["dr1"], clusters["dr2"]
     dr1.create(PVC, objects.pvc("mysql-data", "shop", volume="pvc-1"))
     daemon = daemon_factory(config)
-    dr1.wait_watchers(1, timeout=30)
-    dr2.wait_watchers(1, timeout=30)
+    dr1.wait_watchers(1, PVC.plural, timeout=30)
+    dr2.wait_watchers(1, PVC.plural, timeout=30)
 
     dr2.create(PVC, objects.pvc("mysql-data", "shop", phase="Pending"))
     fired = slack.wait_for(1, timeout=15)[0]
@@ -178,15 +178,16 @@ def test_restart_neither_refires_nor_forgets(
     )
     dr2 = clusters["dr2"]
     daemon = daemon_factory(config)
-    dr2.wait_watchers(1, timeout=30)
+    dr2.wait_watchers(1, PVC.plural, timeout=30)
     dr2.create(PVC, objects.pvc("stray", "ns"))
     slack.wait_for(1, timeout=15)
     assert daemon.stop()[0] == 0
 
     # While auditd is down the PVC changes; the restart finds it (resync, late) and does not re-fire.
+    dr2.wait_no_watchers(PVC.plural)
     dr2.patch(PVC, "ns", "stray", {"status": {"phase": "Lost"}})
     daemon = daemon_factory(config)
-    dr2.wait_watchers(1, timeout=30)
+    dr2.wait_watchers(1, PVC.plural, timeout=30)
     time.sleep(1.0)
     assert len(slack.messages) == 1
     dr2.delete(PVC, "ns", "stray")
@@ -213,7 +214,7 @@ def test_unreachable_cluster_is_logged_and_the_other_keeps_working(
         ("missing", "dr2"),
     )
     daemon = daemon_factory(config)
-    clusters["dr2"].wait_watchers(1, timeout=30)
+    clusters["dr2"].wait_watchers(1, PVC.plural, timeout=30)
     clusters["dr2"].create(PVC, objects.pvc("stray", "ns"))
     slack.wait_for(1, timeout=15)
     rc, stderr = daemon.stop()
@@ -230,7 +231,7 @@ def test_unreachable_slack_keeps_the_notification_for_later(
     )
     down.stop()  # Slack is unreachable for the whole run
     daemon = daemon_factory(config)
-    clusters["dr2"].wait_watchers(1, timeout=30)
+    clusters["dr2"].wait_watchers(1, PVC.plural, timeout=30)
     clusters["dr2"].create(PVC, objects.pvc("stray", "ns"))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -212,6 +212,12 @@ class FakeKubeAPI:
         with self._cond:
             self._resources[resource.plural] = resource
 
+    def install_crd(self, crd: Obj) -> ResourceType:
+        """Install a real CustomResourceDefinition document (as `kubectl apply` would)."""
+        resource = kind_from_crd(crd)
+        self.add_resource(resource)
+        return resource
+
     def remove_resource(self, resource: ResourceType) -> None:
         with self._cond:
             self._resources.pop(resource.plural, None)
@@ -354,6 +360,16 @@ class FakeKubeAPI:
                     raise TimeoutError(
                         f"{self.name}: {self._count_watchers(plural)} watchers, wanted {n}"
                     )
+                self._cond.wait(left)
+
+    def wait_no_watchers(self, plural: str | None = None, timeout: float = 10.0) -> None:
+        """Until every watch (of ``plural``) has gone, e.g. after a client stopped."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._count_watchers(plural) > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name}: {self._count_watchers(plural)} watchers left")
                 self._cond.wait(left)
 
     def _count_watchers(self, plural: str | None) -> int:
@@ -570,6 +586,20 @@ class FakeKubeAPI:
                 for r in members
             ],
         }
+
+
+def kind_from_crd(crd: Obj) -> Kind:
+    """The served storage version of a CustomResourceDefinition as a Kind."""
+    spec = crd["spec"]
+    versions = [v for v in spec["versions"] if v.get("served", True)]
+    version = next((v for v in versions if v.get("storage")), versions[0])["name"]
+    return Kind(
+        spec["group"],
+        version,
+        spec["names"]["plural"],
+        spec["names"]["kind"],
+        spec["scope"] == "Namespaced",
+    )
 
 
 def _wire(resource: ResourceType, obj: Obj, in_list: bool = False) -> Obj:
