@@ -35,6 +35,7 @@ from typing import Any
 
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 
 PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -221,24 +222,7 @@ def run_db(db: str, volumes: int, events: int) -> dict[str, float]:
                 c.execute(f'CREATE SCHEMA "{schema}"')
             url = f"{PG_URL}?options=-csearch_path%3D{schema}"
         cfg = work / "auditd.toml"
-        cfg.write_text(f'''database_url = "{url}"
-log_level = "WARNING"
-[[clusters]]
-name = "dr1"
-kubeconfig = "{kc}"
-context = "dr1"
-role = "primary"
-[[clusters]]
-name = "dr2"
-kubeconfig = "{kc}"
-context = "dr2"
-role = "secondary"
-[[pairs]]
-name = "p"
-clusters = ["dr1", "dr2"]
-[slack]
-enabled = false
-''')
+        cfg.write_text(pair_config_toml(kc, url, log_level="WARNING"))
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],

@@ -16,6 +16,7 @@ import pytest
 
 from auditd.sim import objects
 from auditd.sim.fakeslack import FakeSlack
+from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PVC
 
 TOKEN = "xoxb-e2e-secret-token-0042"  # what the fake Slack of these tests accepts
@@ -29,34 +30,13 @@ def write_config(
     contexts: tuple[str, str] = ("dr1", "dr2"),
 ) -> Path:
     path.write_text(
-        f"""
-data_dir = "{path.parent / "data"}"
-database_url = "{db_url}"
-
-[[clusters]]
-name = "dr1"
-kubeconfig = "{clusters["kubeconfig"]}"
-context = "{contexts[0]}"
-role = "primary"
-
-[[clusters]]
-name = "dr2"
-kubeconfig = "{clusters["kubeconfig"]}"
-context = "{contexts[1]}"
-role = "secondary"
-
-[[pairs]]
-name = "dr1-dr2"
-clusters = ["dr1", "dr2"]
-
-[watch]
-backoff_initial = "100ms"
-backoff_max = "1s"
-
-[slack]
-channel = "#dr-alerts"
-base_url = "{slack.base_url}"
-"""
+        pair_config_toml(
+            clusters["kubeconfig"],
+            db_url,
+            data_dir=path.parent / "data",
+            contexts=contexts,
+            slack_base_url=slack.base_url,
+        )
     )
     return path
 

@@ -17,6 +17,7 @@ from auditd.daemon.ingest import HealthReport, Ingestor
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim.fakeslack import FakeSlack
+from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.health import StreamHealth, stream_state
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
@@ -105,29 +106,14 @@ def test_blind_spot_fires_once_and_resolves_with_history(tmp_path: Path) -> None
 
 def _write_config(tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack) -> Path:
     cfg = tmp_path / "auditd.toml"
-    cfg.write_text(f"""
-database_url = "sqlite:///{tmp_path / "h.db"}"
-[[clusters]]
-name = "dr1"
-kubeconfig = "{clusters["kubeconfig"]}"
-context = "dr1"
-role = "primary"
-[[clusters]]
-name = "dr2"
-kubeconfig = "{clusters["kubeconfig"]}"
-context = "dr2"
-role = "secondary"
-[[pairs]]
-name = "dr1-dr2"
-clusters = ["dr1", "dr2"]
-[watch]
-backoff_initial = "100ms"
-backoff_max = "500ms"
-blind_spot_after = "2s"
-[slack]
-channel = "#dr-alerts"
-base_url = "{slack.base_url}"
-""")
+    cfg.write_text(
+        pair_config_toml(
+            clusters["kubeconfig"],
+            f"sqlite:///{tmp_path / 'h.db'}",
+            slack_base_url=slack.base_url,
+            sections={"watch": {"backoff_max": "500ms", "blind_spot_after": "2s"}},
+        )
+    )
     return cfg
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.inventory.facts import facts_of
@@ -23,14 +24,6 @@ from auditd.sources.kube.watch import ListWatcher
 
 SETTINGS = WatchConfig(page_size=2, backoff_initial=0.02, backoff_max=0.2, read_timeout=3)
 Row = tuple[str, str, str | None, str | None, str, bool]
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 class History:

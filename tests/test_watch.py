@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers import wait_until
 
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.inventory.facts import facts_of
@@ -33,14 +34,6 @@ from auditd.sources.kube.watch import Backoff, ListWatcher
 SETTINGS = WatchConfig(
     page_size=2, backoff_initial=0.02, backoff_max=0.2, read_timeout=3, server_timeout=60
 )
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 class Run:

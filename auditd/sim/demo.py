@@ -6,17 +6,19 @@ import logging
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
-from auditd.config import AlertsConfig, ClusterConfig, Config, PairConfig, WatchConfig
+from auditd.config import SlackConfig, parse_config
 from auditd.daemon.runner import Daemon
 from auditd.report.query import load_report
 from auditd.report.render import to_table
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 from auditd.store.db import make_engine, session_factory
 from auditd.store.models import NotificationRow, ViolationRow
@@ -54,16 +56,18 @@ def run_demo(data_dir: Path | None = None) -> int:
     dr2 = FakeKubeAPI("dr2", bookmark_interval=5).start()
     kubeconfig = workdir / "kubeconfig"
     write_kubeconfig(str(kubeconfig), {"dr1": dr1.url, "dr2": dr2.url})
-    config = Config(
-        data_dir=workdir,
-        clusters=[
-            ClusterConfig(name="dr1", kubeconfig=kubeconfig, context="dr1", role="primary"),
-            ClusterConfig(name="dr2", kubeconfig=kubeconfig, context="dr2", role="secondary"),
-        ],
-        pairs=[PairConfig(name="dr1-dr2", clusters=("dr1", "dr2"), pools=["replicapool"])],
-        watch=WatchConfig(server_timeout=timedelta(minutes=5)),
-        alerts=AlertsConfig(console=True),
+    config = parse_config(
+        tomllib.loads(
+            pair_config_toml(
+                kubeconfig,
+                f"sqlite:///{(workdir / 'auditd.db').resolve()}",
+                data_dir=workdir,
+                sections={"alerts": {"console": True}},
+            )
+        )
     )
+    # Slack too when the environment has a token and channel (the config default reads them).
+    config = config.model_copy(update={"slack": SlackConfig()})
     daemon = Daemon(config)
     try:
         _say("A healthy pair: dr1 (primary) holds the PVC, PV and VolumeReplication; dr2 none")

@@ -1,0 +1,55 @@
+"""The simulated pair's config: one place that writes it, for the demo, the tests and bench/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pair_config_toml(
+    kubeconfig: Path,
+    database_url: str,
+    *,
+    data_dir: Path | None = None,
+    contexts: tuple[str, str] = ("dr1", "dr2"),
+    slack_base_url: str | None = None,
+    slack_channel: str = "#dr-alerts",
+    sections: dict[str, dict[str, object]] | None = None,
+    log_level: str = "INFO",
+) -> str:
+    """A config for clusters dr1 (primary) and dr2 (secondary) behind one kubeconfig.
+
+    Without ``slack_base_url`` Slack is disabled. ``sections`` adds or overrides keys of
+    top-level tables, e.g. ``{"watch": {"blind_spot_after": "2s"}}``.
+    """
+    tables: dict[str, dict[str, object]] = {
+        "watch": {"backoff_initial": "100ms", "backoff_max": "1s"},
+        "slack": {"channel": slack_channel, "base_url": slack_base_url}
+        if slack_base_url
+        else {"enabled": False},
+    }
+    for name, values in (sections or {}).items():
+        tables.setdefault(name, {}).update(values)
+    lines = [f"database_url = {_toml_value(database_url)}", f"log_level = {_toml_value(log_level)}"]
+    if data_dir is not None:
+        lines.append(f"data_dir = {_toml_value(data_dir)}")
+    for name, context, role in (("dr1", contexts[0], "primary"), ("dr2", contexts[1], "secondary")):
+        lines += [
+            "",
+            "[[clusters]]",
+            f"name = {_toml_value(name)}",
+            f"kubeconfig = {_toml_value(kubeconfig)}",
+            f"context = {_toml_value(context)}",
+            f"role = {_toml_value(role)}",
+        ]
+    lines += ["", "[[pairs]]", 'name = "dr1-dr2"', 'clusters = ["dr1", "dr2"]']
+    for name, values in tables.items():
+        lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
