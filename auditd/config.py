@@ -50,11 +50,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CephAccess(Strict):
+    """How auditd reaches this cluster's Ceph to probe RBD mirroring."""
+
+    # direct: the rbd CLI on auditd's host, with this ceph.conf and a read-only cephx user.
+    transport: Literal["direct"] = "direct"
+    conf: Path
+    user: str = Field("auditd", pattern=r"^[A-Za-z0-9._-]+$")  # cephx id: client.<user>
+    keyring: Path | None = None  # None: what ceph.conf says
+    # The rbd command; tests and the simulator replace it with a replay of real captures.
+    rbd_command: list[str] = ["rbd"]
+
+
 class ClusterConfig(Strict):
     name: Name
     kubeconfig: Path | None = None  # None: in-cluster service account, then ~/.kube/config
     context: str | None = None
     role: Literal["primary", "secondary"]
+    ceph: CephAccess | None = None  # None: no RBD probes for this cluster
 
 
 class PairConfig(Strict):
@@ -94,6 +107,23 @@ class WatchConfig(Strict):
     crd_recheck: Duration = timedelta(minutes=5)
     # A cluster/kind that cannot be watched for this long is an audit blind spot.
     blind_spot_after: Duration = timedelta(minutes=5)
+
+
+class ProbeConfig(Strict):
+    # `rbd mirror pool status POOL --verbose` per cluster and pool, this often.
+    interval: Duration = timedelta(seconds=60)
+    # Random extra delay per run, so probes of many pools do not fire in lockstep.
+    jitter: Duration = timedelta(seconds=5)
+    timeout: Duration = timedelta(seconds=20)
+    # Pool info and snapshot schedule status change rarely: probe them this often.
+    slow_interval: Duration = timedelta(minutes=10)
+    # At most this many rbd commands at once, across all clusters.
+    max_concurrent: int = Field(4, ge=1, le=64)
+    # An image status whose last_update is older than this many intervals is stale (a killed
+    # rbd-mirror keeps reporting its last state for a while).
+    stale_after_intervals: int = Field(3, ge=1)
+    # Lag and bytes/s are sampled per image at most this often (not a transition each cycle).
+    sample_every: Duration = timedelta(minutes=10)
 
 
 class SlackConfig(Strict):
@@ -142,6 +172,7 @@ class Config(Strict):
     clusters: list[ClusterConfig] = []
     pairs: list[PairConfig] = []
     watch: WatchConfig = WatchConfig()
+    probe: ProbeConfig = ProbeConfig()
     slack: SlackConfig = SlackConfig()
     alerts: AlertsConfig = AlertsConfig()
     rules: dict[str, RuleConfig] = {}

@@ -12,8 +12,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,10 +25,14 @@ from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
+from auditd.sources.rbd.parse import lag_seconds
+from auditd.sources.rbd.probe import ProbeResult
 from auditd.store.writer import (
     PlannedNotification,
     write_change,
     write_delta,
+    write_measurements,
+    write_probe_health,
     write_stream_health,
 )
 
@@ -52,7 +56,17 @@ class HealthReport:
     streams: list[dict[str, Any]]
 
 
-Item = KubeEvent | Tick | HealthReport
+Item = KubeEvent | Tick | HealthReport | ProbeResult
+
+
+@dataclass
+class _ProbeHealth:
+    """What the ingest thread remembers of one pool's probes between results."""
+
+    last_success_at: datetime | None = None
+    consecutive_failures: int = 0
+    failures: int = 0
+    sampled_at: dict[str, datetime] = field(default_factory=dict)  # image -> last sample
 
 
 class Ingestor:
@@ -82,6 +96,7 @@ class Ingestor:
         self._page_slots = threading.Semaphore(pages_in_flight)
         self._stop = threading.Event()
         self.committed_batches = 0
+        self._probes: dict[tuple[str, str], _ProbeHealth] = {}
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -118,9 +133,15 @@ class Ingestor:
         timers = False
         health: HealthReport | None = None
         listed = False
+        probe_rows: list[dict[str, Any]] = []
+        samples: list[dict[str, Any]] = []
         for item in batch:
             if isinstance(item, Tick):
                 timers = True
+            elif isinstance(item, ProbeResult):
+                self.inventory.apply_probe(item, self._stale_after(), delta)
+                probe_rows.append(self._probe_health_row(item))
+                samples.extend(self._samples(item))
             elif isinstance(item, HealthReport):
                 health = item
                 self.inventory.apply_health(
@@ -132,10 +153,10 @@ class Ingestor:
                 if isinstance(item, SnapshotPage):
                     self._page_slots.release()
         changes = self._changes(delta, timers, now)
-        if not delta and not changes and health is None:
+        if not delta and not changes and health is None and not probe_rows:
             return
         plans = [(c, self._notifications(c)) for c in changes]
-        ids = self._commit(delta, plans, now, self._health_rows(health))
+        ids = self._commit(delta, plans, now, self._health_rows(health), probe_rows, samples)
         for change, vid in zip(changes, ids, strict=True):
             v = replace(change.violation, id=vid)
             key = (v.rule, v.subject)
@@ -179,6 +200,57 @@ class Ingestor:
         payload = render(v, v.state, rule.remediation if rule else "")
         return [PlannedNotification(sink, payload) for sink in self.sinks]
 
+    def _stale_after(self) -> timedelta:
+        probe = self.rules.config.probe
+        return probe.interval * probe.stale_after_intervals
+
+    def _probe_health_row(self, r: ProbeResult) -> dict[str, Any]:
+        ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
+        if r.failure is None:
+            ph.last_success_at, ph.consecutive_failures = r.at, 0
+        else:
+            ph.consecutive_failures += 1
+            ph.failures += 1
+        return {
+            "cluster": r.cluster,
+            "pool": r.pool,
+            "state": "ok" if r.failure is None else "failing",
+            "last_attempt_at": r.at,
+            "last_success_at": ph.last_success_at,
+            "duration_ms": int(r.duration * 1000),
+            "consecutive_failures": ph.consecutive_failures,
+            "failures": ph.failures,
+            "last_error": str(r.failure) if r.failure else None,
+            "images": len(r.status.images) if r.status else None,
+        }
+
+    def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
+        """Lag and throughput per image, at most once per probe.sample_every."""
+        if r.status is None:
+            return []
+        ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
+        every = self.rules.config.probe.sample_every
+        out = []
+        for image in r.status.images:
+            last = ph.sampled_at.get(image.name)
+            if last is not None and r.at - last < every:
+                continue
+            info = image.replay_info() or {}
+            ph.sampled_at[image.name] = r.at
+            out.append(
+                {
+                    "cluster": r.cluster,
+                    "pool": r.pool,
+                    "image": image.name,
+                    "at": r.at,
+                    "lag_seconds": lag_seconds(image, r.at),
+                    "bytes_per_second": _num(info.get("bytes_per_second")),
+                    "last_sync_seconds": _num(info.get("last_snapshot_sync_seconds")),
+                    "last_sync_bytes": _int(info.get("last_snapshot_bytes")),
+                }
+            )
+        return out
+
     def _health_rows(self, report: HealthReport | None) -> list[dict[str, Any]]:
         if report is None:
             return []
@@ -210,6 +282,8 @@ class Ingestor:
         plans: list[tuple[Change, list[PlannedNotification]]],
         now: datetime,
         health_rows: list[dict[str, Any]],
+        probe_rows: list[dict[str, Any]],
+        samples: list[dict[str, Any]],
     ) -> list[int]:
         attempt = 0
         while True:
@@ -217,6 +291,8 @@ class Ingestor:
                 with self.sessions.begin() as session:
                     write_delta(session, delta, now)
                     write_stream_health(session, health_rows)
+                    write_probe_health(session, probe_rows)
+                    write_measurements(session, samples)
                     return [write_change(session, c, notes, now) for c, notes in plans]
             except SQLAlchemyError as e:
                 attempt += 1
@@ -236,6 +312,14 @@ class Ingestor:
                     len(delta.transitions),
                 )
                 time.sleep(delay)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _first_line(e: BaseException) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from auditd.alerts.outbox import Dispatcher
@@ -27,6 +28,8 @@ from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
+from auditd.sources.rbd.probe import PoolProber
+from auditd.sources.rbd.transport import DirectTransport
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_objects, load_open_violations
 from auditd.store.migrate import upgrade
@@ -89,7 +92,15 @@ class Daemon:
                 self._spawn(f"watch-{cluster.name}-{kind.plural}", watcher.run)
         if not cfg.clusters:
             log.warning("no clusters configured: nothing to watch")
-        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={
+                "default": ThreadPoolExecutor(2),
+                # Bounds concurrent rbd commands across every cluster and pool.
+                "probes": ThreadPoolExecutor(cfg.probe.max_concurrent),
+            },
+        )
+        self._schedule_probes()
         self.scheduler.add_job(
             lambda: self.ingestor.put(Tick(datetime.now(UTC))),
             "interval",
@@ -105,10 +116,43 @@ class Daemon:
             id="stream-health",
             coalesce=True,
             max_instances=1,
+            next_run_time=datetime.now(UTC),  # `auditd status` has an answer from the start
         )
         self.scheduler.start()
         self._started = True
         log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
+
+    def _schedule_probes(self) -> None:
+        """One status job per cluster and pool, and a slower info job. coalesce and
+        max_instances=1: a slow cluster gets at most one probe in flight, never a pile-up."""
+        cfg = self.config
+        now = datetime.now(UTC)
+        for pair in cfg.pairs:
+            for name in pair.clusters:
+                ceph = cfg.cluster(name).ceph
+                if ceph is None:
+                    continue
+                transport = DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)
+                for pool in pair.pools:
+                    prober = PoolProber(
+                        name, pool, transport, cfg.probe.timeout.total_seconds(), self.ingestor.put
+                    )
+                    for job, every in (
+                        (prober.probe_status, cfg.probe.interval),
+                        (prober.probe_info, cfg.probe.slow_interval),
+                    ):
+                        self.scheduler.add_job(
+                            job,
+                            "interval",
+                            seconds=every.total_seconds(),
+                            jitter=cfg.probe.jitter.total_seconds() or None,
+                            id=f"rbd-{job.__name__}:{name}:{pool}",
+                            executor="probes",
+                            coalesce=True,
+                            max_instances=1,
+                            misfire_grace_time=int(every.total_seconds()),
+                            next_run_time=now,
+                        )
 
     def report_health(self) -> None:
         self.ingestor.put(

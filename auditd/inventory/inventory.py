@@ -16,6 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from auditd.inventory.facts import Facts
+from auditd.inventory.rbd_facts import (
+    RBD_IMAGE,
+    RBD_POOL,
+    image_facts,
+    pool_info_facts,
+    pool_status_facts,
+)
 from auditd.sources.kube.events import (
     KubeEvent,
     ObjectEvent,
@@ -24,6 +31,7 @@ from auditd.sources.kube.events import (
     SnapshotStart,
 )
 from auditd.sources.kube.health import AUDIT_STREAM, stream_state
+from auditd.sources.rbd.probe import ProbeResult
 
 
 class ObjectKey(NamedTuple):
@@ -164,6 +172,41 @@ class Inventory:
                 delta.upsert(key, new)
             elif old.facts != new.facts:
                 self._upsert(key, old, new, now, "health", False, delta)
+        return delta
+
+    # --------------------------------------------------------------- rbd probes
+    def apply_probe(
+        self, result: ProbeResult, stale_after: timedelta, into: Delta | None = None
+    ) -> Delta:
+        """A pool probe: the pool's facts, and each image's; images gone from the pool are gone.
+
+        A failed probe changes only the pool's ``probe`` fact: the images keep their last good
+        state, and whoever reads them must treat a failing pool as unknown.
+        """
+        delta = Delta() if into is None else into
+        at = result.at
+        pool_key = ObjectKey(result.cluster, RBD_POOL, "", result.pool)
+        old_pool = self.objects.get(pool_key)
+        facts = dict(old_pool.facts) if old_pool else {}
+        if result.failure is not None:
+            field_ = "probe" if result.kind == "status" else "info_probe"
+            facts.update({field_: "failing", f"{field_}_error": result.failure.kind})
+        elif result.status is not None:
+            facts.update(pool_status_facts(result.status))
+        elif result.info is not None:
+            facts.update(info_probe_error=None, **pool_info_facts(result.info, result.schedules))
+        self._upsert(pool_key, old_pool, Known(None, None, facts), at, "probe", False, delta)
+        if result.status is None:
+            return delta
+        seen: set[ObjectKey] = set()
+        for image in result.status.images:
+            key = ObjectKey(result.cluster, RBD_IMAGE, result.pool, image.name)
+            seen.add(key)
+            new = Known(image.global_id or None, None, image_facts(image, at, stale_after))
+            self._upsert(key, self.objects.get(key), new, at, "probe", False, delta)
+        gone = {k for k in self.keys_of(result.cluster, RBD_IMAGE) if k.namespace == result.pool}
+        for key in sorted(gone - seen):
+            self._delete(key, at, "probe", False, None, delta)
         return delta
 
     # ------------------------------------------------------------ list snapshot

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from auditd.alerts.render import human_duration
 from auditd.report.query import iso_utc
 from auditd.report.render import table
-from auditd.store.models import NotificationRow, StreamHealthRow
+from auditd.store.models import NotificationRow, ProbeHealthRow, StreamHealthRow
 
 # Three missed health samples: the daemon is gone or stuck, and what it last said is stale.
 STALE_AFTER = timedelta(seconds=15)
@@ -44,12 +44,41 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
         }
         for r in rows
     ]
+    stale_probe = timedelta(minutes=5)
+    probes = [
+        {
+            "cluster": r.cluster,
+            "pool": r.pool,
+            # A probe that has not succeeded for a while is stale, whatever it last said.
+            "state": (
+                "unknown"
+                if not reporting
+                else "stale"
+                if r.state == "ok" and now - r.last_attempt_at > stale_probe
+                else r.state
+            ),
+            "last_attempt_at": iso_utc(r.last_attempt_at),
+            "last_success_at": iso_utc(r.last_success_at),
+            "duration_ms": r.duration_ms,
+            "consecutive_failures": r.consecutive_failures,
+            "failures": r.failures,
+            "last_error": r.last_error,
+            "images": r.images,
+        }
+        for r in session.scalars(
+            select(ProbeHealthRow).order_by(ProbeHealthRow.cluster, ProbeHealthRow.pool)
+        )
+    ]
     outbox = dict(
         session.execute(
             select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
         ).all()
     )
-    healthy = reporting and all(s["state"] in ("ok", "absent") for s in streams)
+    healthy = (
+        reporting
+        and all(s["state"] in ("ok", "absent") for s in streams)
+        and all(p["state"] == "ok" for p in probes)
+    )
     return {
         "schema_version": 1,
         "now": iso_utc(now),
@@ -57,6 +86,7 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
         "last_report_at": iso_utc(reported),
         "healthy": healthy,
         "streams": streams,
+        "probes": probes,
         "outbox": {k: outbox.get(k, 0) for k in ("pending", "sent", "dead")},
     }
 
@@ -115,6 +145,26 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
                 rows,
             )
         )
+    if doc["probes"]:
+        out += [
+            "",
+            table(
+                ["CLUSTER", "POOL", "PROBE", "LAST OK", "TOOK", "IMAGES", "FAILURES", "LAST ERROR"],
+                [
+                    [
+                        p["cluster"],
+                        p["pool"],
+                        p["state"],
+                        _ago(p["last_success_at"], now),
+                        f"{p['duration_ms']} ms",
+                        "-" if p["images"] is None else str(p["images"]),
+                        f"{p['consecutive_failures']} now, {p['failures']} total",
+                        (p["last_error"] or "-")[:60],
+                    ]
+                    for p in doc["probes"]
+                ],
+            ),
+        ]
     ob = doc["outbox"]
     out += ["", f"outbox: {ob['pending']} pending, {ob['sent']} sent, {ob['dead']} dead-lettered"]
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -180,3 +181,42 @@ class StreamHealthRow(Base):
     resource_version: Mapped[str | None] = mapped_column(String(32))
     # When the daemon last wrote this row: an old value means nobody is watching.
     reported_at: Mapped[datetime]
+
+
+class MeasurementRow(Base):
+    """Sampled replication metrics per image (not transitions: they change every cycle)."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (
+        Index(None, "cluster", "pool", "image", "at"),
+        Index(None, "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(63))
+    pool: Mapped[str] = mapped_column(String(128))
+    image: Mapped[str] = mapped_column(String(253))
+    at: Mapped[datetime]
+    # now minus the last snapshot the secondary has synced
+    lag_seconds: Mapped[float | None] = mapped_column(Float)
+    bytes_per_second: Mapped[float | None] = mapped_column(Float)
+    last_sync_seconds: Mapped[float | None] = mapped_column(Float)
+    last_sync_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ProbeHealthRow(Base):
+    """The latest outcome of each pool's probes, for `auditd status`."""
+
+    __tablename__ = "probe_health"
+
+    cluster: Mapped[str] = mapped_column(String(63), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # ok | failing
+    state: Mapped[str] = mapped_column(String(16))
+    last_attempt_at: Mapped[datetime]
+    last_success_at: Mapped[datetime | None]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    images: Mapped[int | None] = mapped_column(Integer)

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, tuple_, update
+from sqlalchemy import Table, delete, insert, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import Delta
 from auditd.rules.lifecycle import Change
 from auditd.store.models import (
+    MeasurementRow,
     NotificationRow,
     ObjectRow,
+    ProbeHealthRow,
     StreamHealthRow,
     ViolationRow,
 )
@@ -53,6 +55,17 @@ def _upsert(
 
 def write_stream_health(session: Session, rows: list[dict[str, Any]]) -> None:
     _upsert(session, StreamHealthRow, ["cluster", "kind"], rows)
+
+
+def write_probe_health(session: Session, rows: list[dict[str, Any]]) -> None:
+    # Several results for one pool can share a batch: the last one is the state.
+    latest = {(r["cluster"], r["pool"]): r for r in rows}
+    _upsert(session, ProbeHealthRow, ["cluster", "pool"], list(latest.values()))
+
+
+def write_measurements(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(_table(MeasurementRow)), rows)
 
 
 # The two statements on the hot path (every watch event) go straight to the DBAPI's

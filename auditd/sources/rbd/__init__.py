@@ -1,0 +1,1 @@
+"""RBD mirror probes: what Ceph itself says about replication, on a schedule."""

@@ -1,0 +1,121 @@
+"""The daemon probing both sites on a schedule (stand-in `rbd` replaying real captures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import wait_until
+from sqlalchemy import func, select
+from test_rbd_probe import Site
+
+from auditd.sim.world import pair_config_toml
+from auditd.store.db import make_engine, session_factory
+from auditd.store.migrate import upgrade
+from auditd.store.models import MeasurementRow, TransitionRow
+
+
+def _cli(cfg: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "auditd", *args, "-c", str(cfg), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_probes_record_transitions_samples_and_health(
+    tmp_path: Path, clusters: dict[str, Any]
+) -> None:
+    a, b = Site(tmp_path, "site-a"), Site(tmp_path, "site-b")
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    toml = pair_config_toml(
+        clusters["kubeconfig"],
+        db,
+        sections={
+            "probe": {"interval": "1s", "jitter": "0s", "slow_interval": "1h", "sample_every": "1h"}
+        },
+    )
+    fake = json.dumps([sys.executable, "-m", "auditd.sim.fakerbd"])
+    for name, site in (("dr1", a), ("dr2", b)):
+        toml = toml.replace(
+            f'name = "{name}"\n',
+            f'name = "{name}"\nceph = {{ conf = "{site.dir / "ceph.conf"}", user = "auditd", rbd_command = {fake} }}\n',
+        )
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(toml)
+    upgrade(db)  # so the test can read while the daemon starts
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auditd", "run", "-c", str(cfg)], stderr=subprocess.PIPE, text=True
+    )
+    engine = make_engine(db)
+    sessions = session_factory(engine)
+
+    def probe_transitions() -> list[tuple[str, str, str | None, str | None]]:
+        with sessions() as s:
+            return [
+                (t.cluster, t.field, t.old, t.new)
+                for t in s.scalars(
+                    select(TransitionRow)
+                    .where(
+                        TransitionRow.kind == "RbdImage",
+                        TransitionRow.source == "probe",
+                        TransitionRow.name == "csi-vol-0001",
+                    )
+                    .order_by(TransitionRow.id)
+                )
+            ]
+
+    try:
+        wait_until(
+            lambda: ("dr2", "state", None, "up+replaying") in probe_transitions(), timeout=30
+        )
+        status = _cli(cfg, "status")
+        assert {(p["cluster"], p["pool"], p["state"]) for p in status["probes"]} == {
+            ("dr1", "replicapool", "ok"),
+            ("dr2", "replicapool", "ok"),
+        }
+        # A planned failover, seen through the probes of both sites.
+        a.scenario("failover-1-demoted-site-a")
+        b.scenario("failover-1-demoted-site-a")
+        wait_until(
+            lambda: ("dr1", "state", "up+stopped", "up+unknown") in probe_transitions(), timeout=15
+        )
+        b.scenario("auth")  # site-b's credentials break
+        wait_until(
+            lambda: any(
+                p["cluster"] == "dr2" and p["state"] == "failing"
+                for p in _cli(cfg, "status")["probes"]
+            ),
+            timeout=15,
+        )
+        status = _cli(cfg, "status")
+        dr2 = next(p for p in status["probes"] if p["cluster"] == "dr2")
+        assert (
+            "auth" in dr2["last_error"]
+            and dr2["consecutive_failures"] >= 1
+            and not status["healthy"]
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    with sessions() as s:
+        samples = s.scalar(select(func.count()).select_from(MeasurementRow))
+    engine.dispose()
+    assert samples == 4 + 4  # one per image and site: sample_every is an hour
+    # One `mirror pool status` call per site per cycle, never one per image.
+    calls = (a.dir / "calls.log").read_text().splitlines()
+    assert calls and all(
+        c.startswith("mirror pool status replicapool")
+        or c.startswith(("mirror pool info", "mirror snapshot schedule"))
+        for c in calls
+    )
+    assert not any("image status" in c for c in calls)
+    assert os.path.exists(a.dir / "calls.log")
