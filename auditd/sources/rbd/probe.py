@@ -55,6 +55,10 @@ class PoolProber:
         result = self.transport.run(args, self.timeout)
         if result.rc != 0:
             raise classify_failure(result.rc, result.stderr)
+        if "permission denied" in result.stderr.lower():
+            # Seen on the real lab: without the mon service commands, `rbd` exits 0 with
+            # daemon_health UNKNOWN forever. A partial answer must not pass for an answer.
+            raise ProbeFailure("auth", f"partial answer: {result.stderr.strip().splitlines()[-1]}")
         return result.stdout, result.duration
 
     def probe_status(self) -> ProbeResult:
