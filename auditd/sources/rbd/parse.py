@@ -107,12 +107,16 @@ class ScheduleStatus:
     schedule_time: datetime | None
 
 
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
 def parse_time(text: Any) -> datetime | None:
     """`rbd` prints last_update as 'YYYY-MM-DD HH:MM:SS' in the cluster's clock; we read it as UTC."""
-    if not isinstance(text, str) or not text:
+    # fromisoformat is ~20x faster than strptime; the regex keeps the accepted form exact.
+    if not isinstance(text, str) or not _TIME.match(text):
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -122,6 +126,8 @@ _EMBEDDED = re.compile(r"^(?P<lead>[^{]*?),\s*(?P<json>\{.*\})\s*$", re.S)
 
 def split_description(description: str) -> tuple[str, dict[str, Any] | None]:
     """'replaying, {"bytes_per_second":...}' -> ('replaying', {...}); others -> (text, None)."""
+    if "{" not in description:
+        return description.strip(), None
     m = _EMBEDDED.match(description)
     if m:
         try:
