@@ -53,13 +53,24 @@ class Strict(BaseModel):
 class CephAccess(Strict):
     """How auditd reaches this cluster's Ceph to probe RBD mirroring."""
 
-    # direct: the rbd CLI on auditd's host, with this ceph.conf and a read-only cephx user.
-    transport: Literal["direct"] = "direct"
-    conf: Path
+    # direct: the rbd CLI on auditd's host, with this ceph.conf and a cephx user's keyring.
+    # exec: rbd inside the Rook toolbox pod, through the Kubernetes exec API (pods/exec RBAC).
+    transport: Literal["direct", "exec"] = "direct"
+    conf: Path | None = None
     user: str = Field("auditd", pattern=r"^[A-Za-z0-9._-]+$")  # cephx id: client.<user>
     keyring: Path | None = None  # None: what ceph.conf says
     # The rbd command; tests and the simulator replace it with a replay of real captures.
     rbd_command: list[str] = ["rbd"]
+    # exec: where the toolbox pod runs, and how to find it.
+    namespace: str = "rook-ceph"
+    toolbox_selector: str = "app=rook-ceph-tools"
+    container: str | None = None
+
+    @model_validator(mode="after")
+    def _direct_needs_conf(self) -> CephAccess:
+        if self.transport == "direct" and self.conf is None:
+            raise ValueError("transport 'direct' needs conf (the path of a ceph.conf)")
+        return self
 
 
 class ClusterConfig(Strict):

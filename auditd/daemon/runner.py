@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,16 +21,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
-from auditd.config import Config, redact_url
+from auditd.config import ClusterConfig, Config, redact_url
 from auditd.daemon.ingest import HealthReport, Ingestor, Tick
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
+from auditd.sources.kube.client import api_client_for
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
-from auditd.sources.rbd.transport import DirectTransport
+from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transport
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_objects, load_open_violations
 from auditd.store.migrate import upgrade
@@ -40,6 +42,22 @@ WATCHED_KINDS: tuple[Kind, ...] = ALL_KINDS
 # Seconds between stream-health samples; `auditd status` calls a daemon silent for 3x this
 # long "not reporting".
 HEALTH_INTERVAL = 5
+
+
+def probe_transport(cluster: ClusterConfig) -> Transport:
+    ceph = cluster.ceph
+    assert ceph is not None
+    if ceph.transport == "exec":
+        clients: list[Any] = []
+
+        def api() -> Any:  # one client per cluster, made on first use, kept
+            if not clients:
+                clients.append(api_client_for(cluster))
+            return clients[0]
+
+        return ExecTransport(api, ceph.namespace, ceph.toolbox_selector, ceph.container)
+    assert ceph.conf is not None
+    return DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)
 
 
 class Daemon:
@@ -129,10 +147,10 @@ class Daemon:
         now = datetime.now(UTC)
         for pair in cfg.pairs:
             for name in pair.clusters:
-                ceph = cfg.cluster(name).ceph
-                if ceph is None:
+                cluster = cfg.cluster(name)
+                if cluster.ceph is None:
                     continue
-                transport = DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)
+                transport = probe_transport(cluster)
                 for pool in pair.pools:
                     prober = PoolProber(
                         name, pool, transport, cfg.probe.timeout.total_seconds(), self.ingestor.put

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import queue
+import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +37,11 @@ Obj = dict[str, Any]
 # The fake serves the daemon's own kind catalogue, so the two can never disagree on a path.
 ResourceType = Kind
 DEFAULT_RESOURCES = (PVC, PV, VR, VRC)
+# Pods are served for the exec transport's toolbox lookup and `pods/exec`.
+POD = Kind("", "v1", "pods", "Pod", True)
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# (namespace, pod, container, command) -> (exit code, stdout, stderr)
+ExecHandler = Callable[[str, str, str | None, list[str]], tuple[int, bytes, bytes]]
 
 
 def _status(code: int, reason: str, message: str, **extra: Any) -> Obj:
@@ -171,6 +178,8 @@ class FakeKubeAPI:
         self._watchers: list[_Watcher] = []
         self._faults: list[_Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        # What `kubectl exec` into a pod runs; tests plug in a stand-in for the toolbox.
+        self.exec_handler: ExecHandler | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -646,6 +655,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fake = self.fake
         split = urlsplit(self.path)
+        exec_match = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$", split.path)
+        if exec_match and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._exec(exec_match.group(1), exec_match.group(2), parse_qs(split.query))
+            return
         params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         with fake._cond:
             fake.requests.append(("GET", split.path, params))
@@ -687,6 +700,58 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             code, body = fake.list_response(resource, query, params)
             self._send_json(code, body)
+
+    def _exec(self, namespace: str, name: str, query: dict[str, list[str]]) -> None:
+        """`pods/exec` over a websocket with the v4.channel.k8s.io subprotocol, as the kubelet
+        answers through the API server: stdout on channel 1, stderr on 2, the exit status as a
+        Status object on channel 3, then a close frame."""
+        fake = self.fake
+        with fake._cond:
+            fake.requests.append(("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/exec", {}))
+        if fake.token is not None and self.headers.get("Authorization") != f"Bearer {fake.token}":
+            self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
+            return
+        pod = fake.get(POD, namespace, name) if fake.has_resource(POD.plural) else None
+        if pod is None or fake.exec_handler is None:
+            self._send_json(404, _status(404, "NotFound", f'pods "{name}" not found'))
+            return
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        container = query["container"][0] if query.get("container") else None
+        rc, out, err = fake.exec_handler(namespace, name, container, query.get("command", []))
+        for channel, data in ((1, out), (2, err)):
+            for i in range(0, len(data), 65536):
+                self._ws_frame(0x2, bytes([channel]) + data[i : i + 65536])
+        if rc == 0:
+            status: Obj = {"metadata": {}, "status": "Success"}
+        else:
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: {rc}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]},
+            }
+        self._ws_frame(0x2, b"\x03" + json.dumps(status).encode())
+        self._ws_frame(0x8, b"\x03\xe8")  # close, 1000 normal
+        self.close_connection = True
+
+    def _ws_frame(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big")
+        self.wfile.write(head + payload)
+        self.wfile.flush()
 
     def _route(self, path: str) -> tuple[ResourceType, str | None, str | None] | None:
         parts = [p for p in path.split("/") if p]

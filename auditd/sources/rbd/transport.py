@@ -5,12 +5,14 @@ Arguments are always lists and pool names are validated: no shell is involved an
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from auditd.logs import scrub
 
@@ -100,5 +102,92 @@ class DirectTransport:
             proc.returncode,
             proc.stdout,
             proc.stderr.decode("utf-8", "replace"),
+            time.monotonic() - start,
+        )
+
+
+class ExecTransport:
+    """`rbd` inside the Rook toolbox pod, through the Kubernetes exec API (`pods/exec` RBAC).
+
+    The pod is found by label, like `kubectl exec deploy/rook-ceph-tools`; a pod that is gone
+    (rescheduled, deleted) is looked up again on the next call.
+    """
+
+    def __init__(
+        self,
+        api_client: Callable[[], Any],
+        namespace: str,
+        selector: str,
+        container: str | None = None,
+    ) -> None:
+        self._api_client = api_client
+        self.namespace = namespace
+        self.selector = selector
+        self.container = container
+        self._pod: str | None = None
+
+    def _find_pod(self, core: Any) -> str:
+        resp = core.list_namespaced_pod(
+            self.namespace, label_selector=self.selector, _preload_content=False
+        )
+        pods = json.loads(resp.data).get("items") or []
+        running = sorted(
+            p["metadata"]["name"]
+            for p in pods
+            if (p.get("status") or {}).get("phase") == "Running"
+            and not (p.get("metadata") or {}).get("deletionTimestamp")
+        )
+        if not running:
+            raise ProbeFailure(
+                "exec", f"no running toolbox pod ({self.selector}) in namespace {self.namespace}"
+            )
+        return str(running[0])
+
+    def run(self, args: list[str], timeout: float) -> CommandResult:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import stream
+
+        start = time.monotonic()
+        try:
+            core = client.CoreV1Api(self._api_client())
+            if self._pod is None:
+                self._pod = self._find_pod(core)
+            kwargs: dict[str, Any] = {"container": self.container} if self.container else {}
+            ws = stream(
+                core.connect_get_namespaced_pod_exec,
+                self._pod,
+                self.namespace,
+                command=["rbd", *args],
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                binary=True,
+                **kwargs,
+            )
+        except ProbeFailure:
+            raise
+        except ApiException as e:
+            self._pod = None  # gone or replaced: find it again next time
+            raise ProbeFailure("exec", f"exec into toolbox failed: HTTP {e.status}") from None
+        except Exception as e:  # websocket handshake errors, refused connections
+            self._pod = None
+            raise ProbeFailure("exec", f"exec into toolbox failed: {type(e).__name__}") from None
+        try:
+            while ws.is_open():
+                left = timeout - (time.monotonic() - start)
+                if left <= 0:
+                    raise ProbeFailure("timeout", f"no answer within {timeout:.0f}s")
+                ws.update(timeout=min(left, 1.0))
+            out, err = ws.read_stdout(), ws.read_stderr()
+            rc = ws.returncode
+        finally:
+            ws.close()
+        return CommandResult(
+            int(rc if rc is not None else -1),
+            out if isinstance(out, bytes) else str(out).encode(),
+            err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err),
             time.monotonic() - start,
         )
