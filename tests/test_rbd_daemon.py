@@ -119,3 +119,51 @@ def test_probes_record_transitions_samples_and_health(
     )
     assert not any("image status" in c for c in calls)
     assert os.path.exists(a.dir / "calls.log")
+
+
+def test_probe_jobs_never_pile_up(tmp_path: Path, clusters: dict[str, Any]) -> None:
+    from auditd.config import parse_config
+    from auditd.daemon.runner import Daemon
+
+    site = Site(tmp_path, "site-a")
+    raw = {
+        "database_url": f"sqlite:///{tmp_path / 'h.db'}",
+        "clusters": [
+            {
+                "name": "dr1",
+                "role": "primary",
+                "kubeconfig": str(clusters["kubeconfig"]),
+                "context": "dr1",
+                "ceph": {
+                    "conf": str(site.dir / "ceph.conf"),
+                    "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+                },
+            },
+            {
+                "name": "dr2",
+                "role": "secondary",
+                "kubeconfig": str(clusters["kubeconfig"]),
+                "context": "dr2",
+            },
+        ],
+        "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool", "other"]}],
+        "probe": {"max_concurrent": 3, "interval": "30s", "slow_interval": "5m"},
+        "slack": {"enabled": False},
+    }
+    daemon = Daemon(parse_config(raw))
+    daemon.start()
+    try:
+        jobs = {j.id: j for j in daemon.scheduler.get_jobs() if j.id.startswith("rbd-")}
+        assert sorted(jobs) == [
+            "rbd-probe_info:dr1:other",
+            "rbd-probe_info:dr1:replicapool",
+            "rbd-probe_status:dr1:other",
+            "rbd-probe_status:dr1:replicapool",
+        ]
+        for job in jobs.values():
+            assert job.coalesce and job.max_instances == 1 and job.executor == "probes"
+        assert jobs["rbd-probe_status:dr1:replicapool"].trigger.interval.total_seconds() == 30
+        assert jobs["rbd-probe_info:dr1:replicapool"].trigger.interval.total_seconds() == 300
+        assert daemon.scheduler._lookup_executor("probes")._pool._max_workers == 3
+    finally:
+        daemon.stop()
