@@ -105,6 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser(
+        "rules",
+        help="the rules, their config and how many are firing",
+        description="List every built-in rule with its effective config (enabled, severity, "
+        "for-duration, namespace scope) and the number of violations firing now.",
+    )
+    _add_db(p)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser(
+        "explain",
+        help="one volume's view across both clusters and every rule's verdict",
+        description="Show the pair view of one mirrored volume (PVC, PV, VolumeReplication and "
+        "RBD image state on each cluster, from the stored state) and the verdict of every rule "
+        "on it, with the evidence. VOLUME is pool/image (replicapool/csi-vol-0001) or "
+        "namespace/pvc (shop/mysql-data).",
+    )
+    p.add_argument("volume", metavar="VOLUME")
+    _add_db(p)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
     p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     dbsub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     up = dbsub.add_parser(
@@ -172,6 +193,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _report(url, args.since, args.until, args.format)
     if args.command == "status":
         return _status(url, args.format)
+    if args.command in ("rules", "explain"):
+        return _rules_or_explain(url, config, args)
     raise AssertionError(args.command)
 
 
@@ -245,6 +268,34 @@ def _status(url: str, fmt: str) -> int:
         engine.dispose()
     sys.stdout.write(status_json(doc) + "\n" if fmt == "json" else status_table(doc, now))
     return EXIT_OK if doc["healthy"] else EXIT_ERROR
+
+
+def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int:
+    from auditd.report.explain import as_json, explain_doc, explain_text, rules_doc, rules_table
+    from auditd.store.db import session_factory
+
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
+    try:
+        with session_factory(engine)() as s:
+            if args.command == "rules":
+                doc = rules_doc(s, config)
+                sys.stdout.write(as_json(doc) + "\n" if args.format == "json" else rules_table(doc))
+                return EXIT_OK
+            found = explain_doc(s, config, args.volume)
+    finally:
+        engine.dispose()
+    if found is None:
+        hint = (
+            "no pairs configured: pass the daemon's config with -c"
+            if not config.pairs
+            else "use pool/image or namespace/pvc"
+        )
+        print(f"auditd: no volume {args.volume!r} ({hint})", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(as_json(found) + "\n" if args.format == "json" else explain_text(found))
+    return EXIT_OK
 
 
 def _run(config: Config) -> int:

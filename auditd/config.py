@@ -173,6 +173,8 @@ class RuleConfig(Strict):
     enabled: bool = True
     severity: Literal["info", "warning", "critical"] | None = None
     for_: Duration | None = Field(None, alias="for")
+    # Only objects in these namespaces (empty: all) can violate this rule.
+    namespaces: list[str] = []
 
 
 class Config(Strict):

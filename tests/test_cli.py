@@ -16,7 +16,19 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["run"], ["report"], ["db"], ["db", "upgrade"], ["config"], ["config", "check"], ["demo"]],
+    [
+        [],
+        ["run"],
+        ["report"],
+        ["db"],
+        ["db", "upgrade"],
+        ["config"],
+        ["config", "check"],
+        ["demo"],
+        ["status"],
+        ["rules"],
+        ["explain"],
+    ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -81,3 +93,61 @@ def test_demo_plays_the_story_in_under_a_minute(tmp_path: Path) -> None:
     assert out.index("FIRING") < out.index("RESOLVED") < out.index("auditd report")
     assert "resolved  warning   pvc-on-secondary  dr2/PersistentVolumeClaim/shop/mysql-data" in out
     assert (tmp_path / "auditd.db").exists()
+
+
+def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "auditd", "demo", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    cfg = str(tmp_path / "auditd.toml")
+    out = subprocess.run(
+        [sys.executable, "-m", "auditd", "rules", "-c", cfg, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    rules = {r["id"]: r for r in json.loads(out)}
+    assert {
+        "pvc-on-secondary",
+        "split-brain",
+        "secondary-not-replaying",
+        "audit-blind-spot",
+    } <= set(rules)
+    assert (
+        rules["split-brain"]["severity"] == "critical" and rules["pvc-on-secondary"]["firing"] == 0
+    )
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "auditd",
+            "explain",
+            "-c",
+            cfg,
+            "shop/mysql-data",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    doc = json.loads(p.stdout)
+    assert doc["volume"] == "dr1-dr2/replicapool/csi-vol-4f1c"
+    assert [s["pvc"] for s in doc["sides"]] == ["shop/mysql-data", None]
+    verdicts = {(r["rule"], r["subject"]): r["verdict"] for r in doc["verdicts"]}
+    assert verdicts[("pvc-on-secondary", "dr1/PersistentVolumeClaim/shop/mysql-data")] == "ok"
+    # No Ceph probes in the demo: storage-truth rules say unknown, never ok.
+    assert verdicts[("split-brain", "dr1-dr2/replicapool/csi-vol-4f1c")] == "unknown"
+    p = subprocess.run(
+        [sys.executable, "-m", "auditd", "explain", "-c", cfg, "nope/none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 1 and "no volume 'nope/none'" in p.stderr

@@ -23,6 +23,7 @@ from auditd.alerts.render import render
 from auditd.inventory.inventory import Delta, Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
+from auditd.rules.model import Unknown
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.parse import lag_seconds
@@ -179,8 +180,11 @@ class Ingestor:
         verdicts = self.rules.evaluate(self.inventory, delta.touched) if delta.touched else {}
         changes: list[Change] = []
         for key in sorted(verdicts):
+            verdict = verdicts[key]
+            if isinstance(verdict, Unknown):
+                continue  # unknowable right now: neither fire nor resolve
             rule = self.rules.rules[key[0]]
-            change = step(self.active.get(key), verdicts[key], rule.for_, now)
+            change = step(self.active.get(key), verdict, rule.for_, now)
             if change is not None:
                 changes.append(change)
         if timers:

@@ -1,69 +1,318 @@
-"""The built-in rules."""
+"""The built-in rules. Each is a pure function of the facts it is given.
+
+Roles come from the storage truth first (which side's image is primary, as the probes see it);
+the configured roles are the expectation, and decide only where the storage truth is not
+probed at all. A side whose probe is failing, or a cluster whose watch is blind, makes the
+verdicts that depend on it UNKNOWN.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.model import Finding, Rule, RuleContext
+from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Verdict
+from auditd.rules.views import PV, PVC, VR, Side, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
 
-PVC_KIND = "PersistentVolumeClaim"
+# -------------------------------------------------------------------- helpers
 
 
-def _pvc_on_secondary(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Finding | None]:
-    out: dict[str, Finding | None] = {}
+def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster: str) -> str | None:
+    """'primary', 'secondary', 'window' (both demoted: a relocate in progress) or None (unknown)."""
+    if view is not None and side is not None:
+        if side.blind:
+            return None
+        if side.storage_known and view.peer(cluster).storage_known:
+            if view.in_transition:
+                return "window"
+            if side.primary is True:
+                return "primary"
+            if side.primary is False and view.peer(cluster).primary is True:
+                return "secondary"
+            return None
+        if side.pool_probe is not None or view.peer(cluster).pool_probe is not None:
+            return None  # probed but failing: the storage truth is unknown right now
+    # No storage probes for this pair: the configured role is all we have.
+    return ctx.role_of(cluster)
+
+
+def _finding(
+    rule: Rule,
+    subject: str,
+    summary: str,
+    where: str | None,
+    ctx: RuleContext,
+    **evidence: object,
+) -> Finding:
+    pair = ctx.config.pair_of(where) if where else None
+    return Finding(
+        rule=rule.id,
+        subject=subject,
+        severity=rule.severity,
+        summary=summary,
+        cluster=where,
+        pair=pair.name if pair else None,
+        evidence={k: v for k, v in evidence.items() if v is not None},
+    )
+
+
+def _side_evidence(view: VolumeView) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for s in view.sides:
+        img = s.image or {}
+        out[f"{s.cluster}.image"] = (
+            f"{img.get('state', 'not listed')} primary={img.get('primary', '?')}"
+        )
+        out[f"{s.cluster}.probe"] = s.pool_probe or "not probed"
+        if s.pvc:
+            out[f"{s.cluster}.pvc"] = f"{s.pvc.namespace}/{s.pvc.name}"
+        if s.vr:
+            out[f"{s.cluster}.vr"] = f"{s.vr.namespace}/{s.vr.name}"
+    return out
+
+
+# ------------------------------------------------------- objects on secondary
+
+
+def _on_secondary(
+    kind: str, attr: str, rule_id: str
+) -> Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]:
+    noun = {PVC: "PVC", PV: "PV", VR: "VolumeReplication"}[kind]
+
+    def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+        rule = RULES[rule_id]
+        out: dict[str, Verdict] = {}
+
+        def judge(key: ObjectKey, view: VolumeView | None) -> Verdict:
+            known = ctx.inventory.objects.get(key)
+            if known is None:
+                return None
+            if kind == VR and known.facts.get("replicationState") == "secondary":
+                return None  # Ramen demotes VRs to secondary during cleanup: expected
+            side = view.side(key.cluster) if view else None
+            role = _role(view, side, ctx, key.cluster)
+            if role is None:
+                return UNKNOWN
+            if role != "secondary":
+                return None
+            where = f"{key.namespace}/{key.name}" if key.namespace else key.name
+            truth = (
+                "its image is non-primary there"
+                if view and side and side.storage_known
+                else ("configured as the DR secondary")
+            )
+            return _finding(
+                rule,
+                str(key),
+                f"{noun} {where} exists on {key.cluster}, where {truth}",
+                key.cluster,
+                ctx,
+                cluster=key.cluster,
+                namespace=key.namespace or None,
+                name=key.name,
+                **{k: v for k, v in known.facts.items() if v is not None},
+                **(_side_evidence(view) if view else {}),
+            )
+
+        for key in keys:
+            if key.kind == kind:
+                out[str(key)] = judge(key, None)
+        for view in ctx.volumes:
+            for side in view.sides:
+                key = getattr(side, attr)
+                if key is not None:
+                    out[str(key)] = judge(key, view)
+        return out
+
+    return evaluate
+
+
+# ------------------------------------------------------------ volume rules
+
+
+def _volume_rule(
+    judge: Callable[[RuleContext, VolumeView], Verdict],
+) -> Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]:
+    def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+        return {str(v.id): judge(ctx, v) for v in ctx.volumes}
+
+    return evaluate
+
+
+def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
+    if any(s.blind for s in view.sides):
+        return UNKNOWN
+    if view.in_transition:
+        return None
+    a, b = view.sides
+    both = [
+        n
+        for n, attr in (("PVC", "pvc"), ("VolumeReplication", "vr"))
+        if getattr(a, attr) and getattr(b, attr)
+    ]
+    if not both:
+        return None
+    return _finding(
+        RULES["k8s-objects-on-both"],
+        str(view.id),
+        f"{' and '.join(both)} for image {view.id.pool}/{view.id.image} exist on both {a.cluster} and {b.cluster}",
+        None,
+        ctx,
+        pair=view.id.pair,
+        **_side_evidence(view),
+    )
+
+
+def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
+    rule = RULES["split-brain"]
+    a, b = view.sides
+    reasons = []
+    if a.primary is True and b.primary is True:
+        reasons.append("both images are primary")
+    for s in view.sides:
+        if (
+            s.storage_known
+            and s.image
+            and s.image.get("state") == "up+error"
+            and "split-brain" in (s.image.get("description") or "")
+        ):
+            reasons.append(f"{s.cluster} reports split-brain")
+    vr_states = [
+        ctx.inventory.objects[s.vr].facts.get("state")
+        for s in view.sides
+        if s.vr and s.vr in ctx.inventory.objects
+    ]
+    if len(vr_states) == 2 and all(v == "Primary" for v in vr_states):
+        reasons.append("both VolumeReplications are Primary")
+    if reasons:
+        return _finding(
+            rule,
+            str(view.id),
+            f"Split brain on {view.id.pool}/{view.id.image}: {'; '.join(reasons)}",
+            None,
+            ctx,
+            pair=view.id.pair,
+            reasons="; ".join(reasons),
+            **_side_evidence(view),
+        )
+    if not (a.storage_known and b.storage_known):
+        return UNKNOWN
+    return None
+
+
+def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
+    primary = view.primary_cluster
+    if primary is None:
+        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+    secondary = view.peer(primary)
+    if not secondary.storage_known:
+        return UNKNOWN
+    if secondary.image is None:
+        return None  # image-missing-on-peer says this better
+    state = secondary.image.get("state")
+    if state == "up+replaying":
+        return None
+    return _finding(
+        RULES["secondary-not-replaying"],
+        str(view.id),
+        f"{view.id.pool}/{view.id.image} on {secondary.cluster} (secondary) is {state}, not up+replaying",
+        secondary.cluster,
+        ctx,
+        pair=view.id.pair,
+        **_side_evidence(view),
+    )
+
+
+def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
+    primary = view.primary_cluster
+    if primary is None:
+        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+    side = view.side(primary)
+    state = (side.image or {}).get("state")
+    if state == "up+stopped":
+        return None
+    return _finding(
+        RULES["primary-not-stopped"],
+        str(view.id),
+        f"{view.id.pool}/{view.id.image} on {primary} (primary) is {state}, not up+stopped",
+        primary,
+        ctx,
+        pair=view.id.pair,
+        **_side_evidence(view),
+    )
+
+
+def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
+    primary = view.primary_cluster
+    if primary is None:
+        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+    peer = view.peer(primary)
+    if not peer.storage_known:
+        return UNKNOWN
+    if peer.image is not None:
+        return None
+    return _finding(
+        RULES["image-missing-on-peer"],
+        str(view.id),
+        f"{view.id.pool}/{view.id.image} is primary on {primary} but not listed on {peer.cluster}",
+        peer.cluster,
+        ctx,
+        pair=view.id.pair,
+        **_side_evidence(view),
+    )
+
+
+# -------------------------------------------------------------- pool rules
+
+
+def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+    rule = RULES["pool-mirroring-unhealthy"]
+    out: dict[str, Verdict] = {}
     for key in keys:
-        if key.kind != PVC_KIND:
+        if key.kind not in ("RbdPool", "CephBlockPool"):
             continue
-        subject = str(key)
+        subject = (
+            f"{key.cluster}/{key.kind}/{key.namespace + '/' if key.namespace else ''}{key.name}"
+        )
         known = ctx.inventory.objects.get(key)
-        if known is None or ctx.role_of(key.cluster) != "secondary":
+        if known is None:
             out[subject] = None
             continue
-        pair = ctx.config.pair_of(key.cluster)
-        out[subject] = Finding(
-            rule=PVC_ON_SECONDARY.id,
-            subject=subject,
-            severity=PVC_ON_SECONDARY.severity,
-            summary=(
-                f"PVC {key.namespace}/{key.name} exists on {key.cluster}, "
-                "which is configured as the DR secondary"
-            ),
-            cluster=key.cluster,
-            pair=pair.name if pair else None,
-            evidence={
-                "cluster": key.cluster,
-                "role": "secondary",
-                "namespace": key.namespace,
-                "name": key.name,
-                **{k: v for k, v in known.facts.items() if v is not None},
-            },
+        f = known.facts
+        if key.kind == "RbdPool":
+            if f.get("probe") != "ok":
+                out[subject] = UNKNOWN
+                continue
+            health, daemon = f.get("health"), f.get("daemon_health")
+        else:
+            if f.get("mirroring.enabled") != "true" or f.get("mirroring.health") is None:
+                out[subject] = None
+                continue
+            health, daemon = f.get("mirroring.health"), f.get("mirroring.daemon_health")
+        if health == "OK" and daemon == "OK":
+            out[subject] = None
+            continue
+        out[subject] = _finding(
+            rule,
+            subject,
+            f"Mirroring of pool {key.name} on {key.cluster} is {health} (daemons {daemon})",
+            key.cluster,
+            ctx,
+            health=health,
+            daemon_health=daemon,
+            image_health=f.get("image_health") or f.get("mirroring.image_health"),
+            states=f.get("states") or f.get("mirroring.states"),
         )
     return out
 
 
-PVC_ON_SECONDARY = Rule(
-    id="pvc-on-secondary",
-    severity="warning",
-    for_=timedelta(0),
-    summary="A PVC exists on the DR secondary",
-    description=(
-        "During normal replication the PVC, PV and VolumeReplication exist only where the RBD "
-        "image is primary. A PVC on the secondary either binds to a read-only replica or "
-        "provisions a new, unreplicated image; on failover it collides with the real one."
-    ),
-    remediation=(
-        "kubectl --context SECONDARY -n NAMESPACE get pvc NAME -o yaml; "
-        "rbd mirror image status POOL/IMAGE on both sites"
-    ),
-    evaluate=_pvc_on_secondary,
-)
+# ---------------------------------------------------------------- blind spot
 
 
-def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Finding | None]:
-    out: dict[str, Finding | None] = {}
+def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
     for cluster in sorted({k.cluster for k in keys if k.kind == AUDIT_STREAM}):
         blind = sorted(
             k.name
@@ -74,37 +323,119 @@ def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, 
         if not blind:
             out[subject] = None
             continue
-        pair = ctx.config.pair_of(cluster)
-        out[subject] = Finding(
-            rule=AUDIT_BLIND_SPOT.id,
-            subject=subject,
-            severity=AUDIT_BLIND_SPOT.severity,
-            summary=(
-                f"auditd cannot watch {', '.join(blind)} on {cluster}: "
-                "its DR state there is unknown"
-            ),
+        out[subject] = _finding(
+            RULES["audit-blind-spot"],
+            subject,
+            f"auditd cannot watch {', '.join(blind)} on {cluster}: its DR state there is unknown",
+            cluster,
+            ctx,
             cluster=cluster,
-            pair=pair.name if pair else None,
-            evidence={
-                "cluster": cluster,
-                "blind_kinds": ", ".join(blind),
-                "blind_after": str(ctx.config.watch.blind_spot_after),
-            },
+            blind_kinds=", ".join(blind),
+            blind_after=str(ctx.config.watch.blind_spot_after),
         )
     return out
 
 
-AUDIT_BLIND_SPOT = Rule(
-    id="audit-blind-spot",
-    severity="critical",
-    for_=timedelta(0),  # the stream state already waited watch.blind_spot_after
-    summary="auditd cannot see a cluster",
-    description=(
-        "A watch stream has not been connected for longer than watch.blind_spot_after. Until "
-        "it recovers, nothing on that cluster is being audited: unknown is not healthy."
-    ),
-    remediation="auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
-    evaluate=_audit_blind_spot,
-)
+# -------------------------------------------------------------- the catalogue
 
-BUILTIN_RULES: tuple[Rule, ...] = (PVC_ON_SECONDARY, AUDIT_BLIND_SPOT)
+
+_CHECK_IMAGE = "rbd mirror image status POOL/IMAGE (on both sites)"
+BUILTIN_RULES: tuple[Rule, ...] = (
+    Rule(
+        "pvc-on-secondary",
+        "warning",
+        timedelta(0),
+        "A PVC exists where the image is non-primary",
+        "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
+        "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
+        "collides with the real one on failover.",
+        f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {_CHECK_IMAGE}",
+        _on_secondary(PVC, "pvc", "pvc-on-secondary"),
+    ),
+    Rule(
+        "pv-on-secondary",
+        "warning",
+        timedelta(0),
+        "A PV exists where the image is non-primary",
+        "A PV bound to the non-primary replica outside a DR window.",
+        f"kubectl --context CLUSTER get pv NAME -o yaml; {_CHECK_IMAGE}",
+        _on_secondary(PV, "pv", "pv-on-secondary"),
+    ),
+    Rule(
+        "vr-on-secondary",
+        "warning",
+        timedelta(0),
+        "A VolumeReplication exists where the image is non-primary",
+        "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
+        "during cleanup is expected and not flagged).",
+        f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {_CHECK_IMAGE}",
+        _on_secondary(VR, "vr", "vr-on-secondary"),
+    ),
+    Rule(
+        "k8s-objects-on-both",
+        "warning",
+        timedelta(minutes=2),
+        "A PVC or VR for the same image on both clusters",
+        "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
+        f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {_CHECK_IMAGE}",
+        _volume_rule(_objects_on_both),
+    ),
+    Rule(
+        "split-brain",
+        "critical",
+        timedelta(0),
+        "Both sites think they are primary",
+        "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
+        "both VolumeReplications Primary. Writes on both sides diverge: one side's data will be discarded.",
+        f"{_CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+        _volume_rule(_split_brain),
+    ),
+    Rule(
+        "secondary-not-replaying",
+        "warning",
+        timedelta(minutes=5),
+        "The secondary image is not up+replaying",
+        "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
+        f"{_CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+        _volume_rule(_secondary_not_replaying),
+    ),
+    Rule(
+        "primary-not-stopped",
+        "warning",
+        timedelta(minutes=5),
+        "The primary image is not up+stopped",
+        "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
+        _CHECK_IMAGE,
+        _volume_rule(_primary_not_stopped),
+    ),
+    Rule(
+        "image-missing-on-peer",
+        "critical",
+        timedelta(minutes=5),
+        "A mirrored image is not on the peer",
+        "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
+        "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
+        _volume_rule(_image_missing_on_peer),
+    ),
+    Rule(
+        "pool-mirroring-unhealthy",
+        "warning",
+        timedelta(minutes=2),
+        "Pool mirroring health is not OK",
+        "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
+        "daemon health other than OK: rbd-mirror is down or images are in error.",
+        "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
+        _pool_unhealthy,
+    ),
+    Rule(
+        "audit-blind-spot",
+        "critical",
+        timedelta(0),
+        "auditd cannot see a cluster",
+        "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
+        "nothing on that cluster is audited: unknown is not healthy.",
+        "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
+        _audit_blind_spot,
+    ),
+)
+RULES = {r.id: r for r in BUILTIN_RULES}

@@ -8,7 +8,8 @@ from dataclasses import replace
 from auditd.config import Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.builtin import BUILTIN_RULES
-from auditd.rules.model import Finding, Rule, RuleContext
+from auditd.rules.model import Finding, Rule, RuleContext, Verdict
+from auditd.rules.views import Correlator
 
 
 def configured_rules(config: Config) -> dict[str, Rule]:
@@ -38,17 +39,30 @@ class RuleEngine:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.rules = configured_rules(config)
+        self.correlator = Correlator(config)
 
     def evaluate(
         self, inventory: Inventory, touched: Iterable[ObjectKey]
-    ) -> dict[tuple[str, str], Finding | None]:
-        ctx = RuleContext(inventory, self.config)
+    ) -> dict[tuple[str, str], Verdict]:
+        """Verdicts for every subject the touched keys affect, and only those."""
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
-        verdicts: dict[tuple[str, str], Finding | None] = {}
+        volumes = sorted(self.correlator.update(inventory, keys))
+        views = tuple(self.correlator.view(inventory, v) for v in volumes)
+        ctx = RuleContext(inventory, self.config, views)
+        verdicts: dict[tuple[str, str], Verdict] = {}
         for rule in self.rules.values():
-            for subject, finding in rule.evaluate(ctx, keys).items():
-                if finding is not None:
-                    finding = replace(finding, severity=rule.severity)
-                verdicts[(rule.id, subject)] = finding
+            scope = self._scope(rule.id)
+            for subject, verdict in rule.evaluate(ctx, keys).items():
+                if isinstance(verdict, Finding):
+                    ns = verdict.evidence.get("namespace")
+                    if scope and ns is not None and ns not in scope:
+                        verdict = None  # out of this rule's configured namespace scope
+                    else:
+                        verdict = replace(verdict, severity=rule.severity)
+                verdicts[(rule.id, subject)] = verdict
         return verdicts
+
+    def _scope(self, rule_id: str) -> frozenset[str]:
+        override = self.config.rules.get(rule_id)
+        return frozenset(override.namespaces) if override else frozenset()

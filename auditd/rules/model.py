@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.rules.views import VolumeView
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -26,18 +27,38 @@ class Finding:
     evidence: dict[str, Any]
 
 
+class Unknown:
+    """The verdict when the facts a rule needs are unknown (a blind cluster, a failing probe).
+    It is neither healthy nor violated: the lifecycle keeps whatever state the subject had."""
+
+    _instance: Unknown | None = None
+
+    def __new__(cls) -> Unknown:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = Unknown()
+Verdict = Finding | Unknown | None
+
+
 @dataclass(frozen=True)
 class RuleContext:
     inventory: Inventory
     config: Config
+    volumes: tuple[VolumeView, ...] = ()  # the pair views of the volumes a change touched
 
     def role_of(self, cluster: str) -> str | None:
         return next((c.role for c in self.config.clusters if c.name == cluster), None)
 
 
-# Given the keys a change touched, return a verdict for every subject those keys affect:
-# a Finding when violated, None when the subject is now fine.
-Evaluate = Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Finding | None]]
+# Given the keys a change touched (and the views of the volumes they affect), return a verdict
+# for every subject affected: a Finding when violated, None when fine, UNKNOWN when unknowable.
+Evaluate = Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]
 
 
 @dataclass(frozen=True)

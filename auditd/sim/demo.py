@@ -56,16 +56,14 @@ def run_demo(data_dir: Path | None = None) -> int:
     dr2 = FakeKubeAPI("dr2", bookmark_interval=5).start()
     kubeconfig = workdir / "kubeconfig"
     write_kubeconfig(str(kubeconfig), {"dr1": dr1.url, "dr2": dr2.url})
-    config = parse_config(
-        tomllib.loads(
-            pair_config_toml(
-                kubeconfig,
-                f"sqlite:///{(workdir / 'auditd.db').resolve()}",
-                data_dir=workdir,
-                sections={"alerts": {"console": True}},
-            )
-        )
+    toml = pair_config_toml(
+        kubeconfig,
+        f"sqlite:///{(workdir / 'auditd.db').resolve()}",
+        data_dir=workdir,
+        sections={"alerts": {"console": True}},
     )
+    (workdir / "auditd.toml").write_text(toml)  # so that `auditd explain -c` can use it later
+    config = parse_config(tomllib.loads(toml))
     # Slack too when the environment has a token and channel (the config default reads them).
     config = config.model_copy(update={"slack": SlackConfig()})
     daemon = Daemon(config)
@@ -103,5 +101,6 @@ def run_demo(data_dir: Path | None = None) -> int:
         print(to_table(load_report(s, started, datetime.now(UTC))))
     engine.dispose()
     print(f"History kept in {workdir}; read it again with:")
-    print(f"    auditd report --db {config.effective_database_url()} --since 1h")
+    print(f"    auditd report -c {workdir / 'auditd.toml'} --since 1h")
+    print(f"    auditd explain -c {workdir / 'auditd.toml'} shop/mysql-data")
     return 0

@@ -1,0 +1,215 @@
+"""One view per mirrored volume across both clusters of a pair: what the rules judge.
+
+The key is (pair, pool, image): the PV's CSI volumeAttributes pool + imageName, and the RBD
+image of that name that the probes see (its global_id confirms the match across sites). Each
+side joins the PV, its PVC (PV claimRef / PVC volumeName), the VR naming that PVC, and the
+image's mirror status. Volumes seen on one side only, and images with no Kubernetes object,
+still get a view.
+
+``Correlator`` keeps the reverse indexes incrementally, so a change re-evaluates only the
+volumes it touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from auditd.config import Config
+from auditd.inventory.facts import Facts
+from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
+from auditd.sources.kube.health import AUDIT_STREAM
+
+PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
+
+
+@dataclass(frozen=True, order=True)
+class VolumeId:
+    pair: str
+    pool: str
+    image: str
+
+    def __str__(self) -> str:
+        return f"{self.pair}/{self.pool}/{self.image}"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One cluster's part of a volume."""
+
+    cluster: str
+    configured_role: str
+    pvc: ObjectKey | None
+    pv: ObjectKey | None
+    vr: ObjectKey | None
+    image: Facts | None  # RbdImage facts, None when the probe does not list it
+    pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
+    blind: bool  # a watch stream of this cluster is blind
+
+    @property
+    def storage_known(self) -> bool:
+        return self.pool_probe == "ok"
+
+    @property
+    def primary(self) -> bool | None:
+        """Storage truth: is this side's image primary? None when unknown."""
+        if not self.storage_known or self.image is None:
+            return None
+        return {"true": True, "false": False}.get(self.image.get("primary") or "")
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    id: VolumeId
+    sides: tuple[Side, Side]
+
+    def side(self, cluster: str) -> Side:
+        return next(s for s in self.sides if s.cluster == cluster)
+
+    def peer(self, cluster: str) -> Side:
+        return next(s for s in self.sides if s.cluster != cluster)
+
+    @property
+    def primary_cluster(self) -> str | None:
+        """Which cluster's image is primary (storage truth); None if unknown or ambiguous."""
+        primaries = [s.cluster for s in self.sides if s.primary is True]
+        return primaries[0] if len(primaries) == 1 else None
+
+    @property
+    def in_transition(self) -> bool:
+        """A DR window: neither side primary, both known (an orderly demote before promote)."""
+        return all(s.primary is False for s in self.sides)
+
+
+class Correlator:
+    """Reverse indexes from objects to volumes, maintained from the keys each batch touched."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._pair_of: dict[str, str] = {c: p.name for p in config.pairs for c in p.clusters}
+        self._pools = {p.name: set(p.pools) for p in config.pairs}
+        self._pv_volume: dict[ObjectKey, VolumeId] = {}
+        self._volume_pvs: dict[VolumeId, set[ObjectKey]] = {}
+        self._images: dict[VolumeId, set[ObjectKey]] = {}
+        # (cluster, "namespace/pvc") -> the PV claiming it, and the VRs naming that PVC.
+        self._pv_by_claim: dict[tuple[str, str], ObjectKey] = {}
+        self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
+        self._vrs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
+        self._claim_of_vr: dict[ObjectKey, tuple[str, str]] = {}
+
+    def _volume_of_pv(self, key: ObjectKey, facts: Facts) -> VolumeId | None:
+        pair = self._pair_of.get(key.cluster)
+        pool, image = facts.get("pool"), facts.get("imageName")
+        if pair is None or not pool or not image:
+            return None
+        return VolumeId(pair, pool, image)
+
+    def update(self, inventory: Inventory, touched: Iterable[ObjectKey]) -> set[VolumeId]:
+        """Refresh the indexes for these keys; return every volume they affect."""
+        affected: set[VolumeId] = set()
+        for key in touched:
+            known = inventory.objects.get(key)
+            if key.kind == PV:
+                old = self._pv_volume.pop(key, None)
+                if old is not None:
+                    self._volume_pvs.get(old, set()).discard(key)
+                    affected.add(old)
+                current = self._volume_of_pv(key, known.facts) if known else None
+                if current is not None:
+                    self._pv_volume[key] = current
+                    self._volume_pvs.setdefault(current, set()).add(key)
+                    affected.add(current)
+                old_claim = self._claim_of_pv.pop(key, None)
+                if old_claim is not None and self._pv_by_claim.get(old_claim) == key:
+                    del self._pv_by_claim[old_claim]
+                claim_ref = known.facts.get("claimRef") if known else None
+                if claim_ref:
+                    self._claim_of_pv[key] = (key.cluster, claim_ref)
+                    self._pv_by_claim[(key.cluster, claim_ref)] = key
+            elif key.kind == RBD_IMAGE:
+                pair = self._pair_of.get(key.cluster)
+                if pair is not None and key.namespace in self._pools.get(pair, ()):
+                    vid = VolumeId(pair, key.namespace, key.name)
+                    if known is None:
+                        self._images.get(vid, set()).discard(key)
+                    else:
+                        self._images.setdefault(vid, set()).add(key)
+                    affected.add(vid)
+            elif key.kind in (PVC, VR):
+                if key.kind == VR:
+                    self._index_vr(key, known.facts if known else None)
+                claimed = self._volume_of_claim(inventory, key)
+                if claimed is not None:
+                    affected.add(claimed)
+            elif key.kind in (RBD_POOL, AUDIT_STREAM):
+                # A pool probe or a stream changing state touches every volume of that cluster.
+                pair = self._pair_of.get(key.cluster)
+                affected |= {v for v in self.volumes() if v.pair == pair}
+        return affected
+
+    def _index_vr(self, key: ObjectKey, facts: Facts | None) -> None:
+        old = self._claim_of_vr.pop(key, None)
+        if old is not None:
+            self._vrs_by_claim.get(old, set()).discard(key)
+        source = facts.get("dataSource") if facts else None
+        if source:
+            claim = (key.cluster, f"{key.namespace}/{source}")
+            self._claim_of_vr[key] = claim
+            self._vrs_by_claim.setdefault(claim, set()).add(key)
+
+    def _volume_of_claim(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
+        """The volume of a PVC, or of the PVC a VR names: through the PV that claims it (by
+        claimRef, which also finds it when the PVC was just deleted), else by volumeName."""
+        known = inventory.objects.get(key)
+        pvc_name = (
+            key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
+        )
+        if not pvc_name:
+            return None
+        pv = self._pv_by_claim.get((key.cluster, f"{key.namespace}/{pvc_name}"))
+        if pv is None:
+            pvc = inventory.objects.get(ObjectKey(key.cluster, PVC, key.namespace, pvc_name))
+            volume_name = pvc.facts.get("volumeName") if pvc else None
+            pv = ObjectKey(key.cluster, PV, "", volume_name) if volume_name else None
+        return self._pv_volume.get(pv) if pv is not None else None
+
+    def volumes(self) -> set[VolumeId]:
+        return {v for v, pvs in self._volume_pvs.items() if pvs} | {
+            v for v, imgs in self._images.items() if imgs
+        }
+
+    def view(self, inventory: Inventory, vid: VolumeId) -> VolumeView:
+        pair = next(p for p in self.config.pairs if p.name == vid.pair)
+        sides = []
+        for cluster in pair.clusters:
+            pv = next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
+            pvc = vr = None
+            if pv is not None:
+                claim = inventory.objects[pv].facts.get("claimRef")
+                if claim and "/" in claim:
+                    ns, name = claim.split("/", 1)
+                    candidate = ObjectKey(cluster, PVC, ns, name)
+                    pvc = candidate if candidate in inventory.objects else None
+            if pvc is not None:
+                vrs = self._vrs_by_claim.get((cluster, f"{pvc.namespace}/{pvc.name}"), set())
+                vr = min((k for k in vrs if k in inventory.objects), default=None)
+            image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
+            pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
+            blind = any(
+                inventory.objects[k].facts.get("state") == "blind"
+                for k in inventory.keys_of(cluster, AUDIT_STREAM)
+            )
+            sides.append(
+                Side(
+                    cluster=cluster,
+                    configured_role=self.config.cluster(cluster).role,
+                    pvc=pvc,
+                    pv=pv,
+                    vr=vr,
+                    image=image.facts if image else None,
+                    pool_probe=pool.facts.get("probe") if pool else None,
+                    blind=blind,
+                )
+            )
+        return VolumeView(vid, (sides[0], sides[1]))
