@@ -175,6 +175,10 @@ class RuleConfig(Strict):
     for_: Duration | None = Field(None, alias="for")
     # Only objects in these namespaces (empty: all) can violate this rule.
     namespaces: list[str] = []
+    # rpo-exceeded only: a fixed RPO, instead of (or tighter than) 2x/3x the VRC interval.
+    rpo: Duration | None = None
+    # lag-disagreement only: how far VR lastSyncTime and Ceph may disagree.
+    tolerance: Duration | None = None
 
 
 class Config(Strict):

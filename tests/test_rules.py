@@ -77,16 +77,18 @@ def failed(cluster: str) -> ProbeResult:
     )
 
 
-def evaluate(items: list[Any], cfg: Config | None = None) -> dict[tuple[str, str], Any]:
+def evaluate(
+    items: list[Any], cfg: Config | None = None, now: datetime | None = None
+) -> dict[tuple[str, str], Any]:
     inv, engine = Inventory(), RuleEngine(cfg or config())
     for item in items:
-        delta = (
-            inv.apply_probe(item, timedelta(days=3650))
-            if isinstance(item, ProbeResult)
-            else inv.apply(item)
-        )
-        engine.evaluate(inv, delta.touched)
-    return engine.evaluate(inv, set(inv.objects))
+        if isinstance(item, ProbeResult):
+            delta = inv.apply_probe(item, timedelta(days=3650))
+            engine.record_probe(item)
+        else:
+            delta = inv.apply(item)
+        engine.evaluate(inv, delta.touched, now)
+    return engine.evaluate(inv, set(inv.objects), now)
 
 
 def fired(verdicts: dict[tuple[str, str], Any]) -> dict[str, list[str]]:
@@ -302,3 +304,103 @@ def test_views_key_on_pool_and_image_confirmed_by_global_id() -> None:
         a.image is not None and b.image is not None and a.image["global_id"] == b.image["global_id"]
     )
     assert view.primary_cluster == "dr1"
+
+
+# ------------------------------------------------- lag, VR conditions, protection
+
+SYNCED = datetime.fromtimestamp(1795686480, UTC)  # the healthy capture's local_snapshot_timestamp
+VRC = {
+    "metadata": {"name": "rbd-volumereplicationclass"},
+    "spec": {
+        "provisioner": "rook-ceph.rbd.csi.ceph.com",
+        "parameters": {"schedulingInterval": "1m"},
+    },
+}
+
+
+def test_rpo_exceeded_warns_at_2x_and_is_critical_at_3x_the_interval() -> None:
+    items = [
+        *volume("dr1"),
+        k8s("dr1", "VolumeReplicationClass", VRC),
+        probe("dr1", "healthy"),
+        probe("dr2", "healthy"),
+    ]
+    key = ("rpo-exceeded", "p/replicapool/csi-vol-0001")
+    assert evaluate(items, now=SYNCED + timedelta(seconds=90))[key] is None
+    warn = evaluate(items, now=SYNCED + timedelta(seconds=150))[key]
+    assert (
+        isinstance(warn, Finding)
+        and warn.severity == "warning"
+        and warn.evidence["lag_seconds"] == 150
+    )
+    crit = evaluate(items, now=SYNCED + timedelta(seconds=200))[key]
+    assert (
+        isinstance(crit, Finding)
+        and crit.severity == "critical"
+        and "3 x schedulingInterval" in crit.summary
+    )
+    # A configured RPO fires even without a VRC interval.
+    no_vrc = [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")]
+    assert evaluate(no_vrc, now=SYNCED + timedelta(hours=1))[key] is None
+    rpo = evaluate(
+        no_vrc, config(**{"rpo-exceeded": {"rpo": "15m"}}), now=SYNCED + timedelta(minutes=20)
+    )[key]
+    assert isinstance(rpo, Finding) and "configured RPO" in rpo.summary
+
+
+def test_lag_disagreement_between_vr_and_ceph() -> None:
+    vr = objects.vr("data", "app", "data")
+    vr["status"] = {
+        "state": "Primary",
+        "lastSyncTime": (SYNCED - timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+    }
+    items = [
+        *volume("dr1")[:2],
+        k8s("dr1", "VolumeReplication", vr),
+        k8s("dr1", "VolumeReplicationClass", VRC),
+        probe("dr1", "healthy"),
+        probe("dr2", "healthy"),
+    ]
+    v = evaluate(items, now=SYNCED + timedelta(seconds=30))
+    assert isinstance(v[("lag-disagreement", "p/replicapool/csi-vol-0001")], Finding)
+    vr["status"]["lastSyncTime"] = SYNCED.isoformat().replace("+00:00", "Z")
+    items[2] = k8s("dr1", "VolumeReplication", vr)
+    assert evaluate(items, now=SYNCED)[("lag-disagreement", "p/replicapool/csi-vol-0001")] is None
+
+
+def test_vr_degraded_only_on_the_primary() -> None:
+    degraded = objects.vr("data", "app", "data")
+    degraded["status"] = {
+        "conditions": [
+            {"type": "Degraded", "status": "True", "reason": "VolumeDegraded"},
+            {"type": "Completed", "status": "True", "reason": "Promoted"},
+        ]
+    }
+    on_primary = [
+        *volume("dr1")[:2],
+        k8s("dr1", "VolumeReplication", degraded),
+        probe("dr1", "healthy"),
+        probe("dr2", "healthy"),
+    ]
+    assert isinstance(evaluate(on_primary)[("vr-degraded", "p/replicapool/csi-vol-0001")], Finding)
+    # A secondary VR resyncing is Degraded=True by design: not flagged.
+    on_secondary = [
+        *volume("dr1"),
+        *volume("dr2")[:2],
+        k8s("dr2", "VolumeReplication", degraded),
+        probe("dr1", "healthy"),
+        probe("dr2", "healthy"),
+    ]
+    assert evaluate(on_secondary)[("vr-degraded", "p/replicapool/csi-vol-0001")] is None
+
+
+def test_unprotected_volume() -> None:
+    v = evaluate([*volume("dr1")[:2], probe("dr1", "healthy"), probe("dr2", "healthy")])
+    f = v[("unprotected-volume", "p/replicapool/csi-vol-0001")]
+    assert isinstance(f, Finding) and "has no VolumeReplication" in f.summary
+    assert (
+        evaluate([*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")])[
+            ("unprotected-volume", "p/replicapool/csi-vol-0001")
+        ]
+        is None
+    )

@@ -24,6 +24,7 @@ from auditd.inventory.inventory import Delta, Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Unknown
+from auditd.rules.views import VolumeId
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.parse import lag_seconds
@@ -136,11 +137,13 @@ class Ingestor:
         listed = False
         probe_rows: list[dict[str, Any]] = []
         samples: list[dict[str, Any]] = []
+        lag_refreshed: set[VolumeId] = set()
         for item in batch:
             if isinstance(item, Tick):
                 timers = True
             elif isinstance(item, ProbeResult):
                 self.inventory.apply_probe(item, self._stale_after(), delta)
+                lag_refreshed |= self.rules.record_probe(item)
                 probe_rows.append(self._probe_health_row(item))
                 samples.extend(self._samples(item))
             elif isinstance(item, HealthReport):
@@ -153,7 +156,7 @@ class Ingestor:
                 listed = listed or isinstance(item, SnapshotEnd)
                 if isinstance(item, SnapshotPage):
                     self._page_slots.release()
-        changes = self._changes(delta, timers, now)
+        changes = self._changes(delta, timers, now, lag_refreshed)
         if not delta and not changes and health is None and not probe_rows:
             return
         plans = [(c, self._notifications(c)) for c in changes]
@@ -176,8 +179,14 @@ class Ingestor:
             # reference counting when replaced; only cycle detection skips them.
             gc.freeze()
 
-    def _changes(self, delta: Delta, timers: bool, now: datetime) -> list[Change]:
-        verdicts = self.rules.evaluate(self.inventory, delta.touched) if delta.touched else {}
+    def _changes(
+        self, delta: Delta, timers: bool, now: datetime, also: set[VolumeId]
+    ) -> list[Change]:
+        verdicts = (
+            self.rules.evaluate(self.inventory, delta.touched, now, also)
+            if delta.touched or also
+            else {}
+        )
         changes: list[Change] = []
         for key in sorted(verdicts):
             verdict = verdicts[key]

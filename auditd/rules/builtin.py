@@ -9,10 +9,12 @@ verdicts that depend on it UNKNOWN.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
+from auditd.config import parse_duration
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Verdict
+from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
 from auditd.rules.views import PV, PVC, VR, Side, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
 
@@ -264,6 +266,161 @@ def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
+def human(d: timedelta) -> str:
+    secs = int(d.total_seconds())
+    return (
+        f"{secs}s"
+        if secs < 120
+        else (f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h{secs % 3600 // 60:02d}m")
+    )
+
+
+def _primary_vr(ctx: RuleContext, view: VolumeView) -> tuple[Side, dict[str, str | None]] | None:
+    primary = view.primary_cluster
+    if primary is None:
+        return None
+    side = view.side(primary)
+    known = ctx.inventory.objects.get(side.vr) if side.vr else None
+    return (side, known.facts) if known else None
+
+
+def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -> timedelta | None:
+    """The VolumeReplicationClass schedulingInterval of a VR ("1m", "12m", "1h", "1d")."""
+    vrc = ctx.inventory.objects.get(
+        ObjectKey(
+            cluster, "VolumeReplicationClass", "", vr_facts.get("volumeReplicationClass") or ""
+        )
+    )
+    text = vrc.facts.get("schedulingInterval") if vrc else None
+    try:
+        return parse_duration(text) if text else None
+    except ValueError:
+        return None
+
+
+def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
+    rule = RULES["rpo-exceeded"]
+    primary = view.primary_cluster
+    if primary is None or view.synced_at is None or ctx.now is None:
+        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+    lag = ctx.now - view.synced_at
+    pv = _primary_vr(ctx, view)
+    interval = _interval(ctx, primary, pv[1]) if pv else None
+    override = ctx.config.rules.get(rule.id)
+    rpo = override.rpo if override else None
+    level: Severity | None = None
+    limit = ""
+    if interval is not None and lag > 3 * interval:
+        level, limit = "critical", f"3 x schedulingInterval {interval}"
+    elif interval is not None and lag > 2 * interval:
+        level, limit = "warning", f"2 x schedulingInterval {interval}"
+    if rpo is not None and lag > rpo and level is None:
+        level, limit = "critical", f"the configured RPO {rpo}"
+    if level is None:
+        return None
+    finding = _finding(
+        rule,
+        str(view.id),
+        f"{view.id.pool}/{view.id.image}: the secondary last synced {human(lag)} ago, past {limit}",
+        view.peer(primary).cluster,
+        ctx,
+        pair=view.id.pair,
+        lag_seconds=int(lag.total_seconds()),
+        synced_at=view.synced_at.isoformat(),
+        interval=str(interval) if interval else None,
+        rpo=str(rpo) if rpo else None,
+        **_side_evidence(view),
+    )
+    return replace(finding, severity=level)
+
+
+def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
+    rule = RULES["lag-disagreement"]
+    pv = _primary_vr(ctx, view)
+    if pv is None or view.synced_at is None:
+        return None
+    side, facts = pv
+    text = facts.get("lastSyncTime")
+    if not text:
+        return None
+    try:
+        vr_time = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return UNKNOWN
+    override = ctx.config.rules.get(rule.id)
+    tolerance = (
+        (override.tolerance if override else None)
+        or _interval(ctx, side.cluster, facts)
+        or timedelta(minutes=10)
+    )
+    gap = abs(vr_time - view.synced_at)
+    if gap <= tolerance:
+        return None
+    return _finding(
+        rule,
+        str(view.id),
+        f"{view.id.pool}/{view.id.image}: VR lastSyncTime and Ceph disagree by {human(gap)}",
+        side.cluster,
+        ctx,
+        pair=view.id.pair,
+        vr_last_sync=text,
+        ceph_synced_at=view.synced_at.isoformat(),
+        tolerance=str(tolerance),
+    )
+
+
+def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
+    # Only the primary's VR: a healthy secondary is Degraded=True while it resyncs.
+    pv = _primary_vr(ctx, view)
+    if pv is None:
+        return (
+            UNKNOWN
+            if view.primary_cluster is None and not all(s.storage_known for s in view.sides)
+            else None
+        )
+    side, facts = pv
+    degraded = (facts.get("condition.Degraded") or "").startswith("True")
+    incomplete = (facts.get("condition.Completed") or "").startswith("False")
+    if not (degraded or incomplete):
+        return None
+    what = " and ".join(
+        w for w, on in (("Degraded", degraded), ("not Completed", incomplete)) if on
+    )
+    return _finding(
+        RULES["vr-degraded"],
+        str(view.id),
+        f"VolumeReplication {side.vr.namespace}/{side.vr.name} on {side.cluster} (primary) is {what}"
+        if side.vr
+        else what,
+        side.cluster,
+        ctx,
+        pair=view.id.pair,
+        **{k: v for k, v in facts.items() if k.startswith("condition.") and v is not None},
+    )
+
+
+def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
+    primary = view.primary_cluster
+    if primary is None:
+        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+    side = view.side(primary)
+    if side.blind:
+        return UNKNOWN
+    if side.vr is not None or side.pvc is None:
+        return None
+    return _finding(
+        RULES["unprotected-volume"],
+        str(view.id),
+        f"{view.id.pool}/{view.id.image} is mirrored and its PVC {side.pvc.namespace}/{side.pvc.name} on "
+        f"{primary} has no VolumeReplication",
+        primary,
+        ctx,
+        pair=view.id.pair,
+        namespace=side.pvc.namespace,
+        **_side_evidence(view),
+    )
+
+
 # -------------------------------------------------------------- pool rules
 
 
@@ -416,6 +573,48 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
         "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
         _volume_rule(_image_missing_on_peer),
+    ),
+    Rule(
+        "rpo-exceeded",
+        "warning",
+        timedelta(0),
+        "Replication lag is past the RPO",
+        "Storage-truth lag: now minus the last snapshot the secondary has synced. Warning past 2x the "
+        "VolumeReplicationClass schedulingInterval, critical past 3x (like Ramen's "
+        "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
+        "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
+        "rbd mirror snapshot schedule status --pool POOL",
+        _volume_rule(_rpo_exceeded),
+    ),
+    Rule(
+        "lag-disagreement",
+        "warning",
+        timedelta(minutes=15),
+        "VolumeReplication and Ceph disagree on the last sync",
+        "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
+        "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
+        "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
+        _volume_rule(_lag_disagreement),
+    ),
+    Rule(
+        "vr-degraded",
+        "warning",
+        timedelta(minutes=5),
+        "The primary's VolumeReplication is Degraded or not Completed",
+        "Degraded=True or Completed=False on the VR where the image is primary. A secondary VR is "
+        "Degraded while it resyncs: that is not flagged.",
+        "kubectl -n NAMESPACE get volumereplication NAME -o yaml (status.conditions)",
+        _volume_rule(_vr_degraded),
+    ),
+    Rule(
+        "unprotected-volume",
+        "warning",
+        timedelta(minutes=5),
+        "A mirrored volume has no VolumeReplication on its primary",
+        "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
+        "it: promotion and demotion will not be driven for it on failover.",
+        "kubectl -n NAMESPACE get volumereplication; rbd mirror image status POOL/IMAGE",
+        _volume_rule(_unprotected_volume),
     ),
     Rule(
         "pool-mirroring-unhealthy",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from auditd.config import Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.builtin import BUILTIN_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
-from auditd.rules.views import Correlator
+from auditd.rules.views import Correlator, VolumeId
+from auditd.sources.rbd.probe import ProbeResult
 
 
 def configured_rules(config: Config) -> dict[str, Rule]:
@@ -41,25 +43,46 @@ class RuleEngine:
         self.rules = configured_rules(config)
         self.correlator = Correlator(config)
 
+    def record_probe(self, result: ProbeResult) -> set[VolumeId]:
+        """Note each image's last synced snapshot; returns the volumes whose lag was refreshed
+        (lag grows with time, so they are re-evaluated every probe cycle)."""
+        out: set[VolumeId] = set()
+        if result.status is None:
+            return out
+        for image in result.status.images:
+            ts = (image.replay_info() or {}).get("local_snapshot_timestamp")
+            if isinstance(ts, int | float):
+                vid = self.correlator.record_sync(
+                    result.cluster, result.pool, image.name, datetime.fromtimestamp(ts, UTC)
+                )
+                if vid is not None:
+                    out.add(vid)
+        return out
+
     def evaluate(
-        self, inventory: Inventory, touched: Iterable[ObjectKey]
+        self,
+        inventory: Inventory,
+        touched: Iterable[ObjectKey],
+        now: datetime | None = None,
+        also: Iterable[VolumeId] = (),
     ) -> dict[tuple[str, str], Verdict]:
-        """Verdicts for every subject the touched keys affect, and only those."""
+        """Verdicts for every subject the touched keys (and ``also`` volumes) affect, only those."""
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
-        volumes = sorted(self.correlator.update(inventory, keys))
+        volumes = sorted(self.correlator.update(inventory, keys) | set(also))
         views = tuple(self.correlator.view(inventory, v) for v in volumes)
-        ctx = RuleContext(inventory, self.config, views)
+        ctx = RuleContext(inventory, self.config, views, now or datetime.now(UTC))
         verdicts: dict[tuple[str, str], Verdict] = {}
         for rule in self.rules.values():
             scope = self._scope(rule.id)
             for subject, verdict in rule.evaluate(ctx, keys).items():
                 if isinstance(verdict, Finding):
                     ns = verdict.evidence.get("namespace")
+                    override = self.config.rules.get(rule.id)
                     if scope and ns is not None and ns not in scope:
                         verdict = None  # out of this rule's configured namespace scope
-                    else:
-                        verdict = replace(verdict, severity=rule.severity)
+                    elif override is not None and override.severity is not None:
+                        verdict = replace(verdict, severity=override.severity)
                 verdicts[(rule.id, subject)] = verdict
         return verdicts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from auditd.config import Config
@@ -51,6 +51,7 @@ class RuleContext:
     inventory: Inventory
     config: Config
     volumes: tuple[VolumeView, ...] = ()  # the pair views of the volumes a change touched
+    now: datetime | None = None  # evaluation time: lag is measured against it
 
     def role_of(self, cluster: str) -> str | None:
         return next((c.role for c in self.config.clusters if c.name == cluster), None)

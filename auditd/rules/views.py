@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from auditd.config import Config
 from auditd.inventory.facts import Facts
@@ -63,6 +64,9 @@ class Side:
 class VolumeView:
     id: VolumeId
     sides: tuple[Side, Side]
+    # The last snapshot the secondary has synced (Ceph's local_snapshot_timestamp), and when a
+    # probe last said so: the storage truth of lag. Not a fact: it moves every cycle.
+    synced_at: datetime | None = None
 
     def side(self, cluster: str) -> Side:
         return next(s for s in self.sides if s.cluster == cluster)
@@ -97,6 +101,18 @@ class Correlator:
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
         self._vrs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claim_of_vr: dict[ObjectKey, tuple[str, str]] = {}
+        self._synced_at: dict[VolumeId, datetime] = {}
+
+    def record_sync(
+        self, cluster: str, pool: str, image: str, synced_at: datetime
+    ) -> VolumeId | None:
+        """A probe saw this image's last synced snapshot time (from either side's status)."""
+        pair = self._pair_of.get(cluster)
+        if pair is None or pool not in self._pools.get(pair, ()):
+            return None
+        vid = VolumeId(pair, pool, image)
+        self._synced_at[vid] = synced_at
+        return vid
 
     def _volume_of_pv(self, key: ObjectKey, facts: Facts) -> VolumeId | None:
         pair = self._pair_of.get(key.cluster)
@@ -212,4 +228,4 @@ class Correlator:
                     blind=blind,
                 )
             )
-        return VolumeView(vid, (sides[0], sides[1]))
+        return VolumeView(vid, (sides[0], sides[1]), self._synced_at.get(vid))
