@@ -179,6 +179,8 @@ class RuleConfig(Strict):
     rpo: Duration | None = None
     # lag-disagreement only: how far VR lastSyncTime and Ceph may disagree.
     tolerance: Duration | None = None
+    # dr-window-overrun only: how long a failover or relocate may take.
+    deadline: Duration | None = None
 
 
 class Config(Strict):

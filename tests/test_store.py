@@ -140,9 +140,22 @@ def test_database_allows_one_open_violation_per_subject(db_url: str) -> None:
         change = step(None, _finding(), timedelta(0), T)
         assert change is not None
         with sessions.begin() as s:
-            write_change(s, change, [], T)
+            first = write_change(s, change, [], T)
+        # A writer that did not know of the open episode (a restart) continues it...
+        with sessions.begin() as s:
+            assert write_change(s, change, [], T) == first
+        # ...and the database itself refuses a second open row.
+        row = {
+            "rule": "pvc-on-secondary",
+            "subject": str(KEY),
+            "severity": "warning",
+            "state": "firing",
+            "summary": "x",
+            "evidence": {},
+            "first_seen": T,
+        }
         with pytest.raises(IntegrityError), sessions.begin() as s:
-            write_change(s, change, [], T)
+            s.add(ViolationRow(**row))
         with sessions() as s:
             assert len(s.scalars(select(ViolationRow)).all()) == 1
     finally:

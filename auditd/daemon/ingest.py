@@ -25,6 +25,7 @@ from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Unknown
 from auditd.rules.views import VolumeId
+from auditd.rules.windows import Episode
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.parse import lag_seconds
@@ -33,6 +34,7 @@ from auditd.store.writer import (
     PlannedNotification,
     write_change,
     write_delta,
+    write_episodes,
     write_measurements,
     write_probe_health,
     write_stream_health,
@@ -156,11 +158,16 @@ class Ingestor:
                 listed = listed or isinstance(item, SnapshotEnd)
                 if isinstance(item, SnapshotPage):
                     self._page_slots.release()
+        if timers:
+            lag_refreshed |= self.rules.open_windows()  # a window can overrun with no event
         changes = self._changes(delta, timers, now, lag_refreshed)
-        if not delta and not changes and health is None and not probe_rows:
+        episodes = self.rules.windows.drain()
+        if not delta and not changes and health is None and not probe_rows and not episodes:
             return
         plans = [(c, self._notifications(c)) for c in changes]
-        ids = self._commit(delta, plans, now, self._health_rows(health), probe_rows, samples)
+        ids = self._commit(
+            delta, plans, now, self._health_rows(health), probe_rows, samples, episodes
+        )
         for change, vid in zip(changes, ids, strict=True):
             v = replace(change.violation, id=vid)
             key = (v.rule, v.subject)
@@ -297,6 +304,7 @@ class Ingestor:
         health_rows: list[dict[str, Any]],
         probe_rows: list[dict[str, Any]],
         samples: list[dict[str, Any]],
+        episodes: list[Episode],
     ) -> list[int]:
         attempt = 0
         while True:
@@ -306,6 +314,7 @@ class Ingestor:
                     write_stream_health(session, health_rows)
                     write_probe_health(session, probe_rows)
                     write_measurements(session, samples)
+                    write_episodes(session, episodes)
                     return [write_change(session, c, notes, now) for c, notes in plans]
             except SQLAlchemyError as e:
                 attempt += 1

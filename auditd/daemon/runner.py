@@ -33,7 +33,7 @@ from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transport
 from auditd.store.db import make_engine, session_factory
-from auditd.store.load import load_objects, load_open_violations
+from auditd.store.load import load_objects, load_open_episodes, load_open_violations
 from auditd.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class Daemon:
         with self.sessions() as s:
             inventory.load(load_objects(s))
             active = load_open_violations(s)
+            for episode in load_open_episodes(s):
+                rules.windows.resume(episode)
         log.info(
             "loaded %d objects and %d open violations from history",
             len(inventory.objects),

@@ -93,6 +93,8 @@ def _on_secondary(
                 return None
             if kind == VR and known.facts.get("replicationState") == "secondary":
                 return None  # Ramen demotes VRs to secondary during cleanup: expected
+            if ctx.in_window(view):
+                return None  # a failover or relocate in progress: expected transients
             side = view.side(key.cluster) if view else None
             role = _role(view, side, ctx, key.cluster)
             if role is None:
@@ -146,7 +148,7 @@ def _volume_rule(
 def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
     if any(s.blind for s in view.sides):
         return UNKNOWN
-    if view.in_transition:
+    if view.in_transition or ctx.in_window(view):
         return None
     a, b = view.sides
     both = [
@@ -205,6 +207,8 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
+    if ctx.in_window(view):
+        return None
     primary = view.primary_cluster
     if primary is None:
         return UNKNOWN if not all(s.storage_known for s in view.sides) else None
@@ -228,6 +232,8 @@ def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
+    if ctx.in_window(view):
+        return None
     primary = view.primary_cluster
     if primary is None:
         return UNKNOWN if not all(s.storage_known for s in view.sides) else None
@@ -417,6 +423,30 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
         ctx,
         pair=view.id.pair,
         namespace=side.pvc.namespace,
+        **_side_evidence(view),
+    )
+
+
+def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
+    episode = ctx.windows.get(view.id)
+    if episode is None or ctx.now is None:
+        return None
+    override = ctx.config.rules.get("dr-window-overrun")
+    deadline = (override.deadline if override else None) or timedelta(minutes=30)
+    took = ctx.now - episode.started_at
+    if took <= deadline:
+        return None
+    return _finding(
+        RULES["dr-window-overrun"],
+        str(view.id),
+        f"{view.id.pool}/{view.id.image}: a failover/relocate from {episode.from_cluster or '?'} has been "
+        f"in progress for {human(took)}, past its {human(deadline)} deadline",
+        episode.from_cluster,
+        ctx,
+        pair=view.id.pair,
+        started_at=episode.started_at.isoformat(),
+        trigger=episode.trigger,
+        steps=len(episode.steps),
         **_side_evidence(view),
     )
 
@@ -615,6 +645,17 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "it: promotion and demotion will not be driven for it on failover.",
         "kubectl -n NAMESPACE get volumereplication; rbd mirror image status POOL/IMAGE",
         _volume_rule(_unprotected_volume),
+    ),
+    Rule(
+        "dr-window-overrun",
+        "critical",
+        timedelta(0),
+        "A failover or relocate is taking too long",
+        "A DR window (both sides demoted, or the primary's VR asking for secondary) has been open "
+        "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
+        "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
+        "rbd mirror image promote POOL/IMAGE on the intended primary",
+        _volume_rule(_dr_window_overrun),
     ),
     Rule(
         "pool-mirroring-unhealthy",

@@ -11,6 +11,7 @@ from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.builtin import BUILTIN_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.views import Correlator, VolumeId
+from auditd.rules.windows import WindowTracker
 from auditd.sources.rbd.probe import ProbeResult
 
 
@@ -42,6 +43,7 @@ class RuleEngine:
         self.config = config
         self.rules = configured_rules(config)
         self.correlator = Correlator(config)
+        self.windows = WindowTracker()
 
     def record_probe(self, result: ProbeResult) -> set[VolumeId]:
         """Note each image's last synced snapshot; returns the volumes whose lag was refreshed
@@ -71,7 +73,13 @@ class RuleEngine:
         keys = sorted(touched)
         volumes = sorted(self.correlator.update(inventory, keys) | set(also))
         views = tuple(self.correlator.view(inventory, v) for v in volumes)
-        ctx = RuleContext(inventory, self.config, views, now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        windows = {}
+        for view in views:
+            episode = self.windows.observe(view, inventory, now)
+            if episode is not None:
+                windows[view.id] = episode
+        ctx = RuleContext(inventory, self.config, views, now, windows)
         verdicts: dict[tuple[str, str], Verdict] = {}
         for rule in self.rules.values():
             scope = self._scope(rule.id)
@@ -85,6 +93,10 @@ class RuleEngine:
                         verdict = replace(verdict, severity=override.severity)
                 verdicts[(rule.id, subject)] = verdict
         return verdicts
+
+    def open_windows(self) -> set[VolumeId]:
+        """Volumes in a DR window: timers re-evaluate them (a window can overrun its deadline)."""
+        return set(self.windows.open)
 
     def _scope(self, rule_id: str) -> frozenset[str]:
         override = self.config.rules.get(rule_id)

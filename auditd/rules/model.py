@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory, ObjectKey
-from auditd.rules.views import VolumeView
+from auditd.rules.views import VolumeId, VolumeView
+from auditd.rules.windows import Episode
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -52,6 +53,10 @@ class RuleContext:
     config: Config
     volumes: tuple[VolumeView, ...] = ()  # the pair views of the volumes a change touched
     now: datetime | None = None  # evaluation time: lag is measured against it
+    windows: Mapping[VolumeId, Episode] = field(default_factory=dict)  # open DR windows
+
+    def in_window(self, view: VolumeView | None) -> bool:
+        return view is not None and view.id in self.windows
 
     def role_of(self, cluster: str) -> str | None:
         return next((c.role for c in self.config.clusters if c.name == cluster), None)

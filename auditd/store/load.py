@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import Known, ObjectKey
 from auditd.rules.lifecycle import Active
-from auditd.store.models import ObjectRow, ViolationRow
+from auditd.rules.views import VolumeId
+from auditd.rules.windows import Episode
+from auditd.store.models import EpisodeRow, ObjectRow, ViolationRow
 
 
 def load_objects(session: Session) -> Iterator[tuple[ObjectKey, Known]]:
@@ -38,3 +41,17 @@ def load_open_violations(session: Session) -> dict[tuple[str, str], Active]:
         )
         for r in rows
     }
+
+
+def load_open_episodes(session: Session) -> list[Episode]:
+    return [
+        Episode(
+            volume=VolumeId(r.pair, r.pool, r.image),
+            started_at=r.started_at,
+            from_cluster=r.from_cluster,
+            trigger=r.trigger,
+            steps=[(datetime.fromisoformat(t), what) for t, what in r.steps.get("steps", [])],
+            id=r.id,
+        )
+        for r in session.scalars(select(EpisodeRow).where(EpisodeRow.ended_at.is_(None)))
+    ]

@@ -220,3 +220,26 @@ class ProbeHealthRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     images: Mapped[int | None] = mapped_column(Integer)
+
+
+class EpisodeRow(Base):
+    """A failover or relocate of one volume: when, from where to where, its steps and RTO.
+    Written when the window opens (ended_at NULL) so that a restart resumes it."""
+
+    __tablename__ = "failover_episodes"
+    __table_args__ = (
+        Index(None, "started_at"),
+        Index(None, "pair", "pool", "image", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pair: Mapped[str] = mapped_column(String(63))
+    pool: Mapped[str] = mapped_column(String(128))
+    image: Mapped[str] = mapped_column(String(253))
+    trigger: Mapped[str] = mapped_column(String(64))
+    from_cluster: Mapped[str | None] = mapped_column(String(63))
+    to_cluster: Mapped[str | None] = mapped_column(String(63))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    rto_seconds: Mapped[float | None] = mapped_column(Float)
+    steps: Mapped[dict[str, Any]]

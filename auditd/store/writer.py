@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, tuple_, update
+from sqlalchemy import Table, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import Delta
 from auditd.rules.lifecycle import Change
+from auditd.rules.windows import Episode
 from auditd.store.models import (
+    EpisodeRow,
     MeasurementRow,
     NotificationRow,
     ObjectRow,
@@ -152,6 +154,18 @@ def write_change(
     """Store one violation change and its notifications; returns the violation id."""
     v = change.violation
     if v.id is None:
+        # Idempotent: if this rule and subject already have an open episode (a restart that did
+        # not know of it), continue that one rather than fail the whole batch forever.
+        existing = session.scalar(
+            select(ViolationRow.id).where(
+                ViolationRow.rule == v.rule,
+                ViolationRow.subject == v.subject,
+                ViolationRow.resolved_at.is_(None),
+            )
+        )
+        if existing is not None:
+            v = replace(v, id=existing)
+    if v.id is None:
         row = ViolationRow(
             rule=v.rule,
             subject=v.subject,
@@ -196,3 +210,27 @@ def write_change(
             )
         )
     return violation_id
+
+
+def write_episodes(session: Session, episodes: list[Episode]) -> None:
+    """Insert new episodes (giving them their id) and update the rest."""
+    for ep in episodes:
+        values = {
+            "pair": ep.volume.pair,
+            "pool": ep.volume.pool,
+            "image": ep.volume.image,
+            "trigger": ep.trigger,
+            "from_cluster": ep.from_cluster,
+            "to_cluster": ep.to_cluster,
+            "started_at": ep.started_at,
+            "ended_at": ep.ended_at,
+            "rto_seconds": ep.rto_seconds,
+            "steps": {"steps": [[t.isoformat(), what] for t, what in ep.steps]},
+        }
+        if ep.id is None:
+            row = EpisodeRow(**values)
+            session.add(row)
+            session.flush()
+            ep.id = row.id
+        else:
+            session.execute(update(EpisodeRow).where(EpisodeRow.id == ep.id).values(**values))

@@ -19,7 +19,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "measurements",
         sa.Column(
@@ -63,7 +62,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     op.drop_table("probe_health")
     with op.batch_alter_table("measurements", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_measurements_cluster_pool_image_at"))
