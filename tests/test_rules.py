@@ -404,3 +404,51 @@ def test_unprotected_volume() -> None:
         ]
         is None
     )
+
+
+def test_ramen_vrg_and_drpc_join_the_view_and_a_failing_over_drpc_is_a_window() -> None:
+    drpc = {
+        "metadata": {"name": "app-drpc", "namespace": "app"},
+        "spec": {"action": "Failover"},
+        "status": {"phase": "FailingOver", "progression": "FailingOverToCluster"},
+    }
+    vrg = {
+        "metadata": {"name": "app-vrg", "namespace": "app"},
+        "spec": {"replicationState": "primary"},
+    }
+    items = [
+        *volume("dr1"),
+        k8s("dr1", "VolumeReplicationGroup", vrg),
+        *volume("dr2")[:2],
+        probe("dr1", "healthy"),
+        probe("dr2", "healthy"),
+        k8s("dr1", "DRPlacementControl", drpc),
+    ]
+    inv, engine = Inventory(), RuleEngine(config())
+    for item in items:
+        d = (
+            inv.apply_probe(item, timedelta(days=3650))
+            if isinstance(item, ProbeResult)
+            else inv.apply(item)
+        )
+        verdicts = engine.evaluate(inv, d.touched, T)
+    [vid] = engine.correlator.volumes()
+    view = engine.correlator.view(inv, vid)
+    assert view.drpc_phases == ("FailingOver",)
+    assert view.side("dr1").vrg == ObjectKey("dr1", "VolumeReplicationGroup", "app", "app-vrg")
+    # The DRPC says a failover is in progress: dr2's new PVC is expected, not a violation.
+    assert verdicts[("pvc-on-secondary", "dr2/PersistentVolumeClaim/app/data")] is None
+    assert engine.windows.open[vid].trigger == "drpc FailingOver"
+
+
+def test_primary_not_stopped() -> None:
+    import json as _json
+
+    raw = _json.loads((DATA / "healthy" / "site-a-mirror-pool-status-verbose.json").read_text())
+    raw["images"][0]["state"] = "up+stopping_replay"  # seen after forced failovers (ceph-csi #3268)
+    status = parse_pool_status(_json.dumps(raw))
+    at = probe("dr1", "healthy").at
+    odd = ProbeResult("dr1", "replicapool", "status", at, 0.1, status=status)
+    v = evaluate([*volume("dr1"), odd, probe("dr2", "healthy")])
+    f = v[("primary-not-stopped", "p/replicapool/csi-vol-0001")]
+    assert isinstance(f, Finding) and "up+stopping_replay, not up+stopped" in f.summary

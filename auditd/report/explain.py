@@ -112,6 +112,7 @@ def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any]
         "volume": str(view.id),
         "primary": view.primary_cluster,
         "in_transition": view.in_transition,
+        "drpc_phases": list(view.drpc_phases),
         "sides": [
             {
                 "cluster": s.cluster,
@@ -119,6 +120,7 @@ def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any]
                 "pvc": _name(s.pvc),
                 "pv": _name(s.pv),
                 "vr": _name(s.vr),
+                "vrg": _name(s.vrg),
                 "image": s.image,
                 "pool_probe": s.pool_probe,
                 "blind": s.blind,

@@ -23,6 +23,9 @@ from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.sources.kube.health import AUDIT_STREAM
 
 PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
+VRG, DRPC = "VolumeReplicationGroup", "DRPlacementControl"
+# DRPC phases of an action in progress (Ramen's DRState).
+DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser"})
 
 
 @dataclass(frozen=True, order=True)
@@ -45,6 +48,7 @@ class Side:
     pv: ObjectKey | None
     vr: ObjectKey | None
     image: Facts | None  # RbdImage facts, None when the probe does not list it
+    vrg: ObjectKey | None  # Ramen's VolumeReplicationGroup in the PVC's namespace, if any
     pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
     blind: bool  # a watch stream of this cluster is blind
 
@@ -67,6 +71,8 @@ class VolumeView:
     # The last snapshot the secondary has synced (Ceph's local_snapshot_timestamp), and when a
     # probe last said so: the storage truth of lag. Not a fact: it moves every cycle.
     synced_at: datetime | None = None
+    # Ramen DRPlacementControl phases for the volume's namespace (on any watched cluster).
+    drpc_phases: tuple[str, ...] = ()
 
     def side(self, cluster: str) -> Side:
         return next(s for s in self.sides if s.cluster == cluster)
@@ -102,6 +108,8 @@ class Correlator:
         self._vrs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claim_of_vr: dict[ObjectKey, tuple[str, str]] = {}
         self._synced_at: dict[VolumeId, datetime] = {}
+        # (pair, namespace) -> volumes whose PV claims a PVC there: what a VRG/DRPC touches.
+        self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
 
     def record_sync(
         self, cluster: str, pool: str, image: str, synced_at: datetime
@@ -143,6 +151,9 @@ class Correlator:
                 if claim_ref:
                     self._claim_of_pv[key] = (key.cluster, claim_ref)
                     self._pv_by_claim[(key.cluster, claim_ref)] = key
+                    if current is not None:
+                        ns = claim_ref.split("/", 1)[0]
+                        self._ns_volumes.setdefault((current.pair, ns), set()).add(current)
             elif key.kind == RBD_IMAGE:
                 pair = self._pair_of.get(key.cluster)
                 if pair is not None and key.namespace in self._pools.get(pair, ()):
@@ -158,6 +169,10 @@ class Correlator:
                 claimed = self._volume_of_claim(inventory, key)
                 if claimed is not None:
                     affected.add(claimed)
+            elif key.kind in (VRG, DRPC):
+                pair = self._pair_of.get(key.cluster)
+                if pair is not None:
+                    affected |= self._ns_volumes.get((pair, key.namespace), set())
             elif key.kind in (RBD_POOL, AUDIT_STREAM):
                 # A pool probe or a stream changing state touches every volume of that cluster.
                 pair = self._pair_of.get(key.cluster)
@@ -210,6 +225,14 @@ class Correlator:
             if pvc is not None:
                 vrs = self._vrs_by_claim.get((cluster, f"{pvc.namespace}/{pvc.name}"), set())
                 vr = min((k for k in vrs if k in inventory.objects), default=None)
+            vrg = (
+                min(
+                    (k for k in inventory.keys_of(cluster, VRG) if k.namespace == pvc.namespace),
+                    default=None,
+                )
+                if pvc is not None
+                else None
+            )
             image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
             pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
             blind = any(
@@ -224,8 +247,18 @@ class Correlator:
                     pv=pv,
                     vr=vr,
                     image=image.facts if image else None,
+                    vrg=vrg,
                     pool_probe=pool.facts.get("probe") if pool else None,
                     blind=blind,
                 )
             )
-        return VolumeView(vid, (sides[0], sides[1]), self._synced_at.get(vid))
+        namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
+        phases = tuple(
+            sorted(
+                str(inventory.objects[k].facts.get("phase"))
+                for c in pair.clusters
+                for k in inventory.keys_of(c, DRPC)
+                if k.namespace in namespaces and inventory.objects[k].facts.get("phase")
+            )
+        )
+        return VolumeView(vid, (sides[0], sides[1]), self._synced_at.get(vid), phases)

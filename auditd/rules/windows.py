@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from auditd.inventory.inventory import Inventory
-from auditd.rules.views import VolumeId, VolumeView
+from auditd.rules.views import DRPC_MOVING, VolumeId, VolumeView
 
 
 @dataclass
@@ -70,7 +70,10 @@ class WindowTracker:
         previous = self._steady_primary.get(vid)
         if episode is None:
             trigger = None
-            if view.in_transition:
+            moving = sorted(set(view.drpc_phases) & DRPC_MOVING)
+            if moving:
+                trigger = f"drpc {moving[0]}"
+            elif view.in_transition:
                 trigger = "demote"
             elif previous is not None and self._vr_wants_secondary(view, inventory, previous):
                 trigger = "replicationState secondary"
@@ -84,9 +87,13 @@ class WindowTracker:
         if episode is not None:
             before = len(episode.steps)
             episode.step(now, _state(view))
-            steady = primary is not None and not (
-                primary == episode.from_cluster
-                and self._vr_wants_secondary(view, inventory, primary)
+            steady = (
+                primary is not None
+                and not (
+                    primary == episode.from_cluster
+                    and self._vr_wants_secondary(view, inventory, primary)
+                )
+                and not set(view.drpc_phases) & DRPC_MOVING
             )
             if steady and primary is not None:
                 if episode.promoted_at is None:
