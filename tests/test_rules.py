@@ -452,3 +452,27 @@ def test_primary_not_stopped() -> None:
     v = evaluate([*volume("dr1"), odd, probe("dr2", "healthy")])
     f = v[("primary-not-stopped", "p/replicapool/csi-vol-0001")]
     assert isinstance(f, Finding) and "up+stopping_replay, not up+stopped" in f.summary
+
+
+def test_same_name_different_global_id_is_not_the_same_image() -> None:
+    import json as _json
+
+    raw = _json.loads((DATA / "healthy" / "site-b-mirror-pool-status-verbose.json").read_text())
+    raw["images"][0]["global_id"] = "00000000-0000-0000-0000-000000000000"
+    other = ProbeResult(
+        "dr2",
+        "replicapool",
+        "status",
+        probe("dr2", "healthy").at,
+        0.1,
+        status=parse_pool_status(_json.dumps(raw)),
+    )
+    v = evaluate([*volume("dr1"), *volume("dr2")[:1], probe("dr1", "healthy"), other])
+    vid = "p/replicapool/csi-vol-0001"
+    for rule in (
+        "split-brain",
+        "secondary-not-replaying",
+        "image-missing-on-peer",
+        "primary-not-stopped",
+    ):
+        assert v[(rule, vid)] is UNKNOWN, rule

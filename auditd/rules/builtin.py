@@ -27,6 +27,8 @@ def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster:
         if side.blind:
             return None
         if side.storage_known and view.peer(cluster).storage_known:
+            if not view.confirmed:
+                return None
             if view.in_transition:
                 return "window"
             if side.primary is True:
@@ -172,6 +174,8 @@ def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
 def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["split-brain"]
     a, b = view.sides
+    if not view.confirmed:
+        return UNKNOWN
     reasons = []
     if a.primary is True and b.primary is True:
         reasons.append("both images are primary")
@@ -201,7 +205,7 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
             reasons="; ".join(reasons),
             **_side_evidence(view),
         )
-    if not (a.storage_known and b.storage_known):
+    if not view.storage_known:
         return UNKNOWN
     return None
 
@@ -211,7 +215,7 @@ def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
         return None
     primary = view.primary_cluster
     if primary is None:
-        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+        return UNKNOWN if not view.storage_known else None
     secondary = view.peer(primary)
     if not secondary.storage_known:
         return UNKNOWN
@@ -236,7 +240,7 @@ def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
         return None
     primary = view.primary_cluster
     if primary is None:
-        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+        return UNKNOWN if not view.storage_known else None
     side = view.side(primary)
     state = (side.image or {}).get("state")
     if state == "up+stopped":
@@ -255,7 +259,7 @@ def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
 def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = view.primary_cluster
     if primary is None:
-        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+        return UNKNOWN if not view.storage_known else None
     peer = view.peer(primary)
     if not peer.storage_known:
         return UNKNOWN
@@ -308,7 +312,7 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["rpo-exceeded"]
     primary = view.primary_cluster
     if primary is None or view.synced_at is None or ctx.now is None:
-        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+        return UNKNOWN if not view.storage_known else None
     lag = ctx.now - view.synced_at
     pv = _primary_vr(ctx, view)
     interval = _interval(ctx, primary, pv[1]) if pv else None
@@ -408,7 +412,7 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
 def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = view.primary_cluster
     if primary is None:
-        return UNKNOWN if not all(s.storage_known for s in view.sides) else None
+        return UNKNOWN if not view.storage_known else None
     side = view.side(primary)
     if side.blind:
         return UNKNOWN

@@ -81,15 +81,29 @@ class VolumeView:
         return next(s for s in self.sides if s.cluster != cluster)
 
     @property
+    def confirmed(self) -> bool:
+        """The same image on both sites: equal RBD global_ids where both sites list it. Two
+        images that merely share a name say nothing about each other."""
+        ids = {(s.image or {}).get("global_id") for s in self.sides if s.image}
+        ids.discard(None)
+        return len(ids) <= 1
+
+    @property
+    def storage_known(self) -> bool:
+        return self.confirmed and all(s.storage_known for s in self.sides)
+
+    @property
     def primary_cluster(self) -> str | None:
         """Which cluster's image is primary (storage truth); None if unknown or ambiguous."""
+        if not self.confirmed:
+            return None
         primaries = [s.cluster for s in self.sides if s.primary is True]
         return primaries[0] if len(primaries) == 1 else None
 
     @property
     def in_transition(self) -> bool:
         """A DR window: neither side primary, both known (an orderly demote before promote)."""
-        return all(s.primary is False for s in self.sides)
+        return self.confirmed and all(s.primary is False for s in self.sides)
 
 
 class Correlator:
