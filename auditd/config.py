@@ -85,6 +85,9 @@ class PairConfig(Strict):
     name: Name
     clusters: tuple[Name, Name]
     pools: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] = ["replicapool"]
+    # PVCs of these storage classes must be replicated: one with no VolumeReplication on its
+    # primary is an unprotected volume, even when its image was never enabled for mirroring.
+    mirrored_storage_classes: list[str] = []
 
 
 KindName = Literal[

@@ -476,3 +476,43 @@ def test_same_name_different_global_id_is_not_the_same_image() -> None:
         "primary-not-stopped",
     ):
         assert v[(rule, vid)] is UNKNOWN, rule
+
+
+def test_pvc_of_a_mirrored_class_never_enabled_for_mirroring_is_unprotected() -> None:
+    cfg = parse_config(
+        {
+            "clusters": [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}],
+            "pairs": [
+                {
+                    "name": "p",
+                    "clusters": ["dr1", "dr2"],
+                    "pools": ["replicapool"],
+                    "mirrored_storage_classes": ["rook-ceph-block"],
+                }
+            ],
+        }
+    )
+    # csi-vol-0005 exists on site-a but was never mirrored: no probe lists it.
+    v = evaluate(
+        [
+            *volume("dr1", image="csi-vol-0005")[:2],
+            probe("dr1", "multi-image"),
+            probe("dr2", "multi-image"),
+        ],
+        cfg,
+    )
+    f = v[("unprotected-volume", "p/replicapool/csi-vol-0005")]
+    assert (
+        isinstance(f, Finding)
+        and "has no VolumeReplication and its image is not mirrored" in f.summary
+    )
+    assert (
+        evaluate(
+            [
+                *volume("dr1", image="csi-vol-0005")[:2],
+                probe("dr1", "multi-image"),
+                probe("dr2", "multi-image"),
+            ]
+        )[("unprotected-volume", "p/replicapool/csi-vol-0005")]
+        is None
+    )  # class not declared mirrored

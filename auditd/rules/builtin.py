@@ -410,8 +410,35 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
+    rule = RULES["unprotected-volume"]
     primary = view.primary_cluster
     if primary is None:
+        # Never mirrored at all: no site lists the image. A PVC of a storage class the pair
+        # mirrors, with no VR, is then unprotected on whichever side holds it.
+        if view.storage_known and not any(s.image for s in view.sides):
+            pair = next((p for p in ctx.config.pairs if p.name == view.id.pair), None)
+            classes = set(pair.mirrored_storage_classes) if pair else set()
+            for side in view.sides:
+                pvc = ctx.inventory.objects.get(side.pvc) if side.pvc else None
+                if (
+                    side.pvc
+                    and pvc
+                    and side.vr is None
+                    and pvc.facts.get("storageClassName") in classes
+                ):
+                    return _finding(
+                        rule,
+                        str(view.id),
+                        f"PVC {side.pvc.namespace}/{side.pvc.name} on {side.cluster} uses mirrored storage "
+                        f"class {pvc.facts.get('storageClassName')} but has no VolumeReplication and its "
+                        "image is not mirrored",
+                        side.cluster,
+                        ctx,
+                        pair=view.id.pair,
+                        namespace=side.pvc.namespace,
+                        storage_class=pvc.facts.get("storageClassName"),
+                    )
+            return None
         return UNKNOWN if not view.storage_known else None
     side = view.side(primary)
     if side.blind:
@@ -419,7 +446,7 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     if side.vr is not None or side.pvc is None:
         return None
     return _finding(
-        RULES["unprotected-volume"],
+        rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is mirrored and its PVC {side.pvc.namespace}/{side.pvc.name} on "
         f"{primary} has no VolumeReplication",
