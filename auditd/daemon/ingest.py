@@ -130,6 +130,12 @@ class Ingestor:
             except Exception:
                 # Losing a batch silently is the one thing we must not do; make it loud.
                 log.exception("ingest batch of %d items failed", len(batch))
+            finally:
+                # Whatever happened, the pages' slots are free again, or the watchers would
+                # block forever once a few batches had failed.
+                for item in batch:
+                    if isinstance(item, SnapshotPage):
+                        self._page_slots.release()
 
     def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
@@ -156,8 +162,6 @@ class Ingestor:
             else:
                 self.inventory.apply(item, delta)
                 listed = listed or isinstance(item, SnapshotEnd)
-                if isinstance(item, SnapshotPage):
-                    self._page_slots.release()
         if timers:
             lag_refreshed |= self.rules.open_windows()  # a window can overrun with no event
         changes = self._changes(delta, timers, now, lag_refreshed)
