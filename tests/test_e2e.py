@@ -224,3 +224,42 @@ def test_unreachable_slack_keeps_the_notification_for_later(
     assert "slack unreachable" in stderr
     [v] = report(config)["violations"]
     assert v["state"] == "firing" and v["notifications"] == ["firing:slack:pending"]
+
+
+def test_kill_9_after_slack_accepted_does_not_post_twice(
+    tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack, daemon_factory: Any
+) -> None:
+    from sqlalchemy import select
+
+    from auditd.store.db import make_engine, session_factory
+    from auditd.store.models import NotificationRow
+
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    config = write_config(tmp_path / "auditd.toml", clusters, slack, db)
+    config.write_text(config.read_text().replace("[slack]\n", '[slack]\ntimeout = "60s"\n'))
+    # Slack stores the first message, then answers only after 60 s: we kill auditd meanwhile.
+    slack.fail_next(1, method="chat.postMessage", after_accept=60)
+    daemon = daemon_factory(config)
+    clusters["dr2"].wait_watchers(1, PVC.plural, timeout=30)
+    clusters["dr2"].create(PVC, objects.pvc("stray", "ns"))
+    first = slack.wait_for(1, timeout=15)[0]
+    daemon.proc.kill()  # kill -9: no flush, no goodbye
+    daemon.proc.communicate()
+    engine = make_engine(db)
+    with session_factory(engine)() as s:
+        assert [n.status for n in s.scalars(select(NotificationRow))] == ["sending"]
+
+    daemon = daemon_factory(config)  # the restart finds the row mid-delivery and asks Slack
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with session_factory(engine)() as s:
+            row = s.scalars(select(NotificationRow)).one()
+        if row.status == "sent":
+            break
+        time.sleep(0.2)
+    assert row.status == "sent" and row.external_id == first["ts"]
+    assert len(slack.messages) == 1  # not posted twice
+    clusters["dr2"].delete(PVC, "ns", "stray")
+    assert slack.wait_for(2, timeout=15)[1]["text"].startswith("RESOLVED")
+    assert daemon.stop()[0] == 0
+    engine.dispose()

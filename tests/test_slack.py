@@ -36,7 +36,7 @@ def sink_for(
 
 
 def test_post_message(slack: FakeSlack) -> None:
-    result = sink_for(slack).send(PAYLOAD)
+    result = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
     assert result.ok and result.external_id == slack.messages[0]["ts"]
     assert (
         slack.messages[0]["text"] == PAYLOAD["text"]
@@ -51,24 +51,24 @@ def test_permanent_errors(slack: FakeSlack, error: str) -> None:
         if error == "invalid_auth"
         else sink_for(slack, channel="#nope")
     )
-    result = sink.send(PAYLOAD)
+    result = sink.send(PAYLOAD, "auditd-notification-1")
     assert not result.ok and result.permanent and result.error == f"slack: {error}"
 
 
 def test_transient_errors(slack: FakeSlack) -> None:
     slack.fail_next(status=429, retry_after=7)
-    r = sink_for(slack).send(PAYLOAD)
+    r = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
     assert not r.ok and not r.permanent and r.retry_after == 7
     slack.fail_next(status=500)
-    r = sink_for(slack).send(PAYLOAD)
+    r = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
     assert not r.ok and not r.permanent
     slack.fail_next(delay=2)
-    r = sink_for(slack, timeout=1).send(PAYLOAD)
+    r = sink_for(slack, timeout=1).send(PAYLOAD, "auditd-notification-1")
     assert not r.ok and not r.permanent and "unreachable" in (r.error or "")
     dead = FakeSlack().start()
     url = dead.base_url
     dead.stop()
-    r = SlackSink(SecretStr("xoxb-x"), "#dr-alerts", url, 2).send(PAYLOAD)
+    r = SlackSink(SecretStr("xoxb-x"), "#dr-alerts", url, 2).send(PAYLOAD, "auditd-notification-1")
     assert not r.ok and not r.permanent
 
 
@@ -149,3 +149,15 @@ def test_token_never_appears_in_logs(
     assert token not in formatted
     assert token not in repr(_row(outbox).last_error)
     assert "Bearer **********" in logs.scrub(f"Authorization: Bearer {token}")
+
+
+def test_message_carries_its_key_and_can_be_found_again(slack: FakeSlack) -> None:
+    sink = sink_for(slack)
+    assert sink.find_sent("auditd-notification-7") is None
+    r = sink.send(PAYLOAD, "auditd-notification-7")
+    assert slack.messages[0]["metadata"] == {
+        "event_type": "auditd_notification",
+        "event_payload": {"key": "auditd-notification-7"},
+    }
+    assert sink.find_sent("auditd-notification-7") == r.external_id
+    assert sink.find_sent("auditd-notification-8") is None

@@ -59,7 +59,8 @@ class Dispatcher:
         with self.sessions() as session:
             rows = session.scalars(
                 select(NotificationRow)
-                .where(NotificationRow.status == "pending")
+                # "sending" rows are what a crash left mid-delivery: checked before any resend.
+                .where(NotificationRow.status.in_(("pending", "sending")))
                 .order_by(NotificationRow.id)
                 .limit(500)
             ).all()
@@ -80,7 +81,18 @@ class Dispatcher:
                     self._warned_missing.add(row.sink)
                 blocked.add(lane)
                 continue
-            result = sink.send(row.payload)
+            key = f"auditd-notification-{row.id}"
+            if row.status == "sending":
+                already = sink.find_sent(key)
+                if already is not None:
+                    log.info(
+                        "notification %d was delivered before a restart; not sending again", row.id
+                    )
+                    self._record(row.id, SendResult(ok=True, external_id=already), row.attempts)
+                    sent += 1
+                    continue
+            self._mark_sending(row.id)
+            result = sink.send(row.payload, key)
             self._record(row.id, result, row.attempts + 1)
             if result.ok:
                 sent += 1
@@ -91,6 +103,14 @@ class Dispatcher:
             ):
                 break
         return sent
+
+    def _mark_sending(self, row_id: int) -> None:
+        # Committed before the HTTP call: if we die after Slack accepted the message but before
+        # _record commits, the next start finds this row "sending" and asks Slack first.
+        with self.sessions.begin() as session:
+            row = session.get(NotificationRow, row_id)
+            if row is not None:
+                row.status = "sending"
 
     def _record(self, row_id: int, result: SendResult, attempts: int) -> None:
         now = datetime.now(UTC)
@@ -105,6 +125,7 @@ class Dispatcher:
                 log.info("notification %d sent via %s", row_id, row.sink)
                 return
             row.last_error = result.error
+            row.status = "pending"
             if result.permanent or attempts >= self.settings.max_attempts:
                 row.status = "dead"
                 log.error(

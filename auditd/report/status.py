@@ -87,7 +87,11 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
         "healthy": healthy,
         "streams": streams,
         "probes": probes,
-        "outbox": {k: outbox.get(k, 0) for k in ("pending", "sent", "dead")},
+        "outbox": {
+            "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
+            "sent": outbox.get("sent", 0),
+            "dead": outbox.get("dead", 0),
+        },
     }
 
 

@@ -23,6 +23,7 @@ class _Fault:
     retry_after: int | None = None
     delay: float = 0.0
     method: str | None = None
+    after_accept: float = 0.0  # store the message, then wait this long before answering
 
 
 class FakeSlack:
@@ -69,10 +70,12 @@ class FakeSlack:
         retry_after: int | None = None,
         delay: float = 0.0,
         method: str | None = None,
+        after_accept: float = 0.0,
     ) -> None:
         with self._cond:
             self._faults.extend(
-                _Fault(status, error, retry_after, delay, method) for _ in range(count)
+                _Fault(status, error, retry_after, delay, method, after_accept)
+                for _ in range(count)
             )
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -120,8 +123,8 @@ class FakeSlack:
             and channel not in self.channels
         ):
             return 200, {"ok": False, "error": "channel_not_found"}, {}
-        with self._cond:
-            if method == "chat.postMessage":
+        if method == "chat.postMessage":
+            with self._cond:
                 self._ts += 1
                 ts = f"{self._ts:.6f}"
                 msg = {
@@ -134,7 +137,10 @@ class FakeSlack:
                 }
                 self.messages.append(msg)
                 self._cond.notify_all()
-                return 200, {"ok": True, "channel": channel, "ts": ts, "message": msg}, {}
+            if fault is not None and fault.after_accept:
+                time.sleep(fault.after_accept)  # accepted, but the answer comes late (or never)
+            return 200, {"ok": True, "channel": channel, "ts": ts, "message": msg}, {}
+        with self._cond:
             if method == "chat.update":
                 for m in self.messages:
                     if m["ts"] == args.get("ts"):

@@ -18,4 +18,11 @@ class SendResult:
 class Sink(Protocol):
     name: str
 
-    def send(self, payload: dict[str, Any]) -> SendResult: ...
+    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+        """Deliver; ``key`` identifies the notification (sinks that can, attach it)."""
+        ...
+
+    def find_sent(self, key: str) -> str | None:
+        """After a crash mid-send: the external id of a delivery already made with this key,
+        or None if there is none (or the sink cannot tell: then it is sent again)."""
+        ...

@@ -30,6 +30,9 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+METADATA_TYPE = "auditd_notification"
+
+
 class SlackSink:
     name = "slack"
 
@@ -46,10 +49,31 @@ class SlackSink:
         )
         self.channel = channel
 
-    def send(self, payload: dict[str, Any]) -> SendResult:
+    def find_sent(self, key: str) -> str | None:
+        """Look for our message metadata in the channel's recent history."""
+        try:
+            resp = self._client.conversations_history(
+                channel=self.channel, limit=200, include_all_metadata=True
+            )
+        except (SlackApiError, OSError, ValueError):
+            return None
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            if (
+                meta.get("event_type") == METADATA_TYPE
+                and (meta.get("event_payload") or {}).get("key") == key
+            ):
+                return str(msg.get("ts") or "") or None
+        return None
+
+    def send(self, payload: dict[str, Any], key: str) -> SendResult:
         try:
             resp = self._client.chat_postMessage(
-                channel=self.channel, text=payload["text"], blocks=payload.get("blocks")
+                channel=self.channel,
+                text=payload["text"],
+                blocks=payload.get("blocks"),
+                # Lets find_sent recognise this message after a crash (no double post).
+                metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
             )
         except SlackApiError as e:
             error = str(e.response.get("error") or f"http_{e.response.status_code}")
