@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditd import logs
 from auditd.config import Config, ConfigError, load_config, redact_url
@@ -126,6 +127,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--format", choices=["table", "json"], default="table")
 
+    p = sub.add_parser(
+        "silence",
+        help="silence notifications: add, list, expire",
+        description="Silences, as in Alertmanager. A notification whose labels (rule, subject, "
+        "severity, cluster, pair, namespace) match every matcher of an active silence is "
+        "recorded as silenced and not sent; its later 'resolved' is silenced too.",
+    )
+    ssub = p.add_subparsers(dest="silence_command", metavar="SUBCOMMAND", required=True)
+    sa = ssub.add_parser(
+        "add",
+        help="add a silence",
+        description="Add a silence. Patterns are shell globs.",
+        epilog="example: auditd silence add --match rule=secondary-not-replaying "
+        '--match cluster=dr2 --for 2h --comment "rbd-mirror upgrade, CHG-1234"',
+    )
+    sa.add_argument("--match", action="append", required=True, metavar="LABEL=PATTERN")
+    sa.add_argument(
+        "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1d"
+    )
+    sa.add_argument("--comment", required=True)
+    sa.add_argument("--author", default=os.environ.get("USER") or "unknown")
+    _add_db(sa)
+    sl = ssub.add_parser(
+        "list", help="active silences (--all: ended ones too)", description="List silences."
+    )
+    sl.add_argument("--all", action="store_true")
+    sl.add_argument("--format", choices=["table", "json"], default="table")
+    _add_db(sl)
+    se = ssub.add_parser("expire", help="end a silence now", description="End a silence now.")
+    se.add_argument("id", type=int)
+    _add_db(se)
+
     p = sub.add_parser("db", help="database maintenance", description="Database maintenance.")
     dbsub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     up = dbsub.add_parser(
@@ -195,6 +228,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(url, args.format)
     if args.command in ("rules", "explain"):
         return _rules_or_explain(url, config, args)
+    if args.command == "silence":
+        return _silence(url, args)
     raise AssertionError(args.command)
 
 
@@ -295,6 +330,72 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
         print(f"auditd: no volume {args.volume!r} ({hint})", file=sys.stderr)
         return EXIT_ERROR
     sys.stdout.write(as_json(found) + "\n" if args.format == "json" else explain_text(found))
+    return EXIT_OK
+
+
+def _silence(url: str, args: argparse.Namespace) -> int:
+    from auditd.alerts.silences import parse_matcher
+    from auditd.config import parse_duration
+    from auditd.report.render import table
+    from auditd.store.db import session_factory
+    from auditd.store.silence_store import add_silence, expire_silence, list_silences
+
+    now = datetime.now(UTC)
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
+    try:
+        with session_factory(engine).begin() as s:
+            if args.silence_command == "add":
+                try:
+                    matchers = [parse_matcher(m) for m in args.match]
+                    duration = parse_duration(args.duration)
+                except ValueError as e:
+                    print(f"auditd: {e}", file=sys.stderr)
+                    return EXIT_USAGE
+                sid = add_silence(s, matchers, now, now + duration, args.author, args.comment)
+                print(f"silence {sid} until {(now + duration).isoformat(timespec='seconds')}")
+                return EXIT_OK
+            if args.silence_command == "expire":
+                if not expire_silence(s, args.id, now):
+                    print(f"auditd: no active silence {args.id}", file=sys.stderr)
+                    return EXIT_ERROR
+                print(f"silence {args.id} expired")
+                return EXIT_OK
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": x.id,
+                    "matchers": [f"{k}={v}" for k, v in x.matchers],
+                    "starts_at": x.starts_at.isoformat(),
+                    "ends_at": x.ends_at.isoformat(),
+                    "expired_at": x.expired_at.isoformat() if x.expired_at else None,
+                    "active": x.active(now),
+                    "author": x.author,
+                    "comment": x.comment,
+                }
+                for x in list_silences(s, now, include_ended=args.all)
+            ]
+    finally:
+        engine.dispose()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(
+            table(
+                ["ID", "ACTIVE", "MATCHERS", "ENDS", "AUTHOR", "COMMENT"],
+                [
+                    [
+                        str(r["id"]),
+                        "yes" if r["active"] else "no",
+                        " ".join(r["matchers"]),
+                        r["ends_at"][:19],
+                        r["author"],
+                        r["comment"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     return EXIT_OK
 
 

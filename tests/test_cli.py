@@ -28,6 +28,10 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
         ["status"],
         ["rules"],
         ["explain"],
+        ["silence"],
+        ["silence", "add"],
+        ["silence", "list"],
+        ["silence", "expire"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.alerts.silences import Silence, silenced_by
 from auditd.alerts.sinks.base import SendResult, Sink
 from auditd.config import AlertsConfig
 from auditd.store.models import NotificationRow
+from auditd.store.silence_store import list_silences
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,29 @@ class Dispatcher:
                 .order_by(NotificationRow.id)
                 .limit(500)
             ).all()
+        with self.sessions() as session:
+            silences = list_silences(session, now)
+            # Lanes whose "firing" was silenced: their "resolved" is silenced too.
+            quiet: set[tuple[int, str]] = set()
+            if rows:
+                for vid, sink_name in session.execute(
+                    select(NotificationRow.violation_id, NotificationRow.sink).where(
+                        NotificationRow.status == "silenced",
+                        NotificationRow.violation_id.in_({r.violation_id for r in rows}),
+                    )
+                ):
+                    quiet.add((vid, sink_name))
         sent = 0
         # A violation's notifications go out in order: "resolved" never overtakes its "firing".
         blocked: set[tuple[int, str]] = set()
         for row in rows:
             lane = (row.violation_id, row.sink)
             if lane in blocked:
+                continue
+            silence = silenced_by(silences, row.payload.get("labels") or {}, now)
+            if silence is not None or (lane in quiet and row.event == "resolved"):
+                self._silence(row.id, silence)
+                quiet.add(lane)
                 continue
             if row.next_attempt_at > now:
                 blocked.add(lane)
@@ -103,6 +122,18 @@ class Dispatcher:
             ):
                 break
         return sent
+
+    def _silence(self, row_id: int, silence: Silence | None) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(NotificationRow, row_id)
+            if row is not None:
+                row.status = "silenced"
+                row.last_error = (
+                    f"silenced by {silence.id} ({silence.author}: {silence.comment})"
+                    if silence
+                    else "its firing notification was silenced"
+                )
+        log.info("notification %d silenced", row_id)
 
     def _mark_sending(self, row_id: int) -> None:
         # Committed before the HTTP call: if we die after Slack accepted the message but before

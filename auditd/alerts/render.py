@@ -75,6 +75,15 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         "rule": v.rule,
         "subject": v.subject,
         "severity": v.severity,
+        # What silences (and later routing) match on.
+        "labels": {
+            "rule": v.rule,
+            "subject": v.subject,
+            "severity": v.severity,
+            "cluster": v.cluster,
+            "pair": v.pair,
+            "namespace": v.evidence.get("namespace"),
+        },
         "text": text,
         "blocks": blocks,
     }

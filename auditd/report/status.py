@@ -91,6 +91,7 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
             "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
             "sent": outbox.get("sent", 0),
             "dead": outbox.get("dead", 0),
+            "silenced": outbox.get("silenced", 0),
         },
     }
 
@@ -170,5 +171,9 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
             ),
         ]
     ob = doc["outbox"]
-    out += ["", f"outbox: {ob['pending']} pending, {ob['sent']} sent, {ob['dead']} dead-lettered"]
+    out += [
+        "",
+        f"outbox: {ob['pending']} pending, {ob['sent']} sent, {ob['dead']} dead-lettered, "
+        f"{ob['silenced']} silenced",
+    ]
     return "\n".join(out) + "\n"

@@ -243,3 +243,21 @@ class EpisodeRow(Base):
     ended_at: Mapped[datetime | None]
     rto_seconds: Mapped[float | None] = mapped_column(Float)
     steps: Mapped[dict[str, Any]]
+
+
+class SilenceRow(Base):
+    """A silence: notifications whose labels match every matcher, while active, are recorded
+    (status "silenced") and not sent."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index(None, "ends_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # {"matchers": [[label, pattern], ...]}; patterns are shell globs (fnmatch)
+    matchers: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expired_at: Mapped[datetime | None]

@@ -1,0 +1,165 @@
+"""Silences: matching, the notify stage recording instead of sending, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from auditd.alerts.outbox import Dispatcher
+from auditd.alerts.render import render
+from auditd.alerts.silences import Silence, parse_matcher, silenced_by
+from auditd.alerts.sinks.slack import SlackSink
+from auditd.cli import main
+from auditd.config import AlertsConfig
+from auditd.rules.lifecycle import step
+from auditd.rules.model import Finding
+from auditd.sim.fakeslack import FakeSlack
+from auditd.store.db import make_engine, session_factory
+from auditd.store.migrate import upgrade
+from auditd.store.models import NotificationRow
+from auditd.store.silence_store import add_silence
+from auditd.store.writer import PlannedNotification, write_change
+
+T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def test_matchers() -> None:
+    assert parse_matcher("rule=pvc-on-secondary") == ("rule", "pvc-on-secondary")
+    for bad in ("rule", "colour=red", "rule="):
+        with pytest.raises(ValueError):
+            parse_matcher(bad)
+    s = Silence(
+        1,
+        (("rule", "secondary-*"), ("cluster", "dr2")),
+        T,
+        T + timedelta(hours=2),
+        "ana",
+        "upgrade",
+    )
+    labels = {"rule": "secondary-not-replaying", "cluster": "dr2", "namespace": None}
+    assert s.matches(labels) and not s.matches({**labels, "cluster": "dr1"})
+    assert silenced_by([s], labels, T + timedelta(hours=1)) is s
+    assert silenced_by([s], labels, T + timedelta(hours=3)) is None  # ended
+
+
+def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: FakeSlack) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+
+    def fire(rule: str, cluster: str) -> int:
+        f = Finding(rule, f"{cluster}/x", "warning", "s", cluster, "p", {"namespace": "app"})
+        change = step(None, f, timedelta(0), now)
+        assert change is not None
+        with sessions.begin() as s:
+            return write_change(
+                s,
+                change,
+                [PlannedNotification("slack", render(change.violation, "firing", ""))],
+                now,
+            )
+
+    silenced_vid = fire("secondary-not-replaying", "dr2")
+    fire("split-brain", "dr1")
+    with sessions.begin() as s:
+        add_silence(
+            s,
+            [("rule", "secondary-*"), ("cluster", "dr2")],
+            now - timedelta(minutes=1),
+            now + timedelta(hours=2),
+            "ana",
+            "rbd-mirror upgrade",
+        )
+    d = Dispatcher(
+        sessions,
+        {"slack": SlackSink(SecretStr(slack.token), "#dr-alerts", slack.base_url, 5)},
+        AlertsConfig(),
+    )
+    assert d.drain_once(now=now) == 1
+    assert [m["text"].split(":")[0] for m in slack.messages] == ["FIRING [warning] split-brain"]
+    with sessions() as s:
+        rows = {n.violation_id: n for n in s.scalars(select(NotificationRow))}
+    assert rows[silenced_vid].status == "silenced" and "ana: rbd-mirror upgrade" in (
+        rows[silenced_vid].last_error or ""
+    )
+    # Its "resolved" is silenced too, even after the silence ends: nobody saw it fire.
+    from auditd.store.load import load_open_violations
+
+    with sessions() as s:
+        active = load_open_violations(s)[("secondary-not-replaying", "dr2/x")]
+    resolved = step(active, None, timedelta(0), now)
+    assert resolved is not None
+    with sessions.begin() as s:
+        write_change(
+            s,
+            resolved,
+            [PlannedNotification("slack", render(resolved.violation, "resolved", ""))],
+            now,
+        )
+    d.drain_once(now=now + timedelta(hours=3))
+    assert len(slack.messages) == 1
+    engine.dispose()
+
+
+def test_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "silence",
+                "add",
+                "--db",
+                url,
+                "--match",
+                "rule=pvc-on-secondary",
+                "--match",
+                "namespace=team-*",
+                "--for",
+                "2h",
+                "--comment",
+                "migration",
+                "--author",
+                "ana",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith("silence 1 until ")
+    assert main(["silence", "list", "--db", url, "--format", "json"]) == 0
+    [s] = json.loads(capsys.readouterr().out)
+    assert (
+        s["matchers"] == ["rule=pvc-on-secondary", "namespace=team-*"]
+        and s["author"] == "ana"
+        and s["active"]
+    )
+    assert main(["silence", "expire", "--db", url, "1"]) == 0
+    assert main(["silence", "expire", "--db", url, "1"]) == 1
+    capsys.readouterr()
+    assert main(["silence", "list", "--db", url, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert (
+        main(
+            [
+                "silence",
+                "add",
+                "--db",
+                url,
+                "--match",
+                "colour=red",
+                "--for",
+                "1h",
+                "--comment",
+                "x",
+            ]
+        )
+        == 2
+    )
