@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from auditd.alerts.silences import Silence, silenced_by
+from auditd.alerts.inhibit import PARENT_RULES, Parent, inhibited_by
+from auditd.alerts.silences import silenced_by
 from auditd.alerts.sinks.base import SendResult, Sink
 from auditd.config import AlertsConfig
-from auditd.store.models import NotificationRow
+from auditd.store.models import NotificationRow, ViolationRow
 from auditd.store.silence_store import list_silences
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,22 @@ class Dispatcher:
             ).all()
         with self.sessions() as session:
             silences = list_silences(session, now)
+            parents = [
+                Parent(v.rule, v.subject, v.cluster, v.pair)
+                for v in session.scalars(
+                    select(ViolationRow).where(
+                        ViolationRow.rule.in_(PARENT_RULES),
+                        ViolationRow.state == "firing",
+                        ViolationRow.resolved_at.is_(None),
+                    )
+                )
+            ]
             # Lanes whose "firing" was silenced: their "resolved" is silenced too.
             quiet: set[tuple[int, str]] = set()
             if rows:
                 for vid, sink_name in session.execute(
                     select(NotificationRow.violation_id, NotificationRow.sink).where(
-                        NotificationRow.status == "silenced",
+                        NotificationRow.status.in_(("silenced", "inhibited")),
                         NotificationRow.violation_id.in_({r.violation_id for r in rows}),
                     )
                 ):
@@ -85,9 +96,19 @@ class Dispatcher:
             lane = (row.violation_id, row.sink)
             if lane in blocked:
                 continue
-            silence = silenced_by(silences, row.payload.get("labels") or {}, now)
-            if silence is not None or (lane in quiet and row.event == "resolved"):
-                self._silence(row.id, silence)
+            labels = row.payload.get("labels") or {}
+            if row.event == "resolved" and lane in quiet:
+                self._hold(row.id, "silenced", "its firing notification was held back")
+                continue
+            silence = silenced_by(silences, labels, now)
+            if silence is not None:
+                reason = f"silenced by {silence.id} ({silence.author}: {silence.comment})"
+                self._hold(row.id, "silenced", reason)
+                quiet.add(lane)
+                continue
+            parent = inhibited_by(parents, labels) if row.event == "firing" else None
+            if parent is not None:
+                self._hold(row.id, "inhibited", f"inhibited by {parent.rule} {parent.subject}")
                 quiet.add(lane)
                 continue
             if row.next_attempt_at > now:
@@ -123,17 +144,13 @@ class Dispatcher:
                 break
         return sent
 
-    def _silence(self, row_id: int, silence: Silence | None) -> None:
+    def _hold(self, row_id: int, status: str, reason: str) -> None:
+        """Record a notification as silenced or inhibited: kept, never sent."""
         with self.sessions.begin() as session:
             row = session.get(NotificationRow, row_id)
             if row is not None:
-                row.status = "silenced"
-                row.last_error = (
-                    f"silenced by {silence.id} ({silence.author}: {silence.comment})"
-                    if silence
-                    else "its firing notification was silenced"
-                )
-        log.info("notification %d silenced", row_id)
+                row.status, row.last_error = status, reason
+        log.info("notification %d %s: %s", row_id, status, reason)
 
     def _mark_sending(self, row_id: int) -> None:
         # Committed before the HTTP call: if we die after Slack accepted the message but before

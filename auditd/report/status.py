@@ -92,6 +92,7 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
             "sent": outbox.get("sent", 0),
             "dead": outbox.get("dead", 0),
             "silenced": outbox.get("silenced", 0),
+            "inhibited": outbox.get("inhibited", 0),
         },
     }
 
@@ -174,6 +175,6 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
     out += [
         "",
         f"outbox: {ob['pending']} pending, {ob['sent']} sent, {ob['dead']} dead-lettered, "
-        f"{ob['silenced']} silenced",
+        f"{ob['silenced']} silenced, {ob['inhibited']} inhibited",
     ]
     return "\n".join(out) + "\n"

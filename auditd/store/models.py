@@ -149,7 +149,8 @@ class NotificationRow(Base):
     event: Mapped[str] = mapped_column(String(16))  # firing | resolved
     sink: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]]
-    # pending | sending (an HTTP call in flight, or interrupted by a crash) | sent | dead
+    # pending | sending (an HTTP call in flight, or interrupted by a crash) | sent | dead |
+    # silenced | inhibited (recorded, never sent)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime]
