@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGINT: queued events are committed before exit.",
     )
     _add_config(p, required=True)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and record everything, but only log notifications instead of sending them",
+    )
 
     p = sub.add_parser(
         "report",
@@ -212,7 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.data_dir)
     if args.command == "run":
-        return _run(load_config(args.config))
+        return _run(load_config(args.config), args.dry_run)
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
@@ -399,7 +404,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(config: Config) -> int:
+def _run(config: Config, dry_run: bool = False) -> int:
     from auditd.daemon.runner import Daemon
     from auditd.rules.engine import configured_rules
 
@@ -413,7 +418,7 @@ def _run(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    daemon = Daemon(config)
+    daemon = Daemon(config, dry_run=dry_run)
     try:
         daemon.start()
     except Exception as e:

@@ -164,12 +164,20 @@ class SlackConfig(Strict):
         return self.channel or os.environ.get(self.channel_env) or None
 
 
+class HttpSinkConfig(Strict):
+    url: SecretStr  # may carry a token: redacted wherever auditd prints the config
+    timeout: Duration = timedelta(seconds=10)
+
+
 class AlertsConfig(Strict):
     max_attempts: int = Field(8, ge=1)
     retry_initial: Duration = timedelta(seconds=2)
     retry_max: Duration = timedelta(minutes=5)
-    # Also print every notification to stdout (the demo and dry runs use this).
+    # Also print every notification to stdout (the demo uses this).
     console: bool = False
+    # A generic JSON webhook, and an Alertmanager (POST /api/v2/alerts) to route through.
+    webhook: HttpSinkConfig | None = None
+    alertmanager: HttpSinkConfig | None = None
 
 
 class RuleConfig(Strict):
@@ -249,6 +257,9 @@ class Config(Strict):
         except ConfigError:
             pass
         data["slack"]["token"] = "**********" if token else None
+        for sink in ("webhook", "alertmanager"):
+            if data["alerts"].get(sink):
+                data["alerts"][sink]["url"] = "**********"
         data["slack"]["channel"] = self.slack.resolved_channel()
         return data
 

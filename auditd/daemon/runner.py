@@ -61,9 +61,12 @@ def probe_transport(cluster: ClusterConfig) -> Transport:
 
 
 class Daemon:
-    def __init__(self, config: Config, sinks: dict[str, Sink] | None = None) -> None:
+    def __init__(
+        self, config: Config, sinks: dict[str, Sink] | None = None, dry_run: bool = False
+    ) -> None:
         self.config = config
         self._sinks_override = sinks
+        self.dry_run = dry_run
         self.health: dict[tuple[str, str], StreamHealth] = {}
         self._threads: list[threading.Thread] = []
         self._watchers: list[ListWatcher] = []
@@ -88,7 +91,11 @@ class Daemon:
             len(inventory.objects),
             len(active),
         )
-        sinks = self._sinks_override if self._sinks_override is not None else build_sinks(cfg)
+        sinks = (
+            self._sinks_override
+            if self._sinks_override is not None
+            else build_sinks(cfg, dry_run=self.dry_run)
+        )
         self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts)
         self.ingestor = Ingestor(
             self.sessions, inventory, rules, active, sorted(sinks), self.dispatcher.wake

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from typing import Any, TextIO
 
 from auditd.alerts.sinks.base import SendResult
+
+log = logging.getLogger(__name__)
 
 
 class ConsoleSink:
@@ -25,3 +28,18 @@ class ConsoleSink:
             stream.write(f"[alert] {payload['text']}\n")
             stream.flush()
         return SendResult(ok=True)
+
+
+class LogSink:
+    """Logs each notification instead of sending it: `auditd run --dry-run`."""
+
+    name = "log"
+
+    def find_sent(self, key: str) -> str | None:
+        return None
+
+    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+        log.warning(
+            "dry run, not sent: %s", payload.get("text"), extra={"rule": payload.get("rule")}
+        )
+        return SendResult(ok=True, external_id=f"dry-run:{key}")

@@ -1,0 +1,96 @@
+"""Sinks that POST JSON: a generic webhook, and an Alertmanager-compatible one.
+
+Standard library HTTP only. 2xx is delivered; 429 and 5xx are retried (Retry-After honoured);
+other 4xx are permanent; connection errors and timeouts are retried. URLs may carry tokens,
+so they are SecretStr and never appear in errors.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from auditd.alerts.sinks.base import SendResult
+
+
+def _post(url: str, body: Any, timeout: float, what: str) -> SendResult:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "auditd"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+        return SendResult(ok=True)
+    except urllib.error.HTTPError as e:
+        retry_after = None
+        if e.code == 429:
+            try:
+                retry_after = float(e.headers.get("Retry-After", "1"))
+            except (TypeError, ValueError):
+                retry_after = 1.0
+        transient = e.code == 429 or e.code >= 500
+        return SendResult(
+            ok=False,
+            error=f"{what}: HTTP {e.code}",
+            permanent=not transient,
+            retry_after=retry_after,
+        )
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return SendResult(ok=False, error=f"{what} unreachable: {type(e).__name__}")
+
+
+class WebhookSink:
+    """POSTs {"key", "event", "labels", "text", ...} to a URL of the team's choosing."""
+
+    name = "webhook"
+
+    def __init__(self, url: SecretStr, timeout: float = 10) -> None:
+        self._url = url
+        self.timeout = timeout
+
+    def find_sent(self, key: str) -> str | None:
+        return None  # receivers deduplicate on "key"
+
+    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+        body = {"version": 1, "key": key, **{k: v for k, v in payload.items() if k != "blocks"}}
+        return _post(self._url.get_secret_value(), body, self.timeout, "webhook")
+
+
+class AlertmanagerSink:
+    """An Alertmanager (API v2) as a sink, so teams route auditd through their own routing.
+
+    Alertmanager deduplicates by labels, so a resend after a crash is harmless.
+    """
+
+    name = "alertmanager"
+
+    def __init__(self, url: SecretStr, timeout: float = 10) -> None:
+        self._url = url
+        self.timeout = timeout
+
+    def find_sent(self, key: str) -> str | None:
+        return None
+
+    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+        labels = {k: v for k, v in (payload.get("labels") or {}).items() if v}
+        labels["alertname"] = labels.pop("rule", payload.get("rule", "auditd"))
+        alert: dict[str, Any] = {
+            "labels": {k: str(v) for k, v in labels.items()},
+            "annotations": {"summary": str(payload.get("text", ""))},
+            "generatorURL": "",
+        }
+        now = datetime.now(UTC).isoformat()
+        if payload.get("event") == "resolved":
+            alert["endsAt"] = now  # Alertmanager marks it resolved
+        else:
+            alert["startsAt"] = now
+        base = self._url.get_secret_value().rstrip("/")
+        return _post(f"{base}/api/v2/alerts", [alert], self.timeout, "alertmanager")

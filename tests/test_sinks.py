@@ -1,0 +1,123 @@
+"""The JSON webhook and Alertmanager sinks against a local HTTP receiver, and --dry-run."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from auditd.alerts.sinks.build import build_sinks
+from auditd.alerts.sinks.console import LogSink
+from auditd.alerts.sinks.http import AlertmanagerSink, WebhookSink
+from auditd.cli import main
+from auditd.config import parse_config
+
+PAYLOAD = {
+    "event": "firing",
+    "rule": "split-brain",
+    "subject": "p/replicapool/x",
+    "severity": "critical",
+    "text": "FIRING [critical] split-brain",
+    "blocks": [{"type": "section"}],
+    "labels": {
+        "rule": "split-brain",
+        "severity": "critical",
+        "cluster": None,
+        "pair": "p",
+        "subject": "p/replicapool/x",
+    },
+}
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, Any]] = []
+        self.answers: list[tuple[int, dict[str, str]]] = []
+        receiver = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.posts.append((self.path, body))
+                code, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def test_webhook(receiver: Receiver) -> None:
+    sink = WebhookSink(SecretStr(receiver.url + "/hook/SECRET"), 5)
+    assert sink.send(PAYLOAD, "auditd-notification-1").ok
+    path, body = receiver.posts[0]
+    assert (
+        path == "/hook/SECRET"
+        and body["key"] == "auditd-notification-1"
+        and body["rule"] == "split-brain"
+    )
+    assert "blocks" not in body and body["version"] == 1
+    receiver.answers = [(429, {"Retry-After": "9"}), (503, {}), (400, {})]
+    r = sink.send(PAYLOAD, "k")
+    assert not r.ok and not r.permanent and r.retry_after == 9
+    assert not sink.send(PAYLOAD, "k").permanent
+    r = sink.send(PAYLOAD, "k")
+    assert r.permanent and "SECRET" not in (r.error or "")
+    dead = WebhookSink(SecretStr("http://127.0.0.1:9/x"), 2).send(PAYLOAD, "k")
+    assert not dead.ok and not dead.permanent
+
+
+def test_alertmanager(receiver: Receiver) -> None:
+    sink = AlertmanagerSink(SecretStr(receiver.url), 5)
+    assert sink.send(PAYLOAD, "k").ok
+    assert sink.send({**PAYLOAD, "event": "resolved"}, "k").ok
+    (path, [firing]), (_, [resolved]) = receiver.posts
+    assert path == "/api/v2/alerts"
+    assert firing["labels"] == {
+        "alertname": "split-brain",
+        "severity": "critical",
+        "pair": "p",
+        "subject": "p/replicapool/x",
+    }
+    assert "startsAt" in firing and "endsAt" in resolved
+
+
+def test_sinks_from_config_redacted_and_dry_run(
+    receiver: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = {
+        "alerts": {
+            "webhook": {"url": receiver.url + "/SECRET"},
+            "alertmanager": {"url": receiver.url},
+        },
+        "slack": {"enabled": False},
+    }
+    config = parse_config(raw)
+    assert sorted(build_sinks(config)) == ["alertmanager", "webhook"]
+    dry = build_sinks(config, dry_run=True)
+    assert list(dry) == ["log"] and isinstance(dry["log"], LogSink)
+    assert dry["log"].send(PAYLOAD, "k").ok and receiver.posts == []
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(f'[alerts.webhook]\nurl = "{receiver.url}/SECRET"\n')
+    assert main(["config", "check", "-c", str(cfg)]) == 0
+    assert "SECRET" not in capsys.readouterr().out
