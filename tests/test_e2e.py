@@ -126,6 +126,12 @@ def test_pvc_on_secondary_alerts_resolves_and_reports(
     dr2.delete(PVC, "shop", "mysql-data")
     resolved = slack.wait_for(2, timeout=15)[1]
     assert resolved["text"].startswith("RESOLVED [warning] pvc-on-secondary")
+    # The resolve is a reply in the incident's thread, and the parent now shows it resolved.
+    assert resolved["thread_ts"] == fired["ts"]
+    deadline = time.monotonic() + 5
+    while not slack.messages[0].get("edited") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slack.messages[0]["edited"] and slack.messages[0]["text"].startswith("RESOLVED")
 
     rc, stderr = daemon.stop()
     assert rc == 0, stderr

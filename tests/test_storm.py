@@ -89,6 +89,8 @@ def test_daemon_down_under_500_images_is_two_messages_not_500(
     assert held == N  # every per-image alert is recorded, none sent
     for minute in range(9, 11):
         cycle(minute, "healthy")
-    texts = [m["text"] for m in slack.messages]
-    assert len(texts) == 4 and sum(t.startswith("RESOLVED") for t in texts) == 2
+    assert len(slack.messages) == 4
+    replies = [m for m in slack.messages if m["thread_ts"]]
+    assert len(replies) == 2 and all(m["text"].startswith("RESOLVED") for m in replies)
+    assert sum(c[0] == "chat.update" for c in slack.calls) == 2  # parents edited to resolved
     engine.dispose()

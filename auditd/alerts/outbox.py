@@ -132,7 +132,7 @@ class Dispatcher:
                     sent += 1
                     continue
             self._mark_sending(row.id)
-            result = sink.send(row.payload, key)
+            result = sink.send(row.payload, key, self._parent(row))
             self._record(row.id, result, row.attempts + 1)
             if result.ok:
                 sent += 1
@@ -151,6 +151,23 @@ class Dispatcher:
             if row is not None:
                 row.status, row.last_error = status, reason
         log.info("notification %d %s: %s", row_id, status, reason)
+
+    def _parent(self, row: NotificationRow) -> str | None:
+        """The external id (Slack ts) of this incident's first delivered message, if any."""
+        if row.event == "firing":
+            return None
+        with self.sessions() as session:
+            return session.scalar(
+                select(NotificationRow.external_id)
+                .where(
+                    NotificationRow.violation_id == row.violation_id,
+                    NotificationRow.sink == row.sink,
+                    NotificationRow.status == "sent",
+                    NotificationRow.id < row.id,
+                )
+                .order_by(NotificationRow.id)
+                .limit(1)
+            )
 
     def _mark_sending(self, row_id: int) -> None:
         # Committed before the HTTP call: if we die after Slack accepted the message but before

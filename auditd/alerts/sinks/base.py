@@ -18,8 +18,9 @@ class SendResult:
 class Sink(Protocol):
     name: str
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
-        """Deliver; ``key`` identifies the notification (sinks that can, attach it)."""
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+        """Deliver; ``key`` identifies the notification (sinks that can, attach it).
+        ``parent`` is the external id of the incident's first message, for threading."""
         ...
 
     def find_sent(self, key: str) -> str | None:

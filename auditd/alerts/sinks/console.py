@@ -22,7 +22,7 @@ class ConsoleSink:
     def find_sent(self, key: str) -> str | None:
         return None  # a line printed twice after a crash is harmless
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         with self._lock:
             stream = self._stream or sys.stdout
             stream.write(f"[alert] {payload['text']}\n")
@@ -38,7 +38,7 @@ class LogSink:
     def find_sent(self, key: str) -> str | None:
         return None
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         log.warning(
             "dry run, not sent: %s", payload.get("text"), extra={"rule": payload.get("rule")}
         )

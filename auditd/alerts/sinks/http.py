@@ -59,7 +59,7 @@ class WebhookSink:
     def find_sent(self, key: str) -> str | None:
         return None  # receivers deduplicate on "key"
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         body = {"version": 1, "key": key, **{k: v for k, v in payload.items() if k != "blocks"}}
         return _post(self._url.get_secret_value(), body, self.timeout, "webhook")
 
@@ -79,7 +79,7 @@ class AlertmanagerSink:
     def find_sent(self, key: str) -> str | None:
         return None
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         labels = {k: v for k, v in (payload.get("labels") or {}).items() if v}
         labels["alertname"] = labels.pop("rule", payload.get("rule", "auditd"))
         alert: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import SecretStr
@@ -29,6 +30,8 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 
+
+log = logging.getLogger(__name__)
 
 METADATA_TYPE = "auditd_notification"
 
@@ -66,15 +69,29 @@ class SlackSink:
                 return str(msg.get("ts") or "") or None
         return None
 
-    def send(self, payload: dict[str, Any], key: str) -> SendResult:
+    def _update_parent(self, parent: str, payload: dict[str, Any]) -> None:
+        """The parent shows the incident's current state, edited in place. Best effort: the
+        reply is already posted, and failing here would make the outbox post it again."""
+        try:
+            self._client.chat_update(
+                channel=self.channel, ts=parent, text=payload["text"], blocks=payload.get("blocks")
+            )
+        except (SlackApiError, OSError, ValueError) as e:
+            log.warning("could not update the incident's parent message: %s", type(e).__name__)
+
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         try:
             resp = self._client.chat_postMessage(
                 channel=self.channel,
                 text=payload["text"],
                 blocks=payload.get("blocks"),
+                # An update to an incident is a reply in its thread.
+                thread_ts=parent,
                 # Lets find_sent recognise this message after a crash (no double post).
                 metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
             )
+            if parent is not None:
+                self._update_parent(parent, payload)
         except SlackApiError as e:
             error = str(e.response.get("error") or f"http_{e.response.status_code}")
             retry_after = None
