@@ -46,7 +46,12 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
     else:
         headline = f"{_ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
         text = f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {_ts(v.first_seen)})"
-    evidence = "\n".join(f"• {k}: `{val}`" for k, val in sorted(v.evidence.items()))
+    sides = sorted({k.split(".", 1)[0] for k in v.evidence if k.endswith(".image")})
+    per_side = {f"{c}.{f}" for c in sides for f in ("image", "probe", "pvc", "vr")}
+    table_keys = per_side | {"last_sync_age", "drpc"}
+    evidence = "\n".join(
+        f"• {k}: `{val}`" for k, val in sorted(v.evidence.items()) if k not in table_keys
+    )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{v.summary}"}},
         {
@@ -59,6 +64,33 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
             ],
         },
     ]
+    if sides:
+        # DR1 vs DR2: the state of each side of the volume, side by side.
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"*{c}*\n"
+                        f"Image: {v.evidence.get(f'{c}.image', '-')}\n"
+                        f"VR: {v.evidence.get(f'{c}.vr', '-')}\n"
+                        f"PVC: {v.evidence.get(f'{c}.pvc', '-')}\n"
+                        f"Probe: {v.evidence.get(f'{c}.probe', '-')}",
+                    }
+                    for c in sides[:2]
+                ],
+            }
+        )
+        facts = [
+            f"{label}: {v.evidence[k]}"
+            for k, label in (("last_sync_age", "Last sync"), ("drpc", "DRPC"))
+            if k in v.evidence
+        ]
+        if facts:
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]}
+            )
     if evidence:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n{evidence}"}}

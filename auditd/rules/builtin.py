@@ -62,7 +62,8 @@ def _finding(
     )
 
 
-def _side_evidence(view: VolumeView) -> dict[str, object]:
+def _side_evidence(ctx: RuleContext, view: VolumeView) -> dict[str, object]:
+    """Both sides at a glance: what the DR1-vs-DR2 table of an alert shows."""
     out: dict[str, object] = {}
     for s in view.sides:
         img = s.image or {}
@@ -73,7 +74,14 @@ def _side_evidence(view: VolumeView) -> dict[str, object]:
         if s.pvc:
             out[f"{s.cluster}.pvc"] = f"{s.pvc.namespace}/{s.pvc.name}"
         if s.vr:
-            out[f"{s.cluster}.vr"] = f"{s.vr.namespace}/{s.vr.name}"
+            vr = ctx.inventory.objects.get(s.vr)
+            want = vr.facts.get("replicationState") if vr else None
+            state = vr.facts.get("state") if vr else None
+            out[f"{s.cluster}.vr"] = f"{s.vr.namespace}/{s.vr.name} {want or '?'}/{state or '?'}"
+    if view.synced_at is not None and ctx.now is not None:
+        out["last_sync_age"] = human(ctx.now - view.synced_at)
+    if view.drpc_phases:
+        out["drpc"] = ", ".join(view.drpc_phases)
     return out
 
 
@@ -119,7 +127,7 @@ def _on_secondary(
                 namespace=key.namespace or None,
                 name=key.name,
                 **{k: v for k, v in known.facts.items() if v is not None},
-                **(_side_evidence(view) if view else {}),
+                **(_side_evidence(ctx, view) if view else {}),
             )
 
         for key in keys:
@@ -167,7 +175,7 @@ def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
         None,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -203,7 +211,7 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
             ctx,
             pair=view.id.pair,
             reasons="; ".join(reasons),
-            **_side_evidence(view),
+            **_side_evidence(ctx, view),
         )
     if not view.storage_known:
         return UNKNOWN
@@ -231,7 +239,7 @@ def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
         secondary.cluster,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -252,7 +260,7 @@ def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
         primary,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -272,7 +280,7 @@ def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
         peer.cluster,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -339,7 +347,7 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
         synced_at=view.synced_at.isoformat(),
         interval=str(interval) if interval else None,
         rpo=str(rpo) if rpo else None,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
     return replace(finding, severity=level)
 
@@ -454,7 +462,7 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
         ctx,
         pair=view.id.pair,
         namespace=side.pvc.namespace,
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -478,7 +486,7 @@ def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
         started_at=episode.started_at.isoformat(),
         trigger=episode.trigger,
         steps=len(episode.steps),
-        **_side_evidence(view),
+        **_side_evidence(ctx, view),
     )
 
 
