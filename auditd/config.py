@@ -6,6 +6,7 @@ file, and is held as a ``SecretStr`` so that printing the config cannot leak it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tomllib
@@ -149,6 +150,20 @@ class SlackConfig(Strict):
     # Only tests and air-gapped proxies change this.
     base_url: str = "https://slack.com/api/"
     timeout: Duration = timedelta(seconds=10)
+    # Without a bot token: an incoming-webhook URL (a secret), from this env var or file.
+    # Messages then go to the webhook's channel, without threads or in-place updates.
+    webhook_env: str = "AUDITD_SLACK_WEBHOOK"
+    webhook_file: Path | None = None
+
+    def webhook(self) -> SecretStr | None:
+        if self.webhook_file is not None:
+            try:
+                text = self.webhook_file.expanduser().read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError("slack.webhook_file", f"cannot read: {e.strerror}") from None
+            return SecretStr(text) if text else None
+        value = os.environ.get(self.webhook_env, "").strip()
+        return SecretStr(value) if value else None
 
     def token(self) -> SecretStr | None:
         if self.token_file is not None:
@@ -257,6 +272,10 @@ class Config(Strict):
         except ConfigError:
             pass
         data["slack"]["token"] = "**********" if token else None
+        webhook = None
+        with contextlib.suppress(ConfigError):
+            webhook = self.slack.webhook()
+        data["slack"]["webhook"] = "**********" if webhook else None
         for sink in ("webhook", "alertmanager"):
             if data["alerts"].get(sink):
                 data["alerts"][sink]["url"] = "**********"

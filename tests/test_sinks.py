@@ -121,3 +121,27 @@ def test_sinks_from_config_redacted_and_dry_run(
     cfg.write_text(f'[alerts.webhook]\nurl = "{receiver.url}/SECRET"\n')
     assert main(["config", "check", "-c", str(cfg)]) == 0
     assert "SECRET" not in capsys.readouterr().out
+
+
+def test_slack_incoming_webhook_mode(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditd.alerts.sinks.slack import SlackWebhookSink
+
+    url = receiver.url + "/services/T000/B000/SECRETXYZ"
+    monkeypatch.delenv("AUDITD_SLACK_TOKEN", raising=False)
+    monkeypatch.setenv("AUDITD_SLACK_WEBHOOK", url)
+    config = parse_config({})
+    sink = build_sinks(config)["slack"]
+    assert isinstance(sink, SlackWebhookSink)
+    assert sink.send(PAYLOAD, "k").ok
+    path, body = receiver.posts[0]
+    assert (
+        path == "/services/T000/B000/SECRETXYZ"
+        and body["text"] == PAYLOAD["text"]
+        and body["blocks"]
+    )
+    receiver.answers = [(429, {"Retry-After": "4"}), (404, {})]
+    r = sink.send(PAYLOAD, "k")
+    assert not r.ok and not r.permanent and r.retry_after == 4
+    r = sink.send(PAYLOAD, "k")
+    assert r.permanent and "SECRETXYZ" not in (r.error or "")
+    assert "SECRETXYZ" not in str(config.redacted())

@@ -7,7 +7,7 @@ import logging
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.console import ConsoleSink, LogSink
 from auditd.alerts.sinks.http import AlertmanagerSink, WebhookSink
-from auditd.alerts.sinks.slack import SlackSink
+from auditd.alerts.sinks.slack import SlackSink, SlackWebhookSink
 from auditd.config import Config
 from auditd.logs import register_secret
 
@@ -44,6 +44,11 @@ def build_sinks(config: Config, console: bool = False, dry_run: bool = False) ->
                     "Slack token is set but no channel: set slack.channel or $%s",
                     config.slack.channel_env,
                 )
+        else:
+            webhook = config.slack.webhook()
+            if webhook is not None:
+                register_secret(webhook.get_secret_value())
+                sinks["slack"] = SlackWebhookSink(webhook, config.slack.timeout.total_seconds())
     if not sinks:
         log.warning("no alert sink configured: violations are recorded and reported, not sent")
     return sinks

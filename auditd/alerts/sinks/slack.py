@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from auditd.alerts.sinks.base import SendResult
 
@@ -109,3 +110,38 @@ class SlackSink:
         except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, bad JSON
             return SendResult(ok=False, error=f"slack unreachable: {type(e).__name__}")
         return SendResult(ok=True, external_id=str(resp.get("ts") or "") or None)
+
+
+class SlackWebhookSink:
+    """Slack through an incoming webhook (slack-sdk WebhookClient): for teams without a bot
+    token. The webhook decides the channel; there are no threads, updates or history."""
+
+    name = "slack"
+
+    def __init__(self, url: SecretStr, timeout: float = 10) -> None:
+        self._client = WebhookClient(url.get_secret_value(), timeout=int(timeout))
+
+    def find_sent(self, key: str) -> str | None:
+        return None  # a webhook cannot look back: a crash mid-send may post twice
+
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+        try:
+            resp = self._client.send(text=payload["text"], blocks=payload.get("blocks"))
+        except (OSError, ValueError) as e:
+            return SendResult(ok=False, error=f"slack webhook unreachable: {type(e).__name__}")
+        if resp.status_code == 200:
+            return SendResult(ok=True)
+        body = str(resp.body or "")[:60]
+        retry_after = None
+        if resp.status_code == 429:
+            try:
+                retry_after = float((resp.headers or {}).get("Retry-After", "1"))
+            except (TypeError, ValueError):
+                retry_after = 1.0
+        transient = resp.status_code == 429 or resp.status_code >= 500
+        return SendResult(
+            ok=False,
+            error=f"slack webhook: HTTP {resp.status_code} {body}".strip(),
+            permanent=not transient,
+            retry_after=retry_after,
+        )
