@@ -141,6 +141,18 @@ class ProbeConfig(Strict):
     sample_every: Duration = timedelta(minutes=10)
 
 
+def _read_secret(env: str, file: Path | None, key: str) -> SecretStr | None:
+    """A secret from a file when one is configured, else from an environment variable."""
+    if file is not None:
+        try:
+            text = file.expanduser().read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(key, f"cannot read: {e.strerror}") from None
+        return SecretStr(text) if text else None
+    value = os.environ.get(env, "").strip()
+    return SecretStr(value) if value else None
+
+
 class SlackConfig(Strict):
     enabled: bool = True
     token_env: str = "AUDITD_SLACK_TOKEN"
@@ -156,24 +168,10 @@ class SlackConfig(Strict):
     webhook_file: Path | None = None
 
     def webhook(self) -> SecretStr | None:
-        if self.webhook_file is not None:
-            try:
-                text = self.webhook_file.expanduser().read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ConfigError("slack.webhook_file", f"cannot read: {e.strerror}") from None
-            return SecretStr(text) if text else None
-        value = os.environ.get(self.webhook_env, "").strip()
-        return SecretStr(value) if value else None
+        return _read_secret(self.webhook_env, self.webhook_file, "slack.webhook_file")
 
     def token(self) -> SecretStr | None:
-        if self.token_file is not None:
-            try:
-                text = self.token_file.expanduser().read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ConfigError("slack.token_file", f"cannot read: {e.strerror}") from None
-            return SecretStr(text) if text else None
-        value = os.environ.get(self.token_env, "").strip()
-        return SecretStr(value) if value else None
+        return _read_secret(self.token_env, self.token_file, "slack.token_file")
 
     def resolved_channel(self) -> str | None:
         return self.channel or os.environ.get(self.channel_env) or None
