@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from auditd.config import Config
 from auditd.inventory.facts import Facts
@@ -40,7 +41,8 @@ class VolumeId:
 
 @dataclass(frozen=True)
 class Side:
-    """One cluster's part of a volume."""
+    """One cluster's part of a volume. Immutable, so derived values are computed once
+    (cached_property writes the instance __dict__ directly, which frozen allows)."""
 
     cluster: str
     configured_role: str
@@ -52,11 +54,11 @@ class Side:
     pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
     blind: bool  # a watch stream of this cluster is blind
 
-    @property
+    @cached_property
     def storage_known(self) -> bool:
         return self.pool_probe == "ok"
 
-    @property
+    @cached_property
     def primary(self) -> bool | None:
         """Storage truth: is this side's image primary? None when unknown."""
         if not self.storage_known or self.image is None:
@@ -80,7 +82,7 @@ class VolumeView:
     def peer(self, cluster: str) -> Side:
         return next(s for s in self.sides if s.cluster != cluster)
 
-    @property
+    @cached_property
     def confirmed(self) -> bool:
         """The same image on both sites: equal RBD global_ids where both sites list it. Two
         images that merely share a name say nothing about each other."""
@@ -88,11 +90,11 @@ class VolumeView:
         ids.discard(None)
         return len(ids) <= 1
 
-    @property
+    @cached_property
     def storage_known(self) -> bool:
         return self.confirmed and all(s.storage_known for s in self.sides)
 
-    @property
+    @cached_property
     def primary_cluster(self) -> str | None:
         """Which cluster's image is primary (storage truth); None if unknown or ambiguous."""
         if not self.confirmed:
@@ -100,7 +102,7 @@ class VolumeView:
         primaries = [s.cluster for s in self.sides if s.primary is True]
         return primaries[0] if len(primaries) == 1 else None
 
-    @property
+    @cached_property
     def in_transition(self) -> bool:
         """A DR window: neither side primary, both known (an orderly demote before promote)."""
         return self.confirmed and all(s.primary is False for s in self.sides)
@@ -146,6 +148,7 @@ class Correlator:
     def update(self, inventory: Inventory, touched: Iterable[ObjectKey]) -> set[VolumeId]:
         """Refresh the indexes for these keys; return every volume they affect."""
         affected: set[VolumeId] = set()
+        whole_pairs: set[str] = set()
         for key in touched:
             known = inventory.objects.get(key)
             if key.kind == PV:
@@ -190,7 +193,10 @@ class Correlator:
             elif key.kind in (RBD_POOL, AUDIT_STREAM):
                 # A pool probe or a stream changing state touches every volume of that cluster.
                 pair = self._pair_of.get(key.cluster)
-                affected |= {v for v in self.volumes() if v.pair == pair}
+                if pair is not None:
+                    whole_pairs.add(pair)
+        if whole_pairs:  # expanded once per batch, not once per touched key
+            affected |= {v for v in self.volumes() if v.pair in whole_pairs}
         return affected
 
     def _index_vr(self, key: ObjectKey, facts: Facts | None) -> None:
