@@ -67,7 +67,6 @@ class Dispatcher:
                 .order_by(NotificationRow.id)
                 .limit(500)
             ).all()
-        with self.sessions() as session:
             silences = list_silences(session, now)
             parents = [
                 Parent(v.rule, v.subject, v.cluster, v.pair)
