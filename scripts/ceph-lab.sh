@@ -32,7 +32,9 @@ say() { echo "[ceph-lab $(date +%H:%M:%S)] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 port() { # port SITE OFFSET: each site gets its own 100-port block
-  local base; [[ $1 == site-a ]] && base=41700 || base=41800
+  # Below Linux's ephemeral range (32768-60999): an outgoing connection can never hold one of
+  # these when a daemon binds it (a CI run once failed that way with 41700-41860).
+  local base; [[ $1 == site-a ]] && base=31700 || base=31800
   echo $((base + $2))
 }
 conf() { echo "$BASE/$1/ceph.conf"; }
@@ -42,7 +44,10 @@ rbd_() { local s=$1; shift; timeout 120 rbd --cluster "$s" -c "$(conf "$s")" "$@
 retry() { # retry SECONDS DESCRIPTION CMD...: poll until CMD succeeds
   local limit=$1 what=$2 start=$SECONDS; shift 2
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS - start < limit)) || die "timed out after ${limit}s: $what (logs: $BASE/*/log)"
+    if ((SECONDS - start >= limit)); then
+      tail -n 15 "$BASE"/*/log/*.out "$BASE"/*/log/*.log 2>/dev/null >&2 || true
+      die "timed out after ${limit}s: $what"
+    fi
     sleep 1
   done
 }
@@ -80,7 +85,10 @@ packages() {
 }
 
 site_up() {
-  local s=$1 d=$BASE/$1 fsid
+  local s=$1 d=$BASE/$1 fsid p
+  for p in $(port "$s" 0) $(port "$s" 1); do
+    ! ss -Hltn "sport = :$p" | grep -q . || die "127.0.0.1:$p is in use (another lab running?)"
+  done
   mkdir -p "$d"/{mon.a,mgr.x,osd.0,run,log,pids,home/.ceph}
   fsid=$(cat /proc/sys/kernel/random/uuid)
   cat >"$d/ceph.conf" <<CONF
