@@ -43,6 +43,8 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# The labels every alert carries (see alerts/render.py), hence the ones it can be grouped by.
+GroupLabel = Literal["pair", "rule", "cluster", "namespace", "severity", "subject"]
 # Names end up in Slack messages, report rows and DB keys: keep them boring.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")]
 
@@ -191,6 +193,22 @@ class AlertsConfig(Strict):
     # A generic JSON webhook, and an Alertmanager (POST /api/v2/alerts) to route through.
     webhook: HttpSinkConfig | None = None
     alertmanager: HttpSinkConfig | None = None
+    # Grouping, as in Alertmanager: alerts with equal values of these labels are one incident,
+    # one message and one thread. ["subject"] gives one incident per violation.
+    group_by: list[GroupLabel] = ["pair", "rule"]
+    # A new incident waits this long for more alerts before its first message...
+    group_wait: Duration = timedelta(seconds=10)
+    # ...and then announces changes (new, resolved, escalated members) at most this often...
+    group_interval: Duration = timedelta(minutes=1)
+    # ...and reminds in its thread when it is still firing and nothing changed for this long.
+    repeat_interval: Duration = timedelta(hours=4)
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError('group_by needs at least one label (["subject"]: no grouping)')
+        return v
 
 
 class RuleConfig(Strict):

@@ -105,8 +105,11 @@ def make_config(tmp_path: Path, clusters: dict[str, Any]) -> Callable[..., Confi
             "pairs": [{"name": "dr1-dr2", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
             "watch": {"backoff_initial": "50ms", "backoff_max": "500ms", "read_timeout": "5s"},
             "slack": {"enabled": False},
+            "alerts": {"group_wait": "0s", "group_interval": "0s"},
         }
+        alerts = overrides.pop("alerts", {})
         raw.update(overrides)
+        raw["alerts"] = {**raw["alerts"], **alerts}
         return parse_config(raw)
 
     return make

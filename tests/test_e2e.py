@@ -152,6 +152,7 @@ def test_pvc_on_secondary_alerts_resolves_and_reports(
         "resolved",
     )
     assert v["fired_at"] and v["resolved_at"]
+    # Each alert shows the status of the incident message that told it.
     assert v["notifications"] == ["firing:slack:sent", "resolved:slack:sent"]
     assert len(slack.messages) == 2
 
@@ -253,13 +254,20 @@ def test_kill_9_after_slack_accepted_does_not_post_twice(
     daemon.proc.communicate()
     engine = make_engine(db)
     with session_factory(engine)() as s:
-        assert [n.status for n in s.scalars(select(NotificationRow))] == ["sending"]
+        rows = s.scalars(select(NotificationRow).order_by(NotificationRow.id)).all()
+        # The alert, folded into its incident, and the incident's message, mid-delivery.
+        assert [(n.violation_id is None, n.status) for n in rows] == [
+            (False, "grouped"),
+            (True, "sending"),
+        ]
 
     daemon = daemon_factory(config)  # the restart finds the row mid-delivery and asks Slack
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with session_factory(engine)() as s:
-            row = s.scalars(select(NotificationRow)).one()
+            row = s.scalars(
+                select(NotificationRow).where(NotificationRow.violation_id.is_(None))
+            ).one()
         if row.status == "sent":
             break
         time.sleep(0.2)

@@ -80,7 +80,7 @@ def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: Fak
     d = Dispatcher(
         sessions,
         {"slack": SlackSink(SecretStr(slack.token), "#dr-alerts", slack.base_url, 5)},
-        AlertsConfig(),
+        AlertsConfig(group_wait=timedelta(0)),
     )
     assert d.drain_once(now=now) == 1
     assert [m["text"].split(":")[0] for m in slack.messages] == ["FIRING [warning] split-brain"]

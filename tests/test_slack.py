@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -89,13 +90,20 @@ def outbox(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _row(sessions) -> NotificationRow:  # type: ignore[no-untyped-def]
+    """The incident's message: what the outbox delivers for the one alert in the fixture."""
     with sessions() as s:
-        return s.scalars(select(NotificationRow)).one()  # type: ignore[no-any-return]
+        return s.scalars(  # type: ignore[no-any-return]
+            select(NotificationRow).where(NotificationRow.violation_id.is_(None))
+        ).one()
+
+
+def alerts_config(**kw: Any) -> AlertsConfig:
+    return AlertsConfig(group_wait=timedelta(0), **kw)
 
 
 def test_dispatcher_retries_then_sends(slack: FakeSlack, outbox) -> None:  # type: ignore[no-untyped-def]
     d = Dispatcher(
-        outbox, {"slack": sink_for(slack)}, AlertsConfig(retry_initial=timedelta(seconds=10))
+        outbox, {"slack": sink_for(slack)}, alerts_config(retry_initial=timedelta(seconds=10))
     )
     slack.fail_next(status=429, retry_after=30)
     assert d.drain_once(now=T) == 0
@@ -112,7 +120,7 @@ def test_dispatcher_retries_then_sends(slack: FakeSlack, outbox) -> None:  # typ
 def test_dispatcher_dead_letters_permanent_errors_without_retry_storm(
     slack: FakeSlack, outbox
 ) -> None:  # type: ignore[no-untyped-def]
-    d = Dispatcher(outbox, {"slack": sink_for(slack, token="xoxb-revoked")}, AlertsConfig())
+    d = Dispatcher(outbox, {"slack": sink_for(slack, token="xoxb-revoked")}, alerts_config())
     d.drain_once(now=T)
     d.drain_once(now=T + timedelta(hours=1))
     row = _row(outbox)
@@ -122,11 +130,13 @@ def test_dispatcher_dead_letters_permanent_errors_without_retry_storm(
 
 def test_dispatcher_dead_letters_after_max_attempts(slack: FakeSlack, outbox) -> None:  # type: ignore[no-untyped-def]
     d = Dispatcher(
-        outbox, {"slack": sink_for(slack)}, AlertsConfig(max_attempts=3, retry_initial=timedelta(0))
+        outbox,
+        {"slack": sink_for(slack)},
+        alerts_config(max_attempts=3, retry_initial=timedelta(0)),
     )
     slack.fail_next(5, status=503)
     for i in range(5):
-        d.drain_once(now=T + timedelta(hours=i))
+        d.drain_once(now=datetime.now(UTC) + timedelta(seconds=i))
     row = _row(outbox)
     assert row.status == "dead" and row.attempts == 3
     assert len(slack.calls) == 3
@@ -142,7 +152,7 @@ def test_token_never_appears_in_logs(
     d = Dispatcher(
         outbox,
         {"slack": SlackSink(SecretStr(token), "#dr-alerts", slack.base_url, 5)},
-        AlertsConfig(),
+        alerts_config(),
     )
     d.drain_once(now=T)
     formatted = "\n".join(logs._Text().format(r) for r in caplog.records)

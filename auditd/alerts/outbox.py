@@ -1,7 +1,9 @@
-"""Deliver the outbox: pending notifications go to their sink, with retries and a dead letter.
+"""The notification pipeline, as in Alertmanager: route (silence -> inhibit -> group), then
+flush incidents into messages, then deliver with retries and a dead letter.
 
-Sending happens outside any database transaction (an HTTP call must never hold the SQLite write
-lock); each result is then recorded in its own short transaction.
+Every stage keeps its state in the database (alert rows, incidents, message rows), so a
+restart changes nothing. Sending happens outside any database transaction (an HTTP call must
+never hold the SQLite write lock); each result is then recorded in its own short transaction.
 """
 
 from __future__ import annotations
@@ -12,14 +14,24 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.alerts.grouping import (
+    Member,
+    Timing,
+    decide,
+    diff,
+    group_key,
+    group_labels,
+    snapshot,
+)
 from auditd.alerts.inhibit import PARENT_RULES, Parent, inhibited_by
+from auditd.alerts.render_group import render_group
 from auditd.alerts.silences import silenced_by
 from auditd.alerts.sinks.base import SendResult, Sink
 from auditd.config import AlertsConfig
-from auditd.store.models import NotificationRow, ViolationRow
+from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
 from auditd.store.silence_store import list_silences
 
 log = logging.getLogger(__name__)
@@ -35,6 +47,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._warned_missing: set[str] = set()
+        self.timing = Timing(settings.group_wait, settings.group_interval, settings.repeat_interval)
 
     def wake(self) -> None:
         self._wake.set()
@@ -53,20 +66,34 @@ class Dispatcher:
             self._wake.clear()
 
     def drain_once(self, now: datetime | None = None, deadline: float | None = None) -> int:
-        """One pass over the due notifications, oldest first. Returns how many were sent.
+        """One pass of the pipeline: route (silence, inhibit, group), flush incidents, deliver.
+        Returns how many messages were sent.
 
         Without a deadline the pass ends early when the dispatcher is stopping; with one
         (the final flush at shutdown) it ends at the deadline (``time.monotonic()``).
         """
         now = now or datetime.now(UTC)
-        with self.sessions() as session:
+        alone = self._route(now)
+        self._flush(now)
+        return self._deliver(now, alone, deadline)
+
+    def _route(self, now: datetime) -> set[int]:
+        """Silence, inhibit and group the new alerts, in one transaction.
+
+        Returns the ids of alerts of grouping sinks that still go out on their own: the resolve
+        of an alert that was itself sent on its own (before grouping existed)."""
+        alone: set[int] = set()
+        with self.sessions.begin() as session:
             rows = session.scalars(
                 select(NotificationRow)
-                # "sending" rows are what a crash left mid-delivery: checked before any resend.
-                .where(NotificationRow.status.in_(("pending", "sending")))
+                .where(
+                    NotificationRow.status == "pending", NotificationRow.violation_id.is_not(None)
+                )
                 .order_by(NotificationRow.id)
-                .limit(500)
+                .limit(5000)
             ).all()
+            if not rows:
+                return alone
             silences = list_silences(session, now)
             parents = [
                 Parent(v.rule, v.subject, v.cluster, v.pair)
@@ -79,41 +106,171 @@ class Dispatcher:
                 )
             ]
             # Lanes whose "firing" was silenced: their "resolved" is silenced too.
-            quiet: set[tuple[int, str]] = set()
-            if rows:
-                for vid, sink_name in session.execute(
+            quiet: set[tuple[int | None, str]] = set(
+                session.execute(
                     select(NotificationRow.violation_id, NotificationRow.sink).where(
                         NotificationRow.status.in_(("silenced", "inhibited")),
                         NotificationRow.violation_id.in_({r.violation_id for r in rows}),
                     )
+                )
+            )
+            for row in rows:
+                lane = (row.violation_id, row.sink)
+                labels = row.payload.get("labels") or {}
+                if row.event == "resolved" and lane in quiet:
+                    self._hold(row, "silenced", "its firing notification was held back")
+                    continue
+                silence = silenced_by(silences, labels, now)
+                if silence is not None:
+                    reason = f"silenced by {silence.id} ({silence.author}: {silence.comment})"
+                    self._hold(row, "silenced", reason)
+                    quiet.add(lane)
+                    continue
+                parent = inhibited_by(parents, labels) if row.event == "firing" else None
+                if parent is not None:
+                    self._hold(row, "inhibited", f"inhibited by {parent.rule} {parent.subject}")
+                    quiet.add(lane)
+                    continue
+                sink = self.sinks.get(row.sink)
+                if sink is None or not sink.grouped:
+                    continue
+                group = self._group_for(session, row, now)
+                if group is None:
+                    alone.add(row.id)
+                    continue
+                row.group_id, row.status = group.id, "grouped"
+        return alone
+
+    def _group_for(
+        self, session: Session, row: NotificationRow, now: datetime
+    ) -> AlertGroupRow | None:
+        """The open incident this alert belongs to: the one its violation is already in (a
+        resolve, an escalation), else the one its labels pick, opened if need be."""
+        current = session.scalar(
+            select(AlertGroupRow)
+            .join(NotificationRow, NotificationRow.group_id == AlertGroupRow.id)
+            .where(
+                NotificationRow.violation_id == row.violation_id,
+                NotificationRow.sink == row.sink,
+                AlertGroupRow.closed_at.is_(None),
+            )
+            .limit(1)
+        )
+        if current is not None or row.event != "firing":
+            return current
+        labels = row.payload.get("labels") or {}
+        key = group_key(labels, self.settings.group_by)
+        group = session.scalar(
+            select(AlertGroupRow).where(
+                AlertGroupRow.sink == row.sink,
+                AlertGroupRow.group_key == key,
+                AlertGroupRow.closed_at.is_(None),
+            )
+        )
+        if group is None:
+            group = AlertGroupRow(
+                sink=row.sink,
+                group_key=key,
+                labels=group_labels(labels, self.settings.group_by),
+                # group_wait counts from the first alert, not from when a pass got to it.
+                opened_at=min(row.created_at, now),
+                announced={"members": {}, "through": 0},
+            )
+            session.add(group)
+            session.flush()
+        return group
+
+    def _flush(self, now: datetime) -> None:
+        """Each open incident that owes its channel a message gets one, as an outbox row."""
+        with self.sessions.begin() as session:
+            for group in session.scalars(
+                select(AlertGroupRow).where(AlertGroupRow.closed_at.is_(None))
+            ).all():
+                newest = session.scalar(
+                    select(func.max(NotificationRow.id)).where(
+                        NotificationRow.group_id == group.id,
+                        NotificationRow.violation_id.is_not(None),
+                    )
+                )
+                announced = group.announced.get("members", {})
+                if (
+                    group.last_flush_at is not None
+                    and (newest or 0) <= group.announced.get("through", 0)
+                    and now < group.last_flush_at + self.timing.repeat_interval
                 ):
-                    quiet.add((vid, sink_name))
+                    continue  # nothing new and no reminder due: skip loading its members
+                members = self._members(session, group.id)
+                event = decide(
+                    group.opened_at, group.last_flush_at, announced, members, now, self.timing
+                )
+                if event is None:
+                    continue
+                if event == "drop":
+                    group.closed_at = now
+                    log.info("incident %d resolved before it was announced", group.id)
+                    continue
+                payload = render_group(
+                    event, group.labels, members, diff(announced, members), group.opened_at, now
+                )
+                session.add(
+                    NotificationRow(
+                        violation_id=None,
+                        group_id=group.id,
+                        event=event,
+                        sink=group.sink,
+                        payload=payload,
+                        status="pending",
+                        attempts=0,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+                group.announced = {"members": snapshot(members), "through": newest or 0}
+                group.last_flush_at = now
+                if event == "resolved":
+                    group.closed_at = now
+
+    @staticmethod
+    def _members(session: Session, group_id: int) -> list[Member]:
+        latest: dict[int, Member] = {}
+        for vid, event, payload in session.execute(
+            select(NotificationRow.violation_id, NotificationRow.event, NotificationRow.payload)
+            .where(NotificationRow.group_id == group_id, NotificationRow.violation_id.is_not(None))
+            .order_by(NotificationRow.id)
+        ):
+            assert vid is not None
+            latest[vid] = Member(vid, event, str(payload.get("severity")), payload)
+        return list(latest.values())
+
+    def _deliver(self, now: datetime, alone: set[int], deadline: float | None) -> int:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(NotificationRow)
+                # "sending" rows are what a crash left mid-delivery: checked before any resend.
+                .where(NotificationRow.status.in_(("pending", "sending")))
+                .order_by(NotificationRow.id)
+                .limit(500)
+            ).all()
         sent = 0
-        # A violation's notifications go out in order: "resolved" never overtakes its "firing".
-        blocked: set[tuple[int, str]] = set()
+        # One incident's (or alert's) messages go out in order: an update or resolve never
+        # overtakes the message it replies to.
+        blocked: set[tuple[int | None, int | None, str]] = set()
         for row in rows:
-            lane = (row.violation_id, row.sink)
+            lane = (row.violation_id, row.group_id, row.sink)
+            sink = self.sinks.get(row.sink)
+            if (
+                row.status == "pending"
+                and row.violation_id is not None
+                and sink is not None
+                and sink.grouped
+                and row.id not in alone
+            ):
+                continue  # its incident's messages tell it (next pass routes it)
             if lane in blocked:
-                continue
-            labels = row.payload.get("labels") or {}
-            if row.event == "resolved" and lane in quiet:
-                self._hold(row.id, "silenced", "its firing notification was held back")
-                continue
-            silence = silenced_by(silences, labels, now)
-            if silence is not None:
-                reason = f"silenced by {silence.id} ({silence.author}: {silence.comment})"
-                self._hold(row.id, "silenced", reason)
-                quiet.add(lane)
-                continue
-            parent = inhibited_by(parents, labels) if row.event == "firing" else None
-            if parent is not None:
-                self._hold(row.id, "inhibited", f"inhibited by {parent.rule} {parent.subject}")
-                quiet.add(lane)
                 continue
             if row.next_attempt_at > now:
                 blocked.add(lane)
                 continue
-            sink = self.sinks.get(row.sink)
             if sink is None:
                 if row.sink not in self._warned_missing:
                     log.warning("sink %r is not configured; its notifications wait", row.sink)
@@ -143,23 +300,26 @@ class Dispatcher:
                 break
         return sent
 
-    def _hold(self, row_id: int, status: str, reason: str) -> None:
+    @staticmethod
+    def _hold(row: NotificationRow, status: str, reason: str) -> None:
         """Record a notification as silenced or inhibited: kept, never sent."""
-        with self.sessions.begin() as session:
-            row = session.get(NotificationRow, row_id)
-            if row is not None:
-                row.status, row.last_error = status, reason
-        log.info("notification %d %s: %s", row_id, status, reason)
+        row.status, row.last_error = status, reason
+        log.info("notification %d %s: %s", row.id, status, reason)
 
     def _parent(self, row: NotificationRow) -> str | None:
-        """The external id (Slack ts) of this incident's first delivered message, if any."""
+        """The external id (Slack ts) of the incident's first delivered message, if any."""
         if row.event == "firing":
             return None
+        same = (
+            NotificationRow.group_id == row.group_id
+            if row.violation_id is None
+            else NotificationRow.violation_id == row.violation_id
+        )
         with self.sessions() as session:
             return session.scalar(
                 select(NotificationRow.external_id)
                 .where(
-                    NotificationRow.violation_id == row.violation_id,
+                    same,
                     NotificationRow.sink == row.sink,
                     NotificationRow.status == "sent",
                     NotificationRow.id < row.id,

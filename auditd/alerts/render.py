@@ -10,7 +10,7 @@ from typing import Any
 
 from auditd.rules.lifecycle import Active
 
-_ICON = {
+ICON = {
     "critical": ":red_circle:",
     "warning": ":large_orange_circle:",
     "info": ":large_blue_circle:",
@@ -35,6 +35,18 @@ def _ts(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-"
 
 
+def fields_block(*fields: tuple[str, str]) -> dict[str, Any]:
+    """A Block Kit section of labelled fields (two columns in Slack)."""
+    return {
+        "type": "section",
+        "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in fields],
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
 def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
     where = " / ".join(
         x for x in (v.pair and f"pair {v.pair}", v.cluster and f"cluster {v.cluster}") if x
@@ -44,7 +56,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         headline = f":white_check_mark: RESOLVED {v.rule} after {lasted}"
         text = f"RESOLVED [{v.severity}] {v.rule}: {v.summary} ({where}; firing for {lasted})"
     else:
-        headline = f"{_ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
+        headline = f"{ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
         text = f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {_ts(v.first_seen)})"
     sides = sorted({k.split(".", 1)[0] for k in v.evidence if k.endswith(".image")})
     per_side = {f"{c}.{f}" for c in sides for f in ("image", "probe", "pvc", "vr")}
@@ -54,15 +66,12 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
     )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{v.summary}"}},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*Rule*\n{v.rule}"},
-                {"type": "mrkdwn", "text": f"*Severity*\n{v.severity}"},
-                {"type": "mrkdwn", "text": f"*Where*\n{where or '-'}"},
-                {"type": "mrkdwn", "text": f"*First seen*\n{_ts(v.first_seen)}"},
-            ],
-        },
+        fields_block(
+            ("Rule", v.rule),
+            ("Severity", v.severity),
+            ("Where", where or "-"),
+            ("First seen", _ts(v.first_seen)),
+        ),
     ]
     if sides:
         # DR1 vs DR2: the state of each side of the volume, side by side.
@@ -102,11 +111,15 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
                 "elements": [{"type": "mrkdwn", "text": f"Verify: `{remediation}`"}],
             }
         )
-    return {
+    payload: dict[str, Any] = {
         "event": event,
         "rule": v.rule,
         "subject": v.subject,
         "severity": v.severity,
+        "summary": v.summary,
+        "verify": remediation,
+        "fired_at": _iso(v.fired_at or v.first_seen),
+        "resolved_at": _iso(v.resolved_at),
         # What silences (and later routing) match on.
         "labels": {
             "rule": v.rule,
@@ -119,3 +132,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         "text": text,
         "blocks": blocks,
     }
+    if event == "resolved":
+        # The incident's first message is edited to this, its final state.
+        payload["parent"] = {"text": text, "blocks": blocks}
+    return payload

@@ -56,12 +56,30 @@ def load_report(session: Session, since: datetime, until: datetime) -> ReportDat
     ).all()
     delivery: dict[int, list[str]] = {}
     if vrows:
-        for n in session.scalars(
+        alerts = session.scalars(
             select(NotificationRow)
             .where(NotificationRow.violation_id.in_([v.id for v in vrows]))
             .order_by(NotificationRow.id)
-        ):
-            delivery.setdefault(n.violation_id, []).append(f"{n.event}:{n.sink}:{n.status}")
+        ).all()
+        # A grouped alert was told by the first message of its incident written after it.
+        messages: dict[int, list[tuple[int, str]]] = {}
+        groups = {n.group_id for n in alerts if n.group_id is not None}
+        if groups:
+            for mid, gid, status in session.execute(
+                select(NotificationRow.id, NotificationRow.group_id, NotificationRow.status)
+                .where(NotificationRow.group_id.in_(groups), NotificationRow.violation_id.is_(None))
+                .order_by(NotificationRow.id)
+            ):
+                if gid is not None:
+                    messages.setdefault(gid, []).append((mid, status))
+        for n in alerts:
+            status = n.status
+            if n.group_id is not None:
+                status = next(
+                    (st for mid, st in messages.get(n.group_id, []) if mid > n.id), status
+                )
+            assert n.violation_id is not None
+            delivery.setdefault(n.violation_id, []).append(f"{n.event}:{n.sink}:{status}")
     violations = [
         {
             "id": v.id,

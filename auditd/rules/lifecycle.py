@@ -75,6 +75,19 @@ def step(
         return Change(
             replace(active, state="firing", fired_at=now, evidence=finding.evidence), "pending"
         )
+    if active.state == "firing" and finding.severity != active.severity:
+        # Escalated (or eased): announced again, as an update in the incident's thread.
+        return Change(
+            replace(
+                active,
+                severity=finding.severity,
+                summary=finding.summary,
+                evidence=finding.evidence,
+            ),
+            "firing",
+        )
+    if active.state == "pending" and finding.severity != active.severity:
+        return Change(replace(active, severity=finding.severity, summary=finding.summary), None)
     return None
 
 

@@ -21,7 +21,7 @@ from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 from auditd.store.db import make_engine, session_factory
-from auditd.store.models import NotificationRow, ViolationRow
+from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,20 @@ def _say(text: str) -> None:
 
 
 def _wait_delivered(daemon: Daemon, event: str, timeout: float = 20.0) -> bool:
-    """Until every notification of this event kind has been sent or given up on."""
+    """Until alerts of this event kind exist and the outbox has nothing left to do for them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with daemon.sessions() as s:
-            rows = s.scalars(select(NotificationRow).where(NotificationRow.event == event)).all()
-            if rows and all(r.status in ("sent", "dead") for r in rows):
+            rows = s.scalars(select(NotificationRow)).all()
+            unflushed = s.scalar(
+                select(AlertGroupRow.id).where(AlertGroupRow.last_flush_at.is_(None)).limit(1)
+            )
+            alerts = [r for r in rows if r.violation_id is not None and r.event == event]
+            if (
+                alerts
+                and unflushed is None
+                and all(r.status not in ("pending", "sending") for r in rows)
+            ):
                 return True
             if not rows and event == "firing":
                 fired = s.scalars(

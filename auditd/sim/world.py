@@ -34,6 +34,8 @@ def pair_config_toml(
         "slack": {"channel": slack_channel, "base_url": slack_base_url}
         if slack_base_url
         else {"enabled": False},
+        # The simulator announces at once; grouping still merges what fires together.
+        "alerts": {"group_wait": "0s", "group_interval": "0s"},
     }
     for name, values in (sections or {}).items():
         tables.setdefault(name, {}).update(values)

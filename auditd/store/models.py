@@ -138,19 +138,55 @@ class ViolationRow(Base):
     resolved_at: Mapped[datetime | None]
 
 
-class NotificationRow(Base):
-    """The outbox: written in the same transaction as the violation change it announces."""
+class AlertGroupRow(Base):
+    """An incident: the alerts of one sink with equal group_by labels, announced together in one
+    message and its thread. Open until every member has resolved."""
 
-    __tablename__ = "notifications"
-    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+    __tablename__ = "alert_groups"
+    __table_args__ = (
+        Index(
+            "uq_alert_groups_open",
+            "sink",
+            "group_key",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        Index(None, "opened_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    violation_id: Mapped[int] = mapped_column(BigId, ForeignKey("violations.id"))
-    event: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    sink: Mapped[str] = mapped_column(String(32))
+    group_key: Mapped[str] = mapped_column(String(512))
+    labels: Mapped[dict[str, Any]]
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    last_flush_at: Mapped[datetime | None]
+    # What the last message said: {"members": {violation_id: [state, severity]}}.
+    announced: Mapped[dict[str, Any]]
+
+
+class NotificationRow(Base):
+    """The outbox: written in the same transaction as the violation change it announces.
+
+    Two kinds of rows: an alert (violation_id set) is one violation's firing or resolve; the
+    group stage folds alerts into their incident (status "grouped", group_id set) and writes
+    the incident's messages as rows of their own (group_id set, violation_id NULL).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "group_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    violation_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("violations.id"))
+    group_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("alert_groups.id"))
+    # alerts: firing | resolved; incident messages: firing | update | resolved | repeat
+    event: Mapped[str] = mapped_column(String(16))
     sink: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]]
     # pending | sending (an HTTP call in flight, or interrupted by a crash) | sent | dead |
-    # silenced | inhibited (recorded, never sent)
+    # silenced | inhibited (recorded, never sent) | grouped (an alert told by its incident's
+    # messages)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime]

@@ -17,6 +17,9 @@ class SendResult:
 
 class Sink(Protocol):
     name: str
+    # True: the outbox groups alerts into incidents for this sink (one message per incident).
+    # False: every alert is sent on its own (receivers that group themselves, like Alertmanager).
+    grouped: bool
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         """Deliver; ``key`` identifies the notification (sinks that can, attach it).

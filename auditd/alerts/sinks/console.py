@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 class ConsoleSink:
     name = "console"
+    grouped = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
@@ -34,6 +35,7 @@ class LogSink:
     """Logs each notification instead of sending it: `auditd run --dry-run`."""
 
     name = "log"
+    grouped = True
 
     def find_sent(self, key: str) -> str | None:
         return None

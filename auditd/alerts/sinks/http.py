@@ -51,6 +51,7 @@ class WebhookSink:
     """POSTs {"key", "event", "labels", "text", ...} to a URL of the team's choosing."""
 
     name = "webhook"
+    grouped = False  # machine consumers get one alert per violation, to route on its labels
 
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._url = url
@@ -60,7 +61,11 @@ class WebhookSink:
         return None  # receivers deduplicate on "key"
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
-        body = {"version": 1, "key": key, **{k: v for k, v in payload.items() if k != "blocks"}}
+        body = {
+            "version": 1,
+            "key": key,
+            **{k: v for k, v in payload.items() if k not in ("blocks", "parent")},
+        }
         return _post(self._url.get_secret_value(), body, self.timeout, "webhook")
 
 
@@ -71,6 +76,7 @@ class AlertmanagerSink:
     """
 
     name = "alertmanager"
+    grouped = False  # Alertmanager groups (and inhibits) by itself
 
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._url = url

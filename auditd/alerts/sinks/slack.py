@@ -39,6 +39,7 @@ METADATA_TYPE = "auditd_notification"
 
 class SlackSink:
     name = "slack"
+    grouped = True
 
     def __init__(
         self,
@@ -70,12 +71,12 @@ class SlackSink:
                 return str(msg.get("ts") or "") or None
         return None
 
-    def _update_parent(self, parent: str, payload: dict[str, Any]) -> None:
+    def _update_parent(self, parent: str, view: dict[str, Any]) -> None:
         """The parent shows the incident's current state, edited in place. Best effort: the
         reply is already posted, and failing here would make the outbox post it again."""
         try:
             self._client.chat_update(
-                channel=self.channel, ts=parent, text=payload["text"], blocks=payload.get("blocks")
+                channel=self.channel, ts=parent, text=view["text"], blocks=view.get("blocks")
             )
         except (SlackApiError, OSError, ValueError) as e:
             log.warning("could not update the incident's parent message: %s", type(e).__name__)
@@ -91,8 +92,8 @@ class SlackSink:
                 # Lets find_sent recognise this message after a crash (no double post).
                 metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
             )
-            if parent is not None:
-                self._update_parent(parent, payload)
+            if parent is not None and payload.get("parent"):
+                self._update_parent(parent, payload["parent"])
         except SlackApiError as e:
             error = str(e.response.get("error") or f"http_{e.response.status_code}")
             retry_after = None
@@ -117,6 +118,7 @@ class SlackWebhookSink:
     token. The webhook decides the channel; there are no threads, updates or history."""
 
     name = "slack"
+    grouped = True
 
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._client = WebhookClient(url.get_secret_value(), timeout=int(timeout))
