@@ -9,7 +9,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -43,6 +45,12 @@ examples:
   auditd report --since 7d --format json | jq '.violations[] | select(.state=="firing")'
   auditd report --since 2026-11-25T08:00:00Z --until 2026-11-25T20:00:00Z
   auditd report --db postgresql://auditd@db/auditd --since 30m
+  auditd report --since 7d --pair dr1-dr2 --rule split-brain --format markdown
+  auditd report --since 24h --format html -o dr-report.html   # one file, readable offline
+
+sections: summary by rule and severity (opened, resolved, open, MTTR), open incidents,
+replication health per image (share of the window healthy, worst lag), failovers and
+relocates (steps, RTO), audit blind spots, alert delivery (dead letters), incidents, timeline.
 """
 
 
@@ -98,7 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--since", default="24h", help="start: 30m, 24h, 7d, or ISO 8601 (default: 24h)")
     p.add_argument("--until", default="now", help="end: same forms as --since (default: now)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "markdown", "html"],
+        default="table",
+        help="table (terminal), json (docs/report-schema.md), markdown (for a postmortem), "
+        "html (one self-contained file with a timeline chart)",
+    )
+    p.add_argument("--pair", help="only this DR pair (clusters and pools need -c)")
+    p.add_argument("--namespace", help="only volumes and objects of this Kubernetes namespace")
+    p.add_argument("--rule", help="only incidents of this rule (see `auditd rules`)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="at most N incidents and the last N transitions of the timeline (default: 1000)",
+    )
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
 
     p = sub.add_parser(
         "status",
@@ -186,13 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="run the pipeline against two simulated clusters",
-        description="Start two simulated Kubernetes clusters on 127.0.0.1, run the daemon on "
-        "SQLite against them, play a short DR story (a PVC appears on the secondary, then "
-        "goes), print the alerts and the report. Sends to Slack too when $AUDITD_SLACK_TOKEN "
-        "and $AUDITD_SLACK_CHANNEL are set.",
+        description="Start two simulated Kubernetes clusters on 127.0.0.1 and run the daemon on "
+        "SQLite against them (a PVC appears on the secondary: alert, then resolve). Then replay "
+        "the hour before through the same pipeline on a simulated clock, with real Ceph "
+        "captures: a healthy pair, a stray PVC, the rbd-mirror daemon dying (one grouped "
+        "alert), a planned failover (no alarm, RTO recorded), a split brain (critical). Prints "
+        "the alerts and the report.",
     )
     p.add_argument(
         "--data-dir", type=Path, help="keep the demo's history here (default: a temp dir)"
+    )
+    p.add_argument(
+        "--slack",
+        action="store_true",
+        help="also send the alerts to Slack: needs $AUDITD_SLACK_TOKEN and $AUDITD_SLACK_CHANNEL "
+        "(or $AUDITD_SLACK_WEBHOOK)",
     )
     return parser
 
@@ -215,7 +248,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         logs.configure("WARNING")
         from auditd.sim.demo import run_demo
 
-        return run_demo(args.data_dir)
+        return run_demo(args.data_dir, args.slack)
     if args.command == "run":
         return _run(load_config(args.config), args.dry_run)
     config = load_config(getattr(args, "config", None))
@@ -228,7 +261,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"database at head: {redact_url(url)}")
         return EXIT_OK
     if args.command == "report":
-        return _report(url, args.since, args.until, args.format)
+        return _report(url, config, args)
     if args.command == "status":
         return _status(url, args.format)
     if args.command in ("rules", "explain"):
@@ -251,27 +284,69 @@ def _config_check(path: Path) -> int:
     return EXIT_OK
 
 
-def _report(url: str, since: str, until: str, fmt: str) -> int:
-    from auditd.report.query import load_report
-    from auditd.report.render import to_json, to_table
+class Progress:
+    """One line on stderr that says what a long command is doing, only on a terminal."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.enabled = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self.started
+            sys.stderr.write(f"\r\033[K{self.what}: {step} ({elapsed:.1f}s)")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _report(url: str, config: Config, args: argparse.Namespace) -> int:
+    from auditd.report.html import to_html
+    from auditd.report.query import Filters, load_report
+    from auditd.report.render import to_json, to_markdown, to_table
     from auditd.report.window import parse_time
     from auditd.store.db import session_factory
 
     now = datetime.now(UTC)
     try:
-        start, end = parse_time(since, now), parse_time(until, now)
+        start, end = parse_time(args.since, now), parse_time(args.until, now)
     except ValueError as e:
         print(f"auditd: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if end <= start:
+        print("auditd: --until must be after --since", file=sys.stderr)
+        return EXIT_USAGE
+    filters = Filters(pair=args.pair, namespace=args.namespace, rule=args.rule)
+    if args.pair:
+        pair = next((p for p in config.pairs if p.name == args.pair), None)
+        if pair is None and config.pairs:
+            known = ", ".join(p.name for p in config.pairs)
+            print(f"auditd: no pair {args.pair!r} in the config (pairs: {known})", file=sys.stderr)
+            return EXIT_USAGE
+        if pair is not None:
+            filters = replace(filters, clusters=tuple(pair.clusters), pools=tuple(pair.pools))
     engine = _open_history(url)
     if engine is None:
         return EXIT_ERROR
+    progress = Progress("report")
     try:
         with session_factory(engine)() as s:
-            data = load_report(s, start, end)
+            data = load_report(s, start, end, filters, max(1, args.limit), progress)
     finally:
+        progress.done()
         engine.dispose()
-    sys.stdout.write(to_json(data) + "\n" if fmt == "json" else to_table(data))
+    render = {"json": to_json, "markdown": to_markdown, "html": to_html}.get(args.format)
+    text = render(data) if render else to_table(data)
+    text = text if text.endswith("\n") else text + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"report written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

@@ -105,31 +105,35 @@ class Dispatcher:
                     )
                 )
             ]
-            # Lanes whose "firing" was silenced: their "resolved" is silenced too.
-            quiet: set[tuple[int | None, str]] = set(
-                session.execute(
-                    select(NotificationRow.violation_id, NotificationRow.sink).where(
+            # Lanes whose "firing" was held back (silenced or inhibited): their "resolved" is
+            # held back the same way, since nobody was told it fired.
+            quiet: dict[tuple[int | None, str], str] = {
+                (vid, sink): status
+                for vid, sink, status in session.execute(
+                    select(
+                        NotificationRow.violation_id, NotificationRow.sink, NotificationRow.status
+                    ).where(
                         NotificationRow.status.in_(("silenced", "inhibited")),
                         NotificationRow.violation_id.in_({r.violation_id for r in rows}),
                     )
                 )
-            )
+            }
             for row in rows:
                 lane = (row.violation_id, row.sink)
                 labels = row.payload.get("labels") or {}
                 if row.event == "resolved" and lane in quiet:
-                    self._hold(row, "silenced", "its firing notification was held back")
+                    self._hold(row, quiet[lane], "its firing notification was held back")
                     continue
                 silence = silenced_by(silences, labels, now)
                 if silence is not None:
                     reason = f"silenced by {silence.id} ({silence.author}: {silence.comment})"
                     self._hold(row, "silenced", reason)
-                    quiet.add(lane)
+                    quiet[lane] = "silenced"
                     continue
                 parent = inhibited_by(parents, labels) if row.event == "firing" else None
                 if parent is not None:
                     self._hold(row, "inhibited", f"inhibited by {parent.rule} {parent.subject}")
-                    quiet.add(lane)
+                    quiet[lane] = "inhibited"
                     continue
                 sink = self.sinks.get(row.sink)
                 if sink is None or not sink.grouped:

@@ -1,31 +1,554 @@
-"""Read a window of history for the report. Filtering and ordering happen in SQL."""
+"""Read a window of history for the report, one section per function.
+
+Counting, summing and time-weighting happen in SQL (GROUP BY, window functions); Python only
+receives aggregates and the bounded lists a person reads (open incidents, episodes, the last
+transitions of the timeline). That is what keeps a report over a million transitions under a
+second on SQLite and PostgreSQL (bench/report_scale.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from auditd.store.models import NotificationRow, TransitionRow, ViolationRow
+from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
+from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.store.models import (
+    EpisodeRow,
+    MeasurementRow,
+    NotificationRow,
+    ObjectRow,
+    TransitionRow,
+    UTCDateTime,
+    ViolationRow,
+)
+
+SEVERITIES = ("critical", "warning", "info")
 
 
 @dataclass(frozen=True)
+class Filters:
+    """What the SRE narrowed the report to. ``clusters``/``pools``: the pair's, from config."""
+
+    pair: str | None = None
+    namespace: str | None = None
+    rule: str | None = None
+    clusters: tuple[str, ...] = ()
+    pools: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"pair": self.pair, "namespace": self.namespace, "rule": self.rule}
+
+
+@dataclass
 class ReportData:
     since: datetime
     until: datetime
-    transitions: list[dict[str, Any]]
+    filters: Filters
+    summary: dict[str, Any]
+    open_incidents: list[dict[str, Any]]
     violations: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    episodes: list[dict[str, Any]]
+    blind_spots: list[dict[str, Any]]
+    delivery: dict[str, Any]
+    transitions: list[dict[str, Any]]
+    transitions_total: int
+    notes: list[str] = field(default_factory=list)
 
 
 def iso_utc(t: datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
-def load_report(session: Session, since: datetime, until: datetime) -> ReportData:
-    transitions = [
+def _at(t: datetime) -> ColumnElement[datetime]:
+    """A bound time, converted like every stored time (naive UTC text on SQLite)."""
+    return literal(t, UTCDateTime())
+
+
+def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
+    """end - start in seconds, in SQL (each backend has its own date arithmetic)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return func.extract("epoch", end - start)
+
+
+def load_report(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    filters: Filters | None = None,
+    limit: int = 1000,
+    progress: Callable[[str], None] | None = None,
+) -> ReportData:
+    f = filters or Filters()
+    step = progress or (lambda _what: None)
+    notes = []
+    if f.pair and not f.clusters:
+        notes.append(
+            f"--pair {f.pair}: without the config, only incidents and episodes are filtered "
+            "by pair (pass -c to filter clusters and volumes too)"
+        )
+    step("summary")
+    summary = _summary(session, since, until, f)
+    step("incidents")
+    open_now, violations = _violations(session, since, until, f, limit)
+    step("volumes")
+    volumes = _volumes(session, since, until, f)
+    step("episodes")
+    episodes = _episodes(session, since, until, f)
+    step("blind spots")
+    blind = _blind_spots(session, since, until, f)
+    step("delivery")
+    delivery = _delivery(session, since, until, f)
+    step("timeline")
+    transitions, total = _timeline(session, since, until, f, limit)
+    return ReportData(
+        since,
+        until,
+        f,
+        summary,
+        open_now,
+        violations,
+        volumes,
+        episodes,
+        blind,
+        delivery,
+        transitions,
+        total,
+        notes,
+    )
+
+
+# ------------------------------------------------------------------------------- incidents
+
+
+def _violation_scope(f: Filters) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = [ViolationRow.state != "inactive"]
+    if f.pair:
+        out.append(ViolationRow.pair == f.pair)
+    if f.rule:
+        out.append(ViolationRow.rule == f.rule)
+    if f.namespace:
+        out.append(ViolationRow.namespace == f.namespace)
+    return out
+
+
+def _summary(session: Session, since: datetime, until: datetime, f: Filters) -> dict[str, Any]:
+    """Incidents (violations that fired) opened, resolved and open, by rule and severity."""
+    fired = ViolationRow.fired_at
+    resolved_in = and_(
+        fired.is_not(None),
+        ViolationRow.resolved_at >= _at(since),
+        ViolationRow.resolved_at < _at(until),
+    )
+    repair = seconds_between(session, fired, ViolationRow.resolved_at)
+    rows = session.execute(
+        select(
+            ViolationRow.rule,
+            ViolationRow.severity,
+            func.sum(case((and_(fired >= _at(since), fired < _at(until)), 1), else_=0)),
+            func.sum(case((resolved_in, 1), else_=0)),
+            func.sum(
+                case(
+                    (
+                        and_(
+                            fired < _at(until),
+                            or_(
+                                ViolationRow.resolved_at.is_(None),
+                                ViolationRow.resolved_at >= _at(until),
+                            ),
+                        ),
+                        1,
+                    ),
+                    else_=0,
+                )
+            ),
+            func.sum(case((resolved_in, repair), else_=0.0)),
+        )
+        .where(
+            *_violation_scope(f),
+            fired.is_not(None),
+            fired < _at(until),
+            or_(ViolationRow.resolved_at.is_(None), ViolationRow.resolved_at >= _at(since)),
+        )
+        .group_by(ViolationRow.rule, ViolationRow.severity)
+    ).all()
+
+    def bucket() -> dict[str, Any]:
+        return {"opened": 0, "resolved": 0, "open": 0, "_repair": 0.0}
+
+    total = bucket()
+    by_rule: dict[str, dict[str, Any]] = {}
+    by_sev: dict[str, dict[str, Any]] = {}
+    for rule, sev, opened, resolved, still, repair_s in rows:
+        for b in (total, by_rule.setdefault(rule, bucket()), by_sev.setdefault(sev, bucket())):
+            b["opened"] += int(opened or 0)
+            b["resolved"] += int(resolved or 0)
+            b["open"] += int(still or 0)
+            b["_repair"] += float(repair_s or 0.0)
+
+    def done(b: dict[str, Any]) -> dict[str, Any]:
+        repair_total = b.pop("_repair")
+        b["mttr_seconds"] = round(repair_total / b["resolved"], 1) if b["resolved"] else None
+        return b
+
+    return {
+        **done(total),
+        "by_rule": [{"rule": r, **done(b)} for r, b in sorted(by_rule.items())],
+        "by_severity": [
+            {"severity": s, **done(by_sev[s])}
+            for s in sorted(by_sev, key=lambda s: SEVERITIES.index(s) if s in SEVERITIES else 9)
+        ],
+    }
+
+
+def _violation_doc(v: ViolationRow, delivery: list[str]) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "rule": v.rule,
+        "subject": v.subject,
+        "pair": v.pair,
+        "cluster": v.cluster,
+        "namespace": v.namespace,
+        "severity": v.severity,
+        "state": v.state,
+        "summary": v.summary,
+        "first_seen": iso_utc(v.first_seen),
+        "fired_at": iso_utc(v.fired_at),
+        "resolved_at": iso_utc(v.resolved_at),
+        "evidence": v.evidence,
+        "notifications": delivery,
+    }
+
+
+def _violations(
+    session: Session, since: datetime, until: datetime, f: Filters, limit: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The incidents open at the end of the window, and every violation that overlaps it (the
+    most recent ``limit``)."""
+    scope = _violation_scope(f)
+    overlapping = session.scalars(
+        select(ViolationRow)
+        .where(
+            *scope,
+            ViolationRow.first_seen < _at(until),
+            or_(ViolationRow.resolved_at.is_(None), ViolationRow.resolved_at >= _at(since)),
+        )
+        .order_by(ViolationRow.first_seen.desc(), ViolationRow.id.desc())
+        .limit(limit)
+    ).all()
+    vrows = list(reversed(overlapping))
+    delivery = _alert_delivery(session, [v.id for v in vrows])
+    docs = [_violation_doc(v, delivery.get(v.id, [])) for v in vrows]
+    open_now = [
+        d
+        for d in docs
+        if d["fired_at"] is not None
+        and (d["resolved_at"] is None or d["resolved_at"] >= iso_utc(until))
+    ]
+    return open_now, docs
+
+
+def _alert_delivery(session: Session, violation_ids: list[int]) -> dict[int, list[str]]:
+    """Per violation: event:sink:status of each alert. A grouped alert shows the status of the
+    first message of its incident written after it (the one that told it)."""
+    out: dict[int, list[str]] = {}
+    if not violation_ids:
+        return out
+    alerts = session.scalars(
+        select(NotificationRow)
+        .where(NotificationRow.violation_id.in_(violation_ids))
+        .order_by(NotificationRow.id)
+    ).all()
+    messages: dict[int, list[tuple[int, str]]] = {}
+    groups = {n.group_id for n in alerts if n.group_id is not None}
+    if groups:
+        for mid, gid, status in session.execute(
+            select(NotificationRow.id, NotificationRow.group_id, NotificationRow.status)
+            .where(NotificationRow.group_id.in_(groups), NotificationRow.violation_id.is_(None))
+            .order_by(NotificationRow.id)
+        ):
+            if gid is not None:
+                messages.setdefault(gid, []).append((mid, status))
+    for n in alerts:
+        status = n.status
+        if n.group_id is not None:
+            status = next((st for mid, st in messages.get(n.group_id, []) if mid > n.id), status)
+        if n.violation_id is not None:
+            out.setdefault(n.violation_id, []).append(f"{n.event}:{n.sink}:{status}")
+    return out
+
+
+# ------------------------------------------------------------------------------- volumes
+
+
+def _volume_labels(session: Session) -> dict[tuple[str, str, str], str]:
+    """(cluster, pool, image) -> namespace/pvc, from the PVs auditd knows now."""
+    out: dict[tuple[str, str, str], str] = {}
+    for cluster, facts in session.execute(
+        select(ObjectRow.cluster, ObjectRow.facts).where(ObjectRow.kind == "PersistentVolume")
+    ):
+        image, pool, claim = facts.get("imageName"), facts.get("pool"), facts.get("claimRef")
+        if image and pool and claim:
+            out[(cluster, pool, image)] = claim
+    return out
+
+
+def _volumes(
+    session: Session, since: datetime, until: datetime, f: Filters
+) -> list[dict[str, Any]]:
+    """Per image and cluster: the share of the window its mirror state was healthy (time-
+    weighted over the state transitions; time with no known state counts as not healthy),
+    and the worst replication lag sampled in the window."""
+    t = TransitionRow
+    scope: list[ColumnElement[bool]] = [t.kind == RBD_IMAGE, t.field == "class"]
+    if f.clusters:
+        scope.append(t.cluster.in_(f.clusters))
+    if f.pools:
+        scope.append(t.namespace.in_(f.pools))
+    # Each image's state when the window opened: its last class transition before it.
+    last_before = (
+        select(func.max(t.id))
+        .where(*scope, t.observed_at < _at(since))
+        .group_by(t.cluster, t.namespace, t.name)
+    )
+    opening = select(t.id, t.cluster, t.namespace, t.name, t.new, _at(since).label("start")).where(
+        t.id.in_(last_before)
+    )
+    inside = select(
+        t.id, t.cluster, t.namespace, t.name, t.new, t.observed_at.label("start")
+    ).where(*scope, t.observed_at >= _at(since), t.observed_at < _at(until))
+    states = union_all(opening, inside).subquery()
+    segments = select(
+        states.c.cluster,
+        states.c.namespace,
+        states.c.name,
+        states.c.new,
+        states.c.start,
+        func.coalesce(
+            func.lead(states.c.start).over(
+                partition_by=(states.c.cluster, states.c.namespace, states.c.name),
+                order_by=(states.c.start, states.c.id),
+            ),
+            _at(until),
+        ).label("end"),
+    ).subquery()
+    length = seconds_between(session, segments.c.start, segments.c.end)
+    window = max((until - since).total_seconds(), 1e-9)
+    health: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for cluster, pool, image, healthy in session.execute(
+        select(
+            segments.c.cluster,
+            segments.c.namespace,
+            segments.c.name,
+            func.sum(case((segments.c.new == "healthy", length), else_=0.0)),
+        ).group_by(segments.c.cluster, segments.c.namespace, segments.c.name)
+    ):
+        health[(cluster, pool, image)] = {
+            "healthy_share": round(min(1.0, float(healthy or 0.0) / window), 4),
+        }
+    m = MeasurementRow.__table__
+    lag_scope = [m.c.at >= _at(since), m.c.at < _at(until)]
+    if f.clusters:
+        lag_scope.append(m.c.cluster.in_(f.clusters))
+    if f.pools:
+        lag_scope.append(m.c.pool.in_(f.pools))
+    worst: dict[tuple[str, str, str], float | None] = {
+        (c, p, i): lag
+        for c, p, i, lag in session.execute(
+            select(m.c.cluster, m.c.pool, m.c.image, func.max(m.c.lag_seconds))
+            .where(*lag_scope)
+            .group_by(m.c.cluster, m.c.pool, m.c.image)
+        )
+    }
+    labels = _volume_labels(session)
+    claims_by_image = {(p, i): claim for (_, p, i), claim in labels.items()}
+    out = []
+    for key in sorted(set(health) | set(worst)):
+        cluster, pool, image = key
+        claim = labels.get(key) or claims_by_image.get((pool, image))
+        if f.namespace and (claim is None or claim.split("/", 1)[0] != f.namespace):
+            continue
+        out.append(
+            {
+                "cluster": cluster,
+                "pool": pool,
+                "image": image,
+                "volume": claim,
+                "healthy_share": health.get(key, {}).get("healthy_share", 0.0),
+                "worst_lag_seconds": _round(worst.get(key)),
+            }
+        )
+    # Worst first: what a reader should look at.
+    out.sort(key=lambda v: (v["healthy_share"], -(v["worst_lag_seconds"] or 0)))
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+# ------------------------------------------------------------------------------- episodes
+
+
+def _episodes(
+    session: Session, since: datetime, until: datetime, f: Filters
+) -> list[dict[str, Any]]:
+    e = EpisodeRow
+    scope: list[ColumnElement[bool]] = [
+        e.started_at < _at(until),
+        or_(e.ended_at.is_(None), e.ended_at >= _at(since)),
+    ]
+    if f.pair:
+        scope.append(e.pair == f.pair)
+    rows = session.scalars(select(e).where(*scope).order_by(e.started_at, e.id).limit(500)).all()
+    labels = _volume_labels(session) if f.namespace else {}
+    claims = {(p, i): c for (_, p, i), c in labels.items()}
+    out = []
+    for r in rows:
+        if f.namespace and (claims.get((r.pool, r.image)) or "").split("/", 1)[0] != f.namespace:
+            continue
+        out.append(
+            {
+                "pair": r.pair,
+                "pool": r.pool,
+                "image": r.image,
+                "trigger": r.trigger,
+                "from_cluster": r.from_cluster,
+                "to_cluster": r.to_cluster,
+                "started_at": iso_utc(r.started_at),
+                "ended_at": iso_utc(r.ended_at),
+                "rto_seconds": r.rto_seconds,
+                "steps": [{"at": at, "what": what} for at, what in r.steps.get("steps", [])],
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------- blind spots
+
+
+def _blind_spots(
+    session: Session, since: datetime, until: datetime, f: Filters
+) -> list[dict[str, Any]]:
+    """Intervals when auditd could not see: a watch stream blind or a Ceph probe failing."""
+    t = TransitionRow
+    watched = and_(t.kind == AUDIT_STREAM, t.field == "state")
+    probed = and_(t.kind == RBD_POOL, t.field == "probe")
+    scope: list[ColumnElement[bool]] = [or_(watched, probed), t.observed_at < _at(until)]
+    if f.clusters:
+        scope.append(t.cluster.in_(f.clusters))
+    # Few rows (streams and pools change state rarely): the intervals are built here.
+    last_before = (
+        select(func.max(t.id))
+        .where(or_(watched, probed), t.observed_at < _at(since))
+        .group_by(t.cluster, t.kind, t.namespace, t.name)
+    )
+    rows = session.execute(
+        select(t.cluster, t.kind, t.namespace, t.name, t.new, t.observed_at)
+        .where(*scope, or_(t.observed_at >= _at(since), t.id.in_(last_before)))
+        .order_by(t.observed_at, t.id)
+    ).all()
+    open_: dict[tuple[str, str, str, str], tuple[datetime, str]] = {}
+    out: list[dict[str, Any]] = []
+
+    def close(key: tuple[str, str, str, str], end: datetime | None) -> None:
+        start, state = open_.pop(key)
+        start = max(start, since)
+        stop = min(end, until) if end else None
+        out.append(
+            {
+                "cluster": key[0],
+                "what": f"watch {key[3]}" if key[1] == AUDIT_STREAM else f"rbd probe {key[3]}",
+                "state": state,
+                "started_at": iso_utc(start),
+                "ended_at": iso_utc(stop),
+                "seconds": round(((stop or until) - start).total_seconds(), 1),
+            }
+        )
+
+    for cluster, kind, ns, name, new, at in rows:
+        key = (cluster, kind, ns, name)
+        # "absent" is a CRD that is not installed: nothing to see, not a blind spot.
+        bad = new not in ("ok", "absent", None)
+        if key in open_ and not bad:
+            close(key, at)
+        elif bad and key not in open_:
+            open_[key] = (at, str(new))
+    for key in list(open_):
+        close(key, None)
+    out.sort(key=lambda b: (b["started_at"] or "", b["cluster"], b["what"]))
+    return out
+
+
+# ------------------------------------------------------------------------------- delivery
+
+
+def _delivery(session: Session, since: datetime, until: datetime, f: Filters) -> dict[str, Any]:
+    """Alerts (one per violation change) and messages (what reached a sink), by status."""
+    n = NotificationRow
+    scope: list[ColumnElement[bool]] = [n.created_at >= _at(since), n.created_at < _at(until)]
+    kind = case((n.violation_id.is_(None), "messages"), else_="alerts")
+    out: dict[str, Any] = {"alerts": {}, "messages": {}, "retried": 0, "dead_letters": []}
+    for what, status, count, retried in session.execute(
+        select(kind, n.status, func.count(), func.sum(case((n.attempts > 1, 1), else_=0)))
+        .where(*scope)
+        .group_by(kind, n.status)
+    ):
+        out[what][status] = int(count)
+        out["retried"] += int(retried or 0)
+    for row in session.execute(
+        select(n.id, n.sink, n.event, n.attempts, n.last_error, n.created_at)
+        .where(*scope, n.status == "dead")
+        .order_by(n.id.desc())
+        .limit(20)
+    ):
+        out["dead_letters"].append(
+            {
+                "id": row.id,
+                "sink": row.sink,
+                "event": row.event,
+                "attempts": row.attempts,
+                "error": row.last_error,
+                "created_at": iso_utc(row.created_at),
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------- timeline
+
+
+def _timeline(
+    session: Session, since: datetime, until: datetime, f: Filters, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The last ``limit`` transitions of the window, oldest first, and how many there were."""
+    t = TransitionRow
+    scope: list[ColumnElement[bool]] = [t.observed_at >= _at(since), t.observed_at < _at(until)]
+    if f.clusters:
+        scope.append(t.cluster.in_(f.clusters))
+    if f.namespace:
+        scope.append(t.namespace == f.namespace)
+    total = int(session.scalar(select(func.count()).select_from(t).where(*scope)) or 0)
+    rows = session.scalars(
+        select(t).where(*scope).order_by(t.observed_at.desc(), t.id.desc()).limit(limit)
+    ).all()
+    return [
         {
             "observed_at": iso_utc(r.observed_at),
             "cluster": r.cluster,
@@ -38,64 +561,5 @@ def load_report(session: Session, since: datetime, until: datetime) -> ReportDat
             "source": r.source,
             "late": r.late,
         }
-        for r in session.scalars(
-            select(TransitionRow)
-            .where(TransitionRow.observed_at >= since, TransitionRow.observed_at < until)
-            .order_by(TransitionRow.observed_at, TransitionRow.id)
-        )
-    ]
-    # A violation belongs in the window if any part of its life overlaps it.
-    vrows = session.scalars(
-        select(ViolationRow)
-        .where(
-            ViolationRow.first_seen < until,
-            or_(ViolationRow.resolved_at.is_(None), ViolationRow.resolved_at >= since),
-            ViolationRow.state != "inactive",
-        )
-        .order_by(ViolationRow.first_seen, ViolationRow.id)
-    ).all()
-    delivery: dict[int, list[str]] = {}
-    if vrows:
-        alerts = session.scalars(
-            select(NotificationRow)
-            .where(NotificationRow.violation_id.in_([v.id for v in vrows]))
-            .order_by(NotificationRow.id)
-        ).all()
-        # A grouped alert was told by the first message of its incident written after it.
-        messages: dict[int, list[tuple[int, str]]] = {}
-        groups = {n.group_id for n in alerts if n.group_id is not None}
-        if groups:
-            for mid, gid, status in session.execute(
-                select(NotificationRow.id, NotificationRow.group_id, NotificationRow.status)
-                .where(NotificationRow.group_id.in_(groups), NotificationRow.violation_id.is_(None))
-                .order_by(NotificationRow.id)
-            ):
-                if gid is not None:
-                    messages.setdefault(gid, []).append((mid, status))
-        for n in alerts:
-            status = n.status
-            if n.group_id is not None:
-                status = next(
-                    (st for mid, st in messages.get(n.group_id, []) if mid > n.id), status
-                )
-            assert n.violation_id is not None
-            delivery.setdefault(n.violation_id, []).append(f"{n.event}:{n.sink}:{status}")
-    violations = [
-        {
-            "id": v.id,
-            "rule": v.rule,
-            "subject": v.subject,
-            "pair": v.pair,
-            "cluster": v.cluster,
-            "severity": v.severity,
-            "state": v.state,
-            "summary": v.summary,
-            "first_seen": iso_utc(v.first_seen),
-            "fired_at": iso_utc(v.fired_at),
-            "resolved_at": iso_utc(v.resolved_at),
-            "evidence": v.evidence,
-            "notifications": delivery.get(v.id, []),
-        }
-        for v in vrows
-    ]
-    return ReportData(since, until, transitions, violations)
+        for r in reversed(rows)
+    ], total

@@ -1,4 +1,4 @@
-"""Render a report as a terminal table or as JSON (schema version 1)."""
+"""Render a report as a terminal table, Markdown, or JSON (schema: docs/report-schema.md)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,28 @@ import json
 from typing import Any
 
 from auditd.report.query import ReportData, iso_utc
+from auditd.report.sections import headline, sections
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def to_json(data: ReportData) -> str:
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "window": {"since": iso_utc(data.since), "until": iso_utc(data.until)},
-        "summary": {
-            "transitions": len(data.transitions),
-            "violations": len(data.violations),
-            "open": sum(1 for v in data.violations if v["resolved_at"] is None),
-        },
+        "filters": data.filters.as_dict(),
+        "notes": data.notes,
+        "summary": data.summary,
+        "open_incidents": data.open_incidents,
+        "volumes": data.volumes,
+        "episodes": data.episodes,
+        "blind_spots": data.blind_spots,
+        "delivery": data.delivery,
         "violations": data.violations,
+        "transitions_total": data.transitions_total,
         "transitions": data.transitions,
     }
-    return json.dumps(doc, indent=2, sort_keys=False)
+    return json.dumps(doc, indent=2)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -35,57 +40,33 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(s.rstrip() for s in out)
 
 
-def _short_time(iso: str | None) -> str:
-    return iso.replace("T", " ")[:19] if iso else "-"
-
-
 def to_table(data: ReportData) -> str:
-    open_count = sum(1 for v in data.violations if v["resolved_at"] is None)
-    parts = [
-        f"auditd report  {_short_time(iso_utc(data.since))} .. {_short_time(iso_utc(data.until))} UTC",
-        f"{len(data.violations)} violation(s), {open_count} open; "
-        f"{len(data.transitions)} transition(s)",
-        "",
-        "VIOLATIONS",
-    ]
-    if data.violations:
-        parts.append(
-            table(
-                ["STATE", "SEVERITY", "RULE", "SUBJECT", "FIRST SEEN", "RESOLVED"],
-                [
-                    [
-                        v["state"],
-                        v["severity"],
-                        v["rule"],
-                        v["subject"],
-                        _short_time(v["first_seen"]),
-                        _short_time(v["resolved_at"]),
-                    ]
-                    for v in data.violations
-                ],
-            )
-        )
-    else:
-        parts.append("(none)")
-    parts += ["", "TRANSITIONS"]
-    if data.transitions:
-        parts.append(
-            table(
-                ["OBSERVED", "CLUSTER", "OBJECT", "FIELD", "OLD -> NEW", "SOURCE"],
-                [
-                    [
-                        _short_time(t["observed_at"]),
-                        t["cluster"],
-                        f"{t['kind']} {t['namespace'] + '/' if t['namespace'] else ''}{t['name']}",
-                        t["field"],
-                        f"{t['old'] if t['old'] is not None else '-'} -> "
-                        f"{t['new'] if t['new'] is not None else '-'}",
-                        t["source"] + (" (late)" if t["late"] else ""),
-                    ]
-                    for t in data.transitions
-                ],
-            )
-        )
-    else:
-        parts.append("(none)")
+    parts = headline(data)
+    for sec in sections(data):
+        parts += ["", sec.title.upper()]
+        parts += sec.notes
+        parts.append(table(sec.headers, sec.rows) if sec.rows else sec.empty)
+    return "\n".join(parts) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(data: ReportData) -> str:
+    """GitHub-flavoured Markdown: pastes into a postmortem or an issue as it is."""
+    first, *rest = headline(data)
+    parts = [f"# {first.replace('auditd report  ', 'auditd report: ')}", ""]
+    parts += [f"{line}  " for line in rest]
+    for sec in sections(data):
+        parts += ["", f"## {sec.title}", ""]
+        parts += [f"_{note}_  " for note in sec.notes]
+        if sec.notes:
+            parts.append("")
+        if not sec.rows:
+            parts.append(sec.empty)
+            continue
+        parts.append("| " + " | ".join(sec.headers) + " |")
+        parts.append("|" + "|".join("---" for _ in sec.headers) + "|")
+        parts += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in sec.rows]
     return "\n".join(parts) + "\n"

@@ -51,14 +51,23 @@ def _finding(
     **evidence: object,
 ) -> Finding:
     pair = ctx.config.pair_of(where) if where else None
+    facts = {k: v for k, v in evidence.items() if v is not None}
+    # A finding about both sides (split brain) has no one cluster, but still its pair.
+    pair_name = pair.name if pair else (str(facts["pair"]) if facts.get("pair") else None)
+    if "namespace" not in facts:
+        # A volume's namespace is its PVC's (on either side): what silences and the report's
+        # --namespace match on.
+        claims = sorted(str(v) for k, v in facts.items() if k.endswith(".pvc") and "/" in str(v))
+        if claims:
+            facts["namespace"] = claims[0].split("/", 1)[0]
     return Finding(
         rule=rule.id,
         subject=subject,
         severity=rule.severity,
         summary=summary,
         cluster=where,
-        pair=pair.name if pair else None,
-        evidence={k: v for k, v in evidence.items() if v is not None},
+        pair=pair_name,
+        evidence=facts,
     )
 
 

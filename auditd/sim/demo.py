@@ -1,4 +1,5 @@
-"""`auditd demo`: the daemon on SQLite against two simulated clusters, playing a short story."""
+"""`auditd demo`: the daemon on SQLite against two simulated clusters, then the hour before
+replayed on a simulated clock (sim/story.py), then the report."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from auditd.alerts.outbox import Dispatcher
+from auditd.alerts.sinks.build import build_sinks
 from auditd.config import SlackConfig, parse_config
 from auditd.daemon.runner import Daemon
 from auditd.report.query import load_report
 from auditd.report.render import to_table
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.story import LENGTH, POOL, replay
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 from auditd.store.db import make_engine, session_factory
@@ -56,7 +60,7 @@ def _wait_delivered(daemon: Daemon, event: str, timeout: float = 20.0) -> bool:
     return False
 
 
-def run_demo(data_dir: Path | None = None) -> int:
+def run_demo(data_dir: Path | None = None, slack: bool = False) -> int:
     started = datetime.now(UTC) - timedelta(seconds=1)
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="auditd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -69,14 +73,23 @@ def run_demo(data_dir: Path | None = None) -> int:
         f"sqlite:///{(workdir / 'auditd.db').resolve()}",
         data_dir=workdir,
         sections={"alerts": {"console": True}},
+        pools=(POOL,),
     )
     (workdir / "auditd.toml").write_text(toml)  # so that `auditd explain -c` can use it later
     config = parse_config(tomllib.loads(toml))
-    # Slack too when the environment has a token and channel (the config default reads them).
-    config = config.model_copy(update={"slack": SlackConfig()})
+    if slack:
+        # The config default reads $AUDITD_SLACK_TOKEN / $AUDITD_SLACK_CHANNEL (or a webhook).
+        config = config.model_copy(update={"slack": SlackConfig()})
+        if config.slack.token() is None and config.slack.webhook() is None:
+            print(
+                "auditd demo --slack: set AUDITD_SLACK_TOKEN and AUDITD_SLACK_CHANNEL "
+                "(or AUDITD_SLACK_WEBHOOK) first",
+                file=sys.stderr,
+            )
+            return 2
     daemon = Daemon(config)
     try:
-        _say("A healthy pair: dr1 (primary) holds the PVC, PV and VolumeReplication; dr2 none")
+        _say("Live: two simulated Kubernetes API servers on 127.0.0.1, auditd watching both")
         dr1.create(PVC, objects.pvc("mysql-data", "shop", volume="pvc-4f1c"))
         dr1.create(PV, objects.pv("pvc-4f1c", "shop", "mysql-data", "csi-vol-4f1c"))
         dr1.create(VR, objects.vr("mysql-data", "shop", "mysql-data"))
@@ -84,15 +97,15 @@ def run_demo(data_dir: Path | None = None) -> int:
         if not daemon.wait_synced(20):
             print("the simulated clusters did not sync in time", file=sys.stderr)
             return 1
-        print("    both clusters listed and watched; no violation")
+        print("    both clusters listed and watched; shop/mysql-data on dr1 only: no violation")
 
-        _say("Someone applies the PVC on dr2, the DR secondary")
+        _say("Live: someone applies the PVC shop/mysql-data on dr2, the DR secondary")
         dr2.create(PVC, objects.pvc("mysql-data", "shop", phase="Pending"))
         if not _wait_delivered(daemon, "firing"):
             print("no alert was delivered in time", file=sys.stderr)
             return 1
 
-        _say("The stray PVC is deleted from dr2")
+        _say("Live: the stray PVC is deleted from dr2")
         time.sleep(1.0)
         dr2.delete(PVC, "shop", "mysql-data")
         if not _wait_delivered(daemon, "resolved"):
@@ -103,12 +116,27 @@ def run_demo(data_dir: Path | None = None) -> int:
         dr1.stop()
         dr2.stop()
 
-    _say("auditd report")
+    # The hour before, replayed through the same pipeline on a simulated clock.
+    story_start = started - LENGTH - timedelta(minutes=2)
+    _say(
+        "The hour before, replayed on a simulated clock through the same pipeline "
+        "(real Ceph captures for the RBD mirror status)"
+    )
     engine = make_engine(config.effective_database_url())
-    with session_factory(engine)() as s:
-        print(to_table(load_report(s, started, datetime.now(UTC))))
+    sessions = session_factory(engine)
+    sinks = build_sinks(config, console=True)
+    replay(sessions, config, story_start, Dispatcher(sessions, sinks, config.alerts), _act)
+
+    _say("auditd report")
+    with sessions() as s:
+        print(to_table(load_report(s, story_start - timedelta(minutes=1), datetime.now(UTC))))
     engine.dispose()
     print(f"History kept in {workdir}; read it again with:")
-    print(f"    auditd report -c {workdir / 'auditd.toml'} --since 1h")
+    print(f"    auditd report -c {workdir / 'auditd.toml'} --since 2h --format html -o report.html")
+    print(f"    auditd history -c {workdir / 'auditd.toml'} payments/ledger")
     print(f"    auditd explain -c {workdir / 'auditd.toml'} shop/mysql-data")
     return 0
+
+
+def _act(title: str) -> None:
+    print(f"    {title}", flush=True)

@@ -23,6 +23,7 @@ def pair_config_toml(
     slack_channel: str = "#dr-alerts",
     sections: dict[str, dict[str, object]] | None = None,
     log_level: str = "INFO",
+    pools: tuple[str, ...] = (),
 ) -> str:
     """A config for clusters dr1 (primary) and dr2 (secondary) behind one kubeconfig.
 
@@ -52,6 +53,8 @@ def pair_config_toml(
             f"role = {_toml_value(role)}",
         ]
     lines += ["", "[[pairs]]", 'name = "dr1-dr2"', 'clusters = ["dr1", "dr2"]']
+    if pools:
+        lines.append("pools = [" + ", ".join(_toml_value(p) for p in pools) + "]")
     for name, values in tables.items():
         lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"

@@ -121,6 +121,7 @@ class ViolationRow(Base):
         ),
         Index(None, "first_seen"),
         Index(None, "resolved_at"),
+        Index(None, "fired_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -128,6 +129,8 @@ class ViolationRow(Base):
     subject: Mapped[str] = mapped_column(String(512))
     pair: Mapped[str | None] = mapped_column(String(63))
     cluster: Mapped[str | None] = mapped_column(String(63))
+    # The Kubernetes namespace of the volume or object, when there is one (report filters).
+    namespace: Mapped[str | None] = mapped_column(String(253))
     severity: Mapped[str] = mapped_column(String(16))
     # pending | firing | resolved | inactive (cleared before it ever fired)
     state: Mapped[str] = mapped_column(String(16))
@@ -175,7 +178,11 @@ class NotificationRow(Base):
     """
 
     __tablename__ = "notifications"
-    __table_args__ = (Index(None, "status", "next_attempt_at"), Index(None, "group_id"))
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "group_id"),
+        Index(None, "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     violation_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("violations.id"))

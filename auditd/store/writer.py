@@ -171,6 +171,7 @@ def write_change(
             subject=v.subject,
             pair=v.pair,
             cluster=v.cluster,
+            namespace=v.evidence.get("namespace"),
             severity=v.severity,
             state=v.state,
             summary=v.summary,
