@@ -36,6 +36,7 @@ Start here:
   auditd config check -c auditd.toml   validate a config, print it with secrets redacted
   auditd run -c auditd.toml            run the daemon (stop with Ctrl-C or SIGTERM)
   auditd report --since 24h            what happened in the last day
+  auditd history payments/ledger       one volume's timeline on both clusters
   auditd status                        is every cluster being watched right now?
 """
 
@@ -126,6 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
 
     p = sub.add_parser(
+        "history",
+        help="the timeline of one volume on both clusters",
+        description="Every recorded transition of one volume's PVC, PV, VolumeReplication and "
+        "RBD image, on both clusters, with its source (list, watch, relist, resync, probe), "
+        "plus the incidents and failovers it was part of. VOLUME is namespace/pvc or "
+        "pool/image; objects are linked through history, so a deleted or failed-over volume "
+        "keeps its whole story.",
+        epilog="examples:\n  auditd history payments/ledger\n"
+        "  auditd history replicapool/csi-vol-0001 --since 7d --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_db(p)
+    p.add_argument("volume", metavar="VOLUME", help="namespace/pvc or pool/image")
+    p.add_argument("--since", help="start: 30m, 24h, 7d, or ISO 8601 (default: all history)")
+    p.add_argument("--until", help="end: same forms (default: now)")
+    p.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="the last N transitions (1000)"
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser(
         "status",
         help="health of every watch stream and of the outbox",
         description="Show, per cluster and kind, whether auditd is watching (ok), cannot see "
@@ -197,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the Alembic migrations up to head. Safe to run repeatedly.",
     )
     _add_db(up)
+    pr = dbsub.add_parser(
+        "prune",
+        help="delete history older than the retention age, in batches",
+        description="Delete transitions, samples and resolved violations (with their "
+        "notifications) older than --keep (default: retention.keep from the config, 90d). "
+        "Open incidents and failover episodes are never pruned, nor the newest transition of "
+        "each object's field (its state at the start of any later report). Runs in small "
+        "batches, so a running daemon keeps writing meanwhile; `auditd run` does this hourly.",
+    )
+    _add_db(pr)
+    pr.add_argument("--keep", metavar="AGE", help="keep this much history: 30d, 90d, 2160h")
 
     p = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
@@ -254,6 +287,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
+    if args.command == "db" and args.db_command == "prune":
+        return _prune(url, config, args.keep)
     if args.command == "db":
         from auditd.store.migrate import upgrade
 
@@ -264,6 +299,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _report(url, config, args)
     if args.command == "status":
         return _status(url, args.format)
+    if args.command == "history":
+        return _history(url, args)
     if args.command in ("rules", "explain"):
         return _rules_or_explain(url, config, args)
     if args.command == "silence":
@@ -347,6 +384,71 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
         print(f"report written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _prune(url: str, config: Config, keep_arg: str | None) -> int:
+    from datetime import timedelta
+
+    from auditd.config import parse_duration
+    from auditd.store.db import session_factory
+    from auditd.store.retention import Pruner
+
+    try:
+        keep = parse_duration(keep_arg) if keep_arg else config.retention.keep
+    except ValueError as e:
+        print(f"auditd: --keep: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if keep <= timedelta(0):
+        print("auditd: retention is off (keep = 0): nothing to prune", file=sys.stderr)
+        return EXIT_OK
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
+    progress = Progress("prune")
+    try:
+        pruner = Pruner(session_factory(engine), config.retention.batch_size, timedelta(0))
+        pruner.progress = progress
+        result = pruner.prune(datetime.now(UTC) - keep)
+    finally:
+        progress.done()
+        engine.dispose()
+    done = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items()) if n) or "nothing"
+    print(
+        f"pruned history before {result.cutoff:%Y-%m-%d %H:%M} UTC: {done} ({result.seconds:.1f}s)"
+    )
+    return EXIT_OK
+
+
+def _history(url: str, args: argparse.Namespace) -> int:
+    from auditd.report.history import history_json, history_text, load_history, resolve
+    from auditd.report.window import parse_time
+    from auditd.store.db import session_factory
+
+    now = datetime.now(UTC)
+    try:
+        start = parse_time(args.since, now) if args.since else None
+        end = parse_time(args.until, now) if args.until else None
+    except ValueError as e:
+        print(f"auditd: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = _open_history(url)
+    if engine is None:
+        return EXIT_ERROR
+    try:
+        with session_factory(engine)() as s:
+            vol = resolve(s, args.volume)
+            if vol is None:
+                print(
+                    f"auditd: no volume {args.volume!r} in the history (give namespace/pvc or "
+                    "pool/image, as `auditd report` shows them)",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
+            doc = load_history(s, vol, start, end, max(1, args.limit))
+    finally:
+        engine.dispose()
+    sys.stdout.write(history_json(doc) + "\n" if args.format == "json" else history_text(doc))
     return EXIT_OK
 
 

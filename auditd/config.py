@@ -36,6 +36,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
     if isinstance(value, str):
+        if value.strip().isdigit():
+            return timedelta(seconds=int(value))
         m = _DURATION.match(value)
         if m:
             return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
@@ -225,6 +227,31 @@ class RuleConfig(Strict):
     deadline: Duration | None = None
 
 
+class OpsConfig(Strict):
+    # host:port for /metrics, /healthz and /readyz; "" turns the endpoint off. In a pod,
+    # "0.0.0.0:9464" lets the kubelet and Prometheus reach it.
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if v and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}", v):
+            raise ValueError('expected host:port, like "0.0.0.0:9464" (or "" to turn it off)')
+        return v
+
+
+class RetentionConfig(Strict):
+    # History older than this is pruned: transitions, samples, and the violations (with their
+    # notifications) that resolved before it. Open incidents and failover episodes are kept.
+    # 0 keeps everything.
+    keep: Duration = timedelta(days=90)
+    # Pruning runs this often, deleting this many rows per short transaction, with a pause
+    # between batches so the ingest writer is never kept waiting.
+    every: Duration = timedelta(hours=1)
+    batch_size: int = Field(5000, ge=100)
+    pause: Duration = timedelta(milliseconds=200)
+
+
 class Config(Strict):
     data_dir: Path = Path("./auditd-data")
     database_url: str | None = None
@@ -237,6 +264,8 @@ class Config(Strict):
     slack: SlackConfig = SlackConfig()
     alerts: AlertsConfig = AlertsConfig()
     rules: dict[str, RuleConfig] = {}
+    ops: OpsConfig = OpsConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("clusters")
     @classmethod

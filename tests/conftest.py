@@ -106,6 +106,7 @@ def make_config(tmp_path: Path, clusters: dict[str, Any]) -> Callable[..., Confi
             "watch": {"backoff_initial": "50ms", "backoff_max": "500ms", "read_timeout": "5s"},
             "slack": {"enabled": False},
             "alerts": {"group_wait": "0s", "group_interval": "0s"},
+            "ops": {"listen": "127.0.0.1:0"},
         }
         alerts = overrides.pop("alerts", {})
         raw.update(overrides)

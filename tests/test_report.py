@@ -225,3 +225,37 @@ def test_html_report_renders_in_headless_chromium(story_db: str, tmp_path: Path)
 if __name__ == "__main__":  # regenerate the goldens by hand: python tests/test_report.py
     os.environ["AUDITD_UPDATE_GOLDEN"] = "1"
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_history_of_one_volume_across_its_failover(
+    story_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "--db", story_db, "payments/ledger", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["volume"] == {
+        "claims": ["payments/ledger"],
+        "pvs": ["pvc-dr1-0001", "pvc-dr2-0001"],
+        "volume_replications": ["payments/ledger"],
+        "images": ["replicapool/csi-vol-0001"],
+    }
+    seen = {(t["cluster"], t["kind"], t["source"]) for t in doc["transitions"]}
+    assert ("dr1", "PersistentVolumeClaim", "watch") in seen
+    assert ("dr2", "PersistentVolumeClaim", "watch") in seen  # the stray, then the failover
+    assert ("dr2", "RbdImage", "probe") in seen and ("dr1", "RbdImage", "probe") in seen
+    times = [t["observed_at"] for t in doc["transitions"]]
+    assert times == sorted(times)
+    assert [i["rule"] for i in doc["incidents"]] == [
+        "pvc-on-secondary",
+        "secondary-not-replaying",
+        "split-brain",
+    ]
+    assert [(e["trigger"], e["rto_seconds"]) for e in doc["episodes"]] == [("demote", 60.0)]
+    # The image names the same volume; the text form reads as a timeline.
+    assert main(["history", "--db", story_db, "replicapool/csi-vol-0001"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("volume: PVC payments/ledger; PV pvc-dr1-0001, pvc-dr2-0001")
+    assert any(
+        "RbdImage replicapool/csi-vol-0001" in ln and "primary" in ln for ln in text.splitlines()
+    )
+    assert main(["history", "--db", story_db, "payments/nope"]) == 1
+    assert "no volume 'payments/nope'" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,9 @@ from auditd.store.writer import (
     write_probe_health,
     write_stream_health,
 )
+
+if TYPE_CHECKING:
+    from auditd.daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,10 @@ class Ingestor:
         batch_max: int = 1000,
         queue_max: int = 2000,
         pages_in_flight: int = 4,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessions = sessions
+        self.metrics = metrics
         self.inventory = inventory
         self.rules = rules
         self.active = active
@@ -169,9 +174,8 @@ class Ingestor:
         if not delta and not changes and health is None and not probe_rows and not episodes:
             return
         plans = [(c, self._notifications(c)) for c in changes]
-        ids = self._commit(
-            delta, plans, now, self._health_rows(health), probe_rows, samples, episodes
-        )
+        health_rows = self._health_rows(health)
+        ids = self._commit(delta, plans, now, health_rows, probe_rows, samples, episodes)
         for change, vid in zip(changes, ids, strict=True):
             v = replace(change.violation, id=vid)
             key = (v.rule, v.subject)
@@ -181,6 +185,11 @@ class Ingestor:
                 self.active.pop(key, None)
             log.info("violation %s %s: %s", v.rule, v.state, v.subject, extra={"rule": v.rule})
         self.committed_batches += 1
+        if self.metrics is not None:
+            probes = [i for i in batch if isinstance(i, ProbeResult)]
+            self.metrics.observe(
+                probes, self._stale_after(), samples, health_rows, changes, self.active
+            )
         if plans:
             self.on_commit()
         if listed:

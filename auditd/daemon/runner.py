@@ -12,17 +12,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import func, select
 
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.config import ClusterConfig, Config, redact_url
 from auditd.daemon.ingest import HealthReport, Ingestor, Tick
+from auditd.daemon.metrics import Metrics
+from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
@@ -35,6 +38,8 @@ from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transpo
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_objects, load_open_episodes, load_open_violations
 from auditd.store.migrate import upgrade
+from auditd.store.models import NotificationRow
+from auditd.store.retention import Pruner
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._watchers: list[ListWatcher] = []
         self._started = False
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         cfg = self.config
@@ -97,11 +103,23 @@ class Daemon:
             else build_sinks(cfg, dry_run=self.dry_run)
         )
         self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts)
+        self.metrics = Metrics(self._outbox_counts)
+        self.metrics.firing_now(active)
         self.ingestor = Ingestor(
-            self.sessions, inventory, rules, active, sorted(sinks), self.dispatcher.wake
+            self.sessions,
+            inventory,
+            rules,
+            active,
+            sorted(sinks),
+            self.dispatcher.wake,
+            metrics=self.metrics,
         )
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
+        self.ops: OpsServer | None = None
+        if cfg.ops.listen:
+            self.ops = OpsServer(cfg.ops.listen, self.metrics.registry, self.alive, self.ready)
+            self.ops.start()
         for cluster in cfg.clusters:
             for kind in WATCHED_KINDS:
                 health = StreamHealth(cluster.name, kind.kind)
@@ -145,6 +163,19 @@ class Daemon:
             max_instances=1,
             next_run_time=datetime.now(UTC),  # `auditd status` has an answer from the start
         )
+        if cfg.retention.keep.total_seconds() > 0:
+            self._pruner = Pruner(
+                self.sessions, cfg.retention.batch_size, cfg.retention.pause, self._stopping
+            )
+            self.scheduler.add_job(
+                self.prune,
+                "interval",
+                seconds=cfg.retention.every.total_seconds(),
+                id="retention",
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC) + timedelta(minutes=1),  # after start-up settles
+            )
         self.scheduler.start()
         self._started = True
         log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
@@ -181,6 +212,33 @@ class Daemon:
                             next_run_time=now,
                         )
 
+    def prune(self) -> None:
+        """Retention, in the scheduler's thread: batches, so ingest never waits long."""
+        try:
+            self._pruner.prune(datetime.now(UTC) - self.config.retention.keep)
+        except Exception:  # the next run tries again; history is never at risk here
+            log.exception("pruning history failed")
+
+    def alive(self) -> tuple[bool, str]:
+        dead = [
+            t.name for t in self._threads if t.name in ("ingest", "outbox") and not t.is_alive()
+        ]
+        return (False, f"thread(s) stopped: {', '.join(dead)}") if dead else (True, "ok")
+
+    def ready(self) -> tuple[bool, str]:
+        ok, reason = readiness(h.snapshot() for h in self.health.values())
+        alive, why = self.alive()
+        ok, reason = (ok and alive), (reason if alive else why)
+        self.metrics.ready.set(1 if ok else 0)
+        return ok, reason
+
+    def _outbox_counts(self) -> dict[str, int]:
+        with self.sessions() as s:
+            rows = s.execute(
+                select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
+            ).all()
+        return {str(status): int(n) for status, n in rows}
+
     def report_health(self) -> None:
         self.ingestor.put(
             HealthReport(datetime.now(UTC), [h.snapshot() for h in self.health.values()])
@@ -205,7 +263,10 @@ class Daemon:
             return
         self._started = False
         log.info("stopping: flushing queued events")
+        self._stopping.set()  # a prune in progress ends after its current batch
         self.scheduler.shutdown(wait=False)
+        if self.ops is not None:
+            self.ops.stop()
         for w in self._watchers:
             w.stop()
         deadline = time.monotonic() + timeout

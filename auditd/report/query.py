@@ -548,18 +548,19 @@ def _timeline(
     rows = session.scalars(
         select(t).where(*scope).order_by(t.observed_at.desc(), t.id.desc()).limit(limit)
     ).all()
-    return [
-        {
-            "observed_at": iso_utc(r.observed_at),
-            "cluster": r.cluster,
-            "kind": r.kind,
-            "namespace": r.namespace,
-            "name": r.name,
-            "field": r.field,
-            "old": r.old,
-            "new": r.new,
-            "source": r.source,
-            "late": r.late,
-        }
-        for r in reversed(rows)
-    ], total
+    return [transition_doc(r) for r in reversed(rows)], total
+
+
+def transition_doc(r: TransitionRow) -> dict[str, Any]:
+    return {
+        "observed_at": iso_utc(r.observed_at),
+        "cluster": r.cluster,
+        "kind": r.kind,
+        "namespace": r.namespace,
+        "name": r.name,
+        "field": r.field,
+        "old": r.old,
+        "new": r.new,
+        "source": r.source,
+        "late": r.late,
+    }

@@ -14,7 +14,7 @@ from pathlib import Path
 CAPTURES = Path(__file__).parent / "captures"
 SITE = {"dr1": "site-a", "dr2": "site-b"}
 
-_LAST_UPDATE = re.compile(r'("last_update": ")(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(")')
+_LAST_UPDATE = re.compile(r'("last_update":\s*")(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(")')
 # Inside the description, itself a JSON string: \"local_snapshot_timestamp\":1795686480
 _EPOCH = re.compile(r'((?:local|remote)_snapshot_timestamp\\?":\s*)(\d+)')
 _FMT = "%Y-%m-%d %H:%M:%S"

@@ -37,6 +37,8 @@ def pair_config_toml(
         else {"enabled": False},
         # The simulator announces at once; grouping still merges what fires together.
         "alerts": {"group_wait": "0s", "group_interval": "0s"},
+        # Any free port: several simulated daemons may run side by side.
+        "ops": {"listen": "127.0.0.1:0"},
     }
     for name, values in (sections or {}).items():
         tables.setdefault(name, {}).update(values)

@@ -1,0 +1,157 @@
+"""Prometheus metrics: what the ingest writer saw in each committed batch, plus the outbox
+depth read from the database at scrape time.
+
+The ingest thread is the only writer of these series (as of the history), so they agree with
+the database: a lag gauge moves when its sample was committed, not before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from auditd.rules.lifecycle import Active, Change
+from auditd.sources.rbd.parse import classify
+from auditd.sources.rbd.probe import ProbeResult
+
+CLASSES = ("healthy", "degraded", "error", "stale", "unknown")
+
+
+class OutboxCollector(Collector):
+    """Notifications by status, counted by the database when Prometheus scrapes."""
+
+    def __init__(self, count_by_status: Callable[[], Mapping[str, int]]) -> None:
+        self._count = count_by_status
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "auditd_outbox_notifications",
+            "Outbox rows by status (pending + sending is the delivery backlog; dead needs a "
+            "human).",
+            labels=["status"],
+        )
+        try:
+            counts = self._count()
+        except Exception:  # a scrape must not fail because the database hiccuped
+            counts = {}
+        for status, n in sorted(counts.items()):
+            family.add_metric([status], n)
+        yield family
+
+
+class Metrics:
+    def __init__(self, count_by_status: Callable[[], Mapping[str, int]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.lag = Gauge(
+            "auditd_rbd_image_lag_seconds",
+            "Now minus the last snapshot the secondary synced, per image (last sample).",
+            ["cluster", "pool", "image"],
+            registry=r,
+        )
+        self.image_state = Gauge(
+            "auditd_rbd_image_state",
+            "1 for the image's current mirror state class (healthy, degraded, error, stale, "
+            "unknown), 0 for the others.",
+            ["cluster", "pool", "image", "state"],
+            registry=r,
+        )
+        self.probe_seconds = Histogram(
+            "auditd_probe_duration_seconds",
+            "How long one rbd probe of one pool took.",
+            ["cluster", "pool", "kind"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.probe_errors = Counter(
+            "auditd_probe_errors_total",
+            "Failed rbd probes, by failure kind (timeout, auth, garbage, ...).",
+            ["cluster", "pool", "kind"],
+            registry=r,
+        )
+        self.firing = Gauge(
+            "auditd_violations_firing",
+            "Violations firing now, by rule and severity.",
+            ["rule", "severity"],
+            registry=r,
+        )
+        self.fired = Counter(
+            "auditd_rule_firings_total",
+            "Violations that started firing, by rule and severity.",
+            ["rule", "severity"],
+            registry=r,
+        )
+        self.stream_up = Gauge(
+            "auditd_watch_stream_up",
+            "1 while a watch stream sees its kind (or the CRD is absent), 0 while blind.",
+            ["cluster", "kind"],
+            registry=r,
+        )
+        self.stream_relists = Gauge(
+            "auditd_watch_relists",
+            "Relists of a watch stream since auditd started (410 Gone, too-old resource version).",
+            ["cluster", "kind"],
+            registry=r,
+        )
+        self.stream_errors = Gauge(
+            "auditd_watch_errors",
+            "Errors of a watch stream since auditd started.",
+            ["cluster", "kind"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "auditd_ready", "1 once every reachable cluster finished its first sync.", registry=r
+        )
+        if count_by_status is not None:
+            r.register(OutboxCollector(count_by_status))
+
+    def observe(
+        self,
+        probes: Sequence[ProbeResult],
+        stale_after: timedelta,
+        samples: Sequence[dict[str, Any]],
+        health: Sequence[dict[str, Any]],
+        changes: Sequence[Change],
+        active: Mapping[tuple[str, str], Active],
+    ) -> None:
+        """One committed ingest batch."""
+        for p in probes:
+            self.probe_seconds.labels(p.cluster, p.pool, p.kind).observe(p.duration)
+            if p.failure is not None:
+                self.probe_errors.labels(p.cluster, p.pool, p.failure.kind).inc()
+            if p.status is None:
+                continue
+            for image in p.status.images:
+                now = classify(image, p.at, stale_after)
+                for state in CLASSES:
+                    self.image_state.labels(p.cluster, p.pool, image.name, state).set(
+                        1 if state == now else 0
+                    )
+        for s in samples:
+            if s.get("lag_seconds") is not None:
+                self.lag.labels(s["cluster"], s["pool"], s["image"]).set(s["lag_seconds"])
+        for h in health:
+            labels = (h["cluster"], h["kind"])
+            self.stream_up.labels(*labels).set(0 if h["state"] == "blind" else 1)
+            self.stream_relists.labels(*labels).set(h["relists"])
+            self.stream_errors.labels(*labels).set(h["errors"])
+        if not changes:
+            return
+        for c in changes:
+            if c.violation.state == "firing" and c.previous != "firing":
+                self.fired.labels(c.violation.rule, c.violation.severity).inc()
+        self.firing_now(active)
+
+    def firing_now(self, active: Mapping[tuple[str, str], Active]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for v in active.values():
+            if v.state == "firing":
+                counts[(v.rule, v.severity)] = counts.get((v.rule, v.severity), 0) + 1
+        self.firing.clear()
+        for (rule, severity), n in counts.items():
+            self.firing.labels(rule, severity).set(n)

@@ -1,0 +1,174 @@
+"""Retention: prune history older than the configured age, in small batches.
+
+What goes: transitions older than the cutoff (except the newest of each object's field, which
+is that field's state at any later window's start: without it a report would count a volume
+that has been healthy for 100 days as unknown), samples, and violations that resolved before
+the cutoff with their notifications and closed incidents.
+What stays: open violations, open incidents, failover episodes (all of them), silences.
+
+Each batch is its own short transaction with a pause after it, so the ingest writer (the only
+other writer) waits at most one batch: on SQLite a batch holds the write lock for tens of ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
+
+from auditd.store.models import (
+    AlertGroupRow,
+    MeasurementRow,
+    NotificationRow,
+    TransitionRow,
+    ViolationRow,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _deleted(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+@dataclass
+class Pruned:
+    cutoff: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, table: str, n: int) -> None:
+        self.counts[table] = self.counts.get(table, 0) + n
+
+
+class Pruner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        batch_size: int = 5000,
+        pause: timedelta = timedelta(milliseconds=200),
+        stop: threading.Event | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.batch_size = batch_size
+        self.pause = pause.total_seconds()
+        self.stop = stop or threading.Event()
+        self.progress = progress or (lambda _what: None)
+
+    def prune(self, cutoff: datetime) -> Pruned:
+        started = time.monotonic()
+        result = Pruned(cutoff)
+        for phase in (self._transitions, self._measurements, self._incidents):
+            if self.stop.is_set():
+                break
+            phase(cutoff, result)
+        result.seconds = time.monotonic() - started
+        log.info(
+            "pruned history before %s: %s in %.1fs",
+            cutoff.isoformat(),
+            ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "nothing",
+            result.seconds,
+        )
+        return result
+
+    def _batch_done(self, table: str, result: Pruned) -> bool:
+        """Report progress, pause for the writer; True when asked to stop."""
+        self.progress(f"{table}: {result.counts.get(table, 0)} deleted")
+        if self.pause:
+            self.stop.wait(self.pause)
+        return self.stop.is_set()
+
+    def _transitions(self, cutoff: datetime, result: Pruned) -> None:
+        t, newer = TransitionRow, aliased(TransitionRow)
+        # The same object's same field changed again later: this row is no one's last state.
+        superseded = exists().where(
+            newer.cluster == t.cluster,
+            newer.kind == t.kind,
+            newer.namespace == t.namespace,
+            newer.name == t.name,
+            newer.field == t.field,
+            newer.id > t.id,
+        )
+        after = 0
+        while True:
+            with self.sessions.begin() as s:
+                ids = s.scalars(
+                    select(t.id)
+                    .where(t.id > after, t.observed_at < cutoff)
+                    .order_by(t.id)
+                    .limit(self.batch_size)
+                ).all()
+                if not ids:
+                    return
+                after = ids[-1]
+                n = _deleted(s.execute(delete(t).where(t.id.in_(ids), superseded)))
+            result.add("transitions", n)
+            if self._batch_done("transitions", result):
+                return
+
+    def _measurements(self, cutoff: datetime, result: Pruned) -> None:
+        m = MeasurementRow
+        self._by_id(m.__table__, m.id, m.at < cutoff, result)
+
+    def _by_id(
+        self,
+        table: Any,  # a model's __table__ (typed as a FromClause by SQLAlchemy)
+        id_col: InstrumentedAttribute[int],
+        condition: ColumnElement[bool],
+        result: Pruned,
+    ) -> None:
+        name = str(table.name)
+        while True:
+            with self.sessions.begin() as s:
+                ids = s.scalars(
+                    select(id_col).where(condition).order_by(id_col).limit(self.batch_size)
+                ).all()
+                if not ids:
+                    return
+                n = _deleted(s.execute(delete(table).where(id_col.in_(ids))))
+            result.add(name, n)
+            if self._batch_done(name, result):
+                return
+
+    def _incidents(self, cutoff: datetime, result: Pruned) -> None:
+        n, v, g = NotificationRow, ViolationRow, AlertGroupRow
+        old_violation = select(v.id).where(v.resolved_at < cutoff).scalar_subquery()
+        old_group = select(g.id).where(g.closed_at < cutoff).scalar_subquery()
+        open_group = select(g.id).where(g.closed_at.is_(None)).scalar_subquery()
+        # Children first: alerts of old violations (not those an open incident still counts
+        # among its members), then messages of old incidents...
+        self._by_id(
+            n.__table__,
+            n.id,
+            and_(
+                n.violation_id.in_(old_violation),
+                (n.group_id.is_(None)) | n.group_id.not_in(open_group),
+            ),
+            result,
+        )
+        self._by_id(
+            n.__table__, n.id, and_(n.violation_id.is_(None), n.group_id.in_(old_group)), result
+        )
+        # ...then the incidents and violations nothing refers to any more.
+        if self.stop.is_set():
+            return
+        self._by_id(
+            g.__table__,
+            g.id,
+            and_(g.closed_at < cutoff, ~exists().where(n.group_id == g.id)),
+            result,
+        )
+        self._by_id(
+            v.__table__,
+            v.id,
+            and_(v.resolved_at < cutoff, ~exists().where(n.violation_id == v.id)),
+            result,
+        )
