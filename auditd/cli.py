@@ -409,7 +409,8 @@ def _prune(url: str, config: Config, keep_arg: str | None) -> int:
     try:
         pruner = Pruner(session_factory(engine), config.retention.batch_size, timedelta(0))
         pruner.progress = progress
-        result = pruner.prune(datetime.now(UTC) - keep)
+        now = datetime.now(UTC)
+        result = pruner.prune(now - keep, now - min(keep, config.retention.keep_samples))
     finally:
         progress.done()
         engine.dispose()

@@ -141,8 +141,9 @@ class ProbeConfig(Strict):
     # An image status whose last_update is older than this many intervals is stale (a killed
     # rbd-mirror keeps reporting its last state for a while).
     stale_after_intervals: int = Field(3, ge=1)
-    # Lag and bytes/s are sampled per image at most this often (not a transition each cycle).
-    sample_every: Duration = timedelta(minutes=10)
+    # Lag and bytes/s are sampled per image at most this often (not a transition each cycle);
+    # a sample's lag is the worst since the previous one. /metrics has every probe's lag.
+    sample_every: Duration = timedelta(hours=1)
 
 
 def _read_secret(env: str, file: Path | None, key: str) -> SecretStr | None:
@@ -245,6 +246,9 @@ class RetentionConfig(Strict):
     # notifications) that resolved before it. Open incidents and failover episodes are kept.
     # 0 keeps everything.
     keep: Duration = timedelta(days=90)
+    # Lag and throughput samples are many (one per image per probe.sample_every: 10,000
+    # mirrored images every hour is 240,000 rows a day): kept for a shorter time.
+    keep_samples: Duration = timedelta(days=14)
     # Pruning runs this often, deleting this many rows per short transaction, with a pause
     # between batches so the ingest writer is never kept waiting.
     every: Duration = timedelta(hours=1)

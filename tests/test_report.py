@@ -133,6 +133,22 @@ def test_report_sections_say_what_happened(story_db: str) -> None:
     assert doc["transitions_total"] == len(doc["transitions"])
 
 
+def test_a_window_that_starts_mid_history_knows_each_image_state_at_its_start(
+    story_db: str,
+) -> None:
+    """Between the failover (done at :39:30) and the split brain (:50) nothing changes: both
+    images are healthy the whole window, though their last change was before it."""
+    engine = make_engine(story_db)
+    with session_factory(engine)() as s:
+        quiet = load_report(s, T0 + timedelta(minutes=41), T0 + timedelta(minutes=49))
+    engine.dispose()
+    assert [(v["cluster"], v["healthy_share"]) for v in quiet.volumes] == [
+        ("dr1", 1.0),
+        ("dr2", 1.0),
+    ]
+    assert quiet.transitions_total == 0 and quiet.violations == []
+
+
 def test_the_same_history_reports_the_same_on_postgresql(story_db: str, pg_url: str) -> None:
     played(pg_url)
     for render in (to_table, to_json, to_markdown, to_html):

@@ -74,6 +74,7 @@ class _ProbeHealth:
     consecutive_failures: int = 0
     failures: int = 0
     sampled_at: dict[str, datetime] = field(default_factory=dict)  # image -> last sample
+    peak_lag: dict[str, float] = field(default_factory=dict)  # image -> worst since then
 
 
 class Ingestor:
@@ -258,13 +259,19 @@ class Ingestor:
         }
 
     def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
-        """Lag and throughput per image, at most once per probe.sample_every."""
+        """Lag and throughput per image, at most once per probe.sample_every. The lag written
+        is the worst seen since the previous sample (peak hold), so a coarse sample interval
+        never hides a spike from the report's worst lag."""
         if r.status is None:
             return []
         ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
         every = self.rules.config.probe.sample_every
         out = []
         for image in r.status.images:
+            lag = lag_seconds(image, r.at)
+            if lag is not None:
+                held = ph.peak_lag.get(image.name)
+                ph.peak_lag[image.name] = lag if held is None else max(held, lag)
             last = ph.sampled_at.get(image.name)
             if last is not None and r.at - last < every:
                 continue
@@ -276,7 +283,7 @@ class Ingestor:
                     "pool": r.pool,
                     "image": image.name,
                     "at": r.at,
-                    "lag_seconds": lag_seconds(image, r.at),
+                    "lag_seconds": ph.peak_lag.pop(image.name, None),
                     "bytes_per_second": _num(info.get("bytes_per_second")),
                     "last_sync_seconds": _num(info.get("last_snapshot_sync_seconds")),
                     "last_sync_bytes": _int(info.get("last_snapshot_bytes")),

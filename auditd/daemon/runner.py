@@ -215,7 +215,8 @@ class Daemon:
     def prune(self) -> None:
         """Retention, in the scheduler's thread: batches, so ingest never waits long."""
         try:
-            self._pruner.prune(datetime.now(UTC) - self.config.retention.keep)
+            now, keep = datetime.now(UTC), self.config.retention
+            self._pruner.prune(now - keep.keep, now - keep.keep_samples)
         except Exception:  # the next run tries again; history is never at risk here
             log.exception("pruning history failed")
 

@@ -87,6 +87,8 @@ class TransitionRow(Base):
     __table_args__ = (
         Index(None, "observed_at"),
         Index(None, "cluster", "kind", "namespace", "name", "observed_at"),
+        # The report's per-kind questions (image states, stream and probe health) in a window.
+        Index(None, "kind", "field", "observed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

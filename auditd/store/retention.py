@@ -63,13 +63,19 @@ class Pruner:
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda _what: None)
 
-    def prune(self, cutoff: datetime) -> Pruned:
+    def prune(self, cutoff: datetime, samples_cutoff: datetime | None = None) -> Pruned:
+        """Prune before ``cutoff``; samples before ``samples_cutoff`` (default: the same)."""
         started = time.monotonic()
         result = Pruned(cutoff)
-        for phase in (self._transitions, self._measurements, self._incidents):
+        phases = (
+            (self._transitions, cutoff),
+            (self._measurements, max(cutoff, samples_cutoff or cutoff)),
+            (self._incidents, cutoff),
+        )
+        for phase, before in phases:
             if self.stop.is_set():
                 break
-            phase(cutoff, result)
+            phase(before, result)
         result.seconds = time.monotonic() - started
         log.info(
             "pruned history before %s: %s in %.1fs",

@@ -5,7 +5,8 @@ Revises: 0006
 Create Date: 2026-11-26
 
 What the report filters and aggregates on: a violation's namespace (backfilled from its
-evidence), and indexes for incidents fired and notifications created in a window.
+evidence), and indexes for incidents fired, notifications created and transitions of one kind
+and field in a window.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("transitions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_transitions_kind_field_observed_at"),
+            ["kind", "field", "observed_at"],
+            unique=False,
+        )
+
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_notifications_created_at"), ["created_at"], unique=False
@@ -46,6 +54,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("transitions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_transitions_kind_field_observed_at"))
+
     with op.batch_alter_table("violations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_violations_fired_at"))
         batch_op.drop_column("namespace")

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Report speed at scale (issue 7): `auditd report --since 24h` over a big history.
+
+Generates, into a fresh database: 10,000 volumes (PVC, PV and VR on dr1, the RBD image on both
+clusters, as object rows), 1,000,000 transitions over 30 days (each object's listing, then
+image state flips and PVC/VR changes at random times), 5,000 violations with their
+notifications, three days of hourly lag samples per image, and failover episodes. Then times,
+best of 3 after a warm-up:
+
+* the report (every section, SQL aggregation) and each renderer;
+* `auditd report --since 24h` as a process, end to end (interpreter start included);
+* in the same run, the baseline it replaces: the window's transitions and violations loaded
+  into Python as rows and counted there;
+* `auditd db prune` of the oldest 10 days, and ingest commits while it runs (not blocked).
+
+Target: the report <= 1 s on SQLite and on PostgreSQL.
+
+    python bench/report_scale.py [--transitions 1000000] [--volumes 10000] [--db sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from auditd.report.html import to_html
+from auditd.report.query import load_report
+from auditd.report.render import to_json, to_markdown, to_table
+from auditd.store.db import make_engine, session_factory
+from auditd.store.migrate import upgrade
+from auditd.store.models import TransitionRow, ViolationRow
+from auditd.store.retention import Pruner
+
+PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAYS = 30
+RULES = ["secondary-not-replaying", "pvc-on-secondary", "rpo-exceeded", "split-brain",
+         "pool-mirroring-unhealthy"]  # fmt: skip
+
+
+def ts(t: datetime, sqlite: bool) -> Any:
+    # The store keeps naive UTC text on SQLite and timestamptz on PostgreSQL.
+    return t.replace(tzinfo=None).isoformat(sep=" ") if sqlite else t
+
+
+def history(n_transitions: int, volumes: int, sqlite: bool) -> dict[str, list[tuple[Any, ...]]]:
+    rnd = random.Random(7)
+    start = NOW - timedelta(days=DAYS)
+    objects: list[tuple[Any, ...]] = []
+    transitions: list[tuple[Any, ...]] = []
+
+    def tr(cluster: str, kind: str, ns: str, name: str, field: str, old: Any, new: Any,
+           at: datetime, source: str) -> None:  # fmt: skip
+        transitions.append((cluster, kind, ns, name, field, old, new, ts(at, sqlite), source))
+
+    for i in range(volumes):
+        ns, pvc, pv, img = f"app-{i % 50:02d}", f"data-{i:05d}", f"pvc-{i:05d}", f"csi-vol-{i:05d}"
+        at = start + timedelta(seconds=i % 600)
+        pv_facts = {"imageName": img, "pool": "replicapool", "claimRef": f"{ns}/{pvc}"}
+        for kind, ons, name, facts in (
+            ("PersistentVolumeClaim", ns, pvc, {"phase": "Bound", "volumeName": pv}),
+            ("PersistentVolume", "", pv, pv_facts),
+            ("VolumeReplication", ns, pvc, {"replicationState": "primary", "dataSource": pvc}),
+        ):
+            objects.append(("dr1", kind, ons, name, json.dumps(facts), ts(at, sqlite)))
+            tr("dr1", kind, ons, name, "exists", "false", "true", at, "list")
+            for f, v in facts.items():
+                tr("dr1", kind, ons, name, f, None, v, at, "list")
+        for cluster, state in (("dr1", "up+stopped"), ("dr2", "up+replaying")):
+            facts = {"state": state, "class": "healthy"}
+            objects.append(
+                (cluster, "RbdImage", "replicapool", img, json.dumps(facts), ts(at, sqlite))
+            )
+            for f, v in (("exists", "true"), ("state", state), ("class", "healthy")):
+                tr(cluster, "RbdImage", "replicapool", img, f, None, v, at, "probe")
+    # The rest: changes at random times. An image flips to degraded and back (2 fields x 2),
+    # or a PVC's phase changes and back (2).
+    span = (NOW - start).total_seconds() - 700
+    while len(transitions) < n_transitions:
+        i = rnd.randrange(volumes)
+        at = start + timedelta(seconds=700 + rnd.random() * span)
+        back = at + timedelta(seconds=rnd.randint(60, 3600))
+        if rnd.random() < 0.8:
+            cluster, img = rnd.choice(("dr1", "dr2")), f"csi-vol-{i:05d}"
+            steady = "up+stopped" if cluster == "dr1" else "up+replaying"
+            for when, (a, b), (ca, cb) in (
+                (at, (steady, "up+error"), ("healthy", "degraded")),
+                (back, ("up+error", steady), ("degraded", "healthy")),
+            ):
+                tr(cluster, "RbdImage", "replicapool", img, "state", a, b, when, "probe")
+                tr(cluster, "RbdImage", "replicapool", img, "class", ca, cb, when, "probe")
+        else:
+            ns, pvc = f"app-{i % 50:02d}", f"data-{i:05d}"
+            tr("dr1", "PersistentVolumeClaim", ns, pvc, "phase", "Bound", "Lost", at, "watch")
+            tr("dr1", "PersistentVolumeClaim", ns, pvc, "phase", "Lost", "Bound", back, "watch")
+    transitions = transitions[:n_transitions]
+    violations, notifications = [], []
+    for v in range(5000):
+        fired = start + timedelta(seconds=rnd.random() * span)
+        resolved = None if v < 40 else fired + timedelta(minutes=rnd.randint(1, 240))
+        rule = RULES[v % len(RULES)]
+        sev = "critical" if rule == "split-brain" else "warning"
+        violations.append((rule, f"dr1-dr2/replicapool/csi-vol-{v:05d}", "dr1-dr2", "dr2",
+                           f"app-{v % 50:02d}", sev, "resolved" if resolved else "firing", "bench",
+                           "{}", ts(fired, sqlite), ts(fired, sqlite),
+                           ts(resolved, sqlite) if resolved else None))  # fmt: skip
+        for event, at in (("firing", fired), ("resolved", resolved)):
+            if at is not None:
+                status = rnd.choice(("sent", "sent", "sent", "grouped", "silenced", "dead"))
+                notifications.append((v + 1, event, "slack", "{}", status,
+                                      rnd.randint(1, 3), ts(at, sqlite), ts(at, sqlite)))  # fmt: skip
+    measurements = []
+    for h in range(72):
+        at = ts(NOW - timedelta(hours=h), sqlite)
+        for i in range(volumes):
+            measurements.append(("dr2", "replicapool", f"csi-vol-{i:05d}", at, rnd.random() * 600))
+    episodes = [
+        ("dr1-dr2", "replicapool", f"csi-vol-{i:05d}", "demote", "dr1", "dr2",
+         ts(NOW - timedelta(hours=i), sqlite), ts(NOW - timedelta(hours=i, minutes=-2), sqlite),
+         120.0, json.dumps({"steps": [[(NOW - timedelta(hours=i)).isoformat(), "demoted"]]}))
+        for i in range(1, 30)
+    ]  # fmt: skip
+    return {
+        "objects": objects,
+        "transitions": transitions,
+        "violations": violations,
+        "notifications": notifications,
+        "measurements": measurements,
+        "episodes": episodes,
+    }
+
+
+INSERTS = {
+    "objects": "INSERT INTO objects (cluster, kind, namespace, name, facts, updated_at) "
+    "VALUES ({})",
+    "transitions": "INSERT INTO transitions (cluster, kind, namespace, name, field, old, new, "
+    "observed_at, source, late) VALUES ({}, false)",
+    "violations": "INSERT INTO violations (rule, subject, pair, cluster, namespace, severity, "
+    "state, summary, evidence, first_seen, fired_at, resolved_at) VALUES ({})",
+    "notifications": "INSERT INTO notifications (violation_id, event, sink, payload, status, "
+    "attempts, created_at, next_attempt_at) VALUES ({})",
+    "measurements": "INSERT INTO measurements (cluster, pool, image, at, lag_seconds) VALUES ({})",
+    "episodes": "INSERT INTO failover_episodes (pair, pool, image, trigger, from_cluster, "
+    "to_cluster, started_at, ended_at, rto_seconds, steps) VALUES ({})",
+}
+
+
+def load(url: str, data: dict[str, list[tuple[Any, ...]]]) -> float:
+    started = time.perf_counter()
+    upgrade(url)
+    engine = make_engine(url)
+    sqlite = url.startswith("sqlite")
+    with engine.begin() as conn:
+        cur = conn.connection.cursor()
+        for table, rows in data.items():
+            n = len(rows[0])
+            mark = "?" if sqlite else "%s"
+            sql = INSERTS[table].format(", ".join([mark] * n))
+            for i in range(0, len(rows), 50_000):
+                cur.executemany(sql, rows[i : i + 50_000])
+        if not sqlite:
+            cur.execute("ANALYZE")
+    if sqlite:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+def best(fn: Callable[[], Any], runs: int = 3) -> tuple[float, Any]:
+    fn()  # warm-up: caches, pages, plans
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def naive(url: str, since: datetime, until: datetime) -> int:
+    """The baseline: rows into Python, counted there (what the report must not do)."""
+    engine = make_engine(url)
+    with session_factory(engine)() as s:
+        rows = s.scalars(
+            select(TransitionRow).where(
+                TransitionRow.observed_at >= since, TransitionRow.observed_at < until
+            )
+        ).all()
+        per_image: dict[tuple[str, str], int] = {}
+        for r in rows:
+            if r.kind == "RbdImage" and r.field == "class":
+                per_image[(r.cluster, r.name)] = per_image.get((r.cluster, r.name), 0) + 1
+        vs = s.scalars(select(ViolationRow)).all()
+        opened = sum(1 for v in vs if v.fired_at and since <= v.fired_at < until)
+    engine.dispose()
+    return len(rows) + len(per_image) + opened
+
+
+def ingest_latency_during_prune(url: str) -> tuple[float, float, float]:
+    """p50/max of small commits (the ingest writer's shape) while a prune runs; prune time."""
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    stop = threading.Event()
+    latencies: list[float] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            with sessions.begin() as s:
+                s.add(TransitionRow(cluster="dr1", kind="PersistentVolumeClaim", namespace="x",
+                                    name="y", field="phase", old="a", new="b",
+                                    observed_at=datetime.now(UTC), source="watch"))  # fmt: skip
+            latencies.append(time.perf_counter() - t)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    t = time.perf_counter()
+    result = Pruner(sessions, 5000, timedelta(milliseconds=50)).prune(NOW - timedelta(days=20))
+    prune_s = time.perf_counter() - t
+    stop.set()
+    th.join()
+    engine.dispose()
+    print(f"    pruned {result.counts.get('transitions', 0):,} transitions older than 20 days")
+    return statistics.median(latencies), max(latencies), prune_s
+
+
+def run(name: str, url: str, data: dict[str, list[tuple[Any, ...]]]) -> bool:
+    print(f"\n{name}: {len(data['transitions']):,} transitions, "
+          f"{len(data['objects']) // 5:,} volumes, {len(data['measurements']):,} samples")  # fmt: skip
+    print(f"  load                                {load(url, data):7.1f} s")
+    since, until = NOW - timedelta(hours=24), NOW
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+
+    def report() -> Any:
+        with sessions() as s:
+            return load_report(s, since, until)
+
+    t_report, data_ = best(report)
+    engine.dispose()
+    print(f"  window: {data_.transitions_total:,} transitions in the last 24h, "
+          f"{len(data_.volumes):,} image rows, {data_.summary['opened']} incidents opened")  # fmt: skip
+    print(f"  report (all sections, SQL)          {t_report:7.3f} s")
+    for fmt, render in (("table", to_table), ("json", to_json), ("markdown", to_markdown),
+                        ("html", to_html)):  # fmt: skip
+        t_render, _ = best(lambda render=render: render(data_))
+        print(f"    + render {fmt:<24} {t_render:7.3f} s")
+    t_cli, _ = best(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "auditd", "report", "--db", url, "--since", "24h"],
+            check=True, capture_output=True,
+        ),
+        runs=2,
+    )  # fmt: skip
+    print(f"  `auditd report --since 24h` process {t_cli:7.3f} s (interpreter start included)")
+    t_naive, _ = best(lambda: naive(url, since, until), runs=1)
+    print(f"  baseline: rows into Python          {t_naive:7.3f} s  ({t_naive / t_report:.1f}x)")
+    p50, worst, t_prune = ingest_latency_during_prune(url)
+    print(f"  prune (batches of 5,000)            {t_prune:7.1f} s; ingest commits meanwhile "
+          f"p50 {p50 * 1000:.1f} ms, max {worst * 1000:.0f} ms")  # fmt: skip
+    ok = t_report <= 1.0
+    print(f"  target report <= 1 s: {'MET' if ok else 'NOT MET'}")
+    return ok
+
+
+def _pg_schema() -> Iterator[str]:
+    import psycopg
+
+    schema = f"auditd_bench_{uuid.uuid4().hex[:8]}"
+    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        sep = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--transitions", type=int, default=1_000_000)
+    ap.add_argument("--volumes", type=int, default=10_000)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    args = ap.parse_args()
+    ok = True
+    for backend in ("sqlite", "postgresql"):
+        if args.db not in (backend, "both"):
+            continue
+        t = time.perf_counter()
+        data = history(args.transitions, args.volumes, backend == "sqlite")
+        print(f"\ngenerated the {backend} history in {time.perf_counter() - t:.1f} s")
+        if backend == "sqlite":
+            with tempfile.TemporaryDirectory() as tmp:
+                ok &= run("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", data)
+        else:
+            for url in _pg_schema():
+                ok &= run("PostgreSQL", url, data)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
