@@ -252,7 +252,7 @@ class RetentionConfig(Strict):
     # Pruning runs this often, deleting this many rows per short transaction, with a pause
     # between batches so the ingest writer is never kept waiting.
     every: Duration = timedelta(hours=1)
-    batch_size: int = Field(5000, ge=100)
+    batch_size: int = Field(1000, ge=100)
     pause: Duration = timedelta(milliseconds=200)
 
 

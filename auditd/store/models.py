@@ -184,6 +184,8 @@ class NotificationRow(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "group_id"),
         Index(None, "created_at"),
+        # An alert's incident, its report delivery, and retention look rows up by violation.
+        Index(None, "violation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

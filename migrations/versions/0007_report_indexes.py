@@ -5,8 +5,8 @@ Revises: 0006
 Create Date: 2026-11-26
 
 What the report filters and aggregates on: a violation's namespace (backfilled from its
-evidence), and indexes for incidents fired, notifications created and transitions of one kind
-and field in a window.
+evidence), and indexes for incidents fired, notifications created or of one violation, and
+transitions of one kind and field in a window.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def upgrade() -> None:
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_notifications_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_notifications_violation_id"), ["violation_id"], unique=False
         )
 
     with op.batch_alter_table("violations", schema=None) as batch_op:
@@ -62,4 +65,5 @@ def downgrade() -> None:
         batch_op.drop_column("namespace")
 
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notifications_violation_id"))
         batch_op.drop_index(batch_op.f("ix_notifications_created_at"))
