@@ -139,3 +139,48 @@ def test_ops_listen_is_validated(make_config: Any) -> None:
     with pytest.raises(ConfigError, match="host:port"):
         make_config(ops={"listen": "9464"})
     assert make_config(ops={"listen": ""}).ops.listen == ""
+
+
+def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
+    tmp_path: Path, clusters: dict[str, Any], make_config: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from auditd.report.query import load_report
+    from auditd.store.db import make_engine, session_factory
+    from auditd.store.models import StreamHealthRow
+
+    cfg = make_config(database_url=f"sqlite:///{tmp_path / 'h.db'}")
+    first = Daemon(cfg)
+    first.start()
+    assert first.wait_synced(20)
+    first.stop()
+    # The previous run's last heartbeat was 40 minutes ago (as if it died then).
+    engine = make_engine(cfg.effective_database_url())
+    sessions = session_factory(engine)
+    died = datetime.now(UTC) - timedelta(minutes=40)
+    with sessions.begin() as s:
+        s.execute(update(StreamHealthRow).values(reported_at=died))
+    second = Daemon(cfg)
+    second.start()
+    try:
+        assert second.wait_synced(20)
+
+        def gap() -> list[dict[str, Any]]:
+            with sessions() as s:
+                data = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+            return [b for b in data.blind_spots if b["what"] == "auditd not running"]
+
+        wait_until(lambda: len(gap()) == 2, timeout=15)
+        spots = gap()
+        assert sorted(b["cluster"] for b in spots) == ["dr1", "dr2"]
+        assert all(2390 < b["seconds"] < 2460 and b["ended_at"] for b in spots)
+    finally:
+        second.stop()
+    # No alert for it: by the time auditd knows, it is over (the report is where it shows).
+    with sessions() as s:
+        data = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+    assert data.violations == []
+    engine.dispose()

@@ -63,7 +63,16 @@ class HealthReport:
     streams: list[dict[str, Any]]
 
 
-Item = KubeEvent | Tick | HealthReport | ProbeResult
+@dataclass(frozen=True)
+class Downtime:
+    """auditd was not running between its last heartbeat and this start."""
+
+    clusters: list[str]
+    down_at: datetime
+    up_at: datetime
+
+
+Item = KubeEvent | Tick | HealthReport | ProbeResult | Downtime
 
 
 @dataclass
@@ -160,6 +169,8 @@ class Ingestor:
                 lag_refreshed |= self.rules.record_probe(item)
                 probe_rows.append(self._probe_health_row(item))
                 samples.extend(self._samples(item))
+            elif isinstance(item, Downtime):
+                self.inventory.apply_downtime(item.clusters, item.down_at, item.up_at, delta)
             elif isinstance(item, HealthReport):
                 health = item
                 self.inventory.apply_health(

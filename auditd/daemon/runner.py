@@ -23,7 +23,7 @@ from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.config import ClusterConfig, Config, redact_url
-from auditd.daemon.ingest import HealthReport, Ingestor, Tick
+from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
@@ -38,7 +38,7 @@ from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transpo
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_objects, load_open_episodes, load_open_violations
 from auditd.store.migrate import upgrade
-from auditd.store.models import NotificationRow
+from auditd.store.models import NotificationRow, StreamHealthRow
 from auditd.store.retention import Pruner
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Daemon:
             active = load_open_violations(s)
             for episode in load_open_episodes(s):
                 rules.windows.resume(episode)
+            last_heartbeat = s.scalar(select(func.max(StreamHealthRow.reported_at)))
         log.info(
             "loaded %d objects and %d open violations from history",
             len(inventory.objects),
@@ -116,6 +117,12 @@ class Daemon:
         )
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
+        started = datetime.now(UTC)
+        if last_heartbeat is not None and started - last_heartbeat > cfg.watch.blind_spot_after:
+            # While auditd itself was not running it saw nothing: the longest blind spot of
+            # all, and the one an SRE most needs in the report.
+            log.warning("auditd was not running since %s: recorded as a blind spot", last_heartbeat)
+            self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
         self.ops: OpsServer | None = None
         if cfg.ops.listen:
             self.ops = OpsServer(cfg.ops.listen, self.metrics.registry, self.alive, self.ready)

@@ -30,7 +30,7 @@ from auditd.sources.kube.events import (
     SnapshotPage,
     SnapshotStart,
 )
-from auditd.sources.kube.health import AUDIT_STREAM, stream_state
+from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF, stream_state
 from auditd.sources.rbd.probe import ProbeResult
 
 
@@ -172,6 +172,23 @@ class Inventory:
                 delta.upsert(key, new)
             elif old.facts != new.facts:
                 self._upsert(key, old, new, now, "health", False, delta)
+        return delta
+
+    def apply_downtime(
+        self, clusters: Iterable[str], down_at: datetime, up_at: datetime, into: Delta | None = None
+    ) -> Delta:
+        """auditd itself was not running from ``down_at`` (its last heartbeat) to ``up_at``:
+        a blind spot on every cluster, found at start-up, so recorded late."""
+        delta = Delta() if into is None else into
+        up = Known(None, None, {"state": "ok"})
+        for cluster in clusters:
+            key = ObjectKey(cluster, AUDIT_STREAM, "", AUDITD_ITSELF)
+            if key not in self.objects:
+                self._put(key, up)
+                delta.upsert(key, up)
+            out = delta.transitions
+            out.append(Transition(key, "state", "ok", "down", down_at, "health", True, None))
+            out.append(Transition(key, "state", "down", "ok", up_at, "health", True, None))
         return delta
 
     # --------------------------------------------------------------- rbd probes

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
-from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
 from auditd.store.models import (
     EpisodeRow,
     MeasurementRow,
@@ -551,7 +551,13 @@ def _blind_spots(
         out.append(
             {
                 "cluster": key[0],
-                "what": f"watch {key[3]}" if key[1] == AUDIT_STREAM else f"rbd probe {key[3]}",
+                "what": (
+                    "auditd not running"
+                    if key[1] == AUDIT_STREAM and key[3] == AUDITD_ITSELF
+                    else f"watch {key[3]}"
+                    if key[1] == AUDIT_STREAM
+                    else f"rbd probe {key[3]}"
+                ),
                 "state": state,
                 "started_at": iso_utc(start),
                 "ended_at": iso_utc(stop),

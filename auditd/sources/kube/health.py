@@ -85,6 +85,8 @@ class StreamHealth:
 # The pseudo-kind under which stream health enters the inventory, so that a blind spot gets
 # transitions, history and rule verdicts exactly like a watched object does.
 AUDIT_STREAM = "AuditStream"
+# The AuditStream that stands for auditd itself: "down" while it was not running at all.
+AUDITD_ITSELF = "auditd"
 
 
 def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> str:
