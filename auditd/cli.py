@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decide and record everything, but only log notifications instead of sending them",
     )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines as text or as one JSON object each (default: log_format in the config)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: log_level in the config",
+    )
 
     p = sub.add_parser(
         "report",
@@ -283,7 +293,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.data_dir, args.slack)
     if args.command == "run":
-        return _run(load_config(args.config), args.dry_run)
+        config = load_config(args.config)
+        overrides = {"log_format": args.log_format, "log_level": args.log_level}
+        config = config.model_copy(update={k: v for k, v in overrides.items() if v})
+        return _run(config, args.dry_run)
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()

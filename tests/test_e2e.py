@@ -42,10 +42,10 @@ def write_config(
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *args: str) -> None:
         env = {**os.environ, "AUDITD_SLACK_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "auditd", "run", "-c", str(config)],
+            [sys.executable, "-m", "auditd", "run", "-c", str(config), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -74,8 +74,8 @@ def slack() -> Iterator[FakeSlack]:
 def daemon_factory() -> Iterator[Any]:
     started: list[Daemon] = []
 
-    def start(config: Path) -> Daemon:
-        d = Daemon(config)
+    def start(config: Path, *args: str) -> Daemon:
+        d = Daemon(config, *args)
         started.append(d)
         return d
 
@@ -277,3 +277,21 @@ def test_kill_9_after_slack_accepted_does_not_post_twice(
     assert slack.wait_for(2, timeout=15)[1]["text"].startswith("RESOLVED")
     assert daemon.stop()[0] == 0
     engine.dispose()
+
+
+def test_json_logs_by_option_one_object_per_line_no_secrets(
+    tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack, daemon_factory: Any
+) -> None:
+    config = write_config(
+        tmp_path / "auditd.toml", clusters, slack, f"sqlite:///{tmp_path / 'h.db'}"
+    )
+    daemon = daemon_factory(config, "--log-format", "json", "--log-level", "INFO")
+    clusters["dr2"].wait_watchers(1, PVC.plural, timeout=30)
+    clusters["dr2"].create(PVC, objects.pvc("stray", "ns"))
+    slack.wait_for(1, timeout=15)
+    rc, stderr = daemon.stop()
+    assert rc == 0
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(doc) for doc in lines)
+    assert any("pvc-on-secondary" in doc["msg"] for doc in lines)
+    assert TOKEN not in stderr
