@@ -255,3 +255,50 @@ def test_group_by_must_name_known_labels() -> None:
         parse_config({"alerts": {"group_by": ["volume"]}})
     with pytest.raises(ConfigError, match="at least one"):
         parse_config({"alerts": {"group_by": []}})
+
+
+def test_an_incident_that_cannot_be_rendered_holds_back_no_other(
+    box: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A malformed alert (no text: say, written by a future version) in its own incident...
+    odd = step(None, Finding("split-brain", "p/x", "critical", "s", None, "p", {}), timedelta(0), T)
+    assert odd is not None
+    with box.sessions.begin() as s:
+        write_change(
+            s,
+            odd,
+            [PlannedNotification("slack", {"labels": {"rule": "split-brain", "pair": "p"}})],
+            T,
+        )
+    box.fire("img-1", T)  # ...and a good one
+    assert box.dispatcher.drain_once(now=T + timedelta(seconds=30)) == 1
+    assert box.posts()[0]["text"].startswith("FIRING [warning] secondary-not-replaying")
+    assert "cannot render incident" in caplog.text
+
+
+def test_a_sink_that_raises_dead_letters_that_message_and_delivers_the_rest(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    box = Outbox(tmp_path, slack, group_by=["subject"], group_wait=timedelta(0))
+    real = box.dispatcher.sinks["slack"]
+
+    class Flaky:
+        name, grouped = "slack", True
+
+        def find_sent(self, key: str) -> str | None:
+            return None
+
+        def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> Any:
+            if "img-1" in payload["text"]:
+                raise RuntimeError("a bug in a sink")
+            return real.send(payload, key, parent)
+
+    box.dispatcher.sinks = {"slack": Flaky()}
+    box.fire("img-1", T)
+    box.fire("img-2", T)
+    assert box.dispatcher.drain_once(now=T) == 1
+    assert "img-2" in box.posts()[0]["text"]
+    with box.sessions() as s:
+        dead = s.scalars(select(NotificationRow).where(NotificationRow.status == "dead")).one()
+    assert dead.last_error == "slack: RuntimeError" and dead.attempts == 1
+    box.engine.dispose()

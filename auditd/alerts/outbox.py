@@ -213,9 +213,13 @@ class Dispatcher:
                     group.closed_at = now
                     log.info("incident %d resolved before it was announced", group.id)
                     continue
-                payload = render_group(
-                    event, group.labels, members, diff(announced, members), group.opened_at, now
-                )
+                try:
+                    payload = render_group(
+                        event, group.labels, members, diff(announced, members), group.opened_at, now
+                    )
+                except Exception:  # one odd incident must not hold back every other one
+                    log.exception("cannot render incident %d; will retry", group.id)
+                    continue
                 session.add(
                     NotificationRow(
                         violation_id=None,
@@ -292,7 +296,13 @@ class Dispatcher:
                     sent += 1
                     continue
             self._mark_sending(row.id)
-            result = sink.send(row.payload, key, self._parent(row))
+            try:
+                result = sink.send(row.payload, key, self._parent(row))
+            except Exception as e:  # a payload the sink cannot take: dead-letter it, go on
+                log.exception("sink %s failed on notification %d", row.sink, row.id)
+                result = SendResult(
+                    ok=False, error=f"{row.sink}: {type(e).__name__}", permanent=True
+                )
             self._record(row.id, result, row.attempts + 1)
             if result.ok:
                 sent += 1

@@ -167,6 +167,8 @@ def _change_text(change: Diff, firing: int, total: int) -> str:
 def _render_single(event: Event, m: Member, change: Diff) -> dict[str, Any]:
     """One violation: its own alert text and DR table, as rendered when it changed."""
     p = m.payload
+    if not isinstance(p.get("text"), str):
+        raise ValueError(f"alert of violation {m.violation_id} has no text")
     if event == "firing":
         return {k: v for k, v in p.items() if k != "parent"}
     if event == "resolved":
