@@ -302,3 +302,47 @@ def test_a_sink_that_raises_dead_letters_that_message_and_delivers_the_rest(
         dead = s.scalars(select(NotificationRow).where(NotificationRow.status == "dead")).one()
     assert dead.last_error == "slack: RuntimeError" and dead.attempts == 1
     box.engine.dispose()
+
+
+def test_a_resolve_never_overtakes_a_firing_that_waits_for_its_retry(box: Outbox) -> None:
+    box.slack.fail_next(status=429, retry_after=60)
+    box.fire("img-1", T)
+    now = datetime.now(UTC)  # retry times are real time
+    box.dispatcher.drain_once(now=T + timedelta(seconds=30))
+    assert box.posts() == []
+    box.resolve("img-1", T + timedelta(minutes=1))
+    box.dispatcher.drain_once(now=now + timedelta(seconds=10))
+    assert box.posts() == []  # the resolve waits behind its firing
+    box.dispatcher.drain_once(now=now + timedelta(minutes=10))
+    first, reply = box.posts()
+    # The firing went first (its message is the parent, since edited to the resolved state),
+    # the resolve is its reply.
+    assert reply["thread_ts"] == first["ts"] and reply["text"].startswith("RESOLVED")
+    assert first["edited"] and first.get("thread_ts") is None
+
+
+def test_a_backlog_on_a_broken_sink_does_not_crowd_out_the_others(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    box = Outbox(tmp_path, slack, group_by=["subject"], group_wait=timedelta(0))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    for i in range(600):  # a webhook that has been failing: every row waits for its retry
+        change = step(
+            None,
+            Finding("pvc-on-secondary", f"s{i}", "warning", "x", "dr2", "p", {}),
+            timedelta(0),
+            T,
+        )
+        assert change is not None
+        with box.sessions.begin() as s:
+            write_change(s, change, [PlannedNotification("webhook", {"text": "x"})], T)
+            s.execute(
+                NotificationRow.__table__.update()
+                .where(NotificationRow.sink == "webhook")
+                .values(next_attempt_at=later)
+            )
+    box.dispatcher.sinks["webhook"] = WebhookSink(SecretStr("http://127.0.0.1:9/"), 1)
+    box.fire("img-1", T)
+    assert box.dispatcher.drain_once(now=T) == 1
+    assert "img-1" in box.posts()[0]["text"]
+    box.engine.dispose()

@@ -14,7 +14,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.grouping import (
@@ -254,15 +254,38 @@ class Dispatcher:
         with self.sessions() as session:
             rows = session.scalars(
                 select(NotificationRow)
-                # "sending" rows are what a crash left mid-delivery: checked before any resend.
-                .where(NotificationRow.status.in_(("pending", "sending")))
+                .where(
+                    # "sending" rows are what a crash left mid-delivery: checked before any
+                    # resend. Rows waiting for a retry, or for a sink that is not configured,
+                    # are not fetched: a backlog on one broken sink cannot crowd out the rest.
+                    or_(
+                        NotificationRow.status == "sending",
+                        and_(
+                            NotificationRow.status == "pending",
+                            NotificationRow.next_attempt_at <= now,
+                        ),
+                    ),
+                    NotificationRow.sink.in_(list(self.sinks)),
+                )
                 .order_by(NotificationRow.id)
                 .limit(500)
             ).all()
+            self._warn_unconfigured(session)
+            # One incident's (or alert's) messages go out in order: an update or resolve never
+            # overtakes the message it replies to, even while that one waits for its retry.
+            blocked: set[tuple[int | None, int | None, str]] = {
+                (vid, gid, sink)
+                for vid, gid, sink in session.execute(
+                    select(
+                        NotificationRow.violation_id, NotificationRow.group_id, NotificationRow.sink
+                    )
+                    .where(
+                        NotificationRow.status == "pending", NotificationRow.next_attempt_at > now
+                    )
+                    .distinct()
+                )
+            }
         sent = 0
-        # One incident's (or alert's) messages go out in order: an update or resolve never
-        # overtakes the message it replies to.
-        blocked: set[tuple[int | None, int | None, str]] = set()
         for row in rows:
             lane = (row.violation_id, row.group_id, row.sink)
             sink = self.sinks.get(row.sink)
@@ -274,16 +297,7 @@ class Dispatcher:
                 and row.id not in alone
             ):
                 continue  # its incident's messages tell it (next pass routes it)
-            if lane in blocked:
-                continue
-            if row.next_attempt_at > now:
-                blocked.add(lane)
-                continue
-            if sink is None:
-                if row.sink not in self._warned_missing:
-                    log.warning("sink %r is not configured; its notifications wait", row.sink)
-                    self._warned_missing.add(row.sink)
-                blocked.add(lane)
+            if lane in blocked or sink is None:  # (sink: fetched rows have one)
                 continue
             key = f"auditd-notification-{row.id}"
             if row.status == "sending":
@@ -313,6 +327,20 @@ class Dispatcher:
             ):
                 break
         return sent
+
+    def _warn_unconfigured(self, session: Session) -> None:
+        """Once per sink: notifications wait for a sink this run does not have."""
+        waiting = session.scalars(
+            select(NotificationRow.sink)
+            .where(
+                NotificationRow.status == "pending",
+                NotificationRow.sink.not_in(list(self.sinks) + list(self._warned_missing)),
+            )
+            .distinct()
+        ).all()
+        for name in waiting:
+            log.warning("sink %r is not configured; its notifications wait", name)
+            self._warned_missing.add(name)
 
     @staticmethod
     def _hold(row: NotificationRow, status: str, reason: str) -> None:
