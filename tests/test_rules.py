@@ -516,3 +516,21 @@ def test_pvc_of_a_mirrored_class_never_enabled_for_mirroring_is_unprotected() ->
         )[("unprotected-volume", "p/replicapool/csi-vol-0005")]
         is None
     )  # class not declared mirrored
+
+
+def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
+    from auditd.rules.builtin import LAG_RULES
+
+    inv, engine = Inventory(), RuleEngine(config(**{"rpo-exceeded": {"rpo": "1m"}}))
+    for item in [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")]:
+        if isinstance(item, ProbeResult):
+            inv.apply_probe(item, timedelta(days=3650))
+            engine.record_probe(item)
+        else:
+            inv.apply(item)
+    engine.evaluate(inv, set(inv.objects))
+    [vid] = engine.correlator.volumes()
+    later = probe("dr2", "healthy").at + timedelta(hours=2)  # nothing synced for two hours
+    verdicts = engine.evaluate(inv, (), later, lag_only={vid})
+    assert {rule for rule, _ in verdicts} == LAG_RULES
+    assert isinstance(verdicts[("rpo-exceeded", str(vid))], Finding)

@@ -179,9 +179,9 @@ class Ingestor:
             else:
                 self.inventory.apply(item, delta)
                 listed = listed or isinstance(item, SnapshotEnd)
-        if timers:
-            lag_refreshed |= self.rules.open_windows()  # a window can overrun with no event
-        changes = self._changes(delta, timers, now, lag_refreshed)
+        # A window can overrun with no event: timers re-evaluate the volumes in one.
+        in_window = self.rules.open_windows() if timers else set()
+        changes = self._changes(delta, timers, now, in_window, lag_refreshed)
         episodes = self.rules.windows.drain()
         if not delta and not changes and health is None and not probe_rows and not episodes:
             return
@@ -212,11 +212,16 @@ class Ingestor:
             gc.freeze()
 
     def _changes(
-        self, delta: Delta, timers: bool, now: datetime, also: set[VolumeId]
+        self,
+        delta: Delta,
+        timers: bool,
+        now: datetime,
+        also: set[VolumeId],
+        lag_only: set[VolumeId],
     ) -> list[Change]:
         verdicts = (
-            self.rules.evaluate(self.inventory, delta.touched, now, also)
-            if delta.touched or also
+            self.rules.evaluate(self.inventory, delta.touched, now, also, lag_only)
+            if delta.touched or also or lag_only
             else {}
         )
         changes: list[Change] = []

@@ -727,3 +727,5 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     ),
 )
 RULES = {r.id: r for r in BUILTIN_RULES}
+# The rules a refreshed lag alone can change: a probe cycle re-evaluates only these.
+LAG_RULES = frozenset({"rpo-exceeded", "lag-disagreement"})
