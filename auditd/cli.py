@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -311,7 +311,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(url, config, args)
     if args.command == "status":
-        return _status(url, args.format)
+        return _status(url, args.format, config.probe.interval * config.probe.stale_after_intervals)
     if args.command == "history":
         return _history(url, args)
     if args.command in ("rules", "explain"):
@@ -401,8 +401,6 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
 
 
 def _prune(url: str, config: Config, keep_arg: str | None) -> int:
-    from datetime import timedelta
-
     from auditd.config import parse_duration
     from auditd.store.db import session_factory
     from auditd.store.retention import Pruner
@@ -484,7 +482,7 @@ def _open_history(url: str) -> Engine | None:
     return None
 
 
-def _status(url: str, fmt: str) -> int:
+def _status(url: str, fmt: str, stale_probe: timedelta) -> int:
     from auditd.report.status import load_status, status_json, status_table
     from auditd.store.db import session_factory
 
@@ -494,7 +492,7 @@ def _status(url: str, fmt: str) -> int:
     now = datetime.now(UTC)
     try:
         with session_factory(engine)() as s:
-            doc = load_status(s, now)
+            doc = load_status(s, now, stale_probe)
     finally:
         engine.dispose()
     sys.stdout.write(status_json(doc) + "\n" if fmt == "json" else status_table(doc, now))

@@ -55,3 +55,28 @@ def test_a_sample_holds_the_worst_lag_since_the_previous_one(tmp_path: Path) -> 
         (T + timedelta(minutes=30), 900 + base),
     ]
     engine.dispose()
+
+
+def test_status_calls_a_probe_stale_after_the_configured_intervals(tmp_path: Path) -> None:
+    from auditd.report.status import load_status
+    from auditd.store.models import ProbeHealthRow, StreamHealthRow
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with session_factory(engine).begin() as s:
+        s.add(StreamHealthRow(cluster="dr1", kind="PersistentVolumeClaim", state="ok",
+                              connected=True, synced=True, lists=1, relists=0, errors=0,
+                              bad_events=0, reported_at=now))  # fmt: skip
+        s.add(ProbeHealthRow(cluster="dr1", pool="replicapool", state="ok",
+                             last_attempt_at=now - timedelta(minutes=4), last_success_at=None,
+                             duration_ms=80, consecutive_failures=0, failures=0))  # fmt: skip
+    with session_factory(engine)() as s:
+        # probe.interval 1m x 3: four minutes without an attempt is stale...
+        [p] = load_status(s, now, timedelta(minutes=3))["probes"]
+        assert p["state"] == "stale"
+        # ...with a 5-minute interval it is not yet.
+        [p] = load_status(s, now, timedelta(minutes=15))["probes"]
+        assert p["state"] == "ok"
+    engine.dispose()

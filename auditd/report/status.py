@@ -18,7 +18,11 @@ from auditd.store.models import NotificationRow, ProbeHealthRow, StreamHealthRow
 STALE_AFTER = timedelta(seconds=15)
 
 
-def load_status(session: Session, now: datetime) -> dict[str, Any]:
+def load_status(
+    session: Session, now: datetime, stale_probe: timedelta = timedelta(minutes=5)
+) -> dict[str, Any]:
+    """``stale_probe``: how long without a probe attempt makes a pool's last state stale (the
+    config's probe.interval x probe.stale_after_intervals)."""
     rows = session.scalars(
         select(StreamHealthRow).order_by(StreamHealthRow.cluster, StreamHealthRow.kind)
     ).all()
@@ -44,7 +48,6 @@ def load_status(session: Session, now: datetime) -> dict[str, Any]:
         }
         for r in rows
     ]
-    stale_probe = timedelta(minutes=5)
     probes = [
         {
             "cluster": r.cluster,
