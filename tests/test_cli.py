@@ -166,3 +166,28 @@ def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
         timeout=60,
     )
     assert p.returncode == 1 and "no volume 'nope/none'" in p.stderr
+
+
+def test_demo_slack_posts_each_incident_once_with_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from auditd.sim.demo import run_demo
+    from auditd.sim.fakeslack import FakeSlack
+
+    fake = FakeSlack(token="xoxb-demo").start()
+    try:
+        monkeypatch.setenv("AUDITD_SLACK_TOKEN", "xoxb-demo")
+        monkeypatch.setenv("AUDITD_SLACK_CHANNEL", "#dr-alerts")
+        assert run_demo(tmp_path, slack=True, slack_base_url=fake.base_url) == 0
+        parents = [m for m in fake.messages if not m["thread_ts"]]
+        replies = [m for m in fake.messages if m["thread_ts"]]
+        # The live stray PVC, the replayed stray PVC, rbd-mirror down (both sites, one
+        # incident), the split brain: four incidents, each resolved in its own thread.
+        assert len(parents) == 4 and len(replies) == 4
+        assert {r["thread_ts"] for r in replies} == {p["ts"] for p in parents}
+        assert all(p["text"].startswith("RESOLVED") for p in parents)  # edited in place
+        assert "xoxb-demo" not in capsys.readouterr().out
+    finally:
+        fake.stop()
+    monkeypatch.delenv("AUDITD_SLACK_TOKEN")
+    assert run_demo(tmp_path / "again", slack=True) == 2  # no token: says what to set

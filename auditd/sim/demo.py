@@ -60,7 +60,10 @@ def _wait_delivered(daemon: Daemon, event: str, timeout: float = 20.0) -> bool:
     return False
 
 
-def run_demo(data_dir: Path | None = None, slack: bool = False) -> int:
+def run_demo(
+    data_dir: Path | None = None, slack: bool = False, slack_base_url: str | None = None
+) -> int:
+    """``slack_base_url``: another Slack API (the tests' fake one)."""
     started = datetime.now(UTC) - timedelta(seconds=1)
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="auditd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,8 @@ def run_demo(data_dir: Path | None = None, slack: bool = False) -> int:
     config = parse_config(tomllib.loads(toml))
     if slack:
         # The config default reads $AUDITD_SLACK_TOKEN / $AUDITD_SLACK_CHANNEL (or a webhook).
-        config = config.model_copy(update={"slack": SlackConfig()})
+        extra = {"base_url": slack_base_url} if slack_base_url else {}
+        config = config.model_copy(update={"slack": SlackConfig(**extra)})
         if config.slack.token() is None and config.slack.webhook() is None:
             print(
                 "auditd demo --slack: set AUDITD_SLACK_TOKEN and AUDITD_SLACK_CHANNEL "
