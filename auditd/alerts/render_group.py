@@ -77,7 +77,7 @@ def _view(
     else:
         lasted = _span(members, opened_at, now)
         headline = f":white_check_mark: RESOLVED {rule}: all {len(members)} {noun} recovered"
-        text = f"RESOLVED {rule}: all {len(members)} {noun} recovered ({where}; {lasted})"
+        text = f"RESOLVED {rule}: all {len(members)} {noun} recovered after {lasted} ({where})"
         sev = worst_severity(members)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*"}},
@@ -128,7 +128,8 @@ def render_group(
     if event == "resolved":
         reply = text
     elif event == "repeat":
-        reply = f"Still firing: {payload['firing']} of {len(members)} volumes. {text}"
+        noun = _noun(payload["rule"])
+        reply = f"Still firing: {payload['firing']} of {len(members)} {noun}. {text}"
     else:
         reply = _change_text(change, payload["firing"], len(members))
     reply_blocks: list[dict[str, Any]] = [
