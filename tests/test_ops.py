@@ -163,6 +163,13 @@ def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
     died = datetime.now(UTC) - timedelta(minutes=40)
     with sessions.begin() as s:
         s.execute(update(StreamHealthRow).values(reported_at=died))
+    # While it is down, the report says so: open blind spots and a note, never a quiet window.
+    with sessions() as s:
+        down = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+    now_blind = [b for b in down.blind_spots if b["what"] == "auditd not running"]
+    assert sorted(b["cluster"] for b in now_blind) == ["dr1", "dr2"]
+    assert all(b["ended_at"] is None and b["seconds"] >= 2399 for b in now_blind)
+    assert any("auditd has not reported since" in n for n in down.notes)
     second = Daemon(cfg)
     second.start()
     try:
@@ -171,7 +178,11 @@ def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
         def gap() -> list[dict[str, Any]]:
             with sessions() as s:
                 data = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
-            return [b for b in data.blind_spots if b["what"] == "auditd not running"]
+            return [
+                b
+                for b in data.blind_spots
+                if b["what"] == "auditd not running" and b["ended_at"] is not None
+            ]
 
         wait_until(lambda: len(gap()) == 2, timeout=15)
         spots = gap()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -34,12 +34,15 @@ from auditd.store.models import (
     MeasurementRow,
     NotificationRow,
     ObjectRow,
+    StreamHealthRow,
     TransitionRow,
     UTCDateTime,
     ViolationRow,
 )
 
 SEVERITIES = ("critical", "warning", "info")
+# The daemon rewrites stream_health every 5 s: three missed samples and it is not running.
+HEARTBEAT_STALE = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,12 @@ def load_report(
     episodes = _episodes(session, since, until, f)
     step("blind spots")
     blind = _blind_spots(session, since, until, f)
+    last = _last_heartbeat(session)
+    if last is not None and last + HEARTBEAT_STALE < until:
+        notes.append(
+            f"auditd has not reported since {iso_utc(last)}: nothing after that was seen "
+            "(see audit blind spots)"
+        )
     step("delivery")
     delivery = _delivery(session, since, until, f)
     step("timeline")
@@ -575,8 +584,30 @@ def _blind_spots(
             open_[key] = (at, str(new))
     for key in list(open_):
         close(key, None)
+    # Not running now (no heartbeat lately): everything after its last one is unseen. The
+    # next start records it as history; until then the report must not read it as quiet.
+    last = _last_heartbeat(session)
+    if last is not None and last + HEARTBEAT_STALE < until:
+        clusters = session.scalars(select(StreamHealthRow.cluster).distinct()).all()
+        start = max(last, since)
+        for cluster in sorted(c for c in clusters if not f.clusters or c in f.clusters):
+            out.append(
+                {
+                    "cluster": cluster,
+                    "what": "auditd not running",
+                    "state": "down",
+                    "started_at": iso_utc(start),
+                    "ended_at": None,
+                    "seconds": round((until - start).total_seconds(), 1),
+                }
+            )
     out.sort(key=lambda b: (b["started_at"] or "", b["cluster"], b["what"]))
     return out
+
+
+def _last_heartbeat(session: Session) -> datetime | None:
+    """When the daemon last reported its streams' health (every 5 s while it runs)."""
+    return session.scalar(select(func.max(StreamHealthRow.reported_at)))
 
 
 # ------------------------------------------------------------------------------- delivery

@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auditd.alerts.render import human_duration
-from auditd.report.query import iso_utc
+from auditd.report.query import HEARTBEAT_STALE, iso_utc
 from auditd.report.render import table
 from auditd.store.models import NotificationRow, ProbeHealthRow, StreamHealthRow
 
 # Three missed health samples: the daemon is gone or stuck, and what it last said is stale.
-STALE_AFTER = timedelta(seconds=15)
+STALE_AFTER = HEARTBEAT_STALE
 
 
 def load_status(
