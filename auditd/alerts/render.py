@@ -31,7 +31,7 @@ def human_duration(d: timedelta) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
-def _ts(t: datetime | None) -> str:
+def utc_text(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-"
 
 
@@ -57,7 +57,9 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         text = f"RESOLVED [{v.severity}] {v.rule}: {v.summary} ({where}; firing for {lasted})"
     else:
         headline = f"{ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
-        text = f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {_ts(v.first_seen)})"
+        text = (
+            f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {utc_text(v.first_seen)})"
+        )
     sides = sorted({k.split(".", 1)[0] for k in v.evidence if k.endswith(".image")})
     per_side = {f"{c}.{f}" for c in sides for f in ("image", "probe", "pvc", "vr")}
     table_keys = per_side | {"last_sync_age", "drpc"}
@@ -70,7 +72,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
             ("Rule", v.rule),
             ("Severity", v.severity),
             ("Where", where or "-"),
-            ("First seen", _ts(v.first_seen)),
+            ("First seen", utc_text(v.first_seen)),
         ),
     ]
     if sides:

@@ -12,13 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from auditd.alerts.grouping import Diff, Event, Member, worst_severity
-from auditd.alerts.render import ICON, fields_block, human_duration
+from auditd.alerts.render import ICON, fields_block, human_duration, utc_text
 
 LIST_LIMIT = 10
-
-
-def _when(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _span(members: list[Member], opened_at: datetime, now: datetime) -> str:
@@ -73,7 +69,7 @@ def _view(
             f"{ICON.get(sev, '')} {sev.upper()} {rule}: "
             f"{len(firing)} of {len(members)} {noun} firing"
         ).strip()
-        text = f"FIRING [{sev}] {rule}: {len(firing)} {noun} ({where}; since {_when(opened_at)})"
+        text = f"FIRING [{sev}] {rule}: {len(firing)} {noun} ({where}; since {utc_text(opened_at)})"
     else:
         lasted = _span(members, opened_at, now)
         headline = f":white_check_mark: RESOLVED {rule}: all {len(members)} {noun} recovered"
@@ -82,7 +78,7 @@ def _view(
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*"}},
         fields_block(
-            ("Rule", rule), ("Severity", sev), ("Where", where), ("Opened", _when(opened_at))
+            ("Rule", rule), ("Severity", sev), ("Where", where), ("Opened", utc_text(opened_at))
         ),
     ]
     if firing:

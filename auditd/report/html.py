@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from auditd.report.query import ReportData
+from auditd.report.query import ReportData, parse_iso
 from auditd.report.sections import headline, sections, short_time
 
 CHART_WIDTH = 960
@@ -39,7 +39,7 @@ def _x(t: datetime, since: datetime, until: datetime) -> float:
 
 
 def _t(iso: str | None) -> datetime | None:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+    return parse_iso(iso) if iso else None
 
 
 def chart(data: ReportData) -> str:

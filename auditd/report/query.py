@@ -80,6 +80,11 @@ def iso_utc(t: datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
+def parse_iso(iso: str) -> datetime:
+    """The inverse of iso_utc, for renderers that do time arithmetic on a report's fields."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
 def _at(t: datetime) -> ColumnElement[datetime]:
     """A bound time, converted like every stored time (naive UTC text on SQLite)."""
     return literal(t, UTCDateTime())
@@ -117,12 +122,12 @@ def load_report(
     step("episodes")
     episodes = _episodes(session, since, until, f)
     step("blind spots")
-    blind = _blind_spots(session, since, until, f)
-    last = _last_heartbeat(session)
-    if last is not None and last + HEARTBEAT_STALE < until:
+    silent_since = _silent_since(session, until)
+    blind = _blind_spots(session, since, until, f, silent_since)
+    if silent_since is not None:
         notes.append(
-            f"auditd has not reported since {iso_utc(last)}: nothing after that was seen "
-            "(see audit blind spots)"
+            f"auditd has not reported since {iso_utc(silent_since)}: nothing after that was "
+            "seen (see audit blind spots)"
         )
     step("delivery")
     delivery = _delivery(session, since, until, f)
@@ -530,9 +535,14 @@ def _episodes(
 
 
 def _blind_spots(
-    session: Session, since: datetime, until: datetime, f: Filters
+    session: Session,
+    since: datetime,
+    until: datetime,
+    f: Filters,
+    silent_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Intervals when auditd could not see: a watch stream blind or a Ceph probe failing."""
+    """Intervals when auditd could not see: a watch stream blind, a Ceph probe failing,
+    auditd not running; ``silent_since``: its last heartbeat, if it is not running now."""
     t = TransitionRow
     watched = and_(t.kind == AUDIT_STREAM, t.field == "state")
     probed = and_(t.kind == RBD_POOL, t.field == "probe")
@@ -586,10 +596,9 @@ def _blind_spots(
         close(key, None)
     # Not running now (no heartbeat lately): everything after its last one is unseen. The
     # next start records it as history; until then the report must not read it as quiet.
-    last = _last_heartbeat(session)
-    if last is not None and last + HEARTBEAT_STALE < until:
+    if silent_since is not None:
         clusters = session.scalars(select(StreamHealthRow.cluster).distinct()).all()
-        start = max(last, since)
+        start = max(silent_since, since)
         for cluster in sorted(c for c in clusters if not f.clusters or c in f.clusters):
             out.append(
                 {
@@ -605,9 +614,11 @@ def _blind_spots(
     return out
 
 
-def _last_heartbeat(session: Session) -> datetime | None:
-    """When the daemon last reported its streams' health (every 5 s while it runs)."""
-    return session.scalar(select(func.max(StreamHealthRow.reported_at)))
+def _silent_since(session: Session, until: datetime) -> datetime | None:
+    """The daemon's last heartbeat (it reports its streams' health every 5 s), if it has been
+    silent since for longer than HEARTBEAT_STALE before ``until``; else None."""
+    last = session.scalar(select(func.max(StreamHealthRow.reported_at)))
+    return last if last is not None and last + HEARTBEAT_STALE < until else None
 
 
 # ------------------------------------------------------------------------------- delivery

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from auditd.alerts.render import human_duration
-from auditd.report.query import ReportData
+from auditd.report.query import ReportData, parse_iso
 
 VOLUME_ROWS = 20  # the worst volumes shown in text formats; JSON has them all
 
@@ -40,7 +40,7 @@ def _pct(share: float) -> str:
 def _since(iso: str | None, until: datetime) -> str:
     if not iso:
         return "-"
-    return human_duration(until - datetime.fromisoformat(iso.replace("Z", "+00:00")))
+    return human_duration(until - parse_iso(iso))
 
 
 def headline(data: ReportData) -> list[str]:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auditd.alerts.render import human_duration
-from auditd.report.query import HEARTBEAT_STALE, iso_utc
+from auditd.report.query import HEARTBEAT_STALE, iso_utc, parse_iso
 from auditd.report.render import table
 from auditd.store.models import NotificationRow, ProbeHealthRow, StreamHealthRow
 
@@ -103,7 +103,7 @@ def load_status(
 def _ago(iso: str | None, now: datetime) -> str:
     if not iso:
         return "-"
-    return human_duration(now - datetime.fromisoformat(iso.replace("Z", "+00:00"))) + " ago"
+    return human_duration(now - parse_iso(iso)) + " ago"
 
 
 def status_json(doc: dict[str, Any]) -> str:
