@@ -17,7 +17,12 @@ from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from auditd.inventory.rbd_facts import RBD_IMAGE
-from auditd.report.query import iso_utc, transition_doc
+from auditd.report.query import (
+    alert_delivery,
+    episode_doc,
+    transition_doc,
+    violation_doc,
+)
 from auditd.report.render import table
 from auditd.report.sections import short_time
 from auditd.store.models import EpisodeRow, TransitionRow, ViolationRow
@@ -117,6 +122,7 @@ def load_history(
         if subjects
         else []
     )
+    delivery = alert_delivery(session, [v.id for v in incidents])
     episodes = session.scalars(
         select(EpisodeRow)
         .where(tuple_(EpisodeRow.pool, EpisodeRow.image).in_(sorted(vol.images)))
@@ -130,30 +136,8 @@ def load_history(
             "images": [f"{p}/{i}" for p, i in sorted(vol.images)],
         },
         "transitions": [transition_doc(r) for r in reversed(rows)],
-        "incidents": [
-            {
-                "rule": v.rule,
-                "subject": v.subject,
-                "severity": v.severity,
-                "state": v.state,
-                "first_seen": iso_utc(v.first_seen),
-                "fired_at": iso_utc(v.fired_at),
-                "resolved_at": iso_utc(v.resolved_at),
-                "summary": v.summary,
-            }
-            for v in incidents
-        ],
-        "episodes": [
-            {
-                "trigger": e.trigger,
-                "from_cluster": e.from_cluster,
-                "to_cluster": e.to_cluster,
-                "started_at": iso_utc(e.started_at),
-                "ended_at": iso_utc(e.ended_at),
-                "rto_seconds": e.rto_seconds,
-            }
-            for e in episodes
-        ],
+        "incidents": [violation_doc(v, delivery.get(v.id, [])) for v in incidents],
+        "episodes": [episode_doc(e) for e in episodes],
     }
 
 

@@ -233,7 +233,7 @@ def _summary(session: Session, since: datetime, until: datetime, f: Filters) -> 
     }
 
 
-def _violation_doc(v: ViolationRow, delivery: list[str]) -> dict[str, Any]:
+def violation_doc(v: ViolationRow, delivery: list[str]) -> dict[str, Any]:
     return {
         "id": v.id,
         "rule": v.rule,
@@ -269,8 +269,8 @@ def _violations(
         .limit(limit)
     ).all()
     vrows = list(reversed(overlapping))
-    delivery = _alert_delivery(session, [v.id for v in vrows])
-    docs = [_violation_doc(v, delivery.get(v.id, [])) for v in vrows]
+    delivery = alert_delivery(session, [v.id for v in vrows])
+    docs = [violation_doc(v, delivery.get(v.id, [])) for v in vrows]
     open_now = [
         d
         for d in docs
@@ -280,7 +280,7 @@ def _violations(
     return open_now, docs
 
 
-def _alert_delivery(session: Session, violation_ids: list[int]) -> dict[int, list[str]]:
+def alert_delivery(session: Session, violation_ids: list[int]) -> dict[int, list[str]]:
     """Per violation: event:sink:status of each alert. A grouped alert shows the status of the
     first message of its incident written after it (the one that told it)."""
     out: dict[int, list[str]] = {}
@@ -514,21 +514,23 @@ def _episodes(
     for r in rows:
         if f.namespace and (claims.get((r.pool, r.image)) or "").split("/", 1)[0] != f.namespace:
             continue
-        out.append(
-            {
-                "pair": r.pair,
-                "pool": r.pool,
-                "image": r.image,
-                "trigger": r.trigger,
-                "from_cluster": r.from_cluster,
-                "to_cluster": r.to_cluster,
-                "started_at": iso_utc(r.started_at),
-                "ended_at": iso_utc(r.ended_at),
-                "rto_seconds": r.rto_seconds,
-                "steps": [{"at": at, "what": what} for at, what in r.steps.get("steps", [])],
-            }
-        )
+        out.append(episode_doc(r))
     return out
+
+
+def episode_doc(r: EpisodeRow) -> dict[str, Any]:
+    return {
+        "pair": r.pair,
+        "pool": r.pool,
+        "image": r.image,
+        "trigger": r.trigger,
+        "from_cluster": r.from_cluster,
+        "to_cluster": r.to_cluster,
+        "started_at": iso_utc(r.started_at),
+        "ended_at": iso_utc(r.ended_at),
+        "rto_seconds": r.rto_seconds,
+        "steps": [{"at": at, "what": what} for at, what in r.steps.get("steps", [])],
+    }
 
 
 # ------------------------------------------------------------------------------- blind spots
