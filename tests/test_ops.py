@@ -113,6 +113,16 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
         assert value(port, "auditd_ready") == 1
     finally:
         daemon.stop()
+    # After a restart (probes failing now, so no new image state) the gauges start from the
+    # history, not empty.
+    again = Daemon(cfg)
+    again.start()
+    try:
+        assert again.ops is not None
+        img = {"cluster": "dr1", "pool": "replicapool", "image": "csi-vol-0001"}
+        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="stale") == 1
+    finally:
+        again.stop()
 
 
 def h(cluster: str, **state: Any) -> dict[str, Any]:

@@ -200,7 +200,7 @@ class Ingestor:
         if self.metrics is not None:
             probes = [i for i in batch if isinstance(i, ProbeResult)]
             self.metrics.observe(
-                probes, self._stale_after(), samples, health_rows, changes, self.active
+                probes, delta.transitions, samples, health_rows, changes, self.active
             )
         if plans:
             self.on_commit()

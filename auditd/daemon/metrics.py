@@ -8,15 +8,16 @@ the database: a lag gauge moves when its sample was committed, not before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from contextlib import suppress
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from auditd.inventory.inventory import EXISTS, Transition
+from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
-from auditd.sources.rbd.parse import classify
 from auditd.sources.rbd.probe import ProbeResult
 
 CLASSES = ("healthy", "degraded", "error", "stale", "unknown")
@@ -113,25 +114,28 @@ class Metrics:
     def observe(
         self,
         probes: Sequence[ProbeResult],
-        stale_after: timedelta,
+        transitions: Iterable[Transition],
         samples: Sequence[dict[str, Any]],
         health: Sequence[dict[str, Any]],
         changes: Sequence[Change],
         active: Mapping[tuple[str, str], Active],
     ) -> None:
-        """One committed ingest batch."""
+        """One committed ingest batch. Image states come from its transitions: the inventory
+        already classified every image, and only a change needs a gauge update."""
         for p in probes:
             self.probe_seconds.labels(p.cluster, p.pool, p.kind).observe(p.duration)
             if p.failure is not None:
                 self.probe_errors.labels(p.cluster, p.pool, p.failure.kind).inc()
-            if p.status is None:
+        for t in transitions:
+            if t.key.kind != RBD_IMAGE:
                 continue
-            for image in p.status.images:
-                now = classify(image, p.at, stale_after)
-                for state in CLASSES:
-                    self.image_state.labels(p.cluster, p.pool, image.name, state).set(
-                        1 if state == now else 0
-                    )
+            image = (t.key.cluster, t.key.namespace, t.key.name)
+            if t.field == "class" and t.new is not None:
+                self.image_states([(image, t.new)])
+            elif t.field == EXISTS and t.new == "false":
+                for state in CLASSES:  # gone: no series left behind for it
+                    with suppress(KeyError):
+                        self.image_state.remove(*image, state)
         for s in samples:
             if s.get("lag_seconds") is not None:
                 self.lag.labels(s["cluster"], s["pool"], s["image"]).set(s["lag_seconds"])
@@ -146,6 +150,13 @@ class Metrics:
             if c.violation.state == "firing" and c.previous != "firing":
                 self.fired.labels(c.violation.rule, c.violation.severity).inc()
         self.firing_now(active)
+
+    def image_states(self, states: Iterable[tuple[tuple[str, str, str], str]]) -> None:
+        """Set each (cluster, pool, image)'s state: 1 for its class, 0 for the others (at
+        start from the loaded inventory, then on every change)."""
+        for image, now in states:
+            for state in CLASSES:
+                self.image_state.labels(*image, state).set(1 if state == now else 0)
 
     def firing_now(self, active: Mapping[tuple[str, str], Active]) -> None:
         counts: dict[tuple[str, str], int] = {}

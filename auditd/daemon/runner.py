@@ -28,6 +28,7 @@ from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
+from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.client import api_client_for
 from auditd.sources.kube.health import StreamHealth
@@ -106,6 +107,11 @@ class Daemon:
         self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts)
         self.metrics = Metrics(self._outbox_counts)
         self.metrics.firing_now(active)
+        self.metrics.image_states(
+            ((k.cluster, k.namespace, k.name), str(known.facts.get("class")))
+            for k, known in inventory.objects.items()
+            if k.kind == RBD_IMAGE
+        )
         self.ingestor = Ingestor(
             self.sessions,
             inventory,
