@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from auditd import logs
+from auditd.clock import SYSTEM as CLOCK
 from auditd.config import Config, ConfigError, load_config, redact_url
 
 if TYPE_CHECKING:
@@ -361,7 +362,7 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
     from auditd.report.window import parse_time
     from auditd.store.db import session_factory
 
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     try:
         start, end = parse_time(args.since, now), parse_time(args.until, now)
     except ValueError as e:
@@ -420,7 +421,7 @@ def _prune(url: str, config: Config, keep_arg: str | None) -> int:
     try:
         pruner = Pruner(session_factory(engine), config.retention.batch_size, timedelta(0))
         pruner.progress = progress
-        now = datetime.now(UTC)
+        now = CLOCK.now()
         result = pruner.prune(now - keep, now - min(keep, config.retention.keep_samples))
     finally:
         progress.done()
@@ -437,7 +438,7 @@ def _history(url: str, args: argparse.Namespace) -> int:
     from auditd.report.window import parse_time
     from auditd.store.db import session_factory
 
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     try:
         start = parse_time(args.since, now) if args.since else None
         end = parse_time(args.until, now) if args.until else None
@@ -489,7 +490,7 @@ def _status(url: str, fmt: str, stale_probe: timedelta) -> int:
     engine = _open_history(url)
     if engine is None:
         return EXIT_ERROR
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     try:
         with session_factory(engine)() as s:
             doc = load_status(s, now, stale_probe)
@@ -512,7 +513,7 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
                 doc = rules_doc(s, config)
                 sys.stdout.write(as_json(doc) + "\n" if args.format == "json" else rules_table(doc))
                 return EXIT_OK
-            found = explain_doc(s, config, args.volume)
+            found = explain_doc(s, config, args.volume, CLOCK.now())
     finally:
         engine.dispose()
     if found is None:
@@ -534,7 +535,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
     from auditd.store.db import session_factory
     from auditd.store.silence_store import add_silence, expire_silence, list_silences
 
-    now = datetime.now(UTC)
+    now = CLOCK.now()
     engine = _open_history(url)
     if engine is None:
         return EXIT_ERROR

@@ -139,11 +139,23 @@ class ProbeConfig(Strict):
     # At most this many rbd commands at once, across all clusters.
     max_concurrent: int = Field(4, ge=1, le=64)
     # An image status whose last_update is older than this many intervals is stale (a killed
-    # rbd-mirror keeps reporting its last state for a while).
+    # rbd-mirror keeps reporting its last state for a while). Never less than three rbd-mirror
+    # refreshes (30 s each): a healthy record is up to 30 s old whatever the probe interval.
     stale_after_intervals: int = Field(3, ge=1)
     # Lag and bytes/s are sampled per image at most this often (not a transition each cycle);
     # a sample's lag is the worst since the previous one. /metrics has every probe's lag.
     sample_every: Duration = timedelta(hours=1)
+    # A probe failing for this long is an audit blind spot (an alert): until it succeeds,
+    # nothing about that site's images is known.
+    blind_after: Duration = timedelta(minutes=2)
+
+    @property
+    def record_stale_after(self) -> timedelta:
+        return max(self.interval * self.stale_after_intervals, 3 * MIRROR_REFRESH)
+
+
+# rbd-mirror rewrites every image's status record this often (measured on Ceph Pacific).
+MIRROR_REFRESH = timedelta(seconds=30)
 
 
 def _read_secret(env: str, file: Path | None, key: str) -> SecretStr | None:

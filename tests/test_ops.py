@@ -16,7 +16,7 @@ from test_rbd_probe import Site
 from auditd.daemon.ops_http import readiness
 from auditd.daemon.runner import Daemon
 from auditd.sim import objects
-from auditd.sources.kube.kinds import PVC
+from auditd.sources.kube.kinds import PV, PVC
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -44,6 +44,7 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
     tmp_path: Path, clusters: dict[str, Any], make_config: Any
 ) -> None:
     site = Site(tmp_path, "site-a")
+    replica = Site(tmp_path, "site-b")
     cfg = make_config(
         clusters=[
             {
@@ -61,10 +62,16 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
                 "kubeconfig": str(clusters["kubeconfig"]),
                 "context": "dr2",
                 "role": "secondary",
+                "ceph": {
+                    "conf": str(replica.dir / "ceph.conf"),
+                    "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+                },
             },
         ],
         probe={"interval": "1s", "jitter": "0s", "slow_interval": "1h", "sample_every": "1s"},
         alerts={"console": True},
+        # One incident for the stray claim: its PV is the same mistake, said twice.
+        rules={"pv-on-secondary": {"enabled": False}},
     )
     daemon = Daemon(cfg)
     daemon.start()
@@ -76,7 +83,9 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
         assert get(port, "/readyz")[1].startswith("ready: 2 cluster(s) synced")
         assert get(port, "/nope")[0] == 404
 
-        clusters["dr2"].create(PVC, objects.pvc("stray", "ns"))
+        # A PVC on dr2 bound to the replica: dr2's image is non-primary (storage truth).
+        clusters["dr2"].create(PV, objects.pv("pv-stray", "ns", "stray", "csi-vol-0001"))
+        clusters["dr2"].create(PVC, objects.pvc("stray", "ns", volume="pv-stray"))
         wait_until(
             lambda: (
                 value(port, "auditd_violations_firing", rule="pvc-on-secondary", severity="warning")
@@ -120,7 +129,9 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
     try:
         assert again.ops is not None
         img = {"cluster": "dr1", "pool": "replicapool", "image": "csi-vol-0001"}
-        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="stale") == 1
+        # The last probe before the restart failed: unknown, never the last good state.
+        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="unknown") == 1
+        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="stale") == 0
     finally:
         again.stop()
 

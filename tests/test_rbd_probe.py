@@ -163,9 +163,12 @@ def test_failed_probe_keeps_the_last_good_state_and_marks_the_pool() -> None:
         20,
         failure=ProbeFailure("timeout", "no answer"),
     )
+    # The images keep their last state, but none reads healthy until a good probe.
     assert _rows(inv, failed) == [
         ("replicapool", "probe", "ok", "failing"),
         ("replicapool", "probe_error", None, "timeout"),
+        ("replicapool", "probe_failing_since", None, failed.at.isoformat()),
+        ("csi-vol-0001", "class", "healthy", "unknown"),
     ]
     assert (
         inv.objects[next(k for k in inv.objects if k.name == "csi-vol-0001")].facts["state"]

@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from test_rules import probe, volume
+from test_rules import DATA as RBD
+from test_rules import SITE, probe, volume
 
 from auditd.config import parse_config
 from auditd.daemon.ingest import Ingestor, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
+from auditd.sim.captures import retime
 from auditd.sources.kube.events import ObjectEvent
+from auditd.sources.rbd.parse import parse_pool_status
+from auditd.sources.rbd.probe import ProbeResult
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_open_episodes, load_open_violations
 from auditd.store.migrate import upgrade
@@ -134,23 +138,29 @@ def test_a_stuck_relocate_overruns_its_deadline_and_survives_a_restart(tmp_path:
     assert len(q.episodes()) == 1  # resumed, not a second episode
 
 
-def test_split_brain_fires_critical_within_one_probe_cycle_and_resync_resolves(
+def rewritten(cluster: str, scenario: str, seconds: int) -> ProbeResult:
+    """A capture as rbd-mirror's rewrite ``seconds`` later shows it: every time moved on."""
+    first = probe(cluster, scenario)
+    path = RBD / scenario / f"{SITE[cluster]}-mirror-pool-status-verbose.json"
+    text = retime(path.read_text(), first.at - timedelta(seconds=5) + timedelta(seconds=seconds))
+    return replace(first, at=first.at + timedelta(seconds=seconds), status=parse_pool_status(text))
+
+
+def test_split_brain_fires_critical_within_two_probe_cycles_and_resync_resolves(
     pipe: Pipeline,
 ) -> None:
     steady(pipe)
-    pipe.at(
-        1,
-        probe("dr1", "split-brain-1-force-promoted-site-b"),
-        probe("dr2", "split-brain-1-force-promoted-site-b"),
-    )
+    forced = "split-brain-1-force-promoted-site-b"
+    # The first look: dr2's record is its first as primary, dr1's was written before it (it
+    # may be the last word of a just-demoted primary): not yet believable together.
+    pipe.at(1, probe("dr1", forced), probe("dr2", forced))
+    assert ("split-brain", "p/replicapool/csi-vol-0001", "firing") not in pipe.violations()
+    # One rbd-mirror rewrite later dr1 still says primary, after dr2's promotion: split brain.
+    pipe.at(1.5, rewritten("dr1", forced, 30), rewritten("dr2", forced, 30))
     with pipe.sessions() as s:
         sb = s.scalars(select(ViolationRow).where(ViolationRow.rule == "split-brain")).one()
         assert (sb.state, sb.severity) == ("firing", "critical")
-    pipe.at(
-        2,
-        probe("dr1", "split-brain-3-resynced"),
-        probe("dr2", "split-brain-1-force-promoted-site-b"),
-    )
+    pipe.at(2, probe("dr1", "split-brain-3-resynced"), rewritten("dr2", forced, 60))
     assert ("split-brain", "p/replicapool/csi-vol-0001", "resolved") in pipe.violations()
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from auditd import logs
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.slack import SlackSink
+from auditd.clock import ManualClock
 from auditd.config import AlertsConfig
 from auditd.rules.lifecycle import step
 from auditd.rules.model import Finding
@@ -102,15 +103,19 @@ def alerts_config(**kw: Any) -> AlertsConfig:
 
 
 def test_dispatcher_retries_then_sends(slack: FakeSlack, outbox) -> None:  # type: ignore[no-untyped-def]
+    # Every time here is the test's own: the dispatcher reads nothing but its clock.
     d = Dispatcher(
-        outbox, {"slack": sink_for(slack)}, alerts_config(retry_initial=timedelta(seconds=10))
+        outbox,
+        {"slack": sink_for(slack)},
+        alerts_config(retry_initial=timedelta(seconds=10)),
+        clock=ManualClock(T),
     )
     slack.fail_next(status=429, retry_after=30)
-    assert d.drain_once(now=T) == 0
+    assert d.drain_once() == 0
     row = _row(outbox)
     assert row.status == "pending" and row.attempts == 1 and "ratelimited" in (row.last_error or "")
-    assert row.next_attempt_at >= datetime.now(UTC) + timedelta(seconds=29)  # Retry-After honoured
-    assert d.drain_once(now=datetime.now(UTC)) == 0  # not due yet: no call
+    assert row.next_attempt_at >= T + timedelta(seconds=29)  # Retry-After honoured
+    assert d.drain_once(now=T + timedelta(seconds=1)) == 0  # not due yet: no call
     assert len(slack.calls) == 1
     assert d.drain_once(now=row.next_attempt_at) == 1
     row = _row(outbox)
@@ -136,7 +141,7 @@ def test_dispatcher_dead_letters_after_max_attempts(slack: FakeSlack, outbox) ->
     )
     slack.fail_next(5, status=503)
     for i in range(5):
-        d.drain_once(now=datetime.now(UTC) + timedelta(seconds=i))
+        d.drain_once(now=T + timedelta(seconds=i))
     row = _row(outbox)
     assert row.status == "dead" and row.attempts == 3
     assert len(slack.calls) == 3

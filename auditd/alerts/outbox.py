@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +30,7 @@ from auditd.alerts.inhibit import PARENT_RULES, Parent, inhibited_by
 from auditd.alerts.render_group import render_group
 from auditd.alerts.silences import silenced_by
 from auditd.alerts.sinks.base import SendResult, Sink
+from auditd.clock import SYSTEM, Clock
 from auditd.config import AlertsConfig
 from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
 from auditd.store.silence_store import list_silences
@@ -39,9 +40,14 @@ log = logging.getLogger(__name__)
 
 class Dispatcher:
     def __init__(
-        self, sessions: sessionmaker[Session], sinks: dict[str, Sink], settings: AlertsConfig
+        self,
+        sessions: sessionmaker[Session],
+        sinks: dict[str, Sink],
+        settings: AlertsConfig,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.sessions = sessions
+        self.clock = clock
         self.sinks = sinks
         self.settings = settings
         self._wake = threading.Event()
@@ -72,7 +78,7 @@ class Dispatcher:
         Without a deadline the pass ends early when the dispatcher is stopping; with one
         (the final flush at shutdown) it ends at the deadline (``time.monotonic()``).
         """
-        now = now or datetime.now(UTC)
+        now = now or self.clock.now()
         alone = self._route(now)
         self._flush(now)
         return self._deliver(now, alone, deadline)
@@ -306,7 +312,9 @@ class Dispatcher:
                     log.info(
                         "notification %d was delivered before a restart; not sending again", row.id
                     )
-                    self._record(row.id, SendResult(ok=True, external_id=already), row.attempts)
+                    self._record(
+                        row.id, SendResult(ok=True, external_id=already), row.attempts, now
+                    )
                     sent += 1
                     continue
             self._mark_sending(row.id)
@@ -317,7 +325,7 @@ class Dispatcher:
                 result = SendResult(
                     ok=False, error=f"{row.sink}: {type(e).__name__}", permanent=True
                 )
-            self._record(row.id, result, row.attempts + 1)
+            self._record(row.id, result, row.attempts + 1, now)
             if result.ok:
                 sent += 1
             else:
@@ -378,8 +386,9 @@ class Dispatcher:
             if row is not None:
                 row.status = "sending"
 
-    def _record(self, row_id: int, result: SendResult, attempts: int) -> None:
-        now = datetime.now(UTC)
+    def _record(self, row_id: int, result: SendResult, attempts: int, now: datetime) -> None:
+        # The pass's time, from the injected clock: a retry is scheduled on the same timeline
+        # the pass reads due rows from.
         with self.sessions.begin() as session:
             row = session.get(NotificationRow, row_id)
             if row is None:

@@ -13,14 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.render import render
+from auditd.clock import SYSTEM, Clock
 from auditd.inventory.inventory import Delta, Inventory
+from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Unknown
@@ -28,13 +30,14 @@ from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
-from auditd.sources.rbd.parse import lag_seconds
+from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 from auditd.sources.rbd.probe import ProbeResult
 from auditd.store.writer import (
     PlannedNotification,
     write_change,
     write_delta,
     write_episodes,
+    write_image_records,
     write_measurements,
     write_probe_health,
     write_stream_health,
@@ -99,8 +102,10 @@ class Ingestor:
         queue_max: int = 2000,
         pages_in_flight: int = 4,
         metrics: Metrics | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.sessions = sessions
+        self.clock = clock
         self.metrics = metrics
         self.inventory = inventory
         self.rules = rules
@@ -153,13 +158,14 @@ class Ingestor:
                         self._page_slots.release()
 
     def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
+        now = now or self.clock.now()
         delta = Delta()
         timers = False
         health: HealthReport | None = None
         listed = False
         probe_rows: list[dict[str, Any]] = []
         samples: list[dict[str, Any]] = []
+        lags: list[tuple[str, str, str, float | None]] = []
         lag_refreshed: set[VolumeId] = set()
         for item in batch:
             if isinstance(item, Tick):
@@ -169,6 +175,7 @@ class Ingestor:
                 lag_refreshed |= self.rules.record_probe(item)
                 probe_rows.append(self._probe_health_row(item))
                 samples.extend(self._samples(item))
+                lags.extend(self._lags(item))
             elif isinstance(item, Downtime):
                 self.inventory.apply_downtime(item.clusters, item.down_at, item.up_at, delta)
             elif isinstance(item, HealthReport):
@@ -199,9 +206,7 @@ class Ingestor:
         self.committed_batches += 1
         if self.metrics is not None:
             probes = [i for i in batch if isinstance(i, ProbeResult)]
-            self.metrics.observe(
-                probes, delta.transitions, samples, health_rows, changes, self.active
-            )
+            self.metrics.observe(probes, delta.transitions, lags, health_rows, changes, self.active)
         if plans:
             self.on_commit()
         if listed:
@@ -224,6 +229,9 @@ class Ingestor:
             if delta.touched or also or lag_only
             else {}
         )
+        if timers:
+            for key, verdict in self.rules.timer_verdicts(self.inventory, now).items():
+                verdicts.setdefault(key, verdict)
         changes: list[Change] = []
         for key in sorted(verdicts):
             verdict = verdicts[key]
@@ -251,8 +259,7 @@ class Ingestor:
         return [PlannedNotification(sink, payload) for sink in self.sinks]
 
     def _stale_after(self) -> timedelta:
-        probe = self.rules.config.probe
-        return probe.interval * probe.stale_after_intervals
+        return self.rules.config.probe.record_stale_after
 
     def _probe_health_row(self, r: ProbeResult) -> dict[str, Any]:
         ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
@@ -274,6 +281,28 @@ class Ingestor:
             "images": len(r.status.images) if r.status else None,
         }
 
+    def _lags(self, r: ProbeResult) -> list[tuple[str, str, str, float | None]]:
+        """Every image's lag as of this probe (for /metrics), or None for each image of a pool
+        whose probe failed: unknown, not the last value."""
+        if r.status is None:
+            if r.kind != "status":
+                return []
+            return [
+                (r.cluster, r.pool, k.name, None)
+                for k in self.inventory.keys_of(r.cluster, RBD_IMAGE)
+                if k.namespace == r.pool
+            ]
+        return [(r.cluster, r.pool, i.name, self._lag(r, i)) for i in r.status.images]
+
+    def _lag(self, r: ProbeResult, image: ImageStatus) -> float | None:
+        """A secondary's lag never counts from before it was demoted (it held current data
+        until then); a primary's is its peer's, as that site reported it."""
+        record = self.inventory.records.get(r.cluster, r.pool, image.name)
+        if record is not None and record.primary is False:
+            since = [t for t in (record.synced_at, record.demoted_at) if t is not None]
+            return max(0.0, (r.at - max(since)).total_seconds()) if since else None
+        return lag_seconds(image, r.at)
+
     def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
         """Lag and throughput per image, at most once per probe.sample_every. The lag written
         is the worst seen since the previous sample (peak hold), so a coarse sample interval
@@ -284,7 +313,7 @@ class Ingestor:
         every = self.rules.config.probe.sample_every
         out = []
         for image in r.status.images:
-            lag = lag_seconds(image, r.at)
+            lag = self._lag(r, image)
             if lag is not None:
                 held = ph.peak_lag.get(image.name)
                 ph.peak_lag[image.name] = lag if held is None else max(held, lag)
@@ -351,6 +380,7 @@ class Ingestor:
                     write_probe_health(session, probe_rows)
                     write_measurements(session, samples)
                     write_episodes(session, episodes)
+                    write_image_records(session, delta.records, delta.records_gone)
                     return [write_change(session, c, notes, now) for c, notes in plans]
             except SQLAlchemyError as e:
                 attempt += 1

@@ -2,7 +2,7 @@
 depth read from the database at scrape time.
 
 The ingest thread is the only writer of these series (as of the history), so they agree with
-the database: a lag gauge moves when its sample was committed, not before.
+the database: a lag gauge moves when its probe's batch was committed, not before.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class Metrics:
         r = self.registry
         self.lag = Gauge(
             "auditd_rbd_image_lag_seconds",
-            "Now minus the last snapshot the secondary synced, per image (last sample).",
+            "Now minus the last snapshot the secondary synced, per image, as of the last good "
+            "probe (no series while the probe fails).",
             ["cluster", "pool", "image"],
             registry=r,
         )
@@ -115,7 +116,7 @@ class Metrics:
         self,
         probes: Sequence[ProbeResult],
         transitions: Iterable[Transition],
-        samples: Sequence[dict[str, Any]],
+        lags: Sequence[tuple[str, str, str, float | None]],
         health: Sequence[dict[str, Any]],
         changes: Sequence[Change],
         active: Mapping[tuple[str, str], Active],
@@ -136,9 +137,12 @@ class Metrics:
                 for state in CLASSES:  # gone: no series left behind for it
                     with suppress(KeyError):
                         self.image_state.remove(*image, state)
-        for s in samples:
-            if s.get("lag_seconds") is not None:
-                self.lag.labels(s["cluster"], s["pool"], s["image"]).set(s["lag_seconds"])
+        for cluster, pool, name, lag in lags:
+            if lag is None:  # unknown: no series, rather than a last value that looks current
+                with suppress(KeyError):
+                    self.lag.remove(cluster, pool, name)
+            else:
+                self.lag.labels(cluster, pool, name).set(lag)
         for h in health:
             labels = (h["cluster"], h["kind"])
             self.stream_up.labels(*labels).set(0 if h["state"] == "blind" else 1)

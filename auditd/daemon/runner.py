@@ -22,14 +22,13 @@ from sqlalchemy import func, select
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
+from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, Config, redact_url
 from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
-from auditd.inventory.inventory import Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
-from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.client import api_client_for
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
@@ -37,7 +36,7 @@ from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transport
 from auditd.store.db import make_engine, session_factory
-from auditd.store.load import load_objects, load_open_episodes, load_open_violations
+from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow, StreamHealthRow
 from auditd.store.retention import Pruner
@@ -48,6 +47,12 @@ WATCHED_KINDS: tuple[Kind, ...] = ALL_KINDS
 # Seconds between stream-health samples; `auditd status` calls a daemon silent for 3x this
 # long "not reporting".
 HEALTH_INTERVAL = 5
+
+
+def _scheduler_now() -> datetime:
+    """APScheduler runs on the wall clock whatever auditd's clock says: "run this job now" must
+    be said in its terms. Never an audit time."""
+    return datetime.now(UTC)  # noqa: TID251
 
 
 def probe_transport(cluster: ClusterConfig) -> Transport:
@@ -68,9 +73,14 @@ def probe_transport(cluster: ClusterConfig) -> Transport:
 
 class Daemon:
     def __init__(
-        self, config: Config, sinks: dict[str, Sink] | None = None, dry_run: bool = False
+        self,
+        config: Config,
+        sinks: dict[str, Sink] | None = None,
+        dry_run: bool = False,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.config = config
+        self.clock = clock
         self._sinks_override = sinks
         self.dry_run = dry_run
         self.health: dict[tuple[str, str], StreamHealth] = {}
@@ -86,13 +96,8 @@ class Daemon:
         upgrade(url)
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
-        rules = RuleEngine(cfg)
-        inventory = Inventory()
         with self.sessions() as s:
-            inventory.load(load_objects(s))
-            active = load_open_violations(s)
-            for episode in load_open_episodes(s):
-                rules.windows.resume(episode)
+            inventory, rules, active = load_state(s, cfg)
             last_heartbeat = s.scalar(select(func.max(StreamHealthRow.reported_at)))
         log.info(
             "loaded %d objects and %d open violations from history",
@@ -104,7 +109,7 @@ class Daemon:
             if self._sinks_override is not None
             else build_sinks(cfg, dry_run=self.dry_run)
         )
-        self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts)
+        self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts, self.clock)
         self.metrics = Metrics(self._outbox_counts)
         self.metrics.firing_now(active)
         self.metrics.image_states(
@@ -120,10 +125,11 @@ class Daemon:
             sorted(sinks),
             self.dispatcher.wake,
             metrics=self.metrics,
+            clock=self.clock,
         )
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
-        started = datetime.now(UTC)
+        started = self.clock.now()
         if last_heartbeat is not None and started - last_heartbeat > cfg.watch.blind_spot_after:
             # While auditd itself was not running it saw nothing: the longest blind spot of
             # all, and the one an SRE most needs in the report.
@@ -135,7 +141,7 @@ class Daemon:
             self.ops.start()
         for cluster in cfg.clusters:
             for kind in WATCHED_KINDS:
-                health = StreamHealth(cluster.name, kind.kind)
+                health = StreamHealth(cluster.name, kind.kind, _clock=self.clock)
                 self.health[(cluster.name, kind.kind)] = health
                 watcher = ListWatcher(
                     cluster,
@@ -145,6 +151,7 @@ class Daemon:
                     health,
                     normalize=facts_of,
                     label_selector=cfg.watch.label_selectors.get(kind.kind),  # type: ignore[call-overload]
+                    clock=self.clock,
                 )
                 self._watchers.append(watcher)
                 self._spawn(f"watch-{cluster.name}-{kind.plural}", watcher.run)
@@ -160,7 +167,7 @@ class Daemon:
         )
         self._schedule_probes()
         self.scheduler.add_job(
-            lambda: self.ingestor.put(Tick(datetime.now(UTC))),
+            lambda: self.ingestor.put(Tick(self.clock.now())),
             "interval",
             seconds=5,
             id="rule-timers",
@@ -174,7 +181,7 @@ class Daemon:
             id="stream-health",
             coalesce=True,
             max_instances=1,
-            next_run_time=datetime.now(UTC),  # `auditd status` has an answer from the start
+            next_run_time=_scheduler_now(),  # `auditd status` has an answer from the start
         )
         if cfg.retention.keep.total_seconds() > 0:
             self._pruner = Pruner(
@@ -187,7 +194,7 @@ class Daemon:
                 id="retention",
                 coalesce=True,
                 max_instances=1,
-                next_run_time=datetime.now(UTC) + timedelta(minutes=1),  # after start-up settles
+                next_run_time=_scheduler_now() + timedelta(minutes=1),  # after start-up settles
             )
         self.scheduler.start()
         self._started = True
@@ -197,7 +204,7 @@ class Daemon:
         """One status job per cluster and pool, and a slower info job. coalesce and
         max_instances=1: a slow cluster gets at most one probe in flight, never a pile-up."""
         cfg = self.config
-        now = datetime.now(UTC)
+        now = _scheduler_now()
         for pair in cfg.pairs:
             for name in pair.clusters:
                 cluster = cfg.cluster(name)
@@ -206,7 +213,12 @@ class Daemon:
                 transport = probe_transport(cluster)
                 for pool in pair.pools:
                     prober = PoolProber(
-                        name, pool, transport, cfg.probe.timeout.total_seconds(), self.ingestor.put
+                        name,
+                        pool,
+                        transport,
+                        cfg.probe.timeout.total_seconds(),
+                        self.ingestor.put,
+                        self.clock,
                     )
                     for job, every in (
                         (prober.probe_status, cfg.probe.interval),
@@ -228,7 +240,7 @@ class Daemon:
     def prune(self) -> None:
         """Retention, in the scheduler's thread: batches, so ingest never waits long."""
         try:
-            now, keep = datetime.now(UTC), self.config.retention
+            now, keep = self.clock.now(), self.config.retention
             self._pruner.prune(now - keep.keep, now - keep.keep_samples)
         except Exception:  # the next run tries again; history is never at risk here
             log.exception("pruning history failed")
@@ -255,7 +267,7 @@ class Daemon:
 
     def report_health(self) -> None:
         self.ingestor.put(
-            HealthReport(datetime.now(UTC), [h.snapshot() for h in self.health.values()])
+            HealthReport(self.clock.now(), [h.snapshot() for h in self.health.values()])
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

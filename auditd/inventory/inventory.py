@@ -23,6 +23,7 @@ from auditd.inventory.rbd_facts import (
     pool_info_facts,
     pool_status_facts,
 )
+from auditd.inventory.records import ImageRecord, RecordBook, RecordKey
 from auditd.sources.kube.events import (
     KubeEvent,
     ObjectEvent,
@@ -70,6 +71,9 @@ class Delta:
     transitions: list[Transition] = field(default_factory=list)
     upserts: dict[ObjectKey, Known] = field(default_factory=dict)
     deletes: set[ObjectKey] = field(default_factory=set)
+    # Image records (inventory/records.py) a probe rewrote, and those of images gone.
+    records: dict[RecordKey, ImageRecord] = field(default_factory=dict)
+    records_gone: list[RecordKey] = field(default_factory=list)
 
     @property
     def touched(self) -> set[ObjectKey]:
@@ -84,7 +88,9 @@ class Delta:
         self.upserts.pop(key, None)
 
     def __bool__(self) -> bool:
-        return bool(self.transitions or self.upserts or self.deletes)
+        return bool(
+            self.transitions or self.upserts or self.deletes or self.records or self.records_gone
+        )
 
 
 EXISTS = "exists"
@@ -116,6 +122,7 @@ class Inventory:
         # (cluster, kind) pairs whose state came from a previous run: their first list is a resync.
         self._loaded: set[tuple[str, str]] = set()
         self._listing: dict[tuple[str, str], _Listing] = {}
+        self.records = RecordBook()
 
     def load(self, rows: Iterable[tuple[ObjectKey, Known]]) -> None:
         for key, known in rows:
@@ -197,8 +204,10 @@ class Inventory:
     ) -> Delta:
         """A pool probe: the pool's facts, and each image's; images gone from the pool are gone.
 
-        A failed probe changes only the pool's ``probe`` fact: the images keep their last good
-        state, and whoever reads them must treat a failing pool as unknown.
+        A failed probe changes the pool's ``probe`` fact, and each image's ``class`` to
+        ``unknown`` (metrics, the report's healthy share and explain read it): the images keep
+        their last good state and role, but nothing about them is known to be healthy until a
+        good probe.
         """
         delta = Delta() if into is None else into
         at = result.at
@@ -208,13 +217,27 @@ class Inventory:
         if result.failure is not None:
             field_ = "probe" if result.kind == "status" else "info_probe"
             facts.update({field_: "failing", f"{field_}_error": result.failure.kind})
+            if result.kind == "status" and not facts.get("probe_failing_since"):
+                # When this spell of failures began: the blind-spot rule's clock.
+                facts["probe_failing_since"] = at.isoformat()
         elif result.status is not None:
             facts.update(pool_status_facts(result.status))
         elif result.info is not None:
             facts.update(info_probe_error=None, **pool_info_facts(result.info, result.schedules))
         self._upsert(pool_key, old_pool, Known(None, None, facts), at, "probe", False, delta)
+        if result.failure is not None and result.kind == "status":
+            for key in sorted(self.keys_of(result.cluster, RBD_IMAGE)):
+                old = self.objects[key]
+                if key.namespace == result.pool and old.facts.get("class") != "unknown":
+                    blind = Known(old.uid, None, {**old.facts, "class": "unknown"})
+                    self._upsert(key, old, blind, at, "probe", False, delta)
         if result.status is None:
             return delta
+        changed, records_gone = self.records.observe(
+            result.cluster, result.pool, result.status.images, at
+        )
+        delta.records.update(changed)
+        delta.records_gone.extend(records_gone)
         seen: set[ObjectKey] = set()
         for image in result.status.images:
             key = ObjectKey(result.cluster, RBD_IMAGE, result.pool, image.name)

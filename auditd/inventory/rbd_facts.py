@@ -39,6 +39,7 @@ def pool_status_facts(status: PoolStatus) -> Facts:
     return {
         "probe": "ok",
         "probe_error": None,
+        "probe_failing_since": None,
         "health": status.health,
         "daemon_health": status.daemon_health,
         "image_health": status.image_health,

@@ -4,6 +4,7 @@ volume's pair view with every rule's verdict and evidence, from the stored state
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,8 +15,8 @@ from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.report.render import table
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Finding, Unknown
-from auditd.rules.views import VolumeView
-from auditd.store.load import load_objects
+from auditd.rules.views import Side, VolumeView
+from auditd.store.load import load_state
 from auditd.store.models import ViolationRow
 
 
@@ -70,13 +71,14 @@ def rules_table(doc: list[dict[str, Any]]) -> str:
     )
 
 
-def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any] | None:
-    """The pair view of the volume named by pool/image or namespace/pvc, and every verdict."""
-    inventory = Inventory()
-    inventory.load(load_objects(session))
-    engine = RuleEngine(config)
-    everything = set(inventory.objects)
-    verdicts = engine.evaluate(inventory, everything)
+def explain_doc(
+    session: Session, config: Config, target: str, now: datetime
+) -> dict[str, Any] | None:
+    """The pair view of the volume named by pool/image or namespace/pvc, and every verdict, as
+    the daemon judges at ``now``: the same loader (facts, image records, open DR windows) and
+    the same engine."""
+    inventory, engine, _ = load_state(session, config)
+    verdicts = engine.evaluate(inventory, set(inventory.objects), now)
     view = _find(engine, inventory, target)
     if view is None:
         return None
@@ -108,10 +110,23 @@ def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any]
                     "verdict": "unknown" if isinstance(verdict, Unknown) else "ok",
                 }
             )
+    window = engine.windows.open.get(view.id)
     return {
         "volume": str(view.id),
+        "at": now.isoformat(),
         "primary": view.primary_cluster,
+        "settled": view.settled,
         "in_transition": view.in_transition,
+        "window": (
+            {
+                "since": window.started_at.isoformat(),
+                "from": window.from_cluster,
+                "trigger": window.trigger,
+            }
+            if window
+            else None
+        ),
+        "synced_at": view.synced_at.isoformat() if view.synced_at else None,
         "drpc_phases": list(view.drpc_phases),
         "sides": [
             {
@@ -121,7 +136,10 @@ def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any]
                 "pv": _name(s.pv),
                 "vr": _name(s.vr),
                 "vrg": _name(s.vrg),
-                "image": s.image,
+                "image": _image_seen(s),
+                "record_written_at": (
+                    s.record.updated_at.isoformat() if s.record and s.record.updated_at else None
+                ),
                 "pool_probe": s.pool_probe,
                 "blind": s.blind,
             }
@@ -129,6 +147,16 @@ def explain_doc(session: Session, config: Config, target: str) -> dict[str, Any]
         ],
         "verdicts": rows,
     }
+
+
+def _image_seen(side: Side) -> dict[str, Any] | None:
+    """The image as the last probe said, except that nothing is healthy while the probe fails."""
+    if side.image is None:
+        return None
+    image = dict(side.image)
+    if not side.storage_known:
+        image["class"] = "unknown"
+    return image
 
 
 def _name(key: ObjectKey | None) -> str | None:
@@ -150,7 +178,13 @@ def _find(engine: RuleEngine, inventory: Inventory, target: str) -> VolumeView |
 def explain_text(doc: dict[str, Any]) -> str:
     lines = [
         f"volume {doc['volume']}   primary: {doc['primary'] or 'unknown'}"
-        + ("   (DR window: both sides demoted)" if doc["in_transition"] else ""),
+        + ("" if doc["settled"] else "   (storage records still catching up with a role change)")
+        + (
+            f"   (DR window since {doc['window']['since']}, from {doc['window']['from'] or '?'},"
+            f" {doc['window']['trigger']})"
+            if doc["window"]
+            else ("   (both sides demoted)" if doc["in_transition"] else "")
+        ),
         "",
     ]
     lines.append(

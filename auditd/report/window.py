@@ -9,9 +9,8 @@ _REL = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_time(value: str, now: datetime | None = None) -> datetime:
+def parse_time(value: str, now: datetime) -> datetime:
     """'30m'/'24h'/'7d' mean that long before now; otherwise ISO 8601 (naive means UTC)."""
-    now = now or datetime.now(UTC)
     text = value.strip()
     m = _REL.match(text)
     if m:

@@ -22,22 +22,26 @@ from auditd.sources.kube.health import AUDIT_STREAM
 
 
 def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster: str) -> str | None:
-    """'primary', 'secondary', 'window' (both demoted: a relocate in progress) or None (unknown)."""
-    if view is not None and side is not None:
-        if side.blind:
+    """'primary', 'secondary', 'window' (both demoted: a relocate in progress) or None (unknown).
+
+    Where Ceph is probed, only settled storage records decide: the configured role never does,
+    a failing probe or records still catching up with a demote/promote mean "not yet known",
+    and so does an object whose link to an image (PVC -> PV -> image) has not arrived yet."""
+    if side is not None and side.blind:
+        return None
+    if ctx.probed(cluster):
+        if view is None or side is None:
             return None
-        if side.storage_known and view.peer(cluster).storage_known:
-            if not view.confirmed:
-                return None
-            if view.in_transition:
-                return "window"
-            if side.primary is True:
-                return "primary"
-            if side.primary is False and view.peer(cluster).primary is True:
-                return "secondary"
+        peer = view.peer(cluster)
+        if not (side.storage_known and peer.storage_known and view.settled):
             return None
-        if side.pool_probe is not None or view.peer(cluster).pool_probe is not None:
-            return None  # probed but failing: the storage truth is unknown right now
+        if view.in_transition:
+            return "window"
+        if side.primary is True and peer.primary is not True:
+            return "primary"
+        if side.primary is False and peer.primary is True:
+            return "secondary"
+        return None
     # No storage probes for this pair: the configured role is all we have.
     return ctx.role_of(cluster)
 
@@ -122,7 +126,7 @@ def _on_secondary(
                 return None
             where = f"{key.namespace}/{key.name}" if key.namespace else key.name
             truth = (
-                "its image is non-primary there"
+                "its image is non-primary"
                 if view and side and side.storage_known
                 else ("configured as the DR secondary")
             )
@@ -141,7 +145,10 @@ def _on_secondary(
 
         for key in keys:
             if key.kind == kind:
-                out[str(key)] = judge(key, None)
+                # Not linked to an image (yet): judged as the volume whose claim of the same
+                # name is on the peer, if there is one; else not known, never "secondary" by
+                # configuration alone where Ceph is probed.
+                out[str(key)] = judge(key, _claim_view(ctx, key))
         for view in ctx.volumes:
             for side in view.sides:
                 key = getattr(side, attr)
@@ -150,6 +157,22 @@ def _on_secondary(
         return out
 
     return evaluate
+
+
+def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
+    if key.kind not in (PVC, VR):
+        return None
+    known = ctx.inventory.objects.get(key)
+    claim = key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
+    for view in ctx.volumes:
+        for side in view.sides:
+            if (
+                side.cluster != key.cluster
+                and side.pvc is not None
+                and (side.pvc.namespace, side.pvc.name) == (key.namespace, claim)
+            ):
+                return view
+    return None
 
 
 # ------------------------------------------------------------ volume rules
@@ -190,12 +213,18 @@ def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["split-brain"]
-    a, b = view.sides
     if not view.confirmed:
         return UNKNOWN
     reasons = []
-    if a.primary is True and b.primary is True:
-        reasons.append("both images are primary")
+    undecided = False
+    if view.both_primary:
+        if view.settled:
+            reasons.append("both images are primary")
+        else:
+            # One record predates the other's promotion: the demoted side's last word before
+            # its demote, until rbd-mirror rewrites it (<= 30 s). A forced promotion keeps
+            # both records saying primary after that; a planned one does not.
+            undecided = True
     for s in view.sides:
         if (
             s.storage_known
@@ -222,7 +251,9 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
             reasons="; ".join(reasons),
             **_side_evidence(ctx, view),
         )
-    if not view.storage_known:
+    if not any(ctx.probed(s.cluster) for s in view.sides):
+        return None  # the only reason observable without Ceph (the VRs) is observed gone
+    if undecided or not view.storage_known:
         return UNKNOWN
     return None
 
@@ -328,8 +359,12 @@ def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -
 def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["rpo-exceeded"]
     primary = view.primary_cluster
-    if primary is None or view.synced_at is None or ctx.now is None:
-        return UNKNOWN if not view.storage_known else None
+    if primary is None or ctx.now is None:
+        return UNKNOWN if not view.storage_known or not view.settled else None
+    if view.synced_at is None:
+        # The secondary states no synced snapshot (not listed, or not snapshot-mode yet): lag
+        # cannot be told; image-missing-on-peer and secondary-not-replaying speak to the rest.
+        return UNKNOWN
     lag = ctx.now - view.synced_at
     pv = _primary_vr(ctx, view)
     interval = _interval(ctx, primary, pv[1]) if pv else None
@@ -475,6 +510,41 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
+def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
+    """A live, protected volume whose image is in neither site's mirror status: deleted, or
+    mirroring disabled. The loss DR exists to prevent, and no other rule sees it (there is no
+    primary image left to compare with)."""
+    if not any(ctx.probed(s.cluster) for s in view.sides) or ctx.in_window(view):
+        return None
+    if not all(s.storage_known for s in view.sides):
+        return UNKNOWN
+    if any(s.image is not None for s in view.sides):
+        return None
+    for side in view.sides:
+        if side.pvc is None or side.vr is None:
+            continue  # no VR: unprotected-volume says it; no PVC: nothing is using it
+        pvc = ctx.inventory.objects.get(side.pvc)
+        vr = ctx.inventory.objects.get(side.vr)
+        if pvc is None or vr is None or pvc.facts.get("phase") != "Bound":
+            continue
+        if vr.facts.get("replicationState") == "secondary":
+            continue
+        return _finding(
+            RULES["image-not-mirrored"],
+            str(view.id),
+            f"{view.id.pool}/{view.id.image} under PVC {side.pvc.namespace}/{side.pvc.name} on "
+            f"{side.cluster} is not mirrored on either site (image deleted or mirroring disabled): "
+            "this volume has no replica",
+            side.cluster,
+            ctx,
+            pair=view.id.pair,
+            namespace=side.pvc.namespace,
+            vr_state=vr.facts.get("state"),
+            **_side_evidence(ctx, view),
+        )
+    return None
+
+
 def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
     episode = ctx.windows.get(view.id)
     if episode is None or ctx.now is None:
@@ -546,27 +616,58 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
 # ---------------------------------------------------------------- blind spot
 
 
+def failing_probes(ctx: RuleContext, cluster: str) -> list[tuple[str, str, datetime]]:
+    """The pools of a cluster whose status probe has failed for probe.blind_after or longer:
+    (pool, error kind, failing since)."""
+    out = []
+    for key in sorted(ctx.inventory.keys_of(cluster, "RbdPool")):
+        f = ctx.inventory.objects[key].facts
+        since = f.get("probe_failing_since")
+        if f.get("probe") != "failing" or not since or ctx.now is None:
+            continue
+        at = datetime.fromisoformat(since)
+        if ctx.now - at >= ctx.config.probe.blind_after:
+            out.append((key.name, str(f.get("probe_error") or "failing"), at))
+    return out
+
+
 def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+    """A watch stream blind, or a Ceph probe failing: either way that cluster's DR state is
+    not known, and nobody must read the silence as healthy."""
     out: dict[str, Verdict] = {}
-    for cluster in sorted({k.cluster for k in keys if k.kind == AUDIT_STREAM}):
+    for cluster in sorted({k.cluster for k in keys if k.kind in (AUDIT_STREAM, "RbdPool")}):
         blind = sorted(
             k.name
             for k in ctx.inventory.keys_of(cluster, AUDIT_STREAM)
             if ctx.inventory.objects[k].facts.get("state") == "blind"
         )
+        probes = failing_probes(ctx, cluster)
         subject = f"cluster/{cluster}"
-        if not blind:
+        if not blind and not probes:
             out[subject] = None
             continue
+        what = []
+        if blind:
+            what.append(f"watch {', '.join(blind)}")
+        if probes:
+            what.append(
+                "probe Ceph pool "
+                + ", ".join(
+                    f"{pool} ({error}, since {human(ctx.now - since)})"
+                    for pool, error, since in probes
+                    if ctx.now
+                )
+            )
         out[subject] = _finding(
             RULES["audit-blind-spot"],
             subject,
-            f"auditd cannot watch {', '.join(blind)} on {cluster}: its DR state there is unknown",
+            f"auditd cannot {' or '.join(what)} on {cluster}: its DR state there is unknown",
             cluster,
             ctx,
             cluster=cluster,
-            blind_kinds=", ".join(blind),
-            blind_after=str(ctx.config.watch.blind_spot_after),
+            blind_kinds=", ".join(blind) or None,
+            blind_after=str(ctx.config.watch.blind_spot_after) if blind else None,
+            failing_probes=", ".join(f"{pool}: {error}" for pool, error, _ in probes) or None,
         )
     return out
 
@@ -651,6 +752,18 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
         "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
         _volume_rule(_image_missing_on_peer),
+    ),
+    Rule(
+        "image-not-mirrored",
+        "critical",
+        timedelta(minutes=2),
+        "A protected volume's image is not mirrored at all",
+        "A Bound PVC with a VolumeReplication uses an image that neither site's mirror status lists: "
+        "the image was deleted or its mirroring disabled, so there is no replica. (A 2-minute "
+        "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
+        "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
+        "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
+        _volume_rule(_image_not_mirrored),
     ),
     Rule(
         "rpo-exceeded",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from auditd.config import Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.views import Correlator, VolumeId
@@ -44,28 +45,25 @@ class RuleEngine:
         self.rules = configured_rules(config)
         self.correlator = Correlator(config)
         self.windows = WindowTracker()
+        self._unsettled: set[VolumeId] = set()  # views whose records are catching up
 
     def record_probe(self, result: ProbeResult) -> set[VolumeId]:
-        """Note each image's last synced snapshot; returns the volumes whose lag was refreshed
-        (lag grows with time, so they are re-evaluated every probe cycle)."""
+        """The volumes whose lag a successful probe refreshed: lag grows with time, so they are
+        re-evaluated every probe cycle (the records themselves are the inventory's)."""
         out: set[VolumeId] = set()
         if result.status is None:
             return out
         for image in result.status.images:
-            ts = (image.replay_info() or {}).get("local_snapshot_timestamp")
-            if isinstance(ts, int | float):
-                vid = self.correlator.record_sync(
-                    result.cluster, result.pool, image.name, datetime.fromtimestamp(ts, UTC)
-                )
-                if vid is not None:
-                    out.add(vid)
+            vid = self.correlator.volume_of_image(result.cluster, result.pool, image.name)
+            if vid is not None:
+                out.add(vid)
         return out
 
     def evaluate(
         self,
         inventory: Inventory,
         touched: Iterable[ObjectKey],
-        now: datetime | None = None,
+        now: datetime,
         also: Iterable[VolumeId] = (),
         lag_only: Iterable[VolumeId] = (),
     ) -> dict[tuple[str, str], Verdict]:
@@ -76,10 +74,14 @@ class RuleEngine:
         probe cycle, and a fraction of the cost of all rules."""
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
-        volumes = sorted(self.correlator.update(inventory, keys) | set(also))
-        now = now or datetime.now(UTC)
+        refreshed = set(lag_only)
+        # A view waiting for its records to settle changes with a rewrite alone (no fact
+        # changes): every probe of it is judged by every rule, not only the lag rules.
+        volumes = sorted(
+            self.correlator.update(inventory, keys) | set(also) | (self._unsettled & refreshed)
+        )
         verdicts = self._evaluate(inventory, keys, volumes, now, self.rules.values())
-        lagging = sorted(set(lag_only) - set(volumes))
+        lagging = sorted(refreshed - set(volumes))
         if lagging:
             lag_rules = [r for r in self.rules.values() if r.id in LAG_RULES]
             verdicts.update(self._evaluate(inventory, [], lagging, now, lag_rules, observe=False))
@@ -95,6 +97,11 @@ class RuleEngine:
         observe: bool = True,
     ) -> dict[tuple[str, str], Verdict]:
         views = tuple(self.correlator.view(inventory, v) for v in volumes)
+        for view in views:
+            if view.settled:
+                self._unsettled.discard(view.id)
+            else:
+                self._unsettled.add(view.id)
         windows = {}
         for view in views:
             # A lag refresh changes no state a window follows: look the window up, no more.
@@ -105,7 +112,9 @@ class RuleEngine:
             )
             if episode is not None:
                 windows[view.id] = episode
-        ctx = RuleContext(inventory, self.config, views, now, windows)
+        ctx = RuleContext(
+            inventory, self.config, views, now, windows, self._probed_clusters(inventory)
+        )
         verdicts: dict[tuple[str, str], Verdict] = {}
         for rule in rules:
             scope = self._scope(rule.id)
@@ -119,6 +128,46 @@ class RuleEngine:
                         verdict = replace(verdict, severity=override.severity)
                 verdicts[(rule.id, subject)] = verdict
         return verdicts
+
+    def timer_verdicts(self, inventory: Inventory, now: datetime) -> dict[tuple[str, str], Verdict]:
+        """What time alone can change without an event: a failing probe crossing
+        probe.blind_after (a failing probe's results change no fact, so nothing else asks)."""
+        rule = self.rules.get("audit-blind-spot")
+        if rule is None:
+            return {}
+        keys = [
+            k
+            for c in self.config.clusters
+            for k in inventory.keys_of(c.name, "RbdPool")
+            if inventory.objects[k].facts.get("probe") == "failing"
+        ]
+        if not keys:
+            return {}
+        ctx = RuleContext(inventory, self.config, (), now, {}, self._probed_clusters(inventory))
+        return {(rule.id, subject): v for subject, v in rule.evaluate(ctx, keys).items()}
+
+    def seed(self, inventory: Inventory) -> None:
+        """After loading a previous run's state: each volume's last known primary, so that a
+        switch beginning before the first settled view still knows where it came from."""
+        primaries: dict[VolumeId, set[str]] = {}
+        for cluster in self.config.clusters:
+            for key in inventory.keys_of(cluster.name, RBD_IMAGE):
+                if inventory.objects[key].facts.get("primary") != "true":
+                    continue
+                vid = self.correlator.volume_of_image(cluster.name, key.namespace, key.name)
+                if vid is not None:
+                    primaries.setdefault(vid, set()).add(cluster.name)
+        for vid, clusters in primaries.items():
+            if len(clusters) == 1:
+                self.windows.seed(vid, next(iter(clusters)))
+
+    def _probed_clusters(self, inventory: Inventory) -> frozenset[str]:
+        probed = {c.name for c in self.config.clusters if c.ceph is not None} | {
+            c.name for c in self.config.clusters if inventory.keys_of(c.name, "RbdPool")
+        }
+        return frozenset(
+            c for p in self.config.pairs if probed & set(p.clusters) for c in p.clusters
+        )
 
     def open_windows(self) -> set[VolumeId]:
         """Volumes in a DR window: timers re-evaluate them (a window can overrun its deadline)."""

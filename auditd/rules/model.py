@@ -54,12 +54,19 @@ class RuleContext:
     volumes: tuple[VolumeView, ...] = ()  # the pair views of the volumes a change touched
     now: datetime | None = None  # evaluation time: lag is measured against it
     windows: Mapping[VolumeId, Episode] = field(default_factory=dict)  # open DR windows
+    # Clusters whose pair has Ceph probes (configured, or results seen): see probed().
+    probed_clusters: frozenset[str] = frozenset()
 
     def in_window(self, view: VolumeView | None) -> bool:
         return view is not None and view.id in self.windows
 
     def role_of(self, cluster: str) -> str | None:
         return next((c.role for c in self.config.clusters if c.name == cluster), None)
+
+    def probed(self, cluster: str) -> bool:
+        """Is Ceph probed for this cluster's pair? Then storage decides roles, never the
+        configured role, even before the first probe has answered."""
+        return cluster in self.probed_clusters
 
 
 # Given the keys a change touched (and the views of the volumes they affect), return a verdict

@@ -21,12 +21,15 @@ from auditd.config import Config
 from auditd.inventory.facts import Facts
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
+from auditd.inventory.records import ImageRecord
 from auditd.sources.kube.health import AUDIT_STREAM
 
 PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
 VRG, DRPC = "VolumeReplicationGroup", "DRPlacementControl"
 # DRPC phases of an action in progress (Ramen's DRState).
 DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser"})
+# What a site's record says about its peer that contradicts the peer claiming primary.
+_PEER_NOT_PRIMARY = frozenset({"remote image demoted", "remote image is not primary"})
 
 
 @dataclass(frozen=True, order=True)
@@ -53,6 +56,7 @@ class Side:
     vrg: ObjectKey | None  # Ramen's VolumeReplicationGroup in the PVC's namespace, if any
     pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
     blind: bool  # a watch stream of this cluster is blind
+    record: ImageRecord | None = None  # when this site's rbd-mirror wrote its status, and more
 
     @cached_property
     def storage_known(self) -> bool:
@@ -70,9 +74,6 @@ class Side:
 class VolumeView:
     id: VolumeId
     sides: tuple[Side, Side]
-    # The last snapshot the secondary has synced (Ceph's local_snapshot_timestamp), and when a
-    # probe last said so: the storage truth of lag. Not a fact: it moves every cycle.
-    synced_at: datetime | None = None
     # Ramen DRPlacementControl phases for the volume's namespace (on any watched cluster).
     drpc_phases: tuple[str, ...] = ()
 
@@ -95,12 +96,62 @@ class VolumeView:
         return self.confirmed and all(s.storage_known for s in self.sides)
 
     @cached_property
-    def primary_cluster(self) -> str | None:
-        """Which cluster's image is primary (storage truth); None if unknown or ambiguous."""
+    def settled(self) -> bool:
+        """Both sites' records can be believed together.
+
+        After a demote or promote the records lag the truth by up to one rbd-mirror refresh:
+        the demoted side still says "local image is primary", the promoted one may still say
+        "remote image demoted". So a record claiming primary counts only if it was written
+        after the peer last became primary, and only while the peer does not say of it that it
+        is not primary. (A record claiming non-primary never outlives a promotion of its
+        own site unnoticed: until rewritten it leaves both sides non-primary, a window.)"""
         if not self.confirmed:
+            return False
+        for s in self.sides:
+            if s.image is None:
+                continue
+            if s.record is None or s.record.updated_at is None:
+                return False
+            if s.primary is not True:
+                continue
+            peer = self.peer(s.cluster)
+            promoted = (
+                peer.record.role_changed_at
+                if peer.record is not None and peer.record.primary is True
+                else None
+            )
+            if promoted is not None and s.record.updated_at <= promoted:
+                return False  # written before the peer became primary: maybe its last word
+            if (peer.image or {}).get("description") in _PEER_NOT_PRIMARY:
+                return False
+        return True
+
+    @cached_property
+    def primary_cluster(self) -> str | None:
+        """Which cluster's image is primary (storage truth, from settled records); None if
+        unknown, ambiguous or not settled yet."""
+        if not self.settled:
             return None
         primaries = [s.cluster for s in self.sides if s.primary is True]
         return primaries[0] if len(primaries) == 1 else None
+
+    @cached_property
+    def both_primary(self) -> bool:
+        """Both records claim primary (believable together only when ``settled``)."""
+        return self.confirmed and all(s.primary is True for s in self.sides)
+
+    @cached_property
+    def synced_at(self) -> datetime | None:
+        """The secondary's last synced snapshot: the storage truth of lag. Never older than
+        the moment that site stopped being primary (it held current data until then)."""
+        primary = self.primary_cluster
+        if primary is None:
+            return None
+        record = self.peer(primary).record
+        if record is None:
+            return None
+        times = [t for t in (record.synced_at, record.demoted_at) if t is not None]
+        return max(times, default=None)
 
     @cached_property
     def in_transition(self) -> bool:
@@ -123,20 +174,14 @@ class Correlator:
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
         self._vrs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claim_of_vr: dict[ObjectKey, tuple[str, str]] = {}
-        self._synced_at: dict[VolumeId, datetime] = {}
         # (pair, namespace) -> volumes whose PV claims a PVC there: what a VRG/DRPC touches.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
 
-    def record_sync(
-        self, cluster: str, pool: str, image: str, synced_at: datetime
-    ) -> VolumeId | None:
-        """A probe saw this image's last synced snapshot time (from either side's status)."""
+    def volume_of_image(self, cluster: str, pool: str, image: str) -> VolumeId | None:
         pair = self._pair_of.get(cluster)
         if pair is None or pool not in self._pools.get(pair, ()):
             return None
-        vid = VolumeId(pair, pool, image)
-        self._synced_at[vid] = synced_at
-        return vid
+        return VolumeId(pair, pool, image)
 
     def _volume_of_pv(self, key: ObjectKey, facts: Facts) -> VolumeId | None:
         pair = self._pair_of.get(key.cluster)
@@ -183,7 +228,9 @@ class Correlator:
             elif key.kind in (PVC, VR):
                 if key.kind == VR:
                     self._index_vr(key, known.facts if known else None)
-                claimed = self._volume_of_claim(inventory, key)
+                claimed = self._volume_of_claim(inventory, key) or self.peer_claim_volume(
+                    inventory, key
+                )
                 if claimed is not None:
                     affected.add(claimed)
             elif key.kind in (VRG, DRPC):
@@ -224,6 +271,25 @@ class Correlator:
             volume_name = pvc.facts.get("volumeName") if pvc else None
             pv = ObjectKey(key.cluster, PV, "", volume_name) if volume_name else None
         return self._pv_volume.get(pv) if pv is not None else None
+
+    def peer_claim_volume(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
+        """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
+        the same namespace/name lives on the peer cluster. DR keeps an application's claim
+        names across sites, so this is the same volume, seen from the other side."""
+        known = inventory.objects.get(key)
+        pvc_name = (
+            key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
+        )
+        pair = self._pair_of.get(key.cluster)
+        if not pvc_name or pair is None:
+            return None
+        for peer in next(p.clusters for p in self.config.pairs if p.name == pair):
+            if peer == key.cluster:
+                continue
+            pv = self._pv_by_claim.get((peer, f"{key.namespace}/{pvc_name}"))
+            if pv is not None and pv in self._pv_volume:
+                return self._pv_volume[pv]
+        return None
 
     def volumes(self) -> set[VolumeId]:
         return {v for v, pvs in self._volume_pvs.items() if pvs} | {
@@ -270,6 +336,7 @@ class Correlator:
                     vrg=vrg,
                     pool_probe=pool.facts.get("probe") if pool else None,
                     blind=blind,
+                    record=inventory.records.get(cluster, vid.pool, vid.image),
                 )
             )
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
@@ -281,4 +348,4 @@ class Correlator:
                 if k.namespace in namespaces and inventory.objects[k].facts.get("phase")
             )
         )
-        return VolumeView(vid, (sides[0], sides[1]), self._synced_at.get(vid), phases)
+        return VolumeView(vid, (sides[0], sides[1]), phases)

@@ -1,9 +1,11 @@
 """DR windows: a failover or relocate in progress, per volume, and the episodes they leave.
 
 A window opens when a volume leaves its steady state (exactly one primary) in an orderly way:
-both images non-primary (demoted, before the promote), or the primary's VolumeReplication
-asking for `secondary`. It closes when exactly one side is primary again; the episode records
-from where to where, its steps with their times, and the RTO. Inside a window the expected
+a DRPC action, the primary's VolumeReplication asking for `secondary`, a demote. It closes
+on settled storage records (inventory/records.py: a record written before the last role
+change is stale) when the new primary serves (image primary, PVC Bound) and the old side is
+cleaned up; the episode records from where to where, its steps with their times, and the RTO
+from the first sign to serving. Inside a window the expected
 transients (up+unknown on both sides, the PVC on the new primary before the old one is cleaned
 up) are not violations; a window open past its deadline is one (dr-window-overrun).
 
@@ -28,9 +30,12 @@ class Episode:
     trigger: str
     steps: list[tuple[datetime, str]] = field(default_factory=list)
     to_cluster: str | None = None
-    promoted_at: datetime | None = None  # the new side became primary: the RTO's end
+    promoted_at: datetime | None = None  # the new side serves (storage primary, PVC bound): RTO
     ended_at: datetime | None = None  # the old side was cleaned up too: the window's end
     id: int | None = None  # the stored row, once written
+    # What the old side had when the window opened: what "serving" and "clean" mean for it.
+    had_pvc: bool = False
+    had_vr: bool = False
 
     @property
     def rto_seconds(self) -> float | None:
@@ -48,6 +53,11 @@ def _state(view: VolumeView) -> str:
 
 
 class WindowTracker:
+    """One switch, one episode: opened on the first sign of it (a DRPC action, the primary's VR
+    asking for secondary, a demote), closed on settled storage records only (a stale record
+    of the just-demoted side never closes it), when the new primary serves and the old side is
+    clean, or when the old side is primary again by its own fresh record (an aborted switch)."""
+
     def __init__(self) -> None:
         self.open: dict[VolumeId, Episode] = {}
         self._steady_primary: dict[VolumeId, str] = {}
@@ -58,6 +68,11 @@ class WindowTracker:
         if episode.from_cluster:
             self._steady_primary[episode.volume] = episode.from_cluster
 
+    def seed(self, vid: VolumeId, primary: str) -> None:
+        """The primary a previous run last saw settled: the "from" of a switch that begins
+        before this run has seen a settled view of its own."""
+        self._steady_primary.setdefault(vid, primary)
+
     def drain(self) -> list[Episode]:
         out, self.changed = self.changed, []
         return out
@@ -65,55 +80,111 @@ class WindowTracker:
     def observe(self, view: VolumeView, inventory: Inventory, now: datetime) -> Episode | None:
         """Update the volume's window from its current view; return the open window, if any."""
         vid = view.id
-        primary = view.primary_cluster
+        steady = self._steady_primary.get(vid)
         episode = self.open.get(vid)
-        previous = self._steady_primary.get(vid)
+        moving = sorted(set(view.drpc_phases) & DRPC_MOVING)
+        split = view.settled and view.both_primary
         if episode is None:
-            trigger = None
-            moving = sorted(set(view.drpc_phases) & DRPC_MOVING)
-            if moving:
-                trigger = f"drpc {moving[0]}"
-            elif view.in_transition:
-                trigger = "demote"
-            elif previous is not None and self._vr_wants_secondary(view, inventory, previous):
-                trigger = "replicationState secondary"
-            elif primary is not None and previous is not None and primary != previous:
-                trigger = "promote"  # the switch happened between two looks: a zero-length window
-            if trigger is not None:
-                episode = Episode(vid, now, previous, trigger)
-                episode.step(now, _state(view))
-                self.open[vid] = episode
-                self.changed.append(episode)
-        if episode is not None:
-            before = len(episode.steps)
-            episode.step(now, _state(view))
-            steady = (
-                primary is not None
-                and not (
-                    primary == episode.from_cluster
-                    and self._vr_wants_secondary(view, inventory, primary)
-                )
-                and not set(view.drpc_phases) & DRPC_MOVING
+            if split:
+                return None  # not a switch: split-brain says what it is
+            trigger = self._trigger(view, inventory, steady, moving)
+            if trigger is None:
+                if view.primary_cluster is not None:
+                    self._steady_primary[vid] = view.primary_cluster
+                return None
+            old = view.side(steady) if steady is not None else None
+            episode = Episode(
+                vid,
+                now,
+                steady,
+                trigger,
+                had_pvc=bool(old and old.pvc),
+                had_vr=bool(old and old.vr),
             )
-            if steady and primary is not None:
-                if episode.promoted_at is None:
-                    episode.to_cluster, episode.promoted_at = primary, now
-                    episode.step(now, f"{primary} primary")
-                # The window ends when Kubernetes has caught up too: the old primary's PVC, PV
-                # and VR are gone (or its VR asks for secondary). Until then they are expected.
-                if primary == episode.from_cluster or self._clean(view, inventory, episode):
-                    episode.ended_at = now
-                    del self.open[vid]
-                    if episode not in self.changed:
-                        self.changed.append(episode)
-                    self._steady_primary[vid] = primary
-                    return None
-            if len(episode.steps) != before and episode not in self.changed:
-                self.changed.append(episode)
-            return episode
-        if primary is not None:
-            self._steady_primary[vid] = primary
+            self.open[vid] = episode
+            self.changed.append(episode)
+        before = len(episode.steps)
+        episode.step(now, _state(view))
+        closed = self._advance(episode, view, inventory, now, moving, split)
+        if closed:
+            del self.open[vid]
+            if episode.to_cluster is not None:
+                self._steady_primary[vid] = episode.to_cluster
+        if (closed or len(episode.steps) != before) and episode not in self.changed:
+            self.changed.append(episode)
+        return None if closed else episode
+
+    def _trigger(
+        self, view: VolumeView, inventory: Inventory, steady: str | None, moving: list[str]
+    ) -> str | None:
+        if moving:
+            return f"drpc {moving[0]}"
+        if steady is not None and self._vr_wants_secondary(view, inventory, steady):
+            return "replicationState secondary"
+        if view.in_transition:
+            return "demote"
+        if steady is None:
+            return None
+        old, new = view.side(steady), view.peer(steady)
+        if old.primary is False:
+            return "demote"
+        if new.primary is True and view.settled:
+            return "promote"  # the whole switch happened between two looks
         return None
+
+    def _advance(
+        self,
+        episode: Episode,
+        view: VolumeView,
+        inventory: Inventory,
+        now: datetime,
+        moving: list[str],
+        split: bool,
+    ) -> bool:
+        """Move an open episode on; True when it is over."""
+        if split:
+            episode.step(now, "both sides primary: split brain, not a switch")
+            episode.ended_at = now
+            return True
+        primary = view.primary_cluster  # settled records only
+        if primary is None or moving:
+            return False
+        if primary != episode.from_cluster:
+            if episode.to_cluster != primary:
+                episode.to_cluster = primary
+                episode.step(now, f"{primary} primary")
+            if episode.promoted_at is None and self._serving(view, inventory, episode, primary):
+                episode.promoted_at = now
+                episode.step(now, f"{primary} serving")
+            if episode.promoted_at is not None and self._clean(view, inventory, episode):
+                episode.step(now, "old side cleaned up")
+                episode.ended_at = now
+                return True
+            return False
+        # The old side is primary again. Only its own record written after the window opened
+        # says so (not its last word before a demote), and only its VR asking for primary again
+        # (not one deleted as part of the move) makes this an aborted switch.
+        record = view.side(primary).record
+        fresh = bool(record and record.updated_at and record.updated_at > episode.started_at)
+        vr = view.side(primary).vr
+        known = inventory.objects.get(vr) if vr else None
+        vr_primary = bool(known and known.facts.get("replicationState") == "primary")
+        if fresh and (vr_primary or not episode.had_vr):
+            episode.to_cluster = primary
+            episode.step(now, f"{primary} primary again: switch aborted")
+            episode.ended_at = now
+            return True
+        return False
+
+    @staticmethod
+    def _serving(view: VolumeView, inventory: Inventory, episode: Episode, cluster: str) -> bool:
+        """The new primary serves: its image is primary and, if the volume had a PVC, its PVC
+        is Bound there."""
+        if not episode.had_pvc:
+            return True
+        pvc = view.side(cluster).pvc
+        known = inventory.objects.get(pvc) if pvc else None
+        return bool(known and known.facts.get("phase") == "Bound")
 
     def _clean(self, view: VolumeView, inventory: Inventory, episode: Episode) -> bool:
         if episode.from_cluster is None:

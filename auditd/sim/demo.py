@@ -8,13 +8,14 @@ import sys
 import tempfile
 import time
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.build import build_sinks
+from auditd.clock import SYSTEM
 from auditd.config import SlackConfig, parse_config
 from auditd.daemon.runner import Daemon
 from auditd.report.query import load_report
@@ -64,7 +65,7 @@ def run_demo(
     data_dir: Path | None = None, slack: bool = False, slack_base_url: str | None = None
 ) -> int:
     """``slack_base_url``: another Slack API (the tests' fake one)."""
-    started = datetime.now(UTC) - timedelta(seconds=1)
+    started = SYSTEM.now() - timedelta(seconds=1)
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="auditd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     dr1 = FakeKubeAPI("dr1", bookmark_interval=5).start()
@@ -133,7 +134,7 @@ def run_demo(
 
     _say("auditd report")
     with sessions() as s:
-        print(to_table(load_report(s, story_start - timedelta(minutes=1), datetime.now(UTC))))
+        print(to_table(load_report(s, story_start - timedelta(minutes=1), SYSTEM.now())))
     engine.dispose()
     print(f"History kept in {workdir}; read it again with:")
     print(f"    auditd report -c {workdir / 'auditd.toml'} --since 2h --format html -o report.html")

@@ -24,11 +24,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from auditd.clock import SYSTEM
 from auditd.sources.kube.kinds import PV, PVC, VR, VRC, Kind
 
 Obj = dict[str, Any]
@@ -636,7 +636,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return SYSTEM.now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -77,7 +77,7 @@ ACTS = [
 ]  # fmt: skip
 
 
-class _World:
+class SimEvents:
     """The simulated clusters' objects, turned into the watch events auditd would receive."""
 
     def __init__(self) -> None:
@@ -112,7 +112,7 @@ def probe(cluster: str, scenario: str, at: datetime) -> ProbeResult:
 
 def timeline(start: datetime) -> Iterator[tuple[datetime, list[str], list[Item]]]:
     """Every simulated probe cycle: its time, the acts that begin then, and the items."""
-    world, scenario = _World(), {"dr1": "healthy", "dr2": "healthy"}
+    world, scenario = SimEvents(), {"dr1": "healthy", "dr2": "healthy"}
     acts = list(ACTS)
     offset = timedelta(0)
     while offset <= LENGTH:

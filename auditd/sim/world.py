@@ -24,11 +24,13 @@ def pair_config_toml(
     sections: dict[str, dict[str, object]] | None = None,
     log_level: str = "INFO",
     pools: tuple[str, ...] = (),
+    ceph: dict[str, dict[str, str]] | None = None,
 ) -> str:
     """A config for clusters dr1 (primary) and dr2 (secondary) behind one kubeconfig.
 
     Without ``slack_base_url`` Slack is disabled. ``sections`` adds or overrides keys of
-    top-level tables, e.g. ``{"watch": {"blind_spot_after": "2s"}}``.
+    top-level tables, e.g. ``{"watch": {"blind_spot_after": "2s"}}``; ``ceph`` gives clusters
+    their Ceph access (``{"dr1": {"conf": ..., "user": ..., "keyring": ...}}``).
     """
     tables: dict[str, dict[str, object]] = {
         "watch": {"backoff_initial": "100ms", "backoff_max": "1s"},
@@ -54,6 +56,9 @@ def pair_config_toml(
             f"context = {_toml_value(context)}",
             f"role = {_toml_value(role)}",
         ]
+        if ceph and name in ceph:
+            access = ", ".join(f"{k} = {_toml_value(v)}" for k, v in ceph[name].items())
+            lines.append(f"ceph = {{ {access} }}")
     lines += ["", "[[pairs]]", 'name = "dr1-dr2"', 'clusters = ["dr1", "dr2"]']
     if pools:
         lines.append("pools = [" + ", ".join(_toml_value(p) for p in pools) + "]")

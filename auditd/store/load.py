@@ -1,4 +1,6 @@
-"""Read back what a previous run left: object state and open violations."""
+"""Read back what a previous run left: object state, image records, open violations and
+windows. ``load_state`` is the one loader of the rule state: the daemon starts from it and
+`auditd explain` judges from it, so both see the same facts, records and windows."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditd.inventory.inventory import Known, ObjectKey
+from auditd.config import Config
+from auditd.inventory.inventory import Inventory, Known, ObjectKey
+from auditd.inventory.records import ImageRecord, RecordKey
+from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
-from auditd.store.models import EpisodeRow, ObjectRow, ViolationRow
+from auditd.store.models import EpisodeRow, ImageRecordRow, ObjectRow, ViolationRow
 
 
 def load_objects(session: Session) -> Iterator[tuple[ObjectKey, Known]]:
@@ -52,6 +57,38 @@ def load_open_episodes(session: Session) -> list[Episode]:
             trigger=r.trigger,
             steps=[(datetime.fromisoformat(t), what) for t, what in r.steps.get("steps", [])],
             id=r.id,
+            to_cluster=r.to_cluster,
+            promoted_at=(
+                datetime.fromisoformat(r.steps["promoted_at"])
+                if r.steps.get("promoted_at")
+                else None
+            ),
+            had_pvc=bool(r.steps.get("had_pvc")),
+            had_vr=bool(r.steps.get("had_vr")),
         )
         for r in session.scalars(select(EpisodeRow).where(EpisodeRow.ended_at.is_(None)))
     ]
+
+
+def load_image_records(session: Session) -> dict[RecordKey, ImageRecord]:
+    return {
+        (r.cluster, r.pool, r.image): ImageRecord(
+            r.updated_at, r.primary, r.role_changed_at, r.demoted_at, r.synced_at, r.seen_at
+        )
+        for r in session.scalars(select(ImageRecordRow))
+    }
+
+
+def load_state(
+    session: Session, config: Config
+) -> tuple[Inventory, RuleEngine, dict[tuple[str, str], Active]]:
+    """The rule state as the last run left it: inventory (facts and image records), the rule
+    engine with each volume's last primary and the open DR windows, and open violations."""
+    inventory = Inventory()
+    inventory.load(load_objects(session))
+    inventory.records.load(load_image_records(session))
+    engine = RuleEngine(config)
+    engine.seed(inventory)
+    for episode in load_open_episodes(session):
+        engine.windows.resume(episode)
+    return inventory, engine, load_open_violations(session)

@@ -309,3 +309,21 @@ class SilenceRow(Base):
     comment: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     expired_at: Mapped[datetime | None]
+
+
+class ImageRecordRow(Base):
+    """What a site's rbd-mirror last wrote about an image and when (``inventory/records.py``):
+    the freshness the verdicts weigh. Kept so a restart and `auditd explain` judge as the
+    running daemon did."""
+
+    __tablename__ = "rbd_image_records"
+
+    cluster: Mapped[str] = mapped_column(String(63), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(128), primary_key=True)
+    image: Mapped[str] = mapped_column(String(253), primary_key=True)
+    updated_at: Mapped[datetime | None]
+    primary: Mapped[bool | None] = mapped_column(Boolean)
+    role_changed_at: Mapped[datetime | None]
+    demoted_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+    seen_at: Mapped[datetime]

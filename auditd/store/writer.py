@@ -17,10 +17,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import Delta
+from auditd.inventory.records import ImageRecord, RecordKey
 from auditd.rules.lifecycle import Change
 from auditd.rules.windows import Episode
 from auditd.store.models import (
     EpisodeRow,
+    ImageRecordRow,
     MeasurementRow,
     NotificationRow,
     ObjectRow,
@@ -63,6 +65,19 @@ def write_probe_health(session: Session, rows: list[dict[str, Any]]) -> None:
     # Several results for one pool can share a batch: the last one is the state.
     latest = {(r["cluster"], r["pool"]): r for r in rows}
     _upsert(session, ProbeHealthRow, ["cluster", "pool"], list(latest.values()))
+
+
+def write_image_records(
+    session: Session, changed: dict[RecordKey, ImageRecord], gone: list[RecordKey]
+) -> None:
+    rows = [
+        {"cluster": c, "pool": p, "image": i, **record.to_row()}
+        for (c, p, i), record in sorted(changed.items())
+    ]
+    _upsert(session, ImageRecordRow, ["cluster", "pool", "image"], rows)
+    if gone:
+        t = _table(ImageRecordRow)
+        session.execute(delete(t).where(tuple_(t.c.cluster, t.c.pool, t.c.image).in_(gone)))
 
 
 def write_measurements(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -226,7 +241,13 @@ def write_episodes(session: Session, episodes: list[Episode]) -> None:
             "started_at": ep.started_at,
             "ended_at": ep.ended_at,
             "rto_seconds": ep.rto_seconds,
-            "steps": {"steps": [[t.isoformat(), what] for t, what in ep.steps]},
+            "steps": {
+                "steps": [[t.isoformat(), what] for t, what in ep.steps],
+                # What a restart needs to go on judging an open window as this run did.
+                "had_pvc": ep.had_pvc,
+                "had_vr": ep.had_vr,
+                "promoted_at": ep.promoted_at.isoformat() if ep.promoted_at else None,
+            },
         }
         if ep.id is None:
             row = EpisodeRow(**values)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from auditd.alerts.sinks.base import SendResult
+from auditd.clock import SYSTEM, Clock
 
 
 def _post(url: str, body: Any, timeout: float, what: str) -> SendResult:
@@ -78,9 +78,10 @@ class AlertmanagerSink:
     name = "alertmanager"
     grouped = False  # Alertmanager groups (and inhibits) by itself
 
-    def __init__(self, url: SecretStr, timeout: float = 10) -> None:
+    def __init__(self, url: SecretStr, timeout: float = 10, clock: Clock = SYSTEM) -> None:
         self._url = url
         self.timeout = timeout
+        self.clock = clock
 
     def find_sent(self, key: str) -> str | None:
         return None
@@ -93,7 +94,7 @@ class AlertmanagerSink:
             "annotations": {"summary": str(payload.get("text", ""))},
             "generatorURL": "",
         }
-        now = datetime.now(UTC).isoformat()
+        now = self.clock.now().isoformat()
         if payload.get("event") == "resolved":
             alert["endsAt"] = now  # Alertmanager marks it resolved
         else:

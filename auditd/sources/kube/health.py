@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from auditd.clock import SYSTEM, Clock
 
 
 @dataclass
@@ -21,7 +19,7 @@ class StreamHealth:
     absent: bool = False  # the kind's CRD is not installed on this cluster
     last_event_at: datetime | None = None  # events and bookmarks both count
     last_list_at: datetime | None = None
-    disconnected_since: datetime | None = field(default_factory=_now)
+    disconnected_since: datetime | None = None  # set at creation: not yet connected
     lists: int = 0
     relists: int = 0
     errors: int = 0
@@ -29,6 +27,11 @@ class StreamHealth:
     last_error: str | None = None
     resource_version: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _clock: Clock = field(default=SYSTEM, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.disconnected_since is None and not self.connected:
+            self.disconnected_since = self._clock.now()
 
     def mark_connected(self) -> None:
         with self._lock:
@@ -37,14 +40,14 @@ class StreamHealth:
 
     def mark_event(self, resource_version: str | None) -> None:
         with self._lock:
-            self.last_event_at = _now()
+            self.last_event_at = self._clock.now()
             if resource_version:
                 self.resource_version = resource_version
 
     def mark_listed(self, relist: bool, resource_version: str) -> None:
         with self._lock:
             self.synced = True
-            self.last_list_at = _now()
+            self.last_list_at = self._clock.now()
             self.resource_version = resource_version
             if relist:
                 self.relists += 1
@@ -67,12 +70,12 @@ class StreamHealth:
     def mark_present(self) -> None:
         with self._lock:
             self.absent = False
-            self.disconnected_since = _now()
+            self.disconnected_since = self._clock.now()
 
     def mark_disconnected(self) -> None:
         with self._lock:
             if self.connected or self.disconnected_since is None:
-                self.disconnected_since = _now()
+                self.disconnected_since = self._clock.now()
             self.connected = False
 
     def snapshot(self) -> dict[str, Any]:

@@ -24,11 +24,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 
+from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.sources.kube.client import ClusterUnavailable, api_client_for
 from auditd.sources.kube.events import (
@@ -94,10 +94,6 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _status_message(body: bytes) -> str:
     try:
         status = json.loads(body)
@@ -118,8 +114,10 @@ class ListWatcher:
         health: StreamHealth,
         normalize: Callable[[str, Obj], Facts],
         label_selector: str | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.cluster = cluster
+        self.clock = clock
         self.kind = kind
         self.settings = settings
         self.emit = emit
@@ -216,7 +214,7 @@ class ListWatcher:
             self.health.mark_absent()
             if self._listed_once:
                 # The CRD was removed, and its objects with it: an empty, complete list.
-                now = _now()
+                now = self.clock.now()
                 self.emit(SnapshotStart(self.cluster.name, self.kind.kind, "relist", now))
                 self.emit(SnapshotEnd(self.cluster.name, self.kind.kind, "", "relist", now))
         self._backoff.reset()
@@ -293,7 +291,7 @@ class ListWatcher:
         cont: str | None = None
         rv = ""
         count = 0
-        self.emit(SnapshotStart(self.cluster.name, self.kind.kind, source, _now()))
+        self.emit(SnapshotStart(self.cluster.name, self.kind.kind, source, self.clock.now()))
         while True:
             query: list[tuple[str, Any]] = [("limit", self.settings.page_size)]
             if cont:
@@ -307,7 +305,9 @@ class ListWatcher:
                 # An expired continue token: the only consistent answer is a fresh list.
                 log.info("continue token expired; restarting the list", extra=self._log_extra)
                 cont, count = None, 0
-                self.emit(SnapshotStart(self.cluster.name, self.kind.kind, source, _now()))
+                self.emit(
+                    SnapshotStart(self.cluster.name, self.kind.kind, source, self.clock.now())
+                )
                 continue
             with gc_paused():
                 try:
@@ -322,11 +322,13 @@ class ListWatcher:
                 except (ValueError, KeyError, TypeError, AttributeError):
                     raise _Resume("list response is not a valid list") from None
             count += len(items)
-            self.emit(SnapshotPage(self.cluster.name, self.kind.kind, items, source, _now()))
+            self.emit(
+                SnapshotPage(self.cluster.name, self.kind.kind, items, source, self.clock.now())
+            )
             cont = meta.get("continue")
             if not cont:
                 break
-        self.emit(SnapshotEnd(self.cluster.name, self.kind.kind, rv, source, _now()))
+        self.emit(SnapshotEnd(self.cluster.name, self.kind.kind, rv, source, self.clock.now()))
         self._listed_once = True
         self.health.mark_listed(source == "relist", rv)
         log.info(
@@ -416,7 +418,9 @@ class ListWatcher:
             self._advance(new_rv)
             return
         if self._wanted(observed.namespace):
-            self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, _now()))
+            self.emit(
+                ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, self.clock.now())
+            )
         self._advance(new_rv)
 
     def _advance(self, rv: str | None) -> None:

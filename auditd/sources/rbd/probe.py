@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
+from auditd.clock import SYSTEM, Clock
 from auditd.sources.rbd.parse import (
     PoolInfo,
     PoolStatus,
@@ -43,8 +44,10 @@ class PoolProber:
         transport: Transport,
         timeout: float,
         emit: Callable[[ProbeResult], None],
+        clock: Clock = SYSTEM,
     ) -> None:
         self.cluster = cluster
+        self.clock = clock
         self.pool = validate_pool(pool)
         self.transport = transport
         self.timeout = timeout
@@ -63,7 +66,7 @@ class PoolProber:
 
     def probe_status(self) -> ProbeResult:
         """The per-cycle probe: one call for the whole pool, never one per image."""
-        at = datetime.now(UTC)
+        at = self.clock.now()
         try:
             out, took = self._call(
                 ["mirror", "pool", "status", self.pool, "--verbose", "--format", "json"]
@@ -78,7 +81,7 @@ class PoolProber:
 
     def probe_info(self) -> ProbeResult:
         """The slow-cadence probe: mirroring mode and peers, and snapshot schedules."""
-        at = datetime.now(UTC)
+        at = self.clock.now()
         try:
             out, took = self._call(["mirror", "pool", "info", self.pool, "--format", "json"])
             info = parse_pool_info(out)
@@ -112,5 +115,5 @@ class PoolProber:
             log.exception("rbd probe crashed", extra=self._extra)
             failure = ProbeFailure("internal", type(e).__name__)
         log.warning("rbd %s probe failed: %s", kind, failure, extra=self._extra)
-        duration = (datetime.now(UTC) - at).total_seconds()
+        duration = (self.clock.now() - at).total_seconds()
         return ProbeResult(self.cluster, self.pool, kind, at, duration, failure=failure)

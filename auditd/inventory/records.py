@@ -1,0 +1,117 @@
+"""What each site's rbd-mirror last wrote about each image, and when: the freshness of the
+storage truth.
+
+An image's mirror status is a record that rbd-mirror rewrites about every 30 s. Right after a
+demote or a promote the records lag the truth: the demoted side keeps saying "local image is
+primary" until its next rewrite, the promoted side may say "remote image demoted" for ~25 s.
+Whether two records can be believed together depends on *when* each was written relative to
+the last change of role either site showed. That is what an ``ImageRecord`` keeps, per site
+(one site's clock and snapshots never overwrite the other's).
+
+Pure: a probe's image status and the previous record in, the next record out. The ingest
+writer persists records (``rbd_image_records``), so a restart and ``auditd explain`` see the
+same freshness the daemon judged with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from auditd.sources.rbd.parse import ImageStatus
+
+RecordKey = tuple[str, str, str]  # cluster, pool, image
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    updated_at: datetime | None  # the record's last_update (written by that site's rbd-mirror)
+    primary: bool | None  # the role the record claims, the last one it stated clearly
+    # last_update of the first record claiming the current role, when auditd saw the role
+    # change; None when it has claimed this role for as long as auditd has looked.
+    role_changed_at: datetime | None
+    demoted_at: datetime | None  # when this site stopped being primary (first record saying so)
+    synced_at: datetime | None  # this site's last synced snapshot, as secondary, since demoted_at
+    seen_at: datetime  # the probe that last listed it
+
+    def to_row(self) -> dict[str, datetime | bool | None]:
+        return {
+            "updated_at": self.updated_at,
+            "primary": self.primary,
+            "role_changed_at": self.role_changed_at,
+            "demoted_at": self.demoted_at,
+            "synced_at": self.synced_at,
+            "seen_at": self.seen_at,
+        }
+
+
+def next_record(prev: ImageRecord | None, image: ImageStatus, at: datetime) -> ImageRecord:
+    """The record after a probe listed ``image`` at ``at``."""
+    updated = image.local.last_update
+    claim = image.primary
+    if prev is None:
+        record = ImageRecord(updated, claim, None, None, None, at)
+    else:
+        record = replace(prev, updated_at=updated or prev.updated_at, seen_at=at)
+        if claim is not None and claim != prev.primary:
+            changed = updated or at
+            record = replace(record, primary=claim, role_changed_at=changed)
+            if claim:
+                record = replace(record, demoted_at=None, synced_at=None)
+            elif prev.primary is True:
+                # It held current data until it was demoted: lag is measured from here, never
+                # from a snapshot older than this (its own old promotion snapshot, say).
+                record = replace(record, demoted_at=changed, synced_at=None)
+    if record.primary is False:
+        synced = _local_snapshot_time(image)
+        floor = record.demoted_at
+        # What the secondary says now, unless it predates the demotion (its own old promotion
+        # snapshot, after a failback): then the demotion is the floor (views.synced_at).
+        if synced is not None and (floor is None or synced >= floor):
+            record = replace(record, synced_at=synced)
+    return record
+
+
+def _local_snapshot_time(image: ImageStatus) -> datetime | None:
+    """The secondary's own record: the last snapshot it synced (Unix seconds). Only the site's
+    own description counts; the peer's copy of it is the other site's business."""
+    info = image.local.replay or {}
+    ts = info.get("local_snapshot_timestamp")
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and ts > 0:
+        return datetime.fromtimestamp(float(ts), UTC)
+    return None
+
+
+class RecordBook:
+    """Every image record of every site, keyed by (cluster, pool, image)."""
+
+    def __init__(self) -> None:
+        self.records: dict[RecordKey, ImageRecord] = {}
+
+    def load(self, rows: dict[RecordKey, ImageRecord]) -> None:
+        self.records.update(rows)
+
+    def get(self, cluster: str, pool: str, image: str) -> ImageRecord | None:
+        return self.records.get((cluster, pool, image))
+
+    def observe(
+        self, cluster: str, pool: str, images: list[ImageStatus], at: datetime
+    ) -> tuple[dict[RecordKey, ImageRecord], list[RecordKey]]:
+        """A successful pool probe: the records it changed, and those of images it no longer
+        lists (gone from that site's mirror status)."""
+        changed: dict[RecordKey, ImageRecord] = {}
+        listed = set()
+        for image in images:
+            key = (cluster, pool, image.name)
+            listed.add(key)
+            prev = self.records.get(key)
+            new = next_record(prev, image, at)
+            if new != prev:
+                self.records[key] = new
+                # seen_at alone moves every probe: not worth a row write each time.
+                if prev is None or replace(new, seen_at=prev.seen_at) != prev:
+                    changed[key] = new
+        gone = [k for k in self.records if k[0] == cluster and k[1] == pool and k not in listed]
+        for key in gone:
+            del self.records[key]
+        return changed, gone

@@ -1,0 +1,51 @@
+"""`auditd explain` judges as the daemon does: one loader (facts, image records, open DR
+windows), one engine, the same `now`. Checked at the moments where they used to disagree: in the
+middle of a switch (stale records, an open window) and right after it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from switch_replay import Capture, Replay
+from test_transients import switches
+
+from auditd.report.explain import explain_doc
+from auditd.rules.model import Finding, Unknown
+
+CAPTURE = Capture.load()
+
+
+def _verdict(v: object) -> str:
+    return "VIOLATED" if isinstance(v, Finding) else ("unknown" if isinstance(v, Unknown) else "ok")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        ("vr-secondary site-a", 1),  # the window just opened
+        ("promoted site-b", 3),  # both records stale: dr1 "primary", dr2 "remote demoted"
+        ("k8s-moved site-a", 5),  # the PVC already on dr2, records still catching up
+        ("k8s-moved site-a", 50),  # settled
+    ],
+)
+def test_explain_gives_the_daemons_verdicts(tmp_path: Path, moment: tuple[str, int]) -> None:
+    action, after = moment
+    r = Replay(tmp_path, CAPTURE, 10)
+    at = CAPTURE.action(action) + timedelta(seconds=after)
+    r.run(at, switches(r))
+    now = r.clock.now()
+    doc = explain_doc(r.sessions(), r.config, "replicapool/csi-vol-0001", now)
+    assert doc is not None
+    daemon = r.ingest.rules.evaluate(r.ingest.inventory, set(r.ingest.inventory.objects), now)
+    explained = {(row["rule"], row["subject"]): row["verdict"] for row in doc["verdicts"]}
+    assert explained, doc
+    mine = {key: _verdict(daemon[key]) for key in explained}
+    assert explained == mine
+    # And the view itself: the same primary, the same window.
+    vid = next(v for v in r.ingest.rules.correlator.volumes() if v.image == "csi-vol-0001")
+    view = r.ingest.rules.correlator.view(r.ingest.inventory, vid)
+    assert doc["primary"] == view.primary_cluster and doc["settled"] == view.settled
+    window = r.ingest.rules.windows.open.get(vid)
+    assert (doc["window"] or {}).get("trigger") == (window.trigger if window else None)

@@ -1,0 +1,124 @@
+"""Verdicts through the moments that matter, on real Ceph records taken every second.
+
+tests/data/rbd/transients/ (scripts/capture-transients.sh on the two-site lab) holds what a
+probe sees during two Ramen-style switches, a forced promotion and a disabled image: the
+demoted side's stale "local image is primary" record, the promoted side's "remote image
+demoted", descriptions without snapshot times. Replayed through the real ingest writer at the
+default probe interval and at 10 s: no false alarm, one episode per switch, and the real
+breakage still caught.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from switch_replay import CLAIM, NS, Capture, Replay
+
+CAPTURE = Capture.load()
+START = min(t[0] for t in CAPTURE.times.values())
+
+
+def switches(r: Replay) -> list[tuple]:  # type: ignore[type-arg]
+    """Ramen's Kubernetes side of both switches: the VR asks for secondary before the demote;
+    the PVC/PV/VR move a few seconds after the promote (at the capture's k8s-moved mark)."""
+    plan: list[tuple] = [(START, r.volume("dr1", "ADDED"))]  # type: ignore[type-arg]
+    for old, new in (("dr1", "dr2"), ("dr2", "dr1")):
+        site = {"dr1": "site-a", "dr2": "site-b"}[old]
+        at_vr = CAPTURE.action(f"vr-secondary {site}", after=plan[-1][0])
+        moved = CAPTURE.action(f"k8s-moved {site}", after=at_vr)
+        plan.append((at_vr, [r.event(old, "VolumeReplication", _vr(old, "secondary"), "MODIFIED")]))
+        plan.append((moved, r.volume(old, "DELETED") + r.volume(new, "ADDED")))
+    return plan
+
+
+def _vr(cluster: str, state: str) -> dict:  # type: ignore[type-arg]
+    from auditd.sim import objects
+
+    return objects.vr(CLAIM, NS, CLAIM, state)
+
+
+@pytest.mark.parametrize("interval", [60, 10, 30])
+def test_two_ramen_switches_are_silent_with_one_episode_each(tmp_path: Path, interval: int) -> None:
+    r = Replay(tmp_path, CAPTURE, interval)
+    end = CAPTURE.action("force-promote") - timedelta(seconds=1)
+    r.run(end, switches(r))
+    assert r.fired() == [] and r.notifications() == 0
+    episodes = r.episodes()
+    assert [(e.from_cluster, e.to_cluster) for e in episodes] == [("dr1", "dr2"), ("dr2", "dr1")]
+    for e in episodes:
+        assert e.ended_at is not None and e.rto_seconds is not None
+        # From the VR asking for secondary to the new primary serving: real switches here take
+        # 10-40 s, seen through probes every `interval`.
+        assert 0 < e.rto_seconds <= 60 + 2 * interval, e.steps
+        assert e.trigger == "replicationState secondary"
+
+
+@pytest.mark.parametrize("interval", [60, 10])
+def test_forced_promotion_is_critical_within_two_cycles_of_ceph_showing_it(
+    tmp_path: Path, interval: int
+) -> None:
+    r = Replay(tmp_path, CAPTURE, interval)
+    forced = CAPTURE.action("force-promote")
+    end = CAPTURE.action("resync site-a", after=forced)
+    r.run(end, switches(r))
+    fired = r.firing_at()
+    assert "split-brain" in fired, r.fired()
+    # "Ceph shows it": the first capture where both sites' records claim primary and were both
+    # written after the promotion (the old primary's rbd-mirror rewrote its record).
+    shown = _both_primary_fresh_at(forced)
+    assert fired["split-brain"] - shown <= timedelta(seconds=2 * interval), (
+        f"{fired['split-brain'] - forced} after the forced promotion, "
+        f"{fired['split-brain'] - shown} after Ceph showed it"
+    )
+    assert {rule for rule, _, _ in r.fired()} == {"split-brain"}
+
+
+def _both_primary_fresh_at(after: datetime) -> datetime:
+    """When the capture first shows the split brain for what it is: dr2's record claims
+    primary, and dr1's record claiming primary was written after that."""
+    from auditd.sources.rbd.parse import parse_pool_status
+
+    def record(site: str, t: datetime):  # type: ignore[no-untyped-def]
+        text = CAPTURE.status_at(site, t)
+        if not text:
+            return None
+        return next((i for i in parse_pool_status(text).images if i.name == "csi-vol-0001"), None)
+
+    promoted = None
+    for t in sorted(set(CAPTURE.times["site-a"]) | set(CAPTURE.times["site-b"])):
+        if t <= after:
+            continue
+        b, a = record("site-b", t), record("site-a", t)
+        if promoted is None and b is not None and b.primary is True:
+            promoted = b.local.last_update
+        if (
+            promoted is not None
+            and a is not None
+            and a.primary is True
+            and a.local.last_update is not None
+            and a.local.last_update > promoted
+        ):
+            return t
+    raise AssertionError("the capture never shows both sides primary with fresh records")
+
+
+def test_disabled_image_under_a_live_pvc_is_critical(tmp_path: Path) -> None:
+    r = Replay(tmp_path, CAPTURE, 10)
+    r.images.add("csi-vol-0009")
+    created = CAPTURE.action("create csi-vol-0009")
+    disabled = CAPTURE.action("disable csi-vol-0009")
+    r.clock.set(created)
+    r.run(
+        disabled + timedelta(minutes=3),
+        [
+            (created, r.volume("dr1", "ADDED")),
+            (created, r.volume("dr1", "ADDED", image="csi-vol-0009")),
+        ],
+    )
+    fired = r.firing_at()
+    assert "image-not-mirrored" in fired, r.fired()
+    assert fired["image-not-mirrored"] - disabled <= timedelta(minutes=2, seconds=30)
+    [(_, subject, severity)] = [f for f in r.fired() if f[0] == "image-not-mirrored"]
+    assert severity == "critical" and subject == "p/replicapool/csi-vol-0009"
