@@ -184,6 +184,9 @@ up() {
   rbd_ site-b mirror pool peer bootstrap import --site-name site-b --direction rx-tx "$POOL" "$BASE/token-a"
   rbd_ site-a mirror pool peer bootstrap import --site-name site-a --direction rx-tx "$POOL" "$BASE/token-b"
   for s in "${SITES[@]}"; do start_mirror "$s"; done
+  # Snapshot-mode mirroring replicates only what a schedule snapshots: 1m on both sites, as a
+  # VolumeReplicationClass with schedulingInterval 1m asks (whichever side is primary).
+  for s in "${SITES[@]}"; do rbd_ "$s" mirror snapshot schedule add --pool "$POOL" 1m; done
   rbd_ site-a create --size 64M "$POOL/$IMAGE"
   rbd_ site-a mirror image enable "$POOL/$IMAGE" snapshot
   retry 180 "site-b replaying" image_state site-b up+replaying

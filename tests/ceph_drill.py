@@ -1,10 +1,10 @@
 """A DR drill on real Ceph: Ramen-style switches on the two-site lab (scripts/ceph-lab.sh), the
 Kubernetes side on fake API servers, watched by real `auditd run` processes (one per probe
-interval) that post to a fake Slack. Used by tests/test_ceph_drill.py and bench/failover_drill.py.
+interval) that post to a fake Slack. Used by tests/test_drill_on_ceph.py and bench/failover_drill.py.
 
 One switch, as Ramen does it: (optionally a DRPC enters Relocating/FailingOver), the old
 primary's VR asks for secondary, `rbd mirror image demote` there, `promote` on the new side
-(retried while it answers rc 30), and 10-30 s later the PVC/PV/VR move: deleted on the old
+(retried while it answers rc 30), and 10-25 s later the PVC/PV/VR move: deleted on the old
 side, created (PVC Bound) on the new one. Then the drill waits for Ceph to settle.
 """
 
@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.orm import Session
 
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
-from auditd.sources.kube.kinds import PV, PVC, VR
+from auditd.sources.kube.kinds import PV, PVC, VR, VRC
 from auditd.store.models import EpisodeRow, ViolationRow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +116,12 @@ class Watcher:
     def session(self) -> Session:
         return Session(create_engine(f"sqlite:///{self.db}"))
 
+    def ready(self) -> bool:
+        if not self.db.exists():
+            return False
+        with self.session() as s:
+            return inspect(s.get_bind()).has_table("rbd_image_records")
+
 
 @dataclass
 class SwitchRecord:
@@ -151,6 +157,8 @@ class Drill:
 
     # --------------------------------------------------------------- daemons
     def start(self) -> None:
+        for k in self.kube.values():  # 1m, as the lab's snapshot schedule: the RPO rule's base
+            k.create(VRC, objects.vrc())
         self._volume(self.primary, create=True)
         for interval in self.intervals:
             w = Watcher(f"probe-{interval}s", interval, self.workdir / f"probe-{interval}s.db")
@@ -178,6 +186,12 @@ class Drill:
                 text=True,
             )
             self.watchers.append(w)
+        for w in self.watchers:  # migrations done: their tables can be read from now on
+            deadline = time.monotonic() + 60
+            while not w.ready():
+                if time.monotonic() > deadline or (w.proc and w.proc.poll() is not None):
+                    raise RuntimeError(f"{w.name} did not start: see {w.log}")
+                time.sleep(0.5)
 
     def stop(self) -> None:
         for w in self.watchers:
@@ -226,7 +240,7 @@ class Drill:
         self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{IMAGE}")
         self.lab.promote(new)
         rec.promoted = time.time()
-        time.sleep(self.rng.uniform(10, 30))
+        time.sleep(self.rng.uniform(10, 25))
         self._volume(old, create=False)
         self._volume(new, create=True)
         rec.moved = time.time()

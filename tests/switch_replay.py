@@ -30,6 +30,7 @@ from auditd.sources.kube.events import ObjectEvent
 from auditd.sources.rbd.parse import RbdParseError, parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult
 from auditd.store.db import make_engine, session_factory
+from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import EpisodeRow, NotificationRow, ViolationRow
 
@@ -102,7 +103,19 @@ class Replay:
         self.world = SimEvents()  # the watch events the watcher would emit
         self.images = {IMAGE}
 
+    def restart(self) -> None:
+        """A new writer from what the last one committed, as `auditd run` starts."""
+        with self.sessions() as session:
+            inventory, engine, active = load_state(session, self.config)
+        self.ingest = Ingestor(
+            self.sessions, inventory, engine, active, ["slack"], clock=self.clock
+        )
+
     # ---------------------------------------------------------------- kubernetes
+    def classes(self) -> list[Item]:
+        """The VolumeReplicationClass on both clusters: a 1m schedule, the RPO rule's base."""
+        return [self.event(c, "VolumeReplicationClass", objects.vrc(), "ADDED") for c in SITE_OF]
+
     def event(self, cluster: str, kind: str, obj: dict[str, Any], typ: str) -> ObjectEvent:
         return self.world.event(cluster, kind, obj, typ, self.clock.now())  # type: ignore[arg-type]
 

@@ -23,7 +23,7 @@ START = min(t[0] for t in CAPTURE.times.values())
 def switches(r: Replay) -> list[tuple]:  # type: ignore[type-arg]
     """Ramen's Kubernetes side of both switches: the VR asks for secondary before the demote;
     the PVC/PV/VR move a few seconds after the promote (at the capture's k8s-moved mark)."""
-    plan: list[tuple] = [(START, r.volume("dr1", "ADDED"))]  # type: ignore[type-arg]
+    plan: list[tuple] = [(START, r.classes() + r.volume("dr1", "ADDED"))]  # type: ignore[type-arg]
     for old, new in (("dr1", "dr2"), ("dr2", "dr1")):
         site = {"dr1": "site-a", "dr2": "site-b"}[old]
         at_vr = CAPTURE.action(f"vr-secondary {site}", after=plan[-1][0])
@@ -53,6 +53,25 @@ def test_two_ramen_switches_are_silent_with_one_episode_each(tmp_path: Path, int
         # 10-40 s, seen through probes every `interval`.
         assert 0 < e.rto_seconds <= 60 + 2 * interval, e.steps
         assert e.trigger == "replicationState secondary"
+
+
+def test_a_restart_in_the_middle_of_a_switch_keeps_one_episode(tmp_path: Path) -> None:
+    r = Replay(tmp_path, CAPTURE, 10)
+    plan = switches(r)
+    promoted = CAPTURE.action("promoted site-b")
+    r.run(promoted + timedelta(seconds=2), plan)
+    r.restart()  # stale records on both sides, the window open, k8s not moved yet
+    r.run(
+        CAPTURE.action("force-promote") - timedelta(seconds=1),
+        [p for p in plan if p[0] > r.clock.now()],
+    )
+    assert r.fired() == [] and r.notifications() == 0
+    episodes = r.episodes()
+    assert [(e.from_cluster, e.to_cluster) for e in episodes] == [("dr1", "dr2"), ("dr2", "dr1")]
+    first = episodes[0]
+    # The restart did not reopen it, nor close it before the old side was cleaned up.
+    assert first.trigger == "replicationState secondary" and first.ended_at is not None
+    assert first.ended_at >= CAPTURE.action("k8s-moved site-a").replace(microsecond=0)
 
 
 @pytest.mark.parametrize("interval", [60, 10])

@@ -4,7 +4,7 @@ volume's pair view with every rule's verdict and evidence, from the stored state
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.report.query import silent_since
 from auditd.report.render import table
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Finding, Unknown
@@ -110,6 +111,12 @@ def explain_doc(
                     "verdict": "unknown" if isinstance(verdict, Unknown) else "ok",
                 }
             )
+    silent = silent_since(session, now)
+    if silent is not None:
+        # Nobody is watching: what was fine when auditd last looked is not known to be now.
+        for row in rows:
+            if row["verdict"] == "ok":
+                row["verdict"] = "unknown"
     window = engine.windows.open.get(view.id)
     return {
         "volume": str(view.id),
@@ -136,7 +143,7 @@ def explain_doc(
                 "pv": _name(s.pv),
                 "vr": _name(s.vr),
                 "vrg": _name(s.vrg),
-                "image": _image_seen(s),
+                "image": _image_seen(s, now, config.probe.record_stale_after),
                 "record_written_at": (
                     s.record.updated_at.isoformat() if s.record and s.record.updated_at else None
                 ),
@@ -146,15 +153,25 @@ def explain_doc(
             for s in view.sides
         ],
         "verdicts": rows,
+        "note": (
+            f"auditd has not reported since {silent.isoformat()}: the state shown is the last it "
+            "saw, and nothing is known to be fine now"
+            if silent is not None
+            else None
+        ),
     }
 
 
-def _image_seen(side: Side) -> dict[str, Any] | None:
-    """The image as the last probe said, except that nothing is healthy while the probe fails."""
+def _image_seen(side: Side, now: datetime, stale_after: timedelta) -> dict[str, Any] | None:
+    """The image as the last probe said, except that nothing is healthy while the probe fails
+    or when the last probe that listed it is old (auditd not running, say)."""
     if side.image is None:
         return None
     image = dict(side.image)
-    if not side.storage_known:
+    seen = side.record.seen_at if side.record else None
+    if seen is not None:
+        image["last_probed"] = seen.isoformat()
+    if not side.storage_known or seen is None or now - seen > stale_after:
         image["class"] = "unknown"
     return image
 
@@ -206,6 +223,8 @@ def explain_text(doc: dict[str, Any]) -> str:
             ],
         )
     )
+    if doc.get("note"):
+        lines += ["", f"note: {doc['note']}"]
     lines += [
         "",
         table(

@@ -122,11 +122,11 @@ def load_report(
     step("episodes")
     episodes = _episodes(session, since, until, f)
     step("blind spots")
-    silent_since = _silent_since(session, until)
-    blind = _blind_spots(session, since, until, f, silent_since)
-    if silent_since is not None:
+    silent = silent_since(session, until)
+    blind = _blind_spots(session, since, until, f, silent)
+    if silent is not None:
         notes.append(
-            f"auditd has not reported since {iso_utc(silent_since)}: nothing after that was "
+            f"auditd has not reported since {iso_utc(silent)}: nothing after that was "
             "seen (see audit blind spots)"
         )
     step("delivery")
@@ -616,7 +616,7 @@ def _blind_spots(
     return out
 
 
-def _silent_since(session: Session, until: datetime) -> datetime | None:
+def silent_since(session: Session, until: datetime) -> datetime | None:
     """The daemon's last heartbeat (it reports its streams' health every 5 s), if it has been
     silent since for longer than HEARTBEAT_STALE before ``until``; else None."""
     last = session.scalar(select(func.max(StreamHealthRow.reported_at)))

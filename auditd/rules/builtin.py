@@ -358,6 +358,11 @@ def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -
 
 def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["rpo-exceeded"]
+    if ctx.in_window(view):
+        # Mid-switch the "secondary" is about to be primary (a planned switch syncs it with
+        # the demotion snapshot) or just demoted, its record not yet carrying snapshot times:
+        # lag says nothing until the window closes. A firing alert stays as it was.
+        return UNKNOWN
     primary = view.primary_cluster
     if primary is None or ctx.now is None:
         return UNKNOWN if not view.storage_known or not view.settled else None
@@ -398,6 +403,8 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["lag-disagreement"]
+    if ctx.in_window(view):
+        return UNKNOWN  # as rpo-exceeded: lag means nothing mid-switch
     pv = _primary_vr(ctx, view)
     if pv is None or view.synced_at is None:
         return None

@@ -62,3 +62,16 @@ def vr(name: str, namespace: str, pvc_name: str, state: str = "primary") -> Obj:
             "autoResync": False,
         },
     }
+
+
+def vrc(name: str = "rbd-volumereplicationclass", interval: str = "1m") -> Obj:
+    """The VolumeReplicationClass the VRs name: snapshot mirroring every ``interval``."""
+    return {
+        "apiVersion": "replication.storage.openshift.io/v1alpha1",
+        "kind": "VolumeReplicationClass",
+        "metadata": {"name": name},
+        "spec": {
+            "provisioner": "rook-ceph.rbd.csi.ceph.com",
+            "parameters": {"mirroringMode": "snapshot", "schedulingInterval": interval},
+        },
+    }
