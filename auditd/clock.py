@@ -1,10 +1,17 @@
 """The one source of "now". Everything that needs the time is handed a Clock; nothing else in
-auditd reads the wall clock (ruff's banned-api enforces it). Tests pass a ManualClock, so a test
-pins its own dates and never depends on the day it runs.
+auditd (or its tests) reads the wall clock: ruff's banned-api enforces it. Tests pass a
+ManualClock, so a test pins its own dates and never depends on the day it runs.
+
+``AUDITD_CLOCK_SHIFT`` (e.g. ``365d``) moves the system clock of a whole auditd process, and of
+the test suite: CI runs the suite a second time a year ahead, so that a test which passes only
+on today's date fails at once. (libfaketime cannot do it for Python: a shifted monotonic clock
+hangs every timed wait of a thread.)
 """
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -17,10 +24,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock: the daemon's and the CLI's."""
+    """The wall clock (plus a shift, for testing): the daemon's and the CLI's."""
+
+    def __init__(self, shift: timedelta = timedelta(0)) -> None:
+        self.shift = shift
 
     def now(self) -> datetime:
-        return datetime.now(UTC)  # noqa: TID251 - the one allowed read of the wall clock
+        return datetime.now(UTC) + self.shift  # noqa: TID251 - the one read of the wall clock
 
 
 class ManualClock:
@@ -47,4 +57,18 @@ class ManualClock:
             return self._now
 
 
-SYSTEM = SystemClock()
+_SHIFT = re.compile(r"^([+-]?\d+)([smhd])$")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def shift_from_env(value: str | None) -> timedelta:
+    """``AUDITD_CLOCK_SHIFT``: an integer and a unit (s, m, h, d); unset or empty is none."""
+    if not value:
+        return timedelta(0)
+    m = _SHIFT.match(value.strip())
+    if m is None:
+        raise ValueError(f"AUDITD_CLOCK_SHIFT={value!r}: use an integer and s, m, h or d (365d)")
+    return timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
+
+
+SYSTEM = SystemClock(shift_from_env(os.environ.get("AUDITD_CLOCK_SHIFT")))

@@ -59,7 +59,7 @@ def main() -> int:
         time.sleep(2 * max(intervals) + 5)
         planned = {w.name: (len(drill.slack_messages()), drill.fired(w)) for w in drill.watchers}
         posts_before = len(drill.slack_messages())
-        forced = time.time()
+        forced = time.monotonic()
         lab.promote("dr2" if drill.primary == "dr1" else "dr1", force=True)
         detected: dict[str, float | None] = {w.name: None for w in drill.watchers}
         deadline = time.monotonic() + 180
@@ -68,7 +68,7 @@ def main() -> int:
                 if detected[w.name] is None and any(
                     r == "split-brain" for r, _, _ in drill.fired(w)
                 ):
-                    detected[w.name] = time.time() - forced
+                    detected[w.name] = time.monotonic() - forced
             time.sleep(1)
     finally:
         drill.stop()

@@ -128,7 +128,7 @@ class SwitchRecord:
     old: str
     new: str
     drpc: str | None
-    started: float  # time.time() of the first action (VR to secondary)
+    started: float  # time.monotonic() of the first action (VR to secondary)
     promoted: float = 0.0
     moved: float = 0.0
     settled: float = 0.0
@@ -232,22 +232,22 @@ class Drill:
     def switch(self, drpc: bool = False) -> SwitchRecord:
         old = self.primary
         new = "dr2" if old == "dr1" else "dr1"
-        rec = SwitchRecord(old, new, None, time.time())
+        rec = SwitchRecord(old, new, None, time.monotonic())
         if drpc:
             rec.drpc = "Relocating" if self.rng.random() < 0.5 else "FailingOver"
             self._drpc_phase(rec.drpc)
         self.kube[old].patch(VR, NS, CLAIM, {"spec": {"replicationState": "secondary"}})
         self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{IMAGE}")
         self.lab.promote(new)
-        rec.promoted = time.time()
+        rec.promoted = time.monotonic()
         time.sleep(self.rng.uniform(10, 25))
         self._volume(old, create=False)
         self._volume(new, create=True)
-        rec.moved = time.time()
+        rec.moved = time.monotonic()
         self.lab.wait_steady(new)
         if drpc:
             self._drpc_phase("Relocated" if rec.drpc == "Relocating" else "FailedOver")
-        rec.settled = time.time()
+        rec.settled = time.monotonic()
         self.primary = new
         self.switches.append(rec)
         return rec

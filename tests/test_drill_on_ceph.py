@@ -94,12 +94,12 @@ def test_disabled_image_under_a_live_pvc_is_critical(lab: Lab, tmp_path: Path) -
         time.sleep(15)
         w = drill.watchers[0]
         assert drill.fired(w) == []
-        disabled = time.time()
+        disabled = time.monotonic()
         lab.rbd("dr1", "mirror", "image", "disable", f"{POOL}/{image}")
         assert _wait(
             lambda: any(r == "image-not-mirrored" for r, _, _ in drill.fired(w)), 90, every=2
         ), drill.fired(w)
-        print(f"image-not-mirrored critical {time.time() - disabled:.0f}s after disable")
+        print(f"image-not-mirrored critical {time.monotonic() - disabled:.0f}s after disable")
         assert ("image-not-mirrored", f"dr1-dr2/{POOL}/{image}", "critical") in drill.fired(w)
     finally:
         drill.stop()
@@ -168,14 +168,14 @@ def test_forced_promotion_is_split_brain_within_two_cycles(lab: Lab, tmp_path: P
         drill.start()
         w = drill.watchers[0]
         time.sleep(15)
-        forced = time.time()
+        forced = time.monotonic()
         lab.promote("dr2", force=True)
         # Ceph "shows it" once both records claim primary, each written after the other's
         # promotion: dr2's after its force-promote ("orphan (force promoting)" comes first),
         # dr1's at its next rewrite (<= 30 s later). Two probe cycles after that, at most.
         shown = _split_brain_shown(lab)
         assert _wait(lambda: any(r == "split-brain" for r, _, _ in drill.fired(w)), 2 * 10 + 5)
-        took = time.time()
+        took = time.monotonic()
         assert [m for m in drill.slack_messages() if "split-brain" in m.get("text", "")]
         print(
             f"split brain critical {took - forced:.0f}s after the forced promotion, "
@@ -199,7 +199,7 @@ def _split_brain_shown(lab: Lab, timeout: float = 120) -> float:
         if promoted is None and b.get("description") == primary:
             promoted = b.get("last_update")
         if promoted and a.get("description") == primary and a.get("last_update", "") > promoted:
-            return time.time()
+            return time.monotonic()
         time.sleep(1)
     raise AssertionError("Ceph never showed both sides primary")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from auditd.clock import SYSTEM
 from auditd.config import parse_config
 from auditd.daemon.ingest import HealthReport, Ingestor
 from auditd.inventory.inventory import Inventory
@@ -171,7 +172,7 @@ def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
     with engine.begin() as conn:
         conn.execute(
             StreamHealthRow.__table__.update().values(
-                reported_at=datetime.now(UTC) - timedelta(minutes=1)
+                reported_at=SYSTEM.now() - timedelta(minutes=1)
             )
         )
     engine.dispose()

@@ -13,6 +13,7 @@ from helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from test_rbd_probe import Site
 
+from auditd.clock import SYSTEM
 from auditd.daemon.ops_http import readiness
 from auditd.daemon.runner import Daemon
 from auditd.sim import objects
@@ -165,7 +166,7 @@ def test_ops_listen_is_validated(make_config: Any) -> None:
 def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
     tmp_path: Path, clusters: dict[str, Any], make_config: Any
 ) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from sqlalchemy import update
 
@@ -181,12 +182,12 @@ def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
     # The previous run's last heartbeat was 40 minutes ago (as if it died then).
     engine = make_engine(cfg.effective_database_url())
     sessions = session_factory(engine)
-    died = datetime.now(UTC) - timedelta(minutes=40)
+    died = SYSTEM.now() - timedelta(minutes=40)
     with sessions.begin() as s:
         s.execute(update(StreamHealthRow).values(reported_at=died))
     # While it is down, the report says so: open blind spots and a note, never a quiet window.
     with sessions() as s:
-        down = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+        down = load_report(s, died - timedelta(hours=1), SYSTEM.now())
     now_blind = [b for b in down.blind_spots if b["what"] == "auditd not running"]
     assert sorted(b["cluster"] for b in now_blind) == ["dr1", "dr2"]
     assert all(b["ended_at"] is None and b["seconds"] >= 2399 for b in now_blind)
@@ -198,7 +199,7 @@ def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
 
         def gap() -> list[dict[str, Any]]:
             with sessions() as s:
-                data = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+                data = load_report(s, died - timedelta(hours=1), SYSTEM.now())
             return [
                 b
                 for b in data.blind_spots
@@ -213,6 +214,6 @@ def test_time_auditd_was_not_running_is_a_blind_spot_in_the_report(
         second.stop()
     # No alert for it: by the time auditd knows, it is over (the report is where it shows).
     with sessions() as s:
-        data = load_report(s, died - timedelta(hours=1), datetime.now(UTC))
+        data = load_report(s, died - timedelta(hours=1), SYSTEM.now())
     assert data.violations == []
     engine.dispose()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from auditd.clock import SYSTEM
 from auditd.config import parse_config
 from auditd.daemon.ingest import Ingestor
 from auditd.inventory.inventory import Inventory
@@ -64,7 +65,7 @@ def test_status_calls_a_probe_stale_after_the_configured_intervals(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'h.db'}"
     upgrade(url)
     engine = make_engine(url)
-    now = datetime.now(UTC)
+    now = SYSTEM.now()
     with session_factory(engine).begin() as s:
         s.add(StreamHealthRow(cluster="dr1", kind="PersistentVolumeClaim", state="ok",
                               connected=True, synced=True, lists=1, relists=0, errors=0,

@@ -15,6 +15,7 @@ from auditd.alerts.render import render
 from auditd.alerts.silences import Silence, parse_matcher, silenced_by
 from auditd.alerts.sinks.slack import SlackSink
 from auditd.cli import main
+from auditd.clock import SYSTEM
 from auditd.config import AlertsConfig
 from auditd.rules.lifecycle import step
 from auditd.rules.model import Finding
@@ -52,7 +53,7 @@ def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: Fak
     upgrade(url)
     engine = make_engine(url)
     sessions = session_factory(engine)
-    now = datetime.now(UTC)
+    now = SYSTEM.now()
 
     def fire(rule: str, cluster: str) -> int:
         f = Finding(rule, f"{cluster}/x", "warning", "s", cluster, "p", {"namespace": "app"})

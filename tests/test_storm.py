@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.slack import SlackSink
+from auditd.clock import SYSTEM
 from auditd.config import AlertsConfig, parse_config
 from auditd.daemon.ingest import Ingestor, Tick
 from auditd.inventory.inventory import Inventory
@@ -84,7 +85,7 @@ class Storm:
             now,
         )
         # group_interval is 1 minute, and each cycle is one: every cycle may announce.
-        self.dispatcher.drain_once(now=datetime.now(UTC) + timedelta(minutes=minutes))
+        self.dispatcher.drain_once(now=SYSTEM.now() + timedelta(minutes=minutes))
 
     def count(self, status: str) -> int:
         with self.sessions() as s:
