@@ -200,9 +200,17 @@ class HttpSinkConfig(Strict):
 
 
 class AlertsConfig(Strict):
-    max_attempts: int = Field(8, ge=1)
+    # A transient failure (connection error, 5xx, 429) is retried with backoff from
+    # retry_initial to retry_max until the message is give_up_after old; a permanent one
+    # (invalid_auth, channel_not_found, a webhook's 4xx) dead-letters at once. max_attempts, if
+    # set, also caps the attempts.
+    max_attempts: int | None = Field(None, ge=1)
     retry_initial: Duration = timedelta(seconds=2)
     retry_max: Duration = timedelta(minutes=5)
+    give_up_after: Duration = timedelta(hours=24)
+    # While a sink fails, its oldest waiting message is retried this often whatever its own
+    # backoff says; once one goes through, everything waiting for that sink goes at once.
+    sink_recheck: Duration = timedelta(seconds=15)
     # Also print every notification to stdout (the demo uses this).
     console: bool = False
     # A generic JSON webhook, and an Alertmanager (POST /api/v2/alerts) to route through.

@@ -77,3 +77,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     for noisy in ("slack_sdk", "urllib3", "kubernetes", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # urllib3 warns on each of its own retries; the watcher says once that a stream is bad.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

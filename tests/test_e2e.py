@@ -272,6 +272,7 @@ def test_kill_9_after_slack_accepted_does_not_post_twice(
             break
         time.sleep(0.2)
     assert row.status == "sent" and row.external_id == first["ts"]
+    assert row.attempts == 1  # the interrupted attempt reached Slack: it counts
     assert len(slack.messages) == 1  # not posted twice
     clusters["dr2"].delete(PVC, "ns", "stray")
     assert slack.wait_for(2, timeout=15)[1]["text"].startswith("RESOLVED")

@@ -285,8 +285,11 @@ def test_a_sink_that_raises_dead_letters_that_message_and_delivers_the_rest(
     class Flaky:
         name, grouped = "slack", True
 
-        def find_sent(self, key: str) -> str | None:
+        def find_sent(self, key: str, parent: str | None = None) -> str | None:
             return None
+
+        def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+            pass
 
         def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> Any:
             if "img-1" in payload["text"]:

@@ -17,9 +17,11 @@ from auditd.config import parse_config
 from auditd.daemon.ingest import HealthReport, Ingestor
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
+from auditd.sim import objects
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.health import StreamHealth, stream_state
+from auditd.sources.kube.kinds import PVC
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow, StreamHealthRow, TransitionRow, ViolationRow
@@ -118,6 +120,15 @@ def _write_config(tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack) ->
     return cfg
 
 
+def _run_daemon(cfg: Path, slack: FakeSlack) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
+        env={**__import__("os").environ, "AUDITD_SLACK_TOKEN": slack.token},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _status(cfg: Path) -> tuple[int, dict[str, Any]]:
     p = subprocess.run(
         [sys.executable, "-m", "auditd", "status", "-c", str(cfg), "--format", "json"],
@@ -133,12 +144,7 @@ def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
 ) -> None:
     cfg = _write_config(tmp_path, clusters, slack)
     clusters["dr1"].stop()  # dr1 is down from the start
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
-        env={**__import__("os").environ, "AUDITD_SLACK_TOKEN": slack.token},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _run_daemon(cfg, slack)
     try:
         msg = slack.wait_for(1, timeout=30)[0]
         assert msg["text"].startswith("FIRING [critical] audit-blind-spot")
@@ -147,10 +153,11 @@ def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
         while True:
             rc, doc = _status(cfg)
             states = {(s["cluster"], s["kind"]): s["state"] for s in doc["streams"]}
-            if (
+            settled = (
                 states.get(("dr1", "PersistentVolumeClaim")) == "blind"
-                or time.monotonic() > deadline
-            ):
+                and states.get(("dr2", "DRPlacementControl")) == "absent"
+            )
+            if settled or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert rc == 1 and doc["reporting"] and not doc["healthy"]
@@ -183,3 +190,50 @@ def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
         [sys.executable, "-m", "auditd", "status", "-c", str(cfg)], capture_output=True, text=True
     ).stdout
     assert "NOT reporting" in table and "UNKNOWN" in table
+
+
+def test_a_cluster_never_reached_is_blind_from_its_first_failure_not_ok() -> None:
+    never = {"connected": False, "synced": False, "absent": False, "errors": 1,
+             "disconnected_since": T}  # fmt: skip
+    assert stream_state(never, T + timedelta(seconds=1), timedelta(minutes=5)) == "blind"
+    # Still trying its first list, no failure yet: not yet anything to say.
+    trying = {**never, "errors": 0}
+    assert stream_state(trying, T + timedelta(seconds=1), timedelta(minutes=5)) == "ok"
+    # Listed once, then a short disconnection: the watch resumes, nothing is missed.
+    dropped = {**never, "synced": True}
+    assert stream_state(dropped, T + timedelta(seconds=1), timedelta(minutes=5)) == "ok"
+
+
+def test_a_pvc_found_while_its_cluster_was_blind_is_announced_once_it_is_back(
+    tmp_path: Path, clusters: dict[str, Any], slack: FakeSlack
+) -> None:
+    """Issue 12, item 1, end to end: dr2 is down past blind_spot_after; meanwhile a PVC is
+    created on it (the secondary); when dr2 answers again the relist finds it. Its alert was
+    held back by the blind spot while that fired: exactly one FIRING for it reaches Slack."""
+    cfg = _write_config(tmp_path, clusters, slack)
+    proc = _run_daemon(cfg, slack)
+    try:
+        time.sleep(3)  # listed both clusters
+        dr2 = clusters["dr2"]
+        port = int(dr2.url.rsplit(":", 1)[1])
+        dr2.stop()
+        msg = slack.wait_for(1, timeout=30)[0]
+        assert msg["text"].startswith("FIRING [critical] audit-blind-spot") and "dr2" in msg["text"]
+        dr2.create(PVC, objects.pvc("stray", "ns"))  # while nobody can see it
+        dr2.start(port)
+
+        def stray_firing() -> list[dict[str, Any]]:
+            return [
+                m
+                for m in slack.messages
+                if "pvc-on-secondary" in (m.get("text") or "") and m["text"].startswith("FIRING")
+            ]
+
+        deadline = time.monotonic() + 40
+        while not stray_firing() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # and no second one
+        assert len(stray_firing()) == 1, [m.get("text") for m in slack.messages]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

@@ -37,3 +37,19 @@ def test_pending_that_clears_is_inactive_and_silent() -> None:
 
 def test_nothing_to_nothing() -> None:
     assert step(None, None, timedelta(0), T) is None
+
+
+def test_a_pending_violation_fires_with_what_it_is_now_not_what_it_first_was() -> None:
+    # k8s-objects-on-both: first "PVC on both", then the VR too, before the 2m are up.
+    first = Finding("k8s-objects-on-both", "s", "warning", "PVC for image x on both", None, "p", {})
+    later = Finding(
+        "k8s-objects-on-both", "s", "warning", "PVC and VolumeReplication for image x on both",
+        None, "p", {"both": "PVC, VR"},
+    )  # fmt: skip
+    c = step(None, first, timedelta(minutes=2), T)
+    assert c is not None
+    grew = step(c.violation, later, timedelta(minutes=2), T + timedelta(minutes=1))
+    assert grew is not None and not grew.notify and grew.violation.summary == later.summary
+    fired = step(grew.violation, later, timedelta(minutes=2), T + timedelta(minutes=2))
+    assert fired is not None and fired.notify and fired.violation.summary == later.summary
+    assert fired.violation.evidence == {"both": "PVC, VR"}

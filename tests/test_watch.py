@@ -6,6 +6,7 @@ so that nothing is missed, duplicated or invented.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -438,3 +439,22 @@ def test_namespace_and_label_filters(clusters: dict[str, Any]) -> None:
         )
     finally:
         run.stop()
+
+
+def test_a_failing_stream_logs_once_when_it_goes_bad_and_once_when_it_recovers(
+    dr1: tuple[FakeKubeAPI, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 4: an unreachable cluster logged a line per kind per retry."""
+    api, kc = dr1
+    api.fail_next(12, 503, watch=False)  # a dozen failed lists in a row, then it answers
+    with caplog.at_level(logging.DEBUG, logger="auditd.sources.kube.watch"):
+        run = Run(api, kc)
+        run.thread.start()
+        try:
+            wait_until(lambda: run.health.synced, timeout=20)
+        finally:
+            run.stop()
+    lines = [r for r in caplog.records if r.name == "auditd.sources.kube.watch"]
+    warnings = [r.getMessage() for r in lines if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "503" in warnings[0], warnings
+    assert any(r.getMessage().startswith("recovered after") for r in lines)

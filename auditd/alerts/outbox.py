@@ -13,8 +13,9 @@ import random
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import CursorResult, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.grouping import (
@@ -27,9 +28,10 @@ from auditd.alerts.grouping import (
     snapshot,
 )
 from auditd.alerts.inhibit import PARENT_RULES, Parent, inhibited_by
+from auditd.alerts.render import delivered_late
 from auditd.alerts.render_group import render_group
-from auditd.alerts.silences import silenced_by
-from auditd.alerts.sinks.base import SendResult, Sink
+from auditd.alerts.silences import Silence, silenced_by
+from auditd.alerts.sinks.base import RefreshingSink, SendResult, Sink
 from auditd.clock import SYSTEM, Clock
 from auditd.config import AlertsConfig
 from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
@@ -53,6 +55,10 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._warned_missing: set[str] = set()
+        # Sinks failing transiently: since when, and when their oldest message was last tried.
+        self._down: dict[str, datetime] = {}
+        self._rechecked: dict[str, datetime] = {}
+        self._refreshed: dict[str, datetime] = {}  # sink -> last re-send of firing alerts
         self.timing = Timing(settings.group_wait, settings.group_interval, settings.repeat_interval)
 
     def wake(self) -> None:
@@ -81,7 +87,51 @@ class Dispatcher:
         now = now or self.clock.now()
         alone = self._route(now)
         self._flush(now)
-        return self._deliver(now, alone, deadline)
+        sent = self._deliver(now, alone, deadline)
+        self._refresh(now)
+        return sent
+
+    def _refresh(self, now: datetime) -> None:
+        """Sinks that forget an alert unless told again (Alertmanager, after its
+        resolve_timeout) get every alert still firing, every ``resend_every``: the latest
+        firing message each violation delivered to them."""
+        for name, sink in self.sinks.items():
+            if not isinstance(sink, RefreshingSink):
+                continue
+            last = self._refreshed.get(name)
+            if last is not None and now - last < sink.resend_every:
+                continue
+            self._refreshed[name] = now
+            n = NotificationRow
+            with self.sessions() as session:
+                latest = (
+                    select(func.max(n.id))
+                    .join(ViolationRow, ViolationRow.id == n.violation_id)
+                    .where(
+                        n.sink == name,
+                        n.status == "sent",
+                        ViolationRow.state == "firing",
+                        ViolationRow.resolved_at.is_(None),
+                    )
+                    .group_by(n.violation_id)
+                )
+                payloads = [
+                    payload
+                    for payload, event in session.execute(
+                        select(n.payload, n.event).where(n.id.in_(latest)).order_by(n.id)
+                    )
+                    if event == "firing"
+                ]
+            if not payloads:
+                continue
+            result = sink.post([sink.alert(p, now) for p in payloads])
+            if not result.ok:
+                log.warning(
+                    "re-sending %d firing alert(s) to %s failed: %s",
+                    len(payloads),
+                    name,
+                    result.error,
+                )
 
     def _route(self, now: datetime) -> set[int]:
         """Silence, inhibit and group the new alerts, in one transaction.
@@ -90,16 +140,6 @@ class Dispatcher:
         of an alert that was itself sent on its own (before grouping existed)."""
         alone: set[int] = set()
         with self.sessions.begin() as session:
-            rows = session.scalars(
-                select(NotificationRow)
-                .where(
-                    NotificationRow.status == "pending", NotificationRow.violation_id.is_not(None)
-                )
-                .order_by(NotificationRow.id)
-                .limit(5000)
-            ).all()
-            if not rows:
-                return alone
             silences = list_silences(session, now)
             parents = [
                 Parent(v.rule, v.subject, v.cluster, v.pair)
@@ -111,6 +151,17 @@ class Dispatcher:
                     )
                 )
             ]
+            self._release(session, parents, silences, now)
+            rows = session.scalars(
+                select(NotificationRow)
+                .where(
+                    NotificationRow.status == "pending", NotificationRow.violation_id.is_not(None)
+                )
+                .order_by(NotificationRow.id)
+                .limit(5000)
+            ).all()
+            if not rows:
+                return alone
             # Lanes whose "firing" was held back (silenced or inhibited): their "resolved" is
             # held back the same way, since nobody was told it fired.
             quiet: dict[tuple[int | None, str], str] = {
@@ -150,6 +201,33 @@ class Dispatcher:
                     continue
                 row.group_id, row.status = group.id, "grouped"
         return alone
+
+    def _release(
+        self, session: Session, parents: list[Parent], silences: list[Silence], now: datetime
+    ) -> None:
+        """Held-back firings whose reason is gone (the inhibiting alert resolved, the silence
+        expired) while their violation still fires go back to pending: as in Alertmanager,
+        inhibition and silences are decided when a message is due, so an alert held back is
+        announced once nothing holds it. Without this, a violation found while its cluster was
+        blind would fire forever unannounced."""
+        held = session.scalars(
+            select(NotificationRow)
+            .join(ViolationRow, ViolationRow.id == NotificationRow.violation_id)
+            .where(
+                NotificationRow.status.in_(("inhibited", "silenced")),
+                NotificationRow.event == "firing",
+                ViolationRow.state == "firing",
+                ViolationRow.resolved_at.is_(None),
+            )
+            .order_by(NotificationRow.id)
+        ).all()
+        for row in held:
+            labels = row.payload.get("labels") or {}
+            if silenced_by(silences, labels, now) is None and inhibited_by(parents, labels) is None:
+                log.info(
+                    "notification %d released: it was %s, nothing holds it now", row.id, row.status
+                )
+                row.status, row.last_error, row.next_attempt_at = "pending", None, now
 
     def _group_for(
         self, session: Session, row: NotificationRow, now: datetime
@@ -276,6 +354,8 @@ class Dispatcher:
                 .order_by(NotificationRow.id)
                 .limit(500)
             ).all()
+            rechecks = self._rechecks(session, now)
+            rows = [*rows, *(r for r in rechecks if r.id not in {x.id for x in rows})]
             self._warn_unconfigured(session)
             # One incident's (or alert's) messages go out in order: an update or resolve never
             # overtakes the message it replies to, even while that one waits for its retry.
@@ -303,23 +383,27 @@ class Dispatcher:
                 and row.id not in alone
             ):
                 continue  # its incident's messages tell it (next pass routes it)
-            if lane in blocked or sink is None:  # (sink: fetched rows have one)
+            if (lane in blocked and row not in rechecks) or sink is None:
                 continue
             key = f"auditd-notification-{row.id}"
             if row.status == "sending":
-                already = sink.find_sent(key)
+                parent = self._parent(row)
+                already = sink.find_sent(key, parent)
                 if already is not None:
+                    sink.completed(row.payload, parent)
                     log.info(
                         "notification %d was delivered before a restart; not sending again", row.id
                     )
+                    # The attempt that a crash interrupted did reach the sink: it counts.
                     self._record(
-                        row.id, SendResult(ok=True, external_id=already), row.attempts, now
+                        row.id, SendResult(ok=True, external_id=already), row.attempts + 1, now
                     )
                     sent += 1
                     continue
             self._mark_sending(row.id)
             try:
-                result = sink.send(row.payload, key, self._parent(row))
+                payload = delivered_late(row.payload, now - row.created_at)
+                result = sink.send(payload, key, self._parent(row))
             except Exception as e:  # a payload the sink cannot take: dead-letter it, go on
                 log.exception("sink %s failed on notification %d", row.sink, row.id)
                 result = SendResult(
@@ -335,6 +419,34 @@ class Dispatcher:
             ):
                 break
         return sent
+
+    def _rechecks(self, session: Session, now: datetime) -> list[NotificationRow]:
+        """For each sink that is down and due a recheck, its oldest waiting message (the head
+        of its lane), tried before its backoff ends: the sink's recovery is noticed within
+        sink_recheck, not after the longest backoff."""
+        out = []
+        for sink, last in list(self._rechecked.items()):
+            if sink not in self._down or now - last < self.settings.sink_recheck:
+                continue
+            grouped = self.sinks[sink].grouped if sink in self.sinks else False
+            head = session.scalar(
+                select(NotificationRow)
+                .where(
+                    NotificationRow.sink == sink,
+                    NotificationRow.status == "pending",
+                    NotificationRow.next_attempt_at > now,
+                    # an alert of a grouping sink is told by its incident's messages
+                    NotificationRow.violation_id.is_(None) if grouped else true(),
+                )
+                .order_by(NotificationRow.id)
+                .limit(1)
+            )
+            self._rechecked[sink] = now
+            if head is None:
+                self._down.pop(sink, None)  # nothing waits: nothing to learn
+            else:
+                out.append(head)
+        return out
 
     def _warn_unconfigured(self, session: Session) -> None:
         """Once per sink: notifications wait for a sink this run does not have."""
@@ -398,10 +510,31 @@ class Dispatcher:
                 row.status, row.sent_at, row.external_id = "sent", now, result.external_id
                 row.last_error = None
                 log.info("notification %d sent via %s", row_id, row.sink)
+                down_since = self._down.pop(row.sink, None)
+                if down_since is not None:
+                    # The sink answers again: what waits for its backoff goes now, in order.
+                    result_ = session.execute(
+                        update(NotificationRow)
+                        .where(
+                            NotificationRow.sink == row.sink,
+                            NotificationRow.status == "pending",
+                            NotificationRow.next_attempt_at > now,
+                        )
+                        .values(next_attempt_at=now)
+                    )
+                    released = cast(CursorResult[Any], result_).rowcount
+                    log.warning(
+                        "sink %s answers again after %s: %d waiting notification(s) released",
+                        row.sink,
+                        now - down_since,
+                        released,
+                    )
                 return
             row.last_error = result.error
             row.status = "pending"
-            if result.permanent or attempts >= self.settings.max_attempts:
+            cap = self.settings.max_attempts
+            too_old = now - row.created_at >= self.settings.give_up_after
+            if result.permanent or too_old or (cap is not None and attempts >= cap):
                 row.status = "dead"
                 log.error(
                     "notification %d to %s dead-lettered after %d attempt(s): %s",
@@ -411,6 +544,8 @@ class Dispatcher:
                     result.error,
                 )
                 return
+            self._down.setdefault(row.sink, now)
+            self._rechecked[row.sink] = now
             delay = self._retry_delay(attempts, result.retry_after)
             row.next_attempt_at = now + timedelta(seconds=delay)
             log.warning(

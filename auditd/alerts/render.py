@@ -138,3 +138,23 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         # The incident's first message is edited to this, its final state.
         payload["parent"] = {"text": text, "blocks": blocks}
     return payload
+
+
+# A message this much older than its event says so: a reader must not take an alert that sat in
+# the outbox through a Slack outage for something that just happened.
+LATE = timedelta(minutes=2)
+
+
+def delivered_late(payload: dict[str, Any], late: timedelta) -> dict[str, Any]:
+    """The payload of a message delivered ``late`` after it was written, saying how late."""
+    if late < LATE:
+        return payload
+    note = f"Delivered {human_duration(late)} late (the sink was unreachable)."
+    out = dict(payload)
+    out["text"] = f"{payload.get('text', '')} [{note}]"
+    if isinstance(payload.get("blocks"), list):
+        out["blocks"] = [
+            *payload["blocks"],
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{note}_"}]},
+        ]
+    return out

@@ -333,8 +333,16 @@ def human(d: timedelta) -> str:
     )
 
 
+def _judged_primary(ctx: RuleContext, view: VolumeView) -> str | None:
+    """The primary by storage truth where Ceph is probed; where it is not, the configured
+    primary (the README's promise for the Kubernetes-only rules: they still work unprobed)."""
+    if any(ctx.probed(s.cluster) for s in view.sides):
+        return view.primary_cluster
+    return next((s.cluster for s in view.sides if ctx.role_of(s.cluster) == "primary"), None)
+
+
 def _primary_vr(ctx: RuleContext, view: VolumeView) -> tuple[Side, dict[str, str | None]] | None:
-    primary = view.primary_cluster
+    primary = _judged_primary(ctx, view)
     if primary is None:
         return None
     side = view.side(primary)
@@ -442,11 +450,7 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
     # Only the primary's VR: a healthy secondary is Degraded=True while it resyncs.
     pv = _primary_vr(ctx, view)
     if pv is None:
-        return (
-            UNKNOWN
-            if view.primary_cluster is None and not all(s.storage_known for s in view.sides)
-            else None
-        )
+        return UNKNOWN if _judged_primary(ctx, view) is None else None
     side, facts = pv
     degraded = (facts.get("condition.Degraded") or "").startswith("True")
     incomplete = (facts.get("condition.Completed") or "").startswith("False")
@@ -470,7 +474,7 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
 
 def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["unprotected-volume"]
-    primary = view.primary_cluster
+    primary = _judged_primary(ctx, view)
     if primary is None:
         # Never mirrored at all: no site lists the image. A PVC of a storage class the pair
         # mirrors, with no VR, is then unprotected on whichever side holds it.

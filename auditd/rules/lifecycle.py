@@ -72,8 +72,18 @@ def step(
         final: State = "resolved" if active.state == "firing" else "inactive"
         return Change(replace(active, state=final, resolved_at=now), active.state)
     if active.state == "pending" and now - active.first_seen >= for_:
+        # Announced as it is now, not as it was first seen (a PVC on both sides may have been
+        # joined by a VR on both sides while it was pending).
         return Change(
-            replace(active, state="firing", fired_at=now, evidence=finding.evidence), "pending"
+            replace(
+                active,
+                state="firing",
+                fired_at=now,
+                severity=finding.severity,
+                summary=finding.summary,
+                evidence=finding.evidence,
+            ),
+            "pending",
         )
     if active.state == "firing" and finding.severity != active.severity:
         # Escalated (or eased): announced again, as an update in the incident's thread.
@@ -86,7 +96,9 @@ def step(
             ),
             "firing",
         )
-    if active.state == "pending" and finding.severity != active.severity:
+    if active.state == "pending" and (
+        finding.severity != active.severity or finding.summary != active.summary
+    ):
         return Change(replace(active, severity=finding.severity, summary=finding.summary), None)
     return None
 

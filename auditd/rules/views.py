@@ -227,6 +227,12 @@ class Correlator:
                     affected.add(vid)
             elif key.kind in (PVC, VR):
                 if key.kind == VR:
+                    # A VR deleted or renamed its claim: the volume it named is affected too.
+                    was = self._claim_of_vr.get(key)
+                    if was is not None:
+                        pv = self._pv_by_claim.get(was)
+                        if pv is not None and pv in self._pv_volume:
+                            affected.add(self._pv_volume[pv])
                     self._index_vr(key, known.facts if known else None)
                 claimed = self._volume_of_claim(inventory, key) or self.peer_claim_volume(
                     inventory, key

@@ -78,6 +78,11 @@ class FakeSlack:
                 for _ in range(count)
             )
 
+    def recover(self) -> None:
+        """Drop every fault still queued: Slack answers again."""
+        with self._cond:
+            self._faults.clear()
+
     def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until at least ``n`` messages were posted; return them all."""
         deadline = time.monotonic() + timeout
@@ -119,7 +124,8 @@ class FakeSlack:
             return 200, {"ok": True, "team": "auditd", "user": "auditd-bot", "bot_id": "B1"}, {}
         channel = args.get("channel")
         if (
-            method in ("chat.postMessage", "chat.update", "conversations.history")
+            method
+            in ("chat.postMessage", "chat.update", "conversations.history", "conversations.replies")
             and channel not in self.channels
         ):
             return 200, {"ok": False, "error": "channel_not_found"}, {}
@@ -148,7 +154,21 @@ class FakeSlack:
                         return 200, {"ok": True, "channel": channel, "ts": m["ts"]}, {}
                 return 200, {"ok": False, "error": "message_not_found"}, {}
             if method == "conversations.history":
-                msgs = [m for m in reversed(self.messages) if m["channel"] == channel]
+                # As real Slack: top-level messages only, never replies in threads.
+                msgs = [
+                    m
+                    for m in reversed(self.messages)
+                    if m["channel"] == channel and m.get("thread_ts") in (None, m["ts"])
+                ]
+                return 200, {"ok": True, "messages": msgs[: int(args.get("limit") or 100)]}, {}
+            if method == "conversations.replies":
+                thread = args.get("ts")
+                msgs = [
+                    m
+                    for m in self.messages
+                    if m["channel"] == channel
+                    and (m["ts"] == thread or m.get("thread_ts") == thread)
+                ]
                 return 200, {"ok": True, "messages": msgs[: int(args.get("limit") or 100)]}, {}
         return 404, {"ok": False, "error": "unknown_method"}, {}
 

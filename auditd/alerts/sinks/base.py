@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,26 @@ class Sink(Protocol):
         ``parent`` is the external id of the incident's first message, for threading."""
         ...
 
-    def find_sent(self, key: str) -> str | None:
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         """After a crash mid-send: the external id of a delivery already made with this key,
-        or None if there is none (or the sink cannot tell: then it is sent again)."""
+        or None if there is none (or the sink cannot tell: then it is sent again). ``parent``:
+        the message it replies to (a reply is in its thread, not in the channel's history)."""
         ...
+
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        """A delivery found by find_sent after a crash: finish what send would have done after
+        posting (edit the incident's parent message to its current state)."""
+        ...
+
+
+@runtime_checkable
+class RefreshingSink(Sink, Protocol):
+    """A sink that forgets a firing alert unless it is told again (Alertmanager resolves an
+    alert after its resolve_timeout): the outbox re-sends what still fires every
+    ``resend_every``."""
+
+    resend_every: timedelta
+
+    def alert(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]: ...
+
+    def post(self, alerts: list[dict[str, Any]]) -> SendResult: ...

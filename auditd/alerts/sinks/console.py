@@ -20,7 +20,10 @@ class ConsoleSink:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def find_sent(self, key: str) -> str | None:
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        pass
+
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # a line printed twice after a crash is harmless
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
@@ -37,7 +40,10 @@ class LogSink:
     name = "log"
     grouped = True
 
-    def find_sent(self, key: str) -> str | None:
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        pass
+
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:

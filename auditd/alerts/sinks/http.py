@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import SecretStr
 
@@ -57,7 +59,10 @@ class WebhookSink:
         self._url = url
         self.timeout = timeout
 
-    def find_sent(self, key: str) -> str | None:
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        pass
+
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # receivers deduplicate on "key"
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
@@ -72,32 +77,51 @@ class WebhookSink:
 class AlertmanagerSink:
     """An Alertmanager (API v2) as a sink, so teams route auditd through their own routing.
 
-    Alertmanager deduplicates by labels, so a resend after a crash is harmless.
+    The client contract Prometheus follows: a firing alert is sent again every
+    ``resend_every`` with ``endsAt`` a few intervals ahead (else Alertmanager resolves it after
+    its resolve_timeout, 5 minutes by default: a split brain would read resolved there), and a
+    resolve carries ``endsAt`` = the time it resolved. Alertmanager deduplicates by labels, so
+    a resend after a crash is harmless.
     """
 
     name = "alertmanager"
     grouped = False  # Alertmanager groups (and inhibits) by itself
+    resend_every = timedelta(minutes=1)
 
     def __init__(self, url: SecretStr, timeout: float = 10, clock: Clock = SYSTEM) -> None:
         self._url = url
         self.timeout = timeout
         self.clock = clock
 
-    def find_sent(self, key: str) -> str | None:
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        pass
+
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+    def alert(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """One Alertmanager alert from a notification payload, as of ``now``."""
         labels = {k: v for k, v in (payload.get("labels") or {}).items() if v}
         labels["alertname"] = labels.pop("rule", payload.get("rule", "auditd"))
+        subject = str(payload.get("subject") or labels.get("subject") or "")
         alert: dict[str, Any] = {
             "labels": {k: str(v) for k, v in labels.items()},
-            "annotations": {"summary": str(payload.get("text", ""))},
-            "generatorURL": "",
+            "annotations": {
+                "summary": str(payload.get("text", "")),
+                "verify": str(payload.get("verify") or ""),
+            },
+            "generatorURL": f"auditd://explain/{quote(subject, safe='/')}",
+            "startsAt": payload.get("fired_at") or now.isoformat(),
         }
-        now = self.clock.now().isoformat()
         if payload.get("event") == "resolved":
-            alert["endsAt"] = now  # Alertmanager marks it resolved
+            alert["endsAt"] = payload.get("resolved_at") or now.isoformat()
         else:
-            alert["startsAt"] = now
+            alert["endsAt"] = (now + 4 * self.resend_every).isoformat()
+        return alert
+
+    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+        return self.post([self.alert(payload, self.clock.now())])
+
+    def post(self, alerts: list[dict[str, Any]]) -> SendResult:
         base = self._url.get_secret_value().rstrip("/")
-        return _post(f"{base}/api/v2/alerts", [alert], self.timeout, "alertmanager")
+        return _post(f"{base}/api/v2/alerts", alerts, self.timeout, "alertmanager")

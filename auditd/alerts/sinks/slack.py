@@ -54,12 +54,18 @@ class SlackSink:
         )
         self.channel = channel
 
-    def find_sent(self, key: str) -> str | None:
-        """Look for our message metadata in the channel's recent history."""
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
+        """Look for our message metadata where it would be: the channel's recent history for an
+        incident's first message, its thread for a reply (Slack's history has no replies)."""
         try:
-            resp = self._client.conversations_history(
-                channel=self.channel, limit=200, include_all_metadata=True
-            )
+            if parent is None:
+                resp = self._client.conversations_history(
+                    channel=self.channel, limit=200, include_all_metadata=True
+                )
+            else:
+                resp = self._client.conversations_replies(
+                    channel=self.channel, ts=parent, limit=200, include_all_metadata=True
+                )
         except (SlackApiError, OSError, ValueError):
             return None
         for msg in resp.get("messages") or []:
@@ -70,6 +76,10 @@ class SlackSink:
             ):
                 return str(msg.get("ts") or "") or None
         return None
+
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        if parent is not None and payload.get("parent"):
+            self._update_parent(parent, payload["parent"])
 
     def _update_parent(self, parent: str, view: dict[str, Any]) -> None:
         """The parent shows the incident's current state, edited in place. Best effort: the
@@ -123,7 +133,10 @@ class SlackWebhookSink:
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._client = WebhookClient(url.get_secret_value(), timeout=int(timeout))
 
-    def find_sent(self, key: str) -> str | None:
+    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+        pass
+
+    def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # a webhook cannot look back: a crash mid-send may post twice
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:

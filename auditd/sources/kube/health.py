@@ -97,12 +97,15 @@ def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> st
 
     A short disconnection (a dropped connection, a server restart) is ``ok``: the watch resumes
     from its resourceVersion and misses nothing. Only a stream that has not been watching for
-    ``blind_after`` leaves auditd blind.
+    ``blind_after`` leaves auditd blind; or one that has never listed and whose attempts fail:
+    a cluster auditd has never seen is unknown from the first failure, never "ok".
     """
     if h.get("absent"):
         return "absent"
     if h.get("connected"):
         return "ok"
+    if not h.get("synced") and h.get("errors"):
+        return "blind"  # never reached, and it failed already: nothing there is known
     since = h.get("disconnected_since")
     if since is not None and now - since >= blind_after:
         return "blind"

@@ -102,6 +102,10 @@ def _status_message(body: bytes) -> str:
         return body[:120].decode("utf-8", "replace")
 
 
+# While a stream stays bad, a summary line this often (seconds).
+BAD_SUMMARY_EVERY = 300.0
+
+
 class ListWatcher:
     """Runs list+watch for one kind on one cluster until ``stop()``; hands events to ``emit``."""
 
@@ -139,6 +143,10 @@ class ListWatcher:
             settings.backoff_initial.total_seconds(), settings.backoff_max.total_seconds()
         )
         self._log_extra = {"cluster": cluster.name, "kind": kind.kind}
+        # The current spell of failures (monotonic times), for one line per spell, not per try.
+        self._bad_since: float | None = None
+        self._summarized = 0.0
+        self._failures = 0
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -163,6 +171,7 @@ class ListWatcher:
                         self._absent()
                         continue
                     self._rv = self._list()
+                    self._recovered()
                 self._watch()
             except _Relist as e:
                 log.info("relisting: %s", e, extra=self._log_extra)
@@ -228,8 +237,36 @@ class ListWatcher:
             delay = max(delay, self._backoff.maximum)
         if retry_after is not None:
             delay = max(delay, retry_after)
-        log.warning("%s; retrying in %.1fs", message, delay, extra=self._log_extra)
+        # One line when the stream goes bad, a summary now and then while it stays bad, one
+        # when it recovers: an unreachable cluster must not drown the log (it is an alert).
+        now = time.monotonic()
+        self._failures += 1
+        if self._bad_since is None:
+            self._bad_since = self._summarized = now
+            log.warning("%s; retrying (backoff up to %.0fs)", message, self._backoff.maximum,
+                        extra=self._log_extra)  # fmt: skip
+        elif now - self._summarized >= BAD_SUMMARY_EVERY:
+            self._summarized = now
+            log.warning(
+                "still failing after %.0fs (%d attempts): %s",
+                now - self._bad_since,
+                self._failures,
+                message,
+                extra=self._log_extra,
+            )
+        else:
+            log.debug("%s; retrying in %.1fs", message, delay, extra=self._log_extra)
         self._stopping.wait(delay)
+
+    def _recovered(self) -> None:
+        if self._bad_since is not None:
+            log.info(
+                "recovered after %.0fs (%d failed attempts)",
+                time.monotonic() - self._bad_since,
+                self._failures,
+                extra=self._log_extra,
+            )
+        self._bad_since, self._failures = None, 0
 
     # --------------------------------------------------------------------- HTTP
     def _get(
@@ -359,6 +396,7 @@ class ListWatcher:
         if self.stopping:
             resp.shutdown()
         self.health.mark_connected()
+        self._recovered()
         healthy_since = time.monotonic()
         try:
             buf = b""
