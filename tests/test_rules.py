@@ -534,3 +534,23 @@ def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
     verdicts = engine.evaluate(inv, (), later, lag_only={vid})
     assert {rule for rule, _ in verdicts} == LAG_RULES
     assert isinstance(verdicts[("rpo-exceeded", str(vid))], Finding)
+
+
+def test_after_a_switch_lag_counts_from_when_the_new_primary_can_first_snapshot() -> None:
+    """dr2 was primary and is demoted (failback to dr1). Nothing newer than the demotion can
+    reach it before dr1's schedule takes its first snapshot, one schedulingInterval later: lag
+    counts from then. A real stall after the switch still fires, one interval later."""
+    vrc = k8s("dr1", "VolumeReplicationClass", objects.vrc(interval="1m"))
+    before = [
+        *volume("dr1"),
+        vrc,
+        probe("dr1", "failover-2-promoted-site-b"),
+        probe("dr2", "failover-2-promoted-site-b"),
+    ]
+    after = [probe("dr1", "healthy"), probe("dr2", "healthy")]
+    demoted = after[1].at - timedelta(seconds=5)  # dr2's first record as secondary
+    key = ("rpo-exceeded", "p/replicapool/csi-vol-0001")
+    v = evaluate(before + after, now=demoted + timedelta(seconds=130))
+    assert v[key] is None  # 130 s after the demotion, 70 s after the first snapshot was due
+    v = evaluate(before + after, now=demoted + timedelta(seconds=200))
+    assert isinstance(v[key], Finding) and v[key].severity == "warning"
