@@ -299,8 +299,8 @@ class Ingestor:
         until then); a primary's is its peer's, as that site reported it."""
         record = self.inventory.records.get(r.cluster, r.pool, image.name)
         if record is not None and record.primary is False:
-            since = [t for t in (record.synced_at, record.demoted_at) if t is not None]
-            return max(0.0, (r.at - max(since)).total_seconds()) if since else None
+            since = record.current_through
+            return max(0.0, (r.at - since).total_seconds()) if since else None
         return lag_seconds(image, r.at)
 
     def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:

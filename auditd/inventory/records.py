@@ -34,6 +34,12 @@ class ImageRecord:
     synced_at: datetime | None  # this site's last synced snapshot, as secondary, since demoted_at
     seen_at: datetime  # the probe that last listed it
 
+    @property
+    def current_through(self) -> datetime | None:
+        """As secondary, the newest moment this site is known to hold the primary's data: its
+        last synced snapshot, never earlier than its demotion (it was current until then)."""
+        return max((t for t in (self.synced_at, self.demoted_at) if t is not None), default=None)
+
     def to_row(self) -> dict[str, datetime | bool | None]:
         return {
             "updated_at": self.updated_at,

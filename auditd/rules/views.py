@@ -148,10 +148,7 @@ class VolumeView:
         if primary is None:
             return None
         record = self.peer(primary).record
-        if record is None:
-            return None
-        times = [t for t in (record.synced_at, record.demoted_at) if t is not None]
-        return max(times, default=None)
+        return record.current_through if record is not None else None
 
     @cached_property
     def in_transition(self) -> bool:
