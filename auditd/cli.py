@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditd import logs
 from auditd.clock import SYSTEM as CLOCK
-from auditd.config import Config, ConfigError, load_config, redact_url
+from auditd.config import Config, ConfigError, load_config, parse_duration, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="decide and record everything, but only log notifications instead of sending them",
+    )
+    p.add_argument(
+        "--db-wait",
+        default="5m",
+        metavar="DURATION",
+        help="at start, wait this long for a history database that is down (retrying with "
+        "backoff, /readyz false meanwhile) before giving up; 0 fails at once (default: 5m)",
     )
     p.add_argument(
         "--log-format",
@@ -297,7 +304,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         overrides = {"log_format": args.log_format, "log_level": args.log_level}
         config = config.model_copy(update={k: v for k, v in overrides.items() if v})
-        return _run(config, args.dry_run)
+        try:
+            db_wait = parse_duration(args.db_wait)
+        except ValueError as e:
+            print(f"auditd: --db-wait: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return _run(config, args.dry_run, db_wait)
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
@@ -402,7 +414,6 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
 
 
 def _prune(url: str, config: Config, keep_arg: str | None) -> int:
-    from auditd.config import parse_duration
     from auditd.store.db import session_factory
     from auditd.store.retention import Pruner
 
@@ -530,7 +541,6 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
 
 def _silence(url: str, args: argparse.Namespace) -> int:
     from auditd.alerts.silences import parse_matcher
-    from auditd.config import parse_duration
     from auditd.report.render import table
     from auditd.store.db import session_factory
     from auditd.store.silence_store import add_silence, expire_silence, list_silences
@@ -594,29 +604,39 @@ def _silence(url: str, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(config: Config, dry_run: bool = False) -> int:
+def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0)) -> int:
     from auditd.daemon.runner import Daemon
     from auditd.rules.engine import configured_rules
 
     logs.configure(config.log_level, config.log_format)
     configured_rules(config)
     stop = threading.Event()
+    daemon = Daemon(config, dry_run=dry_run)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
+        daemon.interrupt()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    daemon = Daemon(config, dry_run=dry_run)
     try:
-        daemon.start()
+        daemon.start(db_wait)
     except Exception as e:
-        log.error("cannot start: %s: %s", type(e).__name__, str(e).splitlines()[0][:300])
+        if stop.is_set():
+            return EXIT_OK  # asked to stop while waiting for the database
+        log.error("cannot start: %s", logs.describe(e))
         return EXIT_ERROR
     try:
         while not stop.wait(1.0):
             pass
     finally:
         daemon.stop()
+    if daemon.unwritten:
+        log.error(
+            "exiting with %d items not written to the history database; the next start "
+            "reconciles them from a fresh list of every cluster (recorded late)",
+            daemon.unwritten,
+        )
+        return EXIT_ERROR
     return EXIT_OK

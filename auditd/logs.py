@@ -79,3 +79,63 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # urllib3 warns on each of its own retries; the watcher says once that a stream is bad.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+class Spell:
+    """How a background loop logs a failure that may last: one line when it goes bad, a
+    summary every ``summary_every`` seconds while it stays bad, one line when it recovers.
+    A database or cluster outage is one story in the log, not a traceback per retry.
+
+    Times are monotonic seconds (durations, never audit times).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        summary_every: float = 300.0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.log, self.what, self.every = logger, what, summary_every
+        self.extra = extra or {}
+        self.since: float | None = None
+        self._summarized = 0.0
+        self.failures = 0
+
+    @property
+    def bad(self) -> bool:
+        return self.since is not None
+
+    def failed(self, error: str, now: float, level: int = logging.WARNING) -> None:
+        self.failures += 1
+        if self.since is None:
+            self.since = self._summarized = now
+            self.log.log(level, "%s failing: %s", self.what, error, extra=self.extra)
+        elif now - self._summarized >= self.every:
+            self._summarized = now
+            self.log.log(
+                level,
+                "%s still failing after %.0fs (%d failures): %s",
+                self.what,
+                now - self.since,
+                self.failures,
+                error,
+                extra=self.extra,
+            )
+
+    def succeeded(self, now: float) -> None:
+        if self.since is not None:
+            self.log.info(
+                "%s recovered after %.0fs (%d failures)",
+                self.what,
+                now - self.since,
+                self.failures,
+                extra=self.extra,
+            )
+        self.since, self.failures = None, 0
+
+
+def describe(e: BaseException) -> str:
+    """An exception as one short, safe line: its type and the first line of its message."""
+    text = str(e).strip().splitlines()
+    return scrub(f"{type(e).__name__}: {text[0][:200]}") if text else type(e).__name__

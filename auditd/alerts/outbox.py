@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, func, or_, select, true, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.grouping import (
@@ -34,6 +35,7 @@ from auditd.alerts.silences import Silence, silenced_by
 from auditd.alerts.sinks.base import RefreshingSink, SendResult, Sink
 from auditd.clock import SYSTEM, Clock
 from auditd.config import AlertsConfig
+from auditd.logs import Spell, describe
 from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
 from auditd.store.silence_store import list_silences
 
@@ -69,11 +71,18 @@ class Dispatcher:
         self._wake.set()
 
     def run(self) -> None:
+        spell = Spell(log, "alert delivery (outbox pass)")
         while not self._stop.is_set():
             try:
                 self.drain_once()
-            except Exception:  # a database hiccup must not end delivery for good
-                log.exception("outbox pass failed; will retry")
+            except SQLAlchemyError as e:  # the database is down: delivery waits, loses nothing
+                spell.failed(describe(e), time.monotonic())
+            except Exception as e:  # a bug must not end delivery for good
+                if not spell.bad:
+                    log.exception("outbox pass failed")
+                spell.failed(describe(e), time.monotonic(), logging.ERROR)
+            else:
+                spell.succeeded(time.monotonic())
             self._wake.wait(1.0)
             self._wake.clear()
 

@@ -14,24 +14,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
-from auditd.inventory.inventory import Delta, Inventory
+from auditd.inventory.inventory import Checkpoint, Delta, Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
+from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Unknown
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
-from auditd.sources.kube.events import KubeEvent, SnapshotEnd, SnapshotPage
+from auditd.sources.kube.events import KubeEvent, ObjectEvent, SnapshotEnd, SnapshotPage
 from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 from auditd.sources.rbd.probe import ProbeResult
+from auditd.sources.rbd.transport import ProbeFailure
+from auditd.sources.text import storable
+from auditd.store.errors import database_down
+from auditd.store.load import load_state
 from auditd.store.writer import (
     PlannedNotification,
     write_change,
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ViolationKey = tuple[str, str]  # rule, subject
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,15 @@ class Ingestor:
         self._stop = threading.Event()
         self.committed_batches = 0
         self._probes: dict[tuple[str, str], _ProbeHealth] = {}
+        # What could not be taken in: quarantined items (recorded) and dropped ones (logged).
+        self.quarantined = 0
+        self.dropped = 0
+        # Items left unwritten at a shutdown with the database down (the exit code says so).
+        self.abandoned = 0
+        # auditd's own health: the history database refusing writes (not a cluster's fault).
+        self.store_failing_since: datetime | None = None
+        self.store_error: str | None = None
+        self._spell = Spell(log, "history database")
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -146,9 +161,12 @@ class Ingestor:
                 except queue.Empty:
                     break
             try:
-                self.process(batch)
+                self.process_isolating(batch)
+            except Abandoned as e:
+                self._abandon(batch, e)
+                return
             except Exception:
-                # Losing a batch silently is the one thing we must not do; make it loud.
+                # process_isolating contains every item's failure; this is a bug in it.
                 log.exception("ingest batch of %d items failed", len(batch))
             finally:
                 # Whatever happened, the pages' slots are free again, or the watchers would
@@ -157,8 +175,92 @@ class Ingestor:
                     if isinstance(item, SnapshotPage):
                         self._page_slots.release()
 
+    def _abandon(self, batch: Sequence[Item], e: Abandoned) -> None:
+        """Shutting down with a database that cannot be written: say what was not recorded."""
+        rest = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            rest += 1
+            if isinstance(item, SnapshotPage):
+                self._page_slots.release()
+        self.abandoned = len(batch) + rest
+        log.error(
+            "shutting down without writing %d queued items (%d transitions in the last batch):"
+            " %s. The next start lists every cluster again and records what changed, marked"
+            " late; the exact times of those changes are lost.",
+            self.abandoned,
+            e.transitions,
+            e.reason,
+        )
+
+    def process_isolating(self, batch: Sequence[Item]) -> None:
+        """``process`` the batch; when anything in it cannot be taken in (the database refuses
+        a value, an item breaks a rule), put memory back to what is stored and split the batch
+        until the item is isolated. That item is quarantined; everything else commits, once."""
+        checkpoint = self.inventory.checkpoint()
+        try:
+            self.process(batch)
+            return
+        except Abandoned:
+            raise
+        except Exception as e:
+            reason = describe(e)
+            if len(batch) == 1 and not _splittable(batch[0]):
+                log.debug("isolated a failing item", exc_info=True)
+        self._restore(checkpoint)
+        if len(batch) > 1:
+            mid = len(batch) // 2
+            self.process_isolating(batch[:mid])
+            self.process_isolating(batch[mid:])
+            return
+        item = batch[0]
+        if isinstance(item, SnapshotPage) and len(item.objects) > 1:
+            mid = len(item.objects) // 2
+            for part in (item.objects[:mid], item.objects[mid:]):
+                self.process_isolating([replace(item, objects=part)])
+            return
+        self._quarantine(item, reason)
+
+    def _quarantine(self, item: Item, reason: str) -> None:
+        """One item the pipeline cannot take: record it as quarantined (an object keeps its
+        last good state; a probe counts as failed), or, for an item with no identity of its
+        own, log it and count it."""
+        held = quarantined(item, reason)
+        what = describe_item(item)
+        if held is not None:
+            checkpoint = self.inventory.checkpoint()
+            try:
+                self.process([held])
+                log.warning("quarantined %s: %s", what, reason)
+                self.quarantined += 1
+                return
+            except Abandoned:
+                raise
+            except Exception as e:
+                self._restore(checkpoint)
+                reason = f"{reason}; then its quarantine record failed too: {describe(e)}"
+        log.error("dropped %s: %s", what, reason)
+        self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.dropped.inc()
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        """Memory back to what the database holds (the one loader, as at start), keeping the
+        lists in progress: the failed batch never happened as far as state is concerned."""
+        state = self._with_database("reload state", lambda s: load_state(s, self.rules.config))
+        inventory, rules, active = state
+        inventory.resume(checkpoint)
+        self.inventory, self.rules = inventory, rules
+        self.active.clear()
+        self.active.update(active)
+
     def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
-        now = now or self.clock.now()
+        # The time the batch was observed, not when it is written: after a database outage,
+        # violations and object state carry the times things happened.
+        now = now or max(observed_at(i) for i in batch)
         delta = Delta()
         timers = False
         health: HealthReport | None = None
@@ -371,35 +473,109 @@ class Ingestor:
         samples: list[dict[str, Any]],
         episodes: list[Episode],
     ) -> list[int]:
+        def write(session: Session) -> list[int]:
+            write_delta(session, delta, now)
+            write_stream_health(session, health_rows)
+            write_probe_health(session, probe_rows)
+            write_measurements(session, samples)
+            write_episodes(session, episodes)
+            write_image_records(session, delta.records, delta.records_gone)
+            return [write_change(session, c, notes, now) for c, notes in plans]
+
+        return self._with_database("history write", write, len(delta.transitions), commit=True)
+
+    def _with_database(
+        self,
+        what: str,
+        work: Callable[[Session], T],
+        transitions: int = 0,
+        commit: bool = False,
+    ) -> T:
+        """Run ``work`` in one transaction, retrying while the database is down (nothing is
+        dropped: the watchers wait on the bounded queue and resume exactly). A refusal is
+        raised at once: retrying the same values would fail forever."""
         attempt = 0
         while True:
             try:
-                with self.sessions.begin() as session:
-                    write_delta(session, delta, now)
-                    write_stream_health(session, health_rows)
-                    write_probe_health(session, probe_rows)
-                    write_measurements(session, samples)
-                    write_episodes(session, episodes)
-                    write_image_records(session, delta.records, delta.records_gone)
-                    return [write_change(session, c, notes, now) for c, notes in plans]
+                if commit:
+                    with self.sessions.begin() as session:
+                        result = work(session)
+                else:
+                    with self.sessions() as session:
+                        result = work(session)
+                if self.store_failing_since is not None:
+                    self._store_ok()
+                return result
             except SQLAlchemyError as e:
-                attempt += 1
-                if self._stop.is_set() and attempt > 3:
-                    log.error(
-                        "giving up on writing %d transitions at shutdown: %s",
-                        len(delta.transitions),
-                        type(e).__name__,
-                    )
+                if not database_down(e):
                     raise
-                delay = min(30.0, 0.25 * 2**attempt)
-                log.error(
-                    "history write failed (%s); retry %d in %.1fs, holding %d transitions",
-                    _first_line(e),
-                    attempt,
-                    delay,
-                    len(delta.transitions),
-                )
-                time.sleep(delay)
+                attempt += 1
+                self._store_failing(describe(e))
+                if self._stop.is_set() and attempt > 3:
+                    raise Abandoned(describe(e), transitions) from None
+                time.sleep(min(30.0, 0.25 * 2**attempt))
+
+    def _store_failing(self, error: str) -> None:
+        if self.store_failing_since is None:
+            self.store_failing_since = self.clock.now()
+            if self.metrics is not None:
+                self.metrics.history_writable.set(0)
+        self.store_error = error
+        self._spell.failed(f"{error} (holding {self.queue.qsize()} queued items)", time.monotonic())
+
+    def _store_ok(self) -> None:
+        self.store_failing_since, self.store_error = None, None
+        self._spell.succeeded(time.monotonic())
+        if self.metrics is not None:
+            self.metrics.history_writable.set(1)
+
+
+class Abandoned(Exception):
+    """Shutting down while the database stays down: the batch cannot be written."""
+
+    def __init__(self, reason: str, transitions: int) -> None:
+        super().__init__(reason)
+        self.reason, self.transitions = reason, transitions
+
+
+def observed_at(item: Item) -> datetime:
+    """When the source saw this item (what its transitions and verdicts are dated by)."""
+    if isinstance(item, Downtime):
+        return item.up_at
+    if isinstance(item, Tick | HealthReport | ProbeResult):
+        return item.at
+    return item.received_at
+
+
+def _splittable(item: Item) -> bool:
+    return isinstance(item, SnapshotPage) and len(item.objects) > 1
+
+
+def quarantined(item: Item, reason: str) -> Item | None:
+    """The item as the pipeline can still take it: an object that exists but whose facts are
+    not known (the inventory keeps its last good state and records the quarantine), or a probe
+    that failed. None for an item with nothing to stand in for it."""
+    why = storable(reason)[:300]
+    if isinstance(item, ObjectEvent) and item.type != "DELETED":
+        return replace(item, object=replace(item.object, facts={}, problem=why))
+    if isinstance(item, SnapshotPage) and len(item.objects) == 1:
+        return replace(item, objects=[replace(item.objects[0], facts={}, problem=why)])
+    if isinstance(item, ProbeResult) and item.failure is None:
+        failure = ProbeFailure("unusable", f"its output cannot be recorded: {why}")
+        return replace(item, status=None, info=None, schedules=[], failure=failure)
+    return None
+
+
+def describe_item(item: Item) -> str:
+    if isinstance(item, ObjectEvent):
+        o = item.object
+        ns = f"{o.namespace}/" if o.namespace else ""
+        return f"{item.type} {item.cluster}/{item.kind}/{ns}{o.name} rv {o.resource_version}"
+    if isinstance(item, SnapshotPage):
+        return f"list page of {len(item.objects)} {item.kind} on {item.cluster}"
+    if isinstance(item, ProbeResult):
+        return f"{item.kind} probe of {item.cluster}/{item.pool}"
+    return type(item).__name__
 
 
 def _num(value: Any) -> float | None:
@@ -408,8 +584,3 @@ def _num(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__

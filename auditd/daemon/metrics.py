@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from auditd.inventory.inventory import EXISTS, Transition
+from auditd.inventory.inventory import EXISTS, QUARANTINED, ObjectKey, Transition, origin_kind
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
 from auditd.sources.rbd.probe import ProbeResult
@@ -106,6 +106,24 @@ class Metrics:
             ["cluster", "kind"],
             registry=r,
         )
+        self.quarantined = Gauge(
+            "auditd_quarantined_objects",
+            "Objects auditd could not take in (malformed, or refused by the history database), "
+            "by cluster and kind: their last good state is kept, their current one is unknown.",
+            ["cluster", "kind"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "auditd_ingest_dropped_items_total",
+            "Items the ingest writer could neither record nor quarantine (logged with the reason).",
+            registry=r,
+        )
+        self.history_writable = Gauge(
+            "auditd_history_writable",
+            "1 while the history database accepts writes; 0 while auditd holds events for it.",
+            registry=r,
+        )
+        self.history_writable.set(1)
         self.ready = Gauge(
             "auditd_ready", "1 once every reachable cluster finished its first sync.", registry=r
         )
@@ -128,6 +146,10 @@ class Metrics:
             if p.failure is not None:
                 self.probe_errors.labels(p.cluster, p.pool, p.failure.kind).inc()
         for t in transitions:
+            if t.key.kind == QUARANTINED and t.field == EXISTS:
+                self.quarantined.labels(t.key.cluster, origin_kind(t.key)).inc(
+                    1 if t.new == "true" else -1
+                )
             if t.key.kind != RBD_IMAGE:
                 continue
             image = (t.key.cluster, t.key.namespace, t.key.name)
@@ -161,6 +183,12 @@ class Metrics:
         for image, now in states:
             for state in CLASSES:
                 self.image_state.labels(*image, state).set(1 if state == now else 0)
+
+    def quarantine_now(self, keys: Iterable[ObjectKey]) -> None:
+        """Seed the quarantine gauge from the loaded inventory."""
+        for key in keys:
+            if key.kind == QUARANTINED:
+                self.quarantined.labels(key.cluster, origin_kind(key)).inc()
 
     def firing_now(self, active: Mapping[tuple[str, str], Active]) -> None:
         counts: dict[tuple[str, str], int] = {}

@@ -18,6 +18,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
@@ -28,7 +29,11 @@ from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
+from auditd.inventory.inventory import Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
+from auditd.logs import Spell, describe
+from auditd.rules.engine import RuleEngine
+from auditd.rules.lifecycle import Active
 from auditd.sources.kube.client import api_client_for
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
@@ -36,6 +41,7 @@ from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transport
 from auditd.store.db import make_engine, session_factory
+from auditd.store.errors import database_down
 from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow, StreamHealthRow
@@ -88,17 +94,28 @@ class Daemon:
         self._watchers: list[ListWatcher] = []
         self._started = False
         self._stopping = threading.Event()
+        # The last error while start-up waits for the history database (None: not waiting).
+        self.waiting_for_history: str | None = "not opened yet"
+        self.unwritten = 0
 
-    def start(self) -> None:
+    def start(self, db_wait: timedelta = timedelta(0)) -> None:
+        """Open the history (waiting up to ``db_wait`` for a database that is down, with /readyz
+        saying so: in Kubernetes a slow database is not worth a CrashLoopBackOff), then start
+        every thread."""
         cfg = self.config
         url = cfg.effective_database_url()
         log.info("history database: %s", redact_url(url))
-        upgrade(url)
-        self.engine = make_engine(url)
-        self.sessions = session_factory(self.engine)
-        with self.sessions() as s:
-            inventory, rules, active = load_state(s, cfg)
-            last_heartbeat = s.scalar(select(func.max(StreamHealthRow.reported_at)))
+        self.metrics = Metrics(self._outbox_counts)
+        self.ops: OpsServer | None = None
+        if cfg.ops.listen:
+            self.ops = OpsServer(cfg.ops.listen, self.metrics.registry, self.alive, self.ready)
+            self.ops.start()
+        try:
+            inventory, rules, active, last_heartbeat = self._open_history(url, db_wait)
+        except BaseException:
+            if self.ops is not None:
+                self.ops.stop()
+            raise
         log.info(
             "loaded %d objects and %d open violations from history",
             len(inventory.objects),
@@ -110,13 +127,13 @@ class Daemon:
             else build_sinks(cfg, dry_run=self.dry_run)
         )
         self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts, self.clock)
-        self.metrics = Metrics(self._outbox_counts)
         self.metrics.firing_now(active)
         self.metrics.image_states(
             ((k.cluster, k.namespace, k.name), str(known.facts.get("class")))
             for k, known in inventory.objects.items()
             if k.kind == RBD_IMAGE
         )
+        self.metrics.quarantine_now(inventory.objects)
         self.ingestor = Ingestor(
             self.sessions,
             inventory,
@@ -135,10 +152,6 @@ class Daemon:
             # all, and the one an SRE most needs in the report.
             log.warning("auditd was not running since %s: recorded as a blind spot", last_heartbeat)
             self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
-        self.ops: OpsServer | None = None
-        if cfg.ops.listen:
-            self.ops = OpsServer(cfg.ops.listen, self.metrics.registry, self.alive, self.ready)
-            self.ops.start()
         for cluster in cfg.clusters:
             for kind in WATCHED_KINDS:
                 health = StreamHealth(cluster.name, kind.kind, _clock=self.clock)
@@ -200,6 +213,43 @@ class Daemon:
         self._started = True
         log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
 
+    def _open_history(
+        self, url: str, wait: timedelta
+    ) -> tuple[Inventory, RuleEngine, dict[tuple[str, str], Active], datetime | None]:
+        """Migrate and load the rule state, retrying with backoff while the database is down,
+        for at most ``wait``. A database that refuses (bad credentials, a broken schema) or
+        stays down longer raises."""
+        deadline = time.monotonic() + wait.total_seconds()
+        spell = Spell(log, "history database at start-up")
+        delay = 1.0
+        while True:
+            engine = None
+            try:
+                upgrade(url)
+                engine = make_engine(url)
+                sessions = session_factory(engine)
+                with sessions() as s:
+                    inventory, rules, active = load_state(s, self.config)
+                    last_heartbeat = s.scalar(select(func.max(StreamHealthRow.reported_at)))
+                self.engine, self.sessions = engine, sessions
+                self.waiting_for_history = None
+                spell.succeeded(time.monotonic())
+                return inventory, rules, active, last_heartbeat
+            except SQLAlchemyError as e:
+                if engine is not None:
+                    engine.dispose()
+                left = deadline - time.monotonic()
+                if not database_down(e) or left <= 0 or self._stopping.is_set():
+                    raise
+                self.waiting_for_history = describe(e)
+                spell.failed(f"{describe(e)}; waiting up to {left:.0f}s more", time.monotonic())
+                self._stopping.wait(min(delay, left))
+                delay = min(delay * 2, 30.0)
+
+    def interrupt(self) -> None:
+        """A signal arrived: end a start-up that is waiting for the database."""
+        self._stopping.set()
+
     def _schedule_probes(self) -> None:
         """One status job per cluster and pool, and a slower info job. coalesce and
         max_instances=1: a slow cluster gets at most one probe in flight, never a pile-up."""
@@ -252,6 +302,13 @@ class Daemon:
         return (False, f"thread(s) stopped: {', '.join(dead)}") if dead else (True, "ok")
 
     def ready(self) -> tuple[bool, str]:
+        if self.waiting_for_history is not None:
+            return False, f"waiting for the history database: {self.waiting_for_history}"
+        ingestor = getattr(self, "ingestor", None)
+        if ingestor is not None and ingestor.store_failing_since is not None:
+            self.metrics.ready.set(0)
+            since = ingestor.store_failing_since.isoformat(timespec="seconds")
+            return False, f"history database not writable since {since}: {ingestor.store_error}"
         ok, reason = readiness(h.snapshot() for h in self.health.values())
         alive, why = self.alive()
         ok, reason = (ok and alive), (reason if alive else why)
@@ -285,6 +342,7 @@ class Daemon:
         return False
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop in order; ``unwritten`` then says how many queued items were not recorded."""
         if not self._started:
             return
         self._started = False
@@ -307,6 +365,7 @@ class Daemon:
         # One last delivery pass for what the final batch announced; the rest waits in the outbox.
         self.dispatcher.drain_once(deadline=deadline)
         self.engine.dispose()
+        self.unwritten = self.ingestor.abandoned + self.ingestor.queue.qsize()
         log.info("stopped")
 
     def _join(self, name: str, deadline: float) -> None:

@@ -27,12 +27,15 @@ from auditd.inventory.records import ImageRecord, RecordBook, RecordKey
 from auditd.sources.kube.events import (
     KubeEvent,
     ObjectEvent,
+    Observed,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
 )
 from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF, stream_state
+from auditd.sources.kube.observe import MAX_NAME
 from auditd.sources.rbd.probe import ProbeResult
+from auditd.sources.text import clip
 
 
 class ObjectKey(NamedTuple):
@@ -94,6 +97,19 @@ class Delta:
 
 
 EXISTS = "exists"
+# The pseudo-kind under which an object auditd could not take in is recorded (one per object).
+QUARANTINED = "Quarantined"
+
+
+def quarantine_key(key: ObjectKey) -> ObjectKey:
+    name = clip(f"{key.kind}/{key.namespace}/{key.name}" if key.namespace else
+                f"{key.kind}/{key.name}", MAX_NAME)  # fmt: skip
+    return ObjectKey(key.cluster, QUARANTINED, "", name)
+
+
+def origin_kind(qkey: ObjectKey) -> str:
+    """The kind of the object a Quarantined key stands for."""
+    return qkey.name.split("/", 1)[0]
 
 
 def _rv_newer(new: str | None, old: str | None) -> bool:
@@ -115,6 +131,12 @@ class _Listing:
     seen: set[ObjectKey] = field(default_factory=set)
 
 
+@dataclass
+class Checkpoint:
+    listing: dict[tuple[str, str], _Listing]
+    loaded: set[tuple[str, str]]
+
+
 class Inventory:
     def __init__(self) -> None:
         self.objects: dict[ObjectKey, Known] = {}
@@ -123,11 +145,28 @@ class Inventory:
         self._loaded: set[tuple[str, str]] = set()
         self._listing: dict[tuple[str, str], _Listing] = {}
         self.records = RecordBook()
+        # Objects whose facts could not be taken in -> their Quarantined pseudo-object.
+        self.quarantined: dict[ObjectKey, ObjectKey] = {}
 
     def load(self, rows: Iterable[tuple[ObjectKey, Known]]) -> None:
         for key, known in rows:
             self._put(key, known)
             self._loaded.add((key.cluster, key.kind))
+            if key.kind == QUARANTINED:
+                f = known.facts
+                origin = ObjectKey(key.cluster, f.get("kind") or "", f.get("namespace") or "",
+                                   f.get("name") or "")  # fmt: skip
+                self.quarantined[origin] = key
+
+    def checkpoint(self) -> Checkpoint:
+        """The lists in progress (not stored anywhere but here), to carry over when memory is
+        reloaded from the database after a batch failed (daemon/ingest.py)."""
+        listing = {k: _Listing(v.source, v.late, set(v.seen)) for k, v in self._listing.items()}
+        return Checkpoint(listing, set(self._loaded))
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        self._listing = checkpoint.listing
+        self._loaded = checkpoint.loaded
 
     def keys_of(self, cluster: str, kind: str) -> set[ObjectKey]:
         return set(self._by_kind.get((cluster, kind), ()))
@@ -155,9 +194,40 @@ class Inventory:
         if ev.type == "DELETED":
             if old is not None:
                 self._delete(key, ev.received_at, "watch", False, o.resource_version, delta)
+            self._release(key, ev.received_at, "watch", False, delta)
+            return
+        if o.problem is not None:
+            self._quarantine(key, o, ev.received_at, "watch", False, delta)
             return
         new = Known(o.uid, o.resource_version, o.facts)
         self._upsert(key, old, new, ev.received_at, "watch", False, delta)
+        self._release(key, ev.received_at, "watch", False, delta)
+
+    # ------------------------------------------------------------- quarantine
+    def _quarantine(
+        self, key: ObjectKey, o: Observed, at: datetime, source: str, late: bool, delta: Delta
+    ) -> None:
+        """An object whose facts could not be taken in: keep its last good state (if any) and
+        record the quarantine as facts of a pseudo-object, so it has history, a place in
+        `auditd status` and the report, and a metric, like a blind stream."""
+        qkey = quarantine_key(key)
+        facts = {
+            "kind": key.kind,
+            "namespace": key.namespace or None,
+            "name": key.name,
+            "reason": o.problem,
+            "resource_version": o.resource_version,
+        }
+        self.quarantined[key] = qkey
+        self._upsert(qkey, self.objects.get(qkey), Known(None, None, facts), at, source, late,
+                     delta)  # fmt: skip
+
+    def _release(self, key: ObjectKey, at: datetime, source: str, late: bool, delta: Delta) -> None:
+        """The object is well-formed again, or gone: its quarantine ends."""
+        if self.quarantined and key in self.quarantined:
+            qkey = self.quarantined.pop(key)
+            if qkey in self.objects:
+                self._delete(qkey, at, source, late, None, delta)
 
     # ------------------------------------------------------------ stream health
     def apply_health(
@@ -262,12 +332,16 @@ class Inventory:
         listing = self._listing.get((page.cluster, page.kind)) or self._start(
             page.cluster, page.kind, page.source
         )
+        at, source, late = page.received_at, listing.source, listing.late
         for o in page.objects:
             key = ObjectKey(page.cluster, page.kind, o.namespace, o.name)
-            listing.seen.add(key)
+            listing.seen.add(key)  # a quarantined object still exists: never "gone" at the end
+            if o.problem is not None:
+                self._quarantine(key, o, at, source, late, delta)
+                continue
             new = Known(o.uid, o.resource_version, o.facts)
-            old = self.objects.get(key)
-            self._upsert(key, old, new, page.received_at, listing.source, listing.late, delta)
+            self._upsert(key, self.objects.get(key), new, at, source, late, delta)
+            self._release(key, at, source, late, delta)
 
     def _end(self, end: SnapshotEnd, delta: Delta) -> None:
         """The list is complete: whatever it did not contain is gone."""
@@ -277,6 +351,9 @@ class Inventory:
             self._delete(
                 key, end.received_at, listing.source, listing.late, end.resource_version, delta
             )
+        held = [k for k in self.quarantined if k.cluster == end.cluster and k.kind == end.kind]
+        for key in sorted(set(held) - listing.seen):
+            self._release(key, end.received_at, listing.source, listing.late, delta)
 
     # -------------------------------------------------------------- primitives
     def _upsert(

@@ -74,8 +74,9 @@ class ObjectRow(Base):
     kind: Mapped[str] = mapped_column(String(63))
     namespace: Mapped[str] = mapped_column(String(253), server_default="")
     name: Mapped[str] = mapped_column(String(253))
-    uid: Mapped[str | None] = mapped_column(String(64))
-    resource_version: Mapped[str | None] = mapped_column(String(32))
+    # Opaque to clients (Kubernetes promises no length): text.
+    uid: Mapped[str | None] = mapped_column(Text)
+    resource_version: Mapped[str | None] = mapped_column(Text)
     facts: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
 
@@ -96,7 +97,8 @@ class TransitionRow(Base):
     kind: Mapped[str] = mapped_column(String(63))
     namespace: Mapped[str] = mapped_column(String(253), server_default="")
     name: Mapped[str] = mapped_column(String(253))
-    field: Mapped[str] = mapped_column(String(128))
+    # A fact's name: ours, or "condition." + a condition type (a qualified name, up to 316).
+    field: Mapped[str] = mapped_column(String(330))
     old: Mapped[str | None] = mapped_column(Text)
     new: Mapped[str | None] = mapped_column(Text)
     observed_at: Mapped[datetime]
@@ -104,7 +106,7 @@ class TransitionRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     # True when the change happened while auditd could not see it (found on resync/relist).
     late: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    resource_version: Mapped[str | None] = mapped_column(String(32))
+    resource_version: Mapped[str | None] = mapped_column(Text)
 
 
 class ViolationRow(Base):
@@ -226,7 +228,7 @@ class StreamHealthRow(Base):
     errors: Mapped[int] = mapped_column(Integer)
     bad_events: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    resource_version: Mapped[str | None] = mapped_column(String(32))
+    resource_version: Mapped[str | None] = mapped_column(Text)
     # When the daemon last wrote this row: an old value means nobody is watching.
     reported_at: Mapped[datetime]
 

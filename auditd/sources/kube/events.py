@@ -24,6 +24,9 @@ class Observed:
     uid: str | None
     resource_version: str | None
     facts: Facts
+    # Set when the object's facts could not be taken in (sources/kube/observe.py): it exists
+    # under this identity, but nothing it says is known. The inventory quarantines it.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

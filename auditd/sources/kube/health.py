@@ -26,6 +26,9 @@ class StreamHealth:
     bad_events: int = 0
     last_error: str | None = None
     resource_version: str | None = None
+    # Since when the watcher has been waiting for auditd's own writer to take what it read
+    # (a database that cannot be written): auditd's problem, not the cluster's.
+    held_since: datetime | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _clock: Clock = field(default=SYSTEM, repr=False, compare=False)
 
@@ -60,6 +63,11 @@ class StreamHealth:
             if bad_event:
                 self.bad_events += 1
             self.last_error = message
+
+    def hold(self, held: bool) -> None:
+        """Set around each hand-over to the ingest queue (which blocks while auditd cannot
+        write its history). One attribute write: cheap enough for every event."""
+        self.held_since = self._clock.now() if held else None
 
     def mark_absent(self) -> None:
         with self._lock:
@@ -102,6 +110,10 @@ def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> st
     """
     if h.get("absent"):
         return "absent"
+    if h.get("held_since") is not None:
+        # Waiting on auditd's own history writer, not on the cluster: when the writer takes
+        # events again, the stream goes on from where it stopped (or relists), missing nothing.
+        return "ok"
     if h.get("connected"):
         return "ok"
     if not h.get("synced") and h.get("errors"):

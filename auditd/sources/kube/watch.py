@@ -44,11 +44,15 @@ from auditd.sources.kube.events import (
 )
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import Kind
+from auditd.sources.kube.observe import observe
 
 log = logging.getLogger(__name__)
 
 # An HTTP status that is not worth a tight retry: credentials, RBAC, a missing CRD.
 _SLOW_RETRY = {401, 403, 404}
+# What a watch request gets when the server cannot parse its resourceVersion (422 Invalid;
+# 400 from some proxies and older servers).
+_RV_REJECTED = {400, 422}
 
 
 class _Relist(Exception):
@@ -124,7 +128,7 @@ class ListWatcher:
         self.clock = clock
         self.kind = kind
         self.settings = settings
-        self.emit = emit
+        self._emit = emit
         self.health = health
         self.normalize = normalize
         self.label_selector = label_selector
@@ -147,6 +151,16 @@ class ListWatcher:
         self._bad_since: float | None = None
         self._summarized = 0.0
         self._failures = 0
+        self._last_relist = float("-inf")
+
+    def emit(self, event: KubeEvent) -> None:
+        """Hand over one event; the ingest queue blocks while auditd cannot write its history,
+        and stream health says the stream is held by auditd, not blind."""
+        self.health.hold(True)
+        try:
+            self._emit(event)
+        finally:
+            self.health.hold(False)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -176,6 +190,12 @@ class ListWatcher:
             except _Relist as e:
                 log.info("relisting: %s", e, extra=self._log_extra)
                 self._rv = None
+                now = time.monotonic()
+                if now - self._last_relist < 5.0:
+                    # Relisting again at once (a server that rejects the version its own list
+                    # gave): back off like any other failure instead of spinning.
+                    self._stopping.wait(self._backoff.next())
+                self._last_relist = now
             except _Resume as e:
                 self._fail(str(e), e.retry_after, slow=e.slow)
             except ClusterUnavailable as e:
@@ -309,18 +329,12 @@ class ListWatcher:
         return (not self._include or namespace in self._include) and namespace not in self._exclude
 
     def _observe(self, obj: Any) -> Observed | None:
-        """Identity and DR facts of a raw object; None for one without a name."""
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        if not isinstance(meta, dict) or not meta.get("name"):
-            return None
-        rv = meta.get("resourceVersion")
-        return Observed(
-            str(meta.get("namespace") or ""),
-            str(meta["name"]),
-            meta.get("uid"),
-            str(rv) if rv else None,
-            self.normalize(self.kind.kind, obj),
-        )
+        """Identity and DR facts of a raw object; None for one without a name. An object
+        whose facts cannot be read comes back with a ``problem`` (quarantined downstream)."""
+        observed = observe(self.kind.kind, obj, self.normalize)
+        if observed is not None and observed.problem is not None:
+            self.health.mark_error(f"quarantined {observed.name}: {observed.problem}", True)
+        return observed
 
     # --------------------------------------------------------------------- list
     def _list(self) -> str:
@@ -391,6 +405,13 @@ class ListWatcher:
         if self.label_selector:
             query.append(("labelSelector", self.label_selector))
         resp = self._get(query, self.settings.read_timeout.total_seconds())
+        if resp.status in _RV_REJECTED:
+            # The server does not accept the version we would resume from (a garbage rv in a
+            # bookmark, say): resuming again would be refused forever, so start from a list.
+            body = resp.data or b""
+            resp.release_conn()
+            self.health.mark_error(f"resourceVersion {self._rv[:40]!r} rejected", bad_event=True)
+            raise _Relist(f"HTTP {resp.status} {_status_message(body)}")
         self._check_status(resp)
         self._response = resp
         if self.stopping:

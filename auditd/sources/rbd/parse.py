@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auditd.sources.text import storable
+
 # librbd's rbd_mirror_image_status_state_t, in enum order.
 KNOWN_STATES = frozenset(
     {"unknown", "error", "syncing", "starting_replay", "replaying", "stopping_replay", "stopped"}
@@ -131,7 +133,7 @@ def split_description(description: str) -> tuple[str, dict[str, Any] | None]:
     m = _EMBEDDED.match(description)
     if m:
         try:
-            data = json.loads(m.group("json"))
+            data = _storable(json.loads(m.group("json")))
             if isinstance(data, dict):
                 return m.group("lead").strip(), data
         except ValueError:
@@ -172,11 +174,23 @@ def _image(doc: Any) -> ImageStatus:
 
 def _load(text: str | bytes) -> Any:
     try:
-        return json.loads(text)
+        return _storable(json.loads(text))
     except json.JSONDecodeError as e:
         raise RbdParseError(f"not JSON: {e.msg} at {e.pos}") from None
     except ValueError as e:  # undecodable bytes
         raise RbdParseError(f"not JSON: {type(e).__name__}") from None
+
+
+def _storable(doc: Any) -> Any:
+    """Every string of a parsed document made storable (a NUL or a lone surrogate escaped as
+    ``\\u0000`` in rbd's JSON would otherwise reach the history database as is)."""
+    if isinstance(doc, str):
+        return storable(doc)
+    if isinstance(doc, dict):
+        return {storable(str(k)): _storable(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_storable(v) for v in doc]
+    return doc
 
 
 def parse_pool_status(text: str | bytes) -> PoolStatus:
