@@ -17,6 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
 from auditd import logs
 from auditd.clock import SYSTEM as CLOCK
 from auditd.config import Config, ConfigError, load_config, parse_duration, redact_url
@@ -288,8 +290,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"auditd: config error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except ArgumentError as e:  # a database URL SQLAlchemy cannot parse
+        print(f"auditd: invalid database URL: {logs.describe(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except SQLAlchemyError as e:
+        print(f"auditd: history database unusable: {_db_error(e)}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _db_error(e: SQLAlchemyError) -> str:
+    """The driver's own first line (psycopg's says which host and why), never a traceback."""
+    inner = getattr(e, "orig", None) or e
+    return logs.describe(inner)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -339,12 +353,31 @@ def _config_check(path: Path) -> int:
     from auditd.rules.engine import configured_rules
 
     configured_rules(config)  # unknown rule ids are config errors too
+    problems = _kubeconfig_problems(config)
+    if problems:
+        for line in problems:
+            print(f"auditd: config error: {line}", file=sys.stderr)
+        return EXIT_USAGE
     print(json.dumps(config.redacted(), indent=2))
     print(
         f"config OK: {len(config.clusters)} cluster(s), {len(config.pairs)} pair(s)",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _kubeconfig_problems(config: Config) -> list[str]:
+    """Load each cluster's kubeconfig and context as the daemon will (no connection is made):
+    a typo here would otherwise be a blind cluster at run time."""
+    from auditd.sources.kube.client import ClusterUnavailable, api_client_for
+
+    problems = []
+    for i, cluster in enumerate(config.clusters):
+        try:
+            api_client_for(cluster)
+        except ClusterUnavailable as e:
+            problems.append(f"clusters[{i}] ({cluster.name}): {e}")
+    return problems
 
 
 class Progress:

@@ -361,9 +361,32 @@ class ConfigError(Exception):
         self.message = message
 
 
+# Every way libpq (and so psycopg) takes a credential: the URL's userinfo, and the keys below
+# in a URL's query string or in a "key=value" connection string.
+_CREDENTIAL_KEYS = "password|passwd|pwd|sslpassword|sslkey_password|passfile_password"
+_KEYWORD_CREDENTIAL = re.compile(
+    rf"(?i)((?:^|[?&;\s])(?:{_CREDENTIAL_KEYS})\s*=\s*)('(?:[^'\\]|\\.)*'|[^&;\s]*)"
+)
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of a database URL."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """A database URL or connection string with every credential hidden: the password of the
+    userinfo (even one holding '@' or ':'), and password-like keys in the query string or in a
+    libpq keyword string."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        end = len(rest)
+        for stop in "/?#":
+            i = rest.find(stop)
+            if i != -1:
+                end = min(end, i)
+        # The last '@' before the path ends the userinfo (an unencoded '@' in a password).
+        at = rest.rfind("@", 0, end) if "@" in rest[:end] else -1
+        if at != -1:
+            user, colon, _ = rest[:at].partition(":")
+            rest = f"{user}:***{rest[at:]}" if colon else rest
+        url = f"{scheme}://{rest}"
+    return _KEYWORD_CREDENTIAL.sub(lambda m: f"{m.group(1)}***", url)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

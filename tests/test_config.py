@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -110,11 +111,67 @@ def test_redact_url() -> None:
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://auditd@db:5432/audit?password=S3CRET-q&sslmode=require",
+        "postgresql://db/audit?sslmode=require&sslpassword=S3CRET-q",
+        "postgresql://auditd:S3CRET-q@db/audit",
+        "postgresql://auditd:p@S3CRET-q@db/audit",  # an unencoded '@' in the password
+        "postgresql://:S3CRET-q@db/audit",
+        "host=db dbname=audit password=S3CRET-q",
+        "host=db password='S3CRET-q with space' user=u",
+    ],
+)
+def test_every_credential_form_libpq_accepts_is_redacted(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "S3CRET" not in redact_url(url)
+    assert "db" in redact_url(url)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"database_url = {json.dumps(url)}\n")  # a JSON string is a TOML string
+    main(["config", "check", "-c", str(cfg)])
+    out = capsys.readouterr()
+    assert "S3CRET" not in out.out + out.err
+
+
+def _example_with_kubeconfig(tmp_path: Path) -> Path:
+    """config.example.toml with its kubeconfig path pointing at a real file."""
+    from auditd.sim.fakekube import write_kubeconfig
+
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(str(kubeconfig), {"dr1": "http://127.0.0.1:1", "dr2": "http://127.0.0.1:2"})
+    text = (ROOT / "config.example.toml").read_text()
+    cfg = tmp_path / "example.toml"
+    cfg.write_text(text.replace("/etc/auditd/kubeconfig", str(kubeconfig)))
+    return cfg
+
+
+def test_config_check_loads_each_kubeconfig_and_context(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _example_with_kubeconfig(tmp_path)
+    assert main(["config", "check", "-c", str(cfg)]) == 0
+    capsys.readouterr()
+    # A context the kubeconfig does not have, a kubeconfig that is not YAML, one that is missing.
+    cfg.write_text(cfg.read_text().replace('context = "dr2"', 'context = "dr-two"'))
+    assert main(["config", "check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "clusters[1] (dr2)" in err and "dr-two" in err and "Traceback" not in err
+    (tmp_path / "kubeconfig").write_text("users: [token: xyz: {]\n")
+    assert main(["config", "check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "clusters[0] (dr1): kubeconfig unreadable" in err and "Traceback" not in err
+    (tmp_path / "kubeconfig").unlink()
+    assert main(["config", "check", "-c", str(cfg)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
 def test_config_check_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUDITD_SLACK_TOKEN", "xoxb-cli-secret")
-    assert main(["config", "check", "-c", str(ROOT / "config.example.toml")]) == 0
+    assert main(["config", "check", "-c", str(_example_with_kubeconfig(tmp_path))]) == 0
     out = capsys.readouterr()
     assert '"token": "**********"' in out.out and "xoxb-cli-secret" not in out.out + out.err
     bad = tmp_path / "bad.toml"

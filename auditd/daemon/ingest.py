@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +38,7 @@ from auditd.sources.rbd.transport import ProbeFailure
 from auditd.sources.text import storable
 from auditd.store.errors import database_down
 from auditd.store.load import load_state
+from auditd.store.models import StreamHealthRow
 from auditd.store.writer import (
     PlannedNotification,
     write_change,
@@ -200,17 +202,29 @@ class Ingestor:
         """``process`` the batch; when anything in it cannot be taken in (the database refuses
         a value, an item breaks a rule), put memory back to what is stored and split the batch
         until the item is isolated. That item is quarantined; everything else commits, once."""
-        checkpoint = self.inventory.checkpoint()
-        try:
-            self.process(batch)
-            return
-        except Abandoned:
-            raise
-        except Exception as e:
-            reason = describe(e)
-            if len(batch) == 1 and not _splittable(batch[0]):
-                log.debug("isolated a failing item", exc_info=True)
-        self._restore(checkpoint)
+        attempt = 0
+        while True:
+            checkpoint = self.inventory.checkpoint()
+            try:
+                self.process(batch)
+                return
+            except Abandoned:
+                raise
+            except Exception as e:
+                reason = describe(e)
+                if len(batch) == 1 and not _splittable(batch[0]):
+                    log.debug("isolated a failing item", exc_info=True)
+            self._restore(checkpoint)
+            refusal = self._refuses_all_writes()
+            if refusal is None:
+                break
+            # Not this batch: the database takes no write at all (read-only, a broken schema,
+            # lost privileges). Splitting would blame every item; hold them, as when it is down.
+            attempt += 1
+            self._store_failing(f"refuses every write: {refusal}")
+            if self._stop.is_set() and attempt > 3:
+                raise Abandoned(refusal, 0)
+            time.sleep(min(30.0, 0.25 * 2**attempt))
         if len(batch) > 1:
             mid = len(batch) // 2
             self.process_isolating(batch[:mid])
@@ -246,6 +260,19 @@ class Ingestor:
         self.dropped += 1
         if self.metrics is not None:
             self.metrics.dropped.inc()
+
+    def _refuses_all_writes(self) -> str | None:
+        """A write that touches no row: refused only when the database refuses writes as such.
+        None when it is accepted (then the failure was about what the batch held)."""
+        row = StreamHealthRow
+        try:
+            with self.sessions.begin() as session:
+                session.execute(
+                    update(row).where(row.cluster == "", row.kind == "").values(state="")
+                )
+            return None
+        except SQLAlchemyError as e:
+            return describe(e)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Memory back to what the database holds (the one loader, as at start), keeping the

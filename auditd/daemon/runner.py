@@ -363,7 +363,11 @@ class Daemon:
         self.dispatcher.stop()
         self._join("outbox", deadline)
         # One last delivery pass for what the final batch announced; the rest waits in the outbox.
-        self.dispatcher.drain_once(deadline=deadline)
+        try:
+            self.dispatcher.drain_once(deadline=deadline)
+        except SQLAlchemyError as e:
+            log.warning("no final delivery pass (%s): undelivered alerts wait in the outbox",
+                        describe(e))  # fmt: skip
         self.engine.dispose()
         self.unwritten = self.ingestor.abandoned + self.ingestor.queue.qsize()
         log.info("stopped")

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from auditd.inventory.inventory import EXISTS, QUARANTINED
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
 from auditd.store.models import (
@@ -548,13 +549,15 @@ def _blind_spots(
     t = TransitionRow
     watched = and_(t.kind == AUDIT_STREAM, t.field == "state")
     probed = and_(t.kind == RBD_POOL, t.field == "probe")
-    scope: list[ColumnElement[bool]] = [or_(watched, probed), t.observed_at < _at(until)]
+    # An object auditd could not take in is a blind spot of one object.
+    held = and_(t.kind == QUARANTINED, t.field == EXISTS)
+    scope: list[ColumnElement[bool]] = [or_(watched, probed, held), t.observed_at < _at(until)]
     if f.clusters:
         scope.append(t.cluster.in_(f.clusters))
     # Few rows (streams and pools change state rarely): the intervals are built here.
     last_before = (
         select(func.max(t.id))
-        .where(or_(watched, probed), t.observed_at < _at(since))
+        .where(or_(watched, probed, held), t.observed_at < _at(since))
         .group_by(t.cluster, t.kind, t.namespace, t.name)
     )
     rows = session.execute(
@@ -577,6 +580,8 @@ def _blind_spots(
                     if key[1] == AUDIT_STREAM and key[3] == AUDITD_ITSELF
                     else f"watch {key[3]}"
                     if key[1] == AUDIT_STREAM
+                    else f"object {key[3]}"
+                    if key[1] == QUARANTINED
                     else f"rbd probe {key[3]}"
                 ),
                 "state": state,
@@ -588,12 +593,13 @@ def _blind_spots(
 
     for cluster, kind, ns, name, new, at in rows:
         key = (cluster, kind, ns, name)
+        state = ("quarantined" if new == "true" else None) if kind == QUARANTINED else new
         # "absent" is a CRD that is not installed: nothing to see, not a blind spot.
-        bad = new not in ("ok", "absent", None)
+        bad = state not in ("ok", "absent", None)
         if key in open_ and not bad:
             close(key, at)
         elif bad and key not in open_:
-            open_[key] = (at, str(new))
+            open_[key] = (at, str(state))
     for key in list(open_):
         close(key, None)
     # Not running now (no heartbeat lately): everything after its last one is unseen. The

@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auditd.alerts.render import human_duration
+from auditd.inventory.inventory import QUARANTINED
 from auditd.report.query import HEARTBEAT_STALE, iso_utc, parse_iso
 from auditd.report.render import table
-from auditd.store.models import NotificationRow, ProbeHealthRow, StreamHealthRow
+from auditd.store.models import NotificationRow, ObjectRow, ProbeHealthRow, StreamHealthRow
 
 # Three missed health samples: the daemon is gone or stuck, and what it last said is stale.
 STALE_AFTER = HEARTBEAT_STALE
@@ -72,6 +73,22 @@ def load_status(
             select(ProbeHealthRow).order_by(ProbeHealthRow.cluster, ProbeHealthRow.pool)
         )
     ]
+    quarantined = [
+        {
+            "cluster": r.cluster,
+            "kind": r.facts.get("kind"),
+            "namespace": r.facts.get("namespace"),
+            "name": r.facts.get("name"),
+            "reason": r.facts.get("reason"),
+            "resource_version": r.facts.get("resource_version"),
+            "since": iso_utc(r.updated_at),
+        }
+        for r in session.scalars(
+            select(ObjectRow)
+            .where(ObjectRow.kind == QUARANTINED)
+            .order_by(ObjectRow.cluster, ObjectRow.name)
+        )
+    ]
     outbox = dict(
         session.execute(
             select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
@@ -81,6 +98,7 @@ def load_status(
         reporting
         and all(s["state"] in ("ok", "absent") for s in streams)
         and all(p["state"] == "ok" for p in probes)
+        and not quarantined
     )
     return {
         "schema_version": 1,
@@ -90,6 +108,9 @@ def load_status(
         "healthy": healthy,
         "streams": streams,
         "probes": probes,
+        # Objects auditd could not take in: their last good state is kept, their current one
+        # is unknown (so the whole is not "healthy").
+        "quarantined": quarantined,
         "outbox": {
             "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
             "sent": outbox.get("sent", 0),
@@ -171,6 +192,25 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
                         (p["last_error"] or "-")[:60],
                     ]
                     for p in doc["probes"]
+                ],
+            ),
+        ]
+    if doc["quarantined"]:
+        out += [
+            "",
+            f"{len(doc['quarantined'])} object(s) QUARANTINED (could not be taken in; their "
+            "current state is unknown):",
+            table(
+                ["CLUSTER", "KIND", "OBJECT", "SINCE", "REASON"],
+                [
+                    [
+                        q["cluster"],
+                        q["kind"] or "-",
+                        f"{q['namespace']}/{q['name']}" if q["namespace"] else q["name"] or "-",
+                        _ago(q["since"], now),
+                        (q["reason"] or "-")[:80],
+                    ]
+                    for q in doc["quarantined"]
                 ],
             ),
         ]

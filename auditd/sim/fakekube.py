@@ -696,6 +696,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(fault.status, body, headers)
             return
         if is_watch:
+            rv_param = params.get("resourceVersion", "")
+            if rv_param and not rv_param.isdigit():
+                # As the real server: ParseResourceVersion fails before the stream starts.
+                self._send_json(
+                    422, _status(422, "Invalid", f"invalid resource version: {rv_param[:64]}")
+                )
+                return
             self._watch(resource, query, params, stall=fault.stall if fault else 0.0)
         else:
             code, body = fake.list_response(resource, query, params)

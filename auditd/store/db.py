@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.logs import register_secret
+
 
 def normalize_url(url: str) -> str:
     """Accept the plain ``postgresql://`` spelling and use psycopg 3 for it."""
@@ -21,6 +23,11 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     u = make_url(url)
+    # Whatever a driver or SQLAlchemy might echo in an error, the log scrubs these.
+    register_secret(u.password if isinstance(u.password, str) else None)
+    for key in ("password", "sslpassword"):
+        value = u.query.get(key)
+        register_secret(value if isinstance(value, str) else None)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)

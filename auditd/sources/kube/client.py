@@ -43,7 +43,8 @@ def api_client_for(cluster: ClusterConfig) -> Any:
     except ConfigException as e:
         # The loader's messages name contexts and keys, never credential values.
         raise ClusterUnavailable(f"kubeconfig: {_first_line(str(e))}") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # YAML errors, odd shapes: never a traceback per retry
+        # Only the type: a loader's message may quote the file, credentials included.
         raise ClusterUnavailable(f"kubeconfig unreadable: {type(e).__name__}") from None
 
 
