@@ -426,11 +426,13 @@ class Ingestor:
     def _lag(self, r: ProbeResult, image: ImageStatus) -> float | None:
         """A secondary's lag never counts from before it was demoted (it held current data
         until then); a primary's is its peer's, as that site reported it."""
-        record = self.inventory.records.get(r.cluster, r.pool, image.name)
+        records = self.inventory.records
+        record = records.get(r.cluster, r.pool, image.name)
         if record is not None and record.primary is False:
             since = record.current_through
             return max(0.0, (r.at - since).total_seconds()) if since else None
-        return lag_seconds(image, r.at)
+        # The peer's snapshot times are this (primary) site's clock: compare on that clock.
+        return lag_seconds(image, r.at + records.clocks.offset(r.cluster))
 
     def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
         """Lag and throughput per image, at most once per probe.sample_every. The lag written

@@ -10,6 +10,7 @@ hash and sort) and a batch's events append into one ``Delta`` instead of merging
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -152,6 +153,11 @@ class Inventory:
         for key, known in rows:
             self._put(key, known)
             self._loaded.add((key.cluster, key.kind))
+            if key.kind == RBD_POOL and known.facts.get("probe") == "ok":
+                # Measured by the last run (no fact: the clocks agreed).
+                with contextlib.suppress(ValueError, TypeError):
+                    offset = timedelta(seconds=float(known.facts.get("clock_offset") or 0))
+                    self.records.clocks.seed(key.cluster, offset)
             if key.kind == QUARANTINED:
                 f = known.facts
                 origin = ObjectKey(key.cluster, f.get("kind") or "", f.get("namespace") or "",
@@ -292,6 +298,13 @@ class Inventory:
                 facts["probe_failing_since"] = at.isoformat()
         elif result.status is not None:
             facts.update(pool_status_facts(result.status))
+            changed, records_gone = self.records.observe(
+                result.cluster, result.pool, result.status.images, at
+            )
+            delta.records.update(changed)
+            delta.records_gone.extend(records_gone)
+            # This site's clock minus auditd's (seconds), when they disagree: its own finding.
+            facts["clock_offset"] = self.records.clocks.fact(result.cluster)
         elif result.info is not None:
             facts.update(info_probe_error=None, **pool_info_facts(result.info, result.schedules))
         self._upsert(pool_key, old_pool, Known(None, None, facts), at, "probe", False, delta)
@@ -303,16 +316,20 @@ class Inventory:
                     self._upsert(key, old, blind, at, "probe", False, delta)
         if result.status is None:
             return delta
-        changed, records_gone = self.records.observe(
-            result.cluster, result.pool, result.status.images, at
-        )
-        delta.records.update(changed)
-        delta.records_gone.extend(records_gone)
         seen: set[ObjectKey] = set()
+        # Staleness is judged on the site's own clock (a record's age there).
+        clocks = self.records.clocks
+        site_now = at + clocks.offset(result.cluster)
+        measured = clocks.measured(result.cluster, result.pool)
         for image in result.status.images:
             key = ObjectKey(result.cluster, RBD_IMAGE, result.pool, image.name)
             seen.add(key)
-            new = Known(image.global_id or None, None, image_facts(image, at, stale_after))
+            facts = image_facts(image, site_now, stale_after)
+            if facts["class"] == "stale" and not measured:
+                # Old records at first sight: a dead rbd-mirror, or a clock behind. The next
+                # probe tells which; until then the image is unknown (never healthy).
+                facts["class"] = "unknown"
+            new = Known(image.global_id or None, None, facts)
             self._upsert(key, self.objects.get(key), new, at, "probe", False, delta)
         gone = {k for k in self.keys_of(result.cluster, RBD_IMAGE) if k.namespace == result.pool}
         for key in sorted(gone - seen):

@@ -16,8 +16,9 @@ same freshness the daemon judged with.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from auditd.inventory.site_clocks import SiteClocks
 from auditd.sources.rbd.parse import ImageStatus
 
 RecordKey = tuple[str, str, str]  # cluster, pool, image
@@ -51,9 +52,17 @@ class ImageRecord:
         }
 
 
-def next_record(prev: ImageRecord | None, image: ImageStatus, at: datetime) -> ImageRecord:
-    """The record after a probe listed ``image`` at ``at``."""
-    updated = image.local.last_update
+def next_record(
+    prev: ImageRecord | None,
+    image: ImageStatus,
+    at: datetime,
+    own: timedelta = timedelta(0),
+    primary: timedelta = timedelta(0),
+) -> ImageRecord:
+    """The record after a probe listed ``image`` at ``at``, every time on auditd's clock:
+    ``own`` is this site's clock offset (its last_update), ``primary`` the offset of the site
+    that took the snapshots it syncs (site_clocks.py)."""
+    updated = image.local.last_update - own if image.local.last_update else None
     claim = image.primary
     if prev is None:
         record = ImageRecord(updated, claim, None, None, None, at)
@@ -70,6 +79,7 @@ def next_record(prev: ImageRecord | None, image: ImageStatus, at: datetime) -> I
                 record = replace(record, demoted_at=changed, synced_at=None)
     if record.primary is False:
         synced = _local_snapshot_time(image)
+        synced = synced - primary if synced is not None else None
         floor = record.demoted_at
         # What the secondary says now, unless it predates the demotion (its own old promotion
         # snapshot, after a failback): then the demotion is the floor (views.synced_at).
@@ -93,9 +103,20 @@ class RecordBook:
 
     def __init__(self) -> None:
         self.records: dict[RecordKey, ImageRecord] = {}
+        self.clocks = SiteClocks()
+        self._sites: dict[tuple[str, str], set[str]] = {}  # (pool, image) -> clusters listing it
 
     def load(self, rows: dict[RecordKey, ImageRecord]) -> None:
         self.records.update(rows)
+        for cluster, pool, image in rows:
+            self._sites.setdefault((pool, image), set()).add(cluster)
+
+    def _peer(self, cluster: str, pool: str, image: str) -> str | None:
+        """The other site that lists this image (the one whose snapshots it syncs)."""
+        sites = self._sites.setdefault((pool, image), set())
+        sites.add(cluster)
+        others = sites - {cluster}
+        return next(iter(others)) if len(others) == 1 else None
 
     def get(self, cluster: str, pool: str, image: str) -> ImageRecord | None:
         return self.records.get((cluster, pool, image))
@@ -107,17 +128,23 @@ class RecordBook:
         lists (gone from that site's mirror status)."""
         changed: dict[RecordKey, ImageRecord] = {}
         listed = set()
+        self.clocks.observe(cluster, pool, images, at)
+        own = self.clocks.offset(cluster)
         for image in images:
             key = (cluster, pool, image.name)
             listed.add(key)
             prev = self.records.get(key)
-            new = next_record(prev, image, at)
+            peer = self._peer(cluster, pool, image.name)
+            primary = self.clocks.offset(peer) if peer is not None else timedelta(0)
+            new = next_record(prev, image, at, own, primary)
             if new != prev:
                 self.records[key] = new
                 # seen_at alone moves every probe: not worth a row write each time.
                 if prev is None or replace(new, seen_at=prev.seen_at) != prev:
                     changed[key] = new
         gone = [k for k in self.records if k[0] == cluster and k[1] == pool and k not in listed]
+        for key in gone:
+            self._sites.get(key[1:], set()).discard(cluster)
         for key in gone:
             del self.records[key]
         return changed, gone

@@ -378,6 +378,8 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
         # The secondary states no synced snapshot (not listed, or not snapshot-mode yet): lag
         # cannot be told; image-missing-on-peer and secondary-not-replaying speak to the rest.
         return UNKNOWN
+    if not ctx.inventory.records.clocks.measured(primary, view.id.pool):
+        return UNKNOWN  # snapshot times are the primary's clock, not yet measured against ours
     lag = ctx.now - view.synced_at
     pv = _primary_vr(ctx, view)
     interval = _interval(ctx, primary, pv[1]) if pv else None
@@ -432,6 +434,8 @@ def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
         vr_time = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return UNKNOWN
+    # csi-addons copies the snapshot's time: the primary Ceph site's clock, moved onto ours.
+    vr_time -= ctx.inventory.records.clocks.offset(side.cluster)
     override = ctx.config.rules.get(rule.id)
     tolerance = (
         (override.tolerance if override else None)
@@ -628,6 +632,37 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
             daemon_health=daemon,
             image_health=f.get("image_health") or f.get("mirroring.image_health"),
             states=f.get("states") or f.get("mirroring.states"),
+        )
+    return out
+
+
+def _ceph_clock_skew(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+    rule = RULES["ceph-clock-skew"]
+    out: dict[str, Verdict] = {}
+    for key in keys:
+        if key.kind != "RbdPool":
+            continue
+        subject = f"{key.cluster}/ceph-clock"
+        known = ctx.inventory.objects.get(key)
+        raw = known.facts.get("clock_offset") if known is not None else None
+        if raw is None:
+            out.setdefault(subject, None)
+            continue
+        try:
+            offset = timedelta(seconds=float(raw))
+        except ValueError:
+            out[subject] = UNKNOWN
+            continue
+        way = "ahead of" if offset > timedelta(0) else "behind"
+        out[subject] = _finding(
+            rule,
+            subject,
+            f"The Ceph clock of {key.cluster} is {human(abs(offset))} {way} auditd's (from the "
+            "times its rbd-mirror writes): its times are corrected by that much",
+            key.cluster,
+            ctx,
+            offset_seconds=int(offset.total_seconds()),
+            pool=key.name,
         )
     return out
 
@@ -846,6 +881,19 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "daemon health other than OK: rbd-mirror is down or images are in error.",
         "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
         _pool_unhealthy,
+    ),
+    Rule(
+        "ceph-clock-skew",
+        "warning",
+        timedelta(minutes=5),
+        "A Ceph site's clock disagrees with auditd's",
+        "The times a site's rbd-mirror writes in its mirror status are further from auditd's clock "
+        "than one rewrite period explains. auditd moves that site's times onto its own clock (so "
+        "lag, staleness and switches are still judged right), but csi-addons, Ramen and the "
+        "snapshot schedules use the site's clock as it is.",
+        "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
+        "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
+        _ceph_clock_skew,
     ),
     Rule(
         "audit-blind-spot",

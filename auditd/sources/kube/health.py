@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from auditd.clock import SYSTEM, Clock
+from auditd.sources.text import storable
 
 
 @dataclass
@@ -45,13 +46,13 @@ class StreamHealth:
         with self._lock:
             self.last_event_at = self._clock.now()
             if resource_version:
-                self.resource_version = resource_version
+                self.resource_version = storable(resource_version)
 
     def mark_listed(self, relist: bool, resource_version: str) -> None:
         with self._lock:
             self.synced = True
             self.last_list_at = self._clock.now()
-            self.resource_version = resource_version
+            self.resource_version = storable(resource_version)
             if relist:
                 self.relists += 1
             else:
@@ -62,7 +63,8 @@ class StreamHealth:
             self.errors += 1
             if bad_event:
                 self.bad_events += 1
-            self.last_error = message
+            # What a server sent may be quoted here: stored as history, so made storable.
+            self.last_error = storable(message)
 
     def hold(self, held: bool) -> None:
         """Set around each hand-over to the ingest queue (which blocks while auditd cannot

@@ -45,6 +45,7 @@ from auditd.sources.kube.events import (
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import Kind
 from auditd.sources.kube.observe import observe
+from auditd.sources.text import storable
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class ListWatcher:
         self._summarized = 0.0
         self._failures = 0
         self._last_relist = float("-inf")
+        self._skipped, self._skip_logged = 0, float("-inf")
 
     def emit(self, event: KubeEvent) -> None:
         """Hand over one event; the ingest queue blocks while auditd cannot write its history,
@@ -464,16 +466,12 @@ class ListWatcher:
             self._advance(new_rv)
             return
         if etype not in ("ADDED", "MODIFIED", "DELETED"):
-            self.health.mark_error(f"unknown event type {str(etype)[:32]!r}", bad_event=True)
-            log.warning("skipping unknown event type %r", str(etype)[:32], extra=self._log_extra)
+            self._skip(f"unknown event type {storable(str(etype))[:32]!r}")
             self._advance(new_rv)
             return
         observed = self._observe(obj) if new_rv else None
         if observed is None:
-            self.health.mark_error("event object without metadata", bad_event=True)
-            log.warning(
-                "skipping %s event without name/resourceVersion", etype, extra=self._log_extra
-            )
+            self._skip(f"{etype} event without name/resourceVersion")
             self._advance(new_rv)
             return
         if self._wanted(observed.namespace):
@@ -481,6 +479,17 @@ class ListWatcher:
                 ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, self.clock.now())
             )
         self._advance(new_rv)
+
+    def _skip(self, what: str) -> None:
+        """A bad event, counted in stream health; logged at most once a minute per stream, so
+        that a server sending garbage cannot flood the log."""
+        self.health.mark_error(f"skipped: {what}", bad_event=True)
+        self._skipped += 1
+        now = time.monotonic()
+        if now - self._skip_logged >= 60.0:
+            log.warning("skipping %s (%d bad events skipped in the last minute or so)", what,
+                        self._skipped, extra=self._log_extra)  # fmt: skip
+            self._skip_logged, self._skipped = now, 0
 
     def _advance(self, rv: str | None) -> None:
         if rv:

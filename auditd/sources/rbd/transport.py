@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from auditd.logs import scrub
+from auditd.sources.text import storable
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -33,7 +34,7 @@ class ProbeFailure(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
-        self.message = scrub(message)[:500]
+        self.message = storable(scrub(message))[:500]
 
 
 class Transport(Protocol):

@@ -1,0 +1,92 @@
+"""How far each Ceph site's clock is from auditd's, read off the times rbd-mirror writes.
+
+Every time in a site's mirror status is that site's clock: each record's ``last_update``
+(rewritten about every 30 s by the site's rbd-mirror), and the snapshot timestamps its images
+carry (the primary site's clock, when the snapshot was taken). A site an hour ahead makes a
+stalled replica look current; an hour behind makes every record look stale and every lag an
+hour long. So the offset is measured, reported as a finding of its own, and every time taken
+from that site is moved onto auditd's clock before anything is judged on it.
+
+The measurement: at a probe, the newest ``last_update`` of a live site lies within one rewrite
+period (30 s) before the probe, on a true clock. Over a window of probes the largest
+``newest - probe time`` is therefore within a few seconds of the site's offset. A record can
+never legitimately be written in the future, so "ahead" is known from one probe; "behind" only
+from probes whose newest record advanced since the previous one (a dead rbd-mirror also leaves
+old records, and that is staleness, not a clock). Records as fresh as they should be say at
+once that the clocks agree.
+
+Pure: probe results in, offsets out. The offset is persisted as a pool fact (``clock_offset``)
+so that a restart does not judge an hour of records stale before it has measured again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+
+from auditd.sources.rbd.parse import ImageStatus
+
+# A site's records may look this far in the future of auditd's probe (command latency, the
+# 1 s resolution of last_update) before its clock counts as ahead.
+AHEAD_TOLERANCE = timedelta(seconds=30)
+# Behind: one rewrite period (30 s) is normal, a probe may take a while; past this it is skew.
+BEHIND_TOLERANCE = timedelta(seconds=60)
+WINDOW = timedelta(minutes=10)
+# The persisted value is rounded, so that its fact changes only when the skew really moves.
+ROUND_TO = 30
+
+
+class SiteClocks:
+    def __init__(self) -> None:
+        self._samples: dict[str, deque[tuple[datetime, timedelta]]] = {}
+        self._newest: dict[tuple[str, str], datetime] = {}
+        self._seeded: dict[str, timedelta] = {}
+        self._probes: dict[tuple[str, str], int] = {}
+
+    def seed(self, cluster: str, offset: timedelta) -> None:
+        """What a previous run measured, used until this run has measured again."""
+        self._seeded[cluster] = offset
+
+    def observe(self, cluster: str, pool: str, images: list[ImageStatus], at: datetime) -> None:
+        stamps = [i.local.last_update for i in images if i.local.last_update is not None]
+        if not stamps:
+            return
+        newest = max(stamps)
+        prev = self._newest.get((cluster, pool))
+        self._probes[(cluster, pool)] = self._probes.get((cluster, pool), 0) + 1
+        self._newest[(cluster, pool)] = newest
+        offset = newest - at
+        advanced = prev is not None and newest > prev
+        if not advanced and offset < -BEHIND_TOLERANCE:
+            return  # old records, not moving: a dead rbd-mirror's last word, or a clock behind
+        samples = self._samples.setdefault(cluster, deque())
+        samples.append((at, offset))
+        while samples and at - samples[0][0] > WINDOW:
+            samples.popleft()
+
+    def measured(self, cluster: str, pool: str) -> bool:
+        """Whether old-looking records can be told from a clock behind: after a second probe
+        (did they advance?), or with an offset measured before."""
+        return (
+            bool(self._samples.get(cluster))
+            or cluster in self._seeded
+            or self._probes.get((cluster, pool), 0) > 1
+        )
+
+    def offset(self, cluster: str) -> timedelta:
+        """The site's clock minus auditd's; zero while within tolerance (or unknown)."""
+        samples = self._samples.get(cluster)
+        if not samples:
+            return self._seeded.get(cluster, timedelta(0))
+        best = max(o for _, o in samples)
+        if best > AHEAD_TOLERANCE or best < -BEHIND_TOLERANCE:
+            return best
+        return timedelta(0)
+
+    def fact(self, cluster: str) -> str | None:
+        """The offset for the pool's facts: seconds, rounded; None when the clocks agree."""
+        seconds = self.offset(cluster).total_seconds()
+        if seconds == 0:
+            return None
+        rounded = int(round(seconds / ROUND_TO) * ROUND_TO)
+        return str(rounded or int(seconds))

@@ -1,0 +1,195 @@
+"""Two Ceph sites whose clocks disagree (issue 13, item 6).
+
+Real `rbd mirror pool status --verbose` output of a healthy pair (tests/data/rbd/healthy), each
+site's times moved onto that site's own clock: its records' last_update by its offset, the
+snapshot timestamps by the primary's offset (the primary takes the snapshots). Fed every minute
+for a quarter of an hour through the real ingest writer, rules and lifecycle on SQLite.
+
+Before: a secondary an hour behind read "stale" while replicating fine, a primary an hour behind
+made rpo-exceeded critical on a healthy pair, a primary ahead hid a real 10-minute stall.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from auditd.clock import ManualClock
+from auditd.config import parse_config
+from auditd.daemon.ingest import Ingestor, Item, Tick
+from auditd.inventory.inventory import Inventory
+from auditd.rules.engine import RuleEngine
+from auditd.sim import objects
+from auditd.sim.captures import retime
+from auditd.sim.story import SimEvents
+from auditd.sources.rbd.parse import parse_pool_status
+from auditd.sources.rbd.probe import ProbeResult
+from auditd.store.db import make_engine, session_factory
+from auditd.store.load import load_state
+from auditd.store.migrate import upgrade
+from auditd.store.models import ObjectRow, TransitionRow, ViolationRow
+
+HEALTHY = Path(__file__).parent / "data" / "rbd" / "healthy"
+SITE = {"dr1": "site-a", "dr2": "site-b"}  # dr1's image is primary in this capture
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+_EPOCH = re.compile(r'((?:local|remote)_snapshot_timestamp\\?":\s*)(\d+)')
+
+
+def status(cluster: str, at: datetime, offsets: dict[str, timedelta], synced: datetime) -> str:
+    """What `rbd` on ``cluster``'s site prints at auditd time ``at``: its records written on
+    its own clock, the last synced snapshot taken at ``synced`` on the primary's (dr1) clock."""
+    text = (HEALTHY / f"{SITE[cluster]}-mirror-pool-status-verbose.json").read_text()
+    text = retime(text, at + offsets[cluster] - timedelta(seconds=3))
+    taken = int((synced + offsets["dr1"]).timestamp())
+    return _EPOCH.sub(lambda m: m.group(1) + str(taken), text)
+
+
+class Pair:
+    def __init__(self, tmp: Path, offsets: dict[str, timedelta]) -> None:
+        self.url = f"sqlite:///{tmp / 'h.db'}"
+        upgrade(self.url)
+        self.sessions = session_factory(make_engine(self.url))
+        self.config = parse_config(
+            {
+                "clusters": [
+                    {"name": "dr1", "role": "primary", "ceph": {"conf": "/dev/null"}},
+                    {"name": "dr2", "role": "secondary", "ceph": {"conf": "/dev/null"}},
+                ],
+                "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
+            }
+        )
+        self.offsets = offsets
+        self.clock = ManualClock(START)
+        self.ingest = Ingestor(
+            self.sessions, Inventory(), RuleEngine(self.config), {}, ["slack"], clock=self.clock
+        )
+        world = SimEvents()
+        pv = "pv-1"
+        self.ingest.process(
+            [world.event(c, "VolumeReplicationClass", objects.vrc(), "ADDED", START) for c in SITE]
+            + [
+                world.event(
+                    "dr1",
+                    "PersistentVolumeClaim",
+                    objects.pvc("data", "app", volume=pv),
+                    "ADDED",
+                    START,
+                ),
+                world.event(
+                    "dr1",
+                    "PersistentVolume",
+                    objects.pv(pv, "app", "data", "csi-vol-0001"),
+                    "ADDED",
+                    START,
+                ),
+                world.event(
+                    "dr1", "VolumeReplication", objects.vr("data", "app", "data"), "ADDED", START
+                ),
+            ],
+            START,
+        )
+
+    def run(self, minutes: int, stall_from: datetime | None = None) -> None:
+        """A probe of both sites every minute (snapshots every minute, synced 20 s after they
+        were taken, until ``stall_from``), and rule timers every 5 s."""
+        end = self.clock.now() + timedelta(minutes=minutes)
+        while self.clock.now() < end:
+            now = self.clock.now()
+            synced = now.replace(second=0) - timedelta(seconds=20)
+            if stall_from is not None:
+                synced = min(synced, stall_from)
+            batch: list[Item] = [Tick(now)]
+            if now.second == 0:
+                for cluster in SITE:
+                    parsed = parse_pool_status(status(cluster, now, self.offsets, synced))
+                    batch.append(
+                        ProbeResult(cluster, "replicapool", "status", now, 0.2, status=parsed)
+                    )
+            self.ingest.process(batch, now)
+            self.clock.advance(timedelta(seconds=5))
+
+    def fired(self) -> list[tuple[str, str, str]]:
+        with self.sessions() as s:
+            return sorted(
+                (v.rule, v.subject, v.severity)
+                for v in s.scalars(select(ViolationRow).where(ViolationRow.fired_at.is_not(None)))
+            )
+
+    def last_class(self) -> str:
+        with self.sessions() as s:
+            return str(
+                s.scalars(
+                    select(ObjectRow.facts).where(
+                        ObjectRow.kind == "RbdImage", ObjectRow.cluster == "dr2"
+                    )
+                ).one()["class"]
+            )
+
+    def classes(self, since: datetime = START) -> set[str]:
+        with self.sessions() as s:
+            return {
+                str(t.new)
+                for t in s.scalars(
+                    select(TransitionRow).where(
+                        TransitionRow.kind == "RbdImage",
+                        TransitionRow.field == "class",
+                        TransitionRow.observed_at >= since,
+                    )
+                )
+            }
+
+
+@pytest.mark.parametrize(
+    ("who", "offset"),
+    [("dr2", -HOUR), ("dr2", HOUR), ("dr1", -HOUR), ("dr1", HOUR), ("dr1", timedelta(minutes=-3))],
+)
+def test_a_skewed_site_on_a_healthy_pair_is_one_finding_not_stale_images_or_lag(
+    tmp_path: Path, who: str, offset: timedelta
+) -> None:
+    offsets = {"dr1": timedelta(0), "dr2": timedelta(0), who: offset}
+    pair = Pair(tmp_path, offsets)
+    pair.run(15)
+    # Never stale; unknown at most for the first probe of a site behind (old records at first
+    # sight may be a dead rbd-mirror: the second probe tells).
+    assert pair.classes() <= {"healthy", "unknown"} and pair.last_class() == "healthy"
+    assert pair.fired() == [("ceph-clock-skew", f"{who}/ceph-clock", "warning")]
+    with pair.sessions() as s:
+        facts = s.scalars(
+            select(ObjectRow.facts).where(ObjectRow.kind == "RbdPool", ObjectRow.cluster == who)
+        ).one()
+    assert abs(float(facts["clock_offset"]) - offset.total_seconds()) <= 30
+
+
+def test_clocks_that_agree_say_nothing(tmp_path: Path) -> None:
+    pair = Pair(tmp_path, {"dr1": timedelta(0), "dr2": timedelta(0)})
+    pair.run(15)
+    assert pair.classes() == {"healthy"} and pair.fired() == []
+
+
+@pytest.mark.parametrize("primary_offset", [HOUR, timedelta(0), -HOUR])
+def test_a_real_stall_fires_whatever_the_primarys_clock_says(
+    tmp_path: Path, primary_offset: timedelta
+) -> None:
+    pair = Pair(tmp_path, {"dr1": primary_offset, "dr2": timedelta(0)})
+    pair.run(3)
+    assert [f for f in pair.fired() if f[0] == "rpo-exceeded"] == []
+    pair.run(12, stall_from=pair.clock.now() - timedelta(seconds=20))
+    rpo = [f for f in pair.fired() if f[0] == "rpo-exceeded"]
+    assert rpo == [("rpo-exceeded", "p/replicapool/csi-vol-0001", "critical")], pair.fired()
+
+
+def test_a_restart_keeps_the_measured_offset(tmp_path: Path) -> None:
+    """The offset is a pool fact: a restart judges the first probe with it, not as stale."""
+    pair = Pair(tmp_path, {"dr1": timedelta(0), "dr2": -HOUR})
+    pair.run(5)
+    with pair.sessions() as s:
+        inventory, engine, active = load_state(s, pair.config)
+    pair.ingest = Ingestor(pair.sessions, inventory, engine, active, ["slack"], clock=pair.clock)
+    restarted = pair.clock.now()
+    pair.run(2)
+    assert pair.classes(since=restarted) == set()  # still healthy: no transition at all
