@@ -292,7 +292,10 @@ class Daemon:
         try:
             now, keep = self.clock.now(), self.config.retention
             self._pruner.prune(now - keep.keep, now - keep.keep_samples)
-        except Exception:  # the next run tries again; history is never at risk here
+        except SQLAlchemyError as e:  # the next run tries again; history is never at risk here
+            log.warning("pruning history failed: %s; next try in %s", describe(e),
+                        self.config.retention.every)  # fmt: skip
+        except Exception:
             log.exception("pruning history failed")
 
     def alive(self) -> tuple[bool, str]:
