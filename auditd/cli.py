@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from auditd import logs
+from auditd import __version__, logs
 from auditd.clock import SYSTEM as CLOCK
 from auditd.config import Config, ConfigError, load_config, parse_duration, redact_url
 
@@ -58,15 +58,36 @@ relocates (steps, RTO), audit blind spots, alert delivery (dead letters), incide
 """
 
 
+# Where a config is found without -c: the image and the manifests set AUDITD_CONFIG, so that
+# `kubectl exec deploy/auditd -- auditd report --since 24h` needs no flags.
+CONFIG_ENV = "AUDITD_CONFIG"
+DEFAULT_CONFIG = Path("/etc/auditd/auditd.toml")
+
+
 def _add_config(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument(
         "-c",
         "--config",
         type=Path,
-        required=required,
         metavar="FILE",
-        help="TOML config file (see config.example.toml)",
+        help=f"TOML config file (see config.example.toml); default: ${CONFIG_ENV}, else "
+        f"{DEFAULT_CONFIG} when it exists" + ("" if required else ", else built-in defaults"),
     )
+    p.set_defaults(config_required=required)
+
+
+def config_path(given: Path | None, required: bool) -> Path | None:
+    """-c, else $AUDITD_CONFIG, else /etc/auditd/auditd.toml if present."""
+    if given is not None:
+        return given
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    if DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    if required:
+        raise ConfigError("-c", f"no config file: pass -c FILE or set ${CONFIG_ENV}")
+    return None
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -84,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"auditd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -307,6 +329,8 @@ def _db_error(e: SQLAlchemyError) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if hasattr(args, "config"):
+        args.config = config_path(args.config, args.config_required)
     if args.command == "config":
         return _config_check(args.config)
     if args.command == "demo":

@@ -191,3 +191,31 @@ def test_demo_slack_posts_each_incident_once_with_its_thread(
         fake.stop()
     monkeypatch.delenv("AUDITD_SLACK_TOKEN")
     assert run_demo(tmp_path / "again", slack=True) == 2  # no token: says what to set
+
+
+def test_every_command_finds_the_config_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In the pod, `kubectl exec deploy/auditd -- auditd report --since 24h` needs no flags:
+    the image sets AUDITD_CONFIG and every command reads it."""
+    db = tmp_path / "h.db"
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(f'database_url = "sqlite:///{db}"\n[slack]\nenabled = false\n')
+    monkeypatch.setenv("AUDITD_CONFIG", str(cfg))
+    assert main(["db", "upgrade"]) == 0
+    assert str(db) in capsys.readouterr().out
+    assert main(["report", "--since", "1h", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["schema_version"]
+    assert main(["status", "--format", "json"]) in (0, 1)  # 1: no daemon reporting
+    assert json.loads(capsys.readouterr().out)["reporting"] is False
+    assert main(["config", "check"]) == 0
+    monkeypatch.delenv("AUDITD_CONFIG")
+    assert main(["config", "check"]) == 2
+    assert "pass -c FILE or set $AUDITD_CONFIG" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("auditd 0.")

@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -49,9 +50,12 @@ class Dispatcher:
         sinks: dict[str, Sink],
         settings: AlertsConfig,
         clock: Clock = SYSTEM,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
+        # Only the leader delivers (replicas on one PostgreSQL history, daemon/leader.py).
+        self.leading = leading
         self.sinks = sinks
         self.settings = settings
         self._wake = threading.Event()
@@ -73,6 +77,10 @@ class Dispatcher:
     def run(self) -> None:
         spell = Spell(log, "alert delivery (outbox pass)")
         while not self._stop.is_set():
+            if not self.leading():
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
             try:
                 self.drain_once()
             except SQLAlchemyError as e:  # the database is down: delivery waits, loses nothing

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
+from auditd.daemon.leader import Leadership, NotLeader
 from auditd.inventory.inventory import Checkpoint, Delta, Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
@@ -30,7 +31,14 @@ from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Unknown
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
-from auditd.sources.kube.events import KubeEvent, ObjectEvent, SnapshotEnd, SnapshotPage
+from auditd.sources.kube.events import (
+    KubeEvent,
+    ObjectEvent,
+    Observed,
+    SnapshotEnd,
+    SnapshotPage,
+    SnapshotStart,
+)
 from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 from auditd.sources.rbd.probe import ProbeResult
@@ -111,6 +119,7 @@ class Ingestor:
         pages_in_flight: int = 4,
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM,
+        leadership: Leadership | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -138,6 +147,9 @@ class Ingestor:
         self.store_failing_since: datetime | None = None
         self.store_error: str | None = None
         self._spell = Spell(log, "history database")
+        # Replicas on one PostgreSQL history: only the leader writes (daemon/leader.py).
+        self.leadership = leadership or Leadership()
+        self._leading = self.leadership.is_leader
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -163,7 +175,8 @@ class Ingestor:
                 except queue.Empty:
                     break
             try:
-                self.process_isolating(batch)
+                for chunk in by_time(batch):
+                    self._write_or_follow(chunk)
             except Abandoned as e:
                 self._abandon(batch, e)
                 return
@@ -176,6 +189,61 @@ class Ingestor:
                 for item in batch:
                     if isinstance(item, SnapshotPage):
                         self._page_slots.release()
+
+    # ------------------------------------------------------------------ leadership
+    def _write_or_follow(self, batch: Sequence[Item]) -> None:
+        """Write the batch as the leader (taking over first if this process just became it);
+        follow it as a standby while another process leads; hold it while nobody is known
+        to lead (this leader's database session was lost: an outage, most likely, and the
+        batch keeps its times until the session, and the lock, are back)."""
+        waited = 0
+        while True:
+            lead = self.leadership
+            if not lead.is_leader and lead.someone_else_leads():
+                if self._leading:
+                    log.info("standby: %s leads; following, not writing", lead.holder)
+                self._leading = False
+                self._follow(batch)
+                return
+            if not lead.is_leader:
+                waited += 1
+                if self._stop.is_set() and waited > 20:
+                    raise Abandoned("no database session to lead with", 0)
+                self._store_failing("waiting to lead again (the database session was lost)")
+                time.sleep(0.25)
+                continue
+            try:
+                if not self._leading:
+                    self._take_over()
+                    self._leading = True
+                self.process_isolating(batch)
+                return
+            except NotLeader:
+                continue  # memory is back to what is stored; decide again
+
+    def _follow(self, batch: Sequence[Item]) -> None:
+        """A standby's part: what the clusters and Ceph say, kept in memory, written nowhere."""
+        for item in batch:
+            if isinstance(item, ProbeResult):
+                self.inventory.apply_probe(item, self._stale_after())
+            elif isinstance(item, KubeEvent):
+                self.inventory.apply(item)
+
+    def _take_over(self) -> None:
+        """Become the writer: reload the history as the last leader left it, then reconcile it
+        with what this process has been watching, as a restart reconciles with a fresh list
+        (changes found this way are recorded as relist, late)."""
+        started = time.monotonic()
+        watched = self.inventory
+        self._restore(watched.checkpoint())
+        items = resync(watched, self.clock.now())
+        if items:
+            self.process_isolating(items)
+        log.info(
+            "took over as the leader: %d kinds reconciled in %.1fs",
+            sum(isinstance(i, SnapshotEnd) for i in items),
+            time.monotonic() - started,
+        )
 
     def _abandon(self, batch: Sequence[Item], e: Abandoned) -> None:
         """Shutting down with a database that cannot be written: say what was not recorded."""
@@ -202,6 +270,8 @@ class Ingestor:
         """``process`` the batch; when anything in it cannot be taken in (the database refuses
         a value, an item breaks a rule), put memory back to what is stored and split the batch
         until the item is isolated. That item is quarantined; everything else commits, once."""
+        if not batch:
+            return
         attempt = 0
         while True:
             checkpoint = self.inventory.checkpoint()
@@ -209,6 +279,9 @@ class Ingestor:
                 self.process(batch)
                 return
             except Abandoned:
+                raise
+            except NotLeader:
+                self._restore(checkpoint)  # this batch never happened, as far as memory goes
                 raise
             except Exception as e:
                 reason = describe(e)
@@ -252,6 +325,9 @@ class Ingestor:
                 self.quarantined += 1
                 return
             except Abandoned:
+                raise
+            except NotLeader:
+                self._restore(checkpoint)
                 raise
             except Exception as e:
                 self._restore(checkpoint)
@@ -567,6 +643,26 @@ class Abandoned(Exception):
         self.reason, self.transitions = reason, transitions
 
 
+# A batch is dated by when it was observed (its latest item). Items queued during a database
+# outage span much longer than a normal batch: they are written in runs no longer than this, so
+# that a violation is dated within this of the change that caused it.
+SPAN = timedelta(seconds=1)
+
+
+def by_time(batch: Sequence[Item]) -> list[Sequence[Item]]:
+    """The batch cut, in order, into runs of items observed within ``SPAN`` of each other."""
+    first = observed_at(batch[0])
+    out: list[Sequence[Item]] = []
+    start = 0
+    for i, item in enumerate(batch):
+        at = observed_at(item)
+        if at - first > SPAN:
+            out.append(batch[start:i])
+            start, first = i, at
+    out.append(batch[start:])
+    return out
+
+
 def observed_at(item: Item) -> datetime:
     """When the source saw this item (what its transitions and verdicts are dated by)."""
     if isinstance(item, Downtime):
@@ -574,6 +670,25 @@ def observed_at(item: Item) -> datetime:
     if isinstance(item, Tick | HealthReport | ProbeResult):
         return item.at
     return item.received_at
+
+
+def resync(watched: Inventory, now: datetime) -> list[Item]:
+    """What a new leader writes to bring the history up to what it has been watching: every
+    kind it holds from a complete list, as a relist (a kind it has not finished listing is
+    left to its list)."""
+    items: list[Item] = []
+    for cluster, kind in sorted(watched.complete_kinds()):
+        objects = [
+            Observed(k.namespace, k.name, known.uid, known.resource_version, dict(known.facts))
+            for k in sorted(watched.keys_of(cluster, kind))
+            if (known := watched.objects.get(k)) is not None
+        ]
+        items += [
+            SnapshotStart(cluster, kind, "relist", now),
+            SnapshotPage(cluster, kind, objects, "relist", now),
+            SnapshotEnd(cluster, kind, "", "relist", now),
+        ]
+    return items
 
 
 def _splittable(item: Item) -> bool:

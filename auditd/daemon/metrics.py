@@ -124,6 +124,11 @@ class Metrics:
             registry=r,
         )
         self.history_writable.set(1)
+        self.leader = Gauge(
+            "auditd_leader",
+            "1 while this process leads (writes the history and sends alerts), 0 on a standby.",
+            registry=r,
+        )
         self.ready = Gauge(
             "auditd_ready", "1 once every reachable cluster finished its first sync.", registry=r
         )

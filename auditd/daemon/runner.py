@@ -26,6 +26,7 @@ from auditd.alerts.sinks.build import build_sinks
 from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, Config, redact_url
 from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
+from auditd.daemon.leader import Leadership, NotLeader, PgLeadership
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.inventory.facts import facts_of
@@ -46,6 +47,7 @@ from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow, StreamHealthRow
 from auditd.store.retention import Pruner
+from auditd.store.writer_lock import WriterLock, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class Daemon:
         # The last error while start-up waits for the history database (None: not waiting).
         self.waiting_for_history: str | None = "not opened yet"
         self.unwritten = 0
+        self._writer_lock: WriterLock | None = None
 
     def start(self, db_wait: timedelta = timedelta(0)) -> None:
         """Open the history (waiting up to ``db_wait`` for a database that is down, with /readyz
@@ -105,6 +108,10 @@ class Daemon:
         cfg = self.config
         url = cfg.effective_database_url()
         log.info("history database: %s", redact_url(url))
+        database = sqlite_path(url)
+        if database is not None:
+            self._writer_lock = WriterLock(database)
+            self._writer_lock.acquire()
         self.metrics = Metrics(self._outbox_counts)
         self.ops: OpsServer | None = None
         if cfg.ops.listen:
@@ -115,6 +122,8 @@ class Daemon:
         except BaseException:
             if self.ops is not None:
                 self.ops.stop()
+            if self._writer_lock is not None:
+                self._writer_lock.release()
             raise
         log.info(
             "loaded %d objects and %d open violations from history",
@@ -126,7 +135,17 @@ class Daemon:
             if self._sinks_override is not None
             else build_sinks(cfg, dry_run=self.dry_run)
         )
-        self.dispatcher = Dispatcher(self.sessions, sinks, cfg.alerts, self.clock)
+        self.leadership: Leadership = (
+            PgLeadership(url, on_change=self._leading_changed, clock=self.clock)
+            if database is None
+            else Leadership()
+        )
+        self.leadership.fence(self.sessions)
+        self.leadership.start()
+        self.metrics.leader.set(1 if self.leadership.is_leader else 0)
+        self.dispatcher = Dispatcher(
+            self.sessions, sinks, cfg.alerts, self.clock, lambda: self.leadership.is_leader
+        )
         self.metrics.firing_now(active)
         self.metrics.image_states(
             ((k.cluster, k.namespace, k.name), str(known.facts.get("class")))
@@ -143,6 +162,7 @@ class Daemon:
             self.dispatcher.wake,
             metrics=self.metrics,
             clock=self.clock,
+            leadership=self.leadership,
         )
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
@@ -246,6 +266,17 @@ class Daemon:
                 self._stopping.wait(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
+    def _leading_changed(self, leading: bool) -> None:
+        """From the election thread: the writer takes over (or steps down) at its next batch;
+        a tick makes that now rather than at the next event."""
+        self.metrics.leader.set(1 if leading else 0)
+        ingestor = getattr(self, "ingestor", None)
+        if ingestor is not None and not self._stopping.is_set():
+            ingestor.put(Tick(self.clock.now()))
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.wake()
+
     def interrupt(self) -> None:
         """A signal arrived: end a start-up that is waiting for the database."""
         self._stopping.set()
@@ -289,6 +320,8 @@ class Daemon:
 
     def prune(self) -> None:
         """Retention, in the scheduler's thread: batches, so ingest never waits long."""
+        if not self.leadership.is_leader:
+            return
         try:
             now, keep = self.clock.now(), self.config.retention
             self._pruner.prune(now - keep.keep, now - keep.keep_samples)
@@ -307,6 +340,8 @@ class Daemon:
     def ready(self) -> tuple[bool, str]:
         if self.waiting_for_history is not None:
             return False, f"waiting for the history database: {self.waiting_for_history}"
+        if not self._started:
+            return False, "starting"  # the streams are not all registered yet
         ingestor = getattr(self, "ingestor", None)
         if ingestor is not None and ingestor.store_failing_since is not None:
             self.metrics.ready.set(0)
@@ -315,6 +350,10 @@ class Daemon:
         ok, reason = readiness(h.snapshot() for h in self.health.values())
         alive, why = self.alive()
         ok, reason = (ok and alive), (reason if alive else why)
+        leadership = getattr(self, "leadership", None)
+        if ok and leadership is not None and not leadership.is_leader:
+            # Ready to take over: watching, not writing.
+            reason = f"{reason}; standby (leader: {leadership.holder or 'unknown'})"
         self.metrics.ready.set(1 if ok else 0)
         return ok, reason
 
@@ -367,12 +406,16 @@ class Daemon:
         self._join("outbox", deadline)
         # One last delivery pass for what the final batch announced; the rest waits in the outbox.
         try:
-            self.dispatcher.drain_once(deadline=deadline)
-        except SQLAlchemyError as e:
+            if self.leadership.is_leader:
+                self.dispatcher.drain_once(deadline=deadline)
+        except (SQLAlchemyError, NotLeader) as e:
             log.warning("no final delivery pass (%s): undelivered alerts wait in the outbox",
                         describe(e))  # fmt: skip
         self.engine.dispose()
         self.unwritten = self.ingestor.abandoned + self.ingestor.queue.qsize()
+        self.leadership.stop()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
         log.info("stopped")
 
     def _join(self, name: str, deadline: float) -> None:

@@ -136,6 +136,7 @@ class _Listing:
 class Checkpoint:
     listing: dict[tuple[str, str], _Listing]
     loaded: set[tuple[str, str]]
+    complete: set[tuple[str, str]]
 
 
 class Inventory:
@@ -145,6 +146,7 @@ class Inventory:
         # (cluster, kind) pairs whose state came from a previous run: their first list is a resync.
         self._loaded: set[tuple[str, str]] = set()
         self._listing: dict[tuple[str, str], _Listing] = {}
+        self._complete: set[tuple[str, str]] = set()
         self.records = RecordBook()
         # Objects whose facts could not be taken in -> their Quarantined pseudo-object.
         self.quarantined: dict[ObjectKey, ObjectKey] = {}
@@ -168,11 +170,17 @@ class Inventory:
         """The lists in progress (not stored anywhere but here), to carry over when memory is
         reloaded from the database after a batch failed (daemon/ingest.py)."""
         listing = {k: _Listing(v.source, v.late, set(v.seen)) for k, v in self._listing.items()}
-        return Checkpoint(listing, set(self._loaded))
+        return Checkpoint(listing, set(self._loaded), set(self._complete))
 
     def resume(self, checkpoint: Checkpoint) -> None:
         self._listing = checkpoint.listing
         self._loaded = checkpoint.loaded
+        self._complete = checkpoint.complete
+
+    def complete_kinds(self) -> set[tuple[str, str]]:
+        """The (cluster, kind) streams whose state here comes from a complete list made by
+        this process and kept current since (not one loaded from a previous run's history)."""
+        return set(self._complete)
 
     def keys_of(self, cluster: str, kind: str) -> set[ObjectKey]:
         return set(self._by_kind.get((cluster, kind), ()))
@@ -343,6 +351,7 @@ class Inventory:
         # A relist or resync finds changes after the fact; a first-ever list is the baseline.
         listing = _Listing(source, late=source != "list")
         self._listing[(cluster, kind)] = listing
+        self._complete.discard((cluster, kind))
         return listing
 
     def _page(self, page: SnapshotPage, delta: Delta) -> None:
@@ -364,6 +373,7 @@ class Inventory:
         """The list is complete: whatever it did not contain is gone."""
         listing = self._listing.pop((end.cluster, end.kind), None) or _Listing(end.source, True)
         self._loaded.discard((end.cluster, end.kind))
+        self._complete.add((end.cluster, end.kind))
         for key in sorted(self.keys_of(end.cluster, end.kind) - listing.seen):
             self._delete(
                 key, end.received_at, listing.source, listing.late, end.resource_version, delta

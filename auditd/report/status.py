@@ -13,10 +13,18 @@ from auditd.alerts.render import human_duration
 from auditd.inventory.inventory import QUARANTINED
 from auditd.report.query import HEARTBEAT_STALE, iso_utc, parse_iso
 from auditd.report.render import table
-from auditd.store.models import NotificationRow, ObjectRow, ProbeHealthRow, StreamHealthRow
+from auditd.store.models import (
+    LeaderRow,
+    NotificationRow,
+    ObjectRow,
+    ProbeHealthRow,
+    StreamHealthRow,
+)
 
 # Three missed health samples: the daemon is gone or stuck, and what it last said is stale.
 STALE_AFTER = HEARTBEAT_STALE
+# The leader renews every 2 s (daemon/leader.py); a few missed renewals: nobody leads.
+LEADER_STALE = timedelta(seconds=15)
 
 
 def load_status(
@@ -89,6 +97,7 @@ def load_status(
             .order_by(ObjectRow.cluster, ObjectRow.name)
         )
     ]
+    leader = session.get(LeaderRow, "all")
     outbox = dict(
         session.execute(
             select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
@@ -111,6 +120,15 @@ def load_status(
         # Objects auditd could not take in: their last good state is kept, their current one
         # is unknown (so the whole is not "healthy").
         "quarantined": quarantined,
+        # Replicas on PostgreSQL: who leads, and whether it still renews (None on SQLite).
+        "leader": None
+        if leader is None
+        else {
+            "holder": leader.holder,
+            "since": iso_utc(leader.acquired_at),
+            "renewed_at": iso_utc(leader.renewed_at),
+            "current": now - leader.renewed_at <= LEADER_STALE,
+        },
         "outbox": {
             "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
             "sent": outbox.get("sent", 0),
@@ -213,6 +231,14 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
                     for q in doc["quarantined"]
                 ],
             ),
+        ]
+    ld = doc.get("leader")
+    if ld is not None:
+        state = "leads" if ld["current"] else "has NOT renewed its leadership"
+        out += [
+            "",
+            f"leader: {ld['holder']} {state} (since {_ago(ld['since'], now)}, renewed "
+            f"{_ago(ld['renewed_at'], now)}); other replicas are standbys",
         ]
     ob = doc["outbox"]
     out += [

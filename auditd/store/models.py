@@ -329,3 +329,15 @@ class ImageRecordRow(Base):
     demoted_at: Mapped[datetime | None]
     synced_at: Mapped[datetime | None]
     seen_at: Mapped[datetime]
+
+
+class LeaderRow(Base):
+    """Who leads (PostgreSQL replicas, daemon/leader.py), renewed every few seconds by the
+    leader: `auditd status` reads it. The lock itself is a PostgreSQL advisory lock."""
+
+    __tablename__ = "leaders"
+
+    scope: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
