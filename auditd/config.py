@@ -158,6 +158,9 @@ class ProbeConfig(Strict):
 MIRROR_REFRESH = timedelta(seconds=30)
 
 
+DATABASE_URL_ENV = "AUDITD_DATABASE_URL"
+
+
 def _read_secret(env: str, file: Path | None, key: str) -> SecretStr | None:
     """A secret from a file when one is configured, else from an environment variable."""
     if file is not None:
@@ -278,7 +281,10 @@ class RetentionConfig(Strict):
 
 class Config(Strict):
     data_dir: Path = Path("./auditd-data")
+    # The history database; default SQLite in data_dir. A URL with a password belongs in a
+    # Secret: database_url_file (a mounted file) or $AUDITD_DATABASE_URL, never a ConfigMap.
     database_url: str | None = None
+    database_url_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     clusters: list[ClusterConfig] = []
@@ -321,8 +327,12 @@ class Config(Strict):
         return self
 
     def effective_database_url(self) -> str:
+        """database_url, else database_url_file / $AUDITD_DATABASE_URL, else SQLite."""
         if self.database_url:
             return self.database_url
+        secret = _read_secret(DATABASE_URL_ENV, self.database_url_file, "database_url_file")
+        if secret is not None:
+            return secret.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'auditd.db').resolve()}"
 
     def pair_of(self, cluster: str) -> PairConfig | None:

@@ -22,7 +22,14 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fa
     return False
 
 
+# Two pods starting together both migrate: on PostgreSQL the second waits for the first
+# (a transaction-level advisory lock, released at commit) and then finds nothing to do.
+MIGRATION_LOCK = (0x61756469, 3)  # auditd's namespace (daemon/leader.py), lock 3
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

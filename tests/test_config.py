@@ -186,3 +186,20 @@ def test_config_check_cli(
     bad.write_text("[rules.no-such-rule]\nenabled = false\n")
     assert main(["config", "check", "-c", str(bad)]) == 2
     assert "rules.no-such-rule: unknown rule" in capsys.readouterr().err
+
+
+def test_the_database_url_comes_from_a_secret_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://auditd:from-file@db/audit\n")
+    assert (
+        parse_config({"database_url_file": str(secret)}).effective_database_url()
+        == "postgresql://auditd:from-file@db/audit"
+    )
+    monkeypatch.setenv("AUDITD_DATABASE_URL", "postgresql://auditd:from-env@db/audit")
+    assert parse_config({}).effective_database_url().endswith("from-env@db/audit")
+    monkeypatch.delenv("AUDITD_DATABASE_URL")
+    assert parse_config({}).effective_database_url().startswith("sqlite:///")
+    with pytest.raises(ConfigError, match="database_url_file"):
+        parse_config({"database_url_file": str(tmp_path / "missing")}).effective_database_url()

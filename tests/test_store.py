@@ -194,3 +194,25 @@ def test_report_window_selects_overlapping_violations(db_url: str) -> None:
         assert [v["subject"] for v in data.violations] == ["s1", "s3", "s2"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_processes_migrating_at_once_both_succeed(pg_url: str) -> None:
+    """Two pods start together: both run the migrations; one waits for the other's lock."""
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "auditd", "db", "upgrade", "--db", pg_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    engine = make_engine(pg_url)
+    assert current_revision(engine) == head_revision(pg_url)
+    engine.dispose()

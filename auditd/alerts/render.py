@@ -47,6 +47,14 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
+# Each rule's runbook: a section of docs/operations.md named after the rule.
+RUNBOOKS = "https://github.com/auditd/auditd/blob/main/docs/operations.md"
+
+
+def runbook_url(rule: str) -> str:
+    return f"{RUNBOOKS}#{rule}"
+
+
 def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
     where = " / ".join(
         x for x in (v.pair and f"pair {v.pair}", v.cluster and f"cluster {v.cluster}") if x
@@ -106,11 +114,14 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n{evidence}"}}
         )
+    runbook = runbook_url(v.rule)
     if event != "resolved" and remediation:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"Verify: `{remediation}`"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": f"Verify: `{remediation}` · <{runbook}|runbook>"}
+                ],
             }
         )
     payload: dict[str, Any] = {
@@ -120,6 +131,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         "severity": v.severity,
         "summary": v.summary,
         "verify": remediation,
+        "runbook_url": runbook,
         "fired_at": _iso(v.fired_at or v.first_seen),
         "resolved_at": _iso(v.resolved_at),
         # What silences (and later routing) match on.

@@ -7,14 +7,24 @@ the database: a lag gauge moves when its probe's batch was committed, not before
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from auditd import __version__
 from auditd.inventory.inventory import EXISTS, QUARANTINED, ObjectKey, Transition, origin_kind
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
@@ -94,18 +104,25 @@ class Metrics:
             ["cluster", "kind"],
             registry=r,
         )
-        self.stream_relists = Gauge(
+        self.stream_relists = Counter(
             "auditd_watch_relists",
-            "Relists of a watch stream since auditd started (410 Gone, too-old resource version).",
+            "Relists of a watch stream (410 Gone, too-old or rejected resource version).",
             ["cluster", "kind"],
             registry=r,
         )
-        self.stream_errors = Gauge(
+        self.stream_errors = Counter(
             "auditd_watch_errors",
-            "Errors of a watch stream since auditd started.",
+            "Errors of a watch stream (connection, HTTP, bad events).",
             ["cluster", "kind"],
             registry=r,
         )
+        # The streams' own counts (from their health) last seen, to turn into counter increments.
+        self._stream_counts: dict[tuple[str, str], tuple[int, int]] = {}
+        self.build = Info("auditd_build", "The running auditd.", registry=r)
+        self.build.info({"version": __version__, "python": platform.python_version()})
+        # process_* (CPU, memory, file descriptors) and python_gc_*, as every exporter has.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self.quarantined = Gauge(
             "auditd_quarantined_objects",
             "Objects auditd could not take in (malformed, or refused by the history database), "
@@ -173,8 +190,10 @@ class Metrics:
         for h in health:
             labels = (h["cluster"], h["kind"])
             self.stream_up.labels(*labels).set(0 if h["state"] == "blind" else 1)
-            self.stream_relists.labels(*labels).set(h["relists"])
-            self.stream_errors.labels(*labels).set(h["errors"])
+            relists, errors = self._stream_counts.get(labels, (0, 0))
+            self.stream_relists.labels(*labels).inc(max(0, h["relists"] - relists))
+            self.stream_errors.labels(*labels).inc(max(0, h["errors"] - errors))
+            self._stream_counts[labels] = (h["relists"], h["errors"])
         if not changes:
             return
         for c in changes:

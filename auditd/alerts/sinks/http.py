@@ -109,6 +109,7 @@ class AlertmanagerSink:
             "annotations": {
                 "summary": str(payload.get("text", "")),
                 "verify": str(payload.get("verify") or ""),
+                "runbook_url": str(payload.get("runbook_url") or ""),
             },
             "generatorURL": f"auditd://explain/{quote(subject, safe='/')}",
             "startsAt": payload.get("fired_at") or now.isoformat(),
