@@ -176,7 +176,10 @@ def test_forced_promotion_is_split_brain_within_two_cycles(lab: Lab, tmp_path: P
         shown = _split_brain_shown(lab)
         assert _wait(lambda: any(r == "split-brain" for r, _, _ in drill.fired(w)), 2 * 10 + 5)
         took = time.monotonic()
-        assert [m for m in drill.slack_messages() if "split-brain" in m.get("text", "")]
+        # The alert is posted by the outbox just after the violation commits: wait for it.
+        assert _wait(
+            lambda: any("split-brain" in m.get("text", "") for m in drill.slack_messages()), 15
+        )
         print(
             f"split brain critical {took - forced:.0f}s after the forced promotion, "
             f"{took - shown:.0f}s after Ceph showed it"
