@@ -332,12 +332,12 @@ class Inventory:
         for image in result.status.images:
             key = ObjectKey(result.cluster, RBD_IMAGE, result.pool, image.name)
             seen.add(key)
-            facts = image_facts(image, site_now, stale_after)
-            if facts["class"] == "stale" and not measured:
+            state = image_facts(image, site_now, stale_after)
+            if state["class"] == "stale" and not measured:
                 # Old records at first sight: a dead rbd-mirror, or a clock behind. The next
                 # probe tells which; until then the image is unknown (never healthy).
-                facts["class"] = "unknown"
-            new = Known(image.global_id or None, None, facts)
+                state["class"] = "unknown"
+            new = Known(image.global_id or None, None, state)
             self._upsert(key, self.objects.get(key), new, at, "probe", False, delta)
         gone = {k for k in self.keys_of(result.cluster, RBD_IMAGE) if k.namespace == result.pool}
         for key in sorted(gone - seen):
