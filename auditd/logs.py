@@ -92,11 +92,14 @@ class Spell:
     def __init__(
         self,
         logger: logging.Logger,
-        what: str,
+        what: str = "",
         summary_every: float = 300.0,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        self.log, self.what, self.every = logger, what, summary_every
+        """``what`` names the loop in each line; leave it empty when ``extra`` already says
+        (a watch stream's cluster and kind)."""
+        self.log, self.every = logger, summary_every
+        self._prefix = f"{what} " if what else ""
         self.extra = extra or {}
         self.since: float | None = None
         self._summarized = 0.0
@@ -106,28 +109,30 @@ class Spell:
     def bad(self) -> bool:
         return self.since is not None
 
-    def failed(self, error: str, now: float, level: int = logging.WARNING) -> None:
+    def failed(self, error: str, now: float, level: int = logging.WARNING) -> bool:
+        """Count a failure; True when it was logged (the first of a spell, or a summary)."""
         self.failures += 1
         if self.since is None:
             self.since = self._summarized = now
-            self.log.log(level, "%s failing: %s", self.what, error, extra=self.extra)
-        elif now - self._summarized >= self.every:
+            self.log.log(level, f"{self._prefix}failing: %s", error, extra=self.extra)
+            return True
+        if now - self._summarized >= self.every:
             self._summarized = now
             self.log.log(
                 level,
-                "%s still failing after %.0fs (%d failures): %s",
-                self.what,
+                f"{self._prefix}still failing after %.0fs (%d failures): %s",
                 now - self.since,
                 self.failures,
                 error,
                 extra=self.extra,
             )
+            return True
+        return False
 
     def succeeded(self, now: float) -> None:
         if self.since is not None:
             self.log.info(
-                "%s recovered after %.0fs (%d failures)",
-                self.what,
+                f"{self._prefix}recovered after %.0fs (%d failures)",
                 now - self.since,
                 self.failures,
                 extra=self.extra,

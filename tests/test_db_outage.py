@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import wait_until
+from helpers import history, wait_until
 from pgproxy import PgRelay
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -47,12 +47,8 @@ def relay(pg_url: str) -> Iterator[PgRelay]:
 
 
 def _rows(url: str, model: Any, *where: Any) -> list[Any]:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            return list(s.scalars(select(model).where(*where)))
-    finally:
-        engine.dispose()
+    with history(url) as s:
+        return list(s.scalars(select(model).where(*where)))
 
 
 def test_start_waits_for_a_database_that_is_down_with_readyz_false(
@@ -233,14 +229,12 @@ def test_a_database_that_refuses_writes_at_start_is_auditds_problem_not_a_blind_
     )
     assert blind == []
     assert _rows(url, ViolationRow, ViolationRow.rule == "audit-blind-spot") == []
-    engine = make_engine(url)
-    with session_factory(engine)() as s:
+    with history(url) as s:
         created = s.scalar(
             select(func.count()).where(
                 TransitionRow.kind == PVC.kind, TransitionRow.field == "exists"
             )
         )
-    engine.dispose()
     assert created == 30  # each exactly once
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import history, wait_until
 from sqlalchemy import func, select
 
 from auditd.clock import SYSTEM
@@ -25,7 +25,7 @@ from auditd.report.status import load_status, status_table
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI
 from auditd.sources.kube.kinds import PVC, VR
-from auditd.store.db import make_engine, session_factory
+from auditd.store.db import make_engine
 from auditd.store.migrate import upgrade
 from auditd.store.models import ObjectRow, TransitionRow
 
@@ -47,36 +47,26 @@ def run(config: Config) -> Iterator[Daemon]:
 
 def _created(url: str, cluster: str, kind: str, name: str) -> int:
     """How many times the history says this object came into existence."""
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            t = TransitionRow
-            return int(
-                s.scalar(
-                    select(func.count()).where(
-                        t.cluster == cluster,
-                        t.kind == kind,
-                        t.name == name,
-                        t.field == "exists",
-                        t.new == "true",
-                    )
-                )
-                or 0
+    t = TransitionRow
+    with history(url) as s:
+        created = s.scalar(
+            select(func.count()).where(
+                t.cluster == cluster,
+                t.kind == kind,
+                t.name == name,
+                t.field == "exists",
+                t.new == "true",
             )
-    finally:
-        engine.dispose()
+        )
+    return int(created or 0)
 
 
 def _stored(url: str, kind: str | None = None) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            q = select(ObjectRow)
-            if kind is not None:
-                q = q.where(ObjectRow.kind == kind)
-            return {(r.cluster, r.kind, r.namespace, r.name): dict(r.facts) for r in s.scalars(q)}
-    finally:
-        engine.dispose()
+    q = select(ObjectRow)
+    if kind is not None:
+        q = q.where(ObjectRow.kind == kind)
+    with history(url) as s:
+        return {(r.cluster, r.kind, r.namespace, r.name): dict(r.facts) for r in s.scalars(q)}
 
 
 def _neighbours(api: FakeKubeAPI, prefix: str, n: int = 5) -> list[str]:
@@ -176,12 +166,10 @@ def test_a_malformed_object_is_quarantined_not_the_stream_and_survives_a_restart
         # Fixed at the source: the quarantine ends, in history.
         dr1.patch(VR, "shop", "bad-conditions", {"status": {"conditions": []}})
         wait_until(lambda: len(_stored(db_url, QUARANTINED)) == 1, 20)
-        engine = make_engine(db_url)
-        with session_factory(engine)() as s:
+        with history(db_url) as s:
             now = SYSTEM.now()
             status = load_status(s, now)
             report = load_report(s, now.replace(year=now.year - 1), now)
-        engine.dispose()
         assert [q["name"] for q in status["quarantined"]] == ["bad-generation"]
         assert not status["healthy"]
         assert "QUARANTINED" in status_table(status, now)

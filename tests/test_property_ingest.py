@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from helpers import wait_until
+from helpers import history, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -24,7 +24,6 @@ from auditd.inventory.facts import EXTRACTORS
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI
 from auditd.sources.kube.kinds import DRPC, PV, PVC, VR, VRC, Kind
-from auditd.store.db import make_engine, session_factory
 from auditd.store.models import TransitionRow
 
 # The kinds served by the fake clusters of these tests, and a well-formed object of each.
@@ -83,18 +82,14 @@ hostile_objects = st.fixed_dictionaries(
 
 
 def _exists_count(url: str) -> dict[tuple[str, str], int]:
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            t = TransitionRow
-            rows = s.execute(
-                select(t.kind, t.name, func.count())
-                .where(t.field == "exists", t.new == "true", t.name.like("good-%"))
-                .group_by(t.kind, t.name)
-            ).all()
-            return {(k, n): int(c) for k, n, c in rows}
-    finally:
-        engine.dispose()
+    t = TransitionRow
+    with history(url) as s:
+        rows = s.execute(
+            select(t.kind, t.name, func.count())
+            .where(t.field == "exists", t.new == "true", t.name.like("good-%"))
+            .group_by(t.kind, t.name)
+        ).all()
+    return {(k, n): int(c) for k, n, c in rows}
 
 
 def test_arbitrary_objects_never_cost_a_neighbour_or_the_daemon(
@@ -166,20 +161,14 @@ def test_arbitrary_objects_never_cost_a_neighbour_or_the_daemon(
 
 def _count(url: str, like: str) -> int:
     """Objects ever recorded whose kind (or name) matches ``like``."""
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            t = TransitionRow
-            return int(
-                s.scalar(
-                    select(func.count()).where(
-                        t.field == "exists", t.new == "true", (t.kind == like) | t.name.like(like)
-                    )
-                )
-                or 0
+    t = TransitionRow
+    with history(url) as s:
+        found = s.scalar(
+            select(func.count()).where(
+                t.field == "exists", t.new == "true", (t.kind == like) | t.name.like(like)
             )
-    finally:
-        engine.dispose()
+        )
+    return int(found or 0)
 
 
 def _can_store(obj: Any) -> bool:

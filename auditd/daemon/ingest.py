@@ -294,10 +294,7 @@ class Ingestor:
             # Not this batch: the database takes no write at all (read-only, a broken schema,
             # lost privileges). Splitting would blame every item; hold them, as when it is down.
             attempt += 1
-            self._store_failing(f"refuses every write: {refusal}")
-            if self._stop.is_set() and attempt > 3:
-                raise Abandoned(refusal, 0)
-            time.sleep(min(30.0, 0.25 * 2**attempt))
+            self._wait_for_store(attempt, f"refuses every write: {refusal}")
         if len(batch) > 1:
             mid = len(batch) // 2
             self.process_isolating(batch[:mid])
@@ -615,10 +612,15 @@ class Ingestor:
                 if not database_down(e):
                     raise
                 attempt += 1
-                self._store_failing(describe(e))
-                if self._stop.is_set() and attempt > 3:
-                    raise Abandoned(describe(e), transitions) from None
-                time.sleep(min(30.0, 0.25 * 2**attempt))
+                self._wait_for_store(attempt, describe(e), transitions)
+
+    def _wait_for_store(self, attempt: int, error: str, transitions: int = 0) -> None:
+        """One more try at a database that does not take writes: say so, back off (capped,
+        exponential), or give up if shutting down after a few tries."""
+        self._store_failing(error)
+        if self._stop.is_set() and attempt > 3:
+            raise Abandoned(error, transitions)
+        time.sleep(min(30.0, 0.25 * 2**attempt))
 
     def _store_failing(self, error: str) -> None:
         if self.store_failing_since is None:

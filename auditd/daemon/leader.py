@@ -32,8 +32,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -90,7 +88,6 @@ class PgLeadership(Leadership):
         self.is_leader = False
         self.me = identity()
         self.holder = None
-        self.since: datetime | None = None
         self.retry_every = retry_every
         self.on_change = on_change
         self.clock = clock
@@ -170,7 +167,7 @@ class PgLeadership(Leadership):
             return
         self._record(conn, acquired=True)
         self._spell.succeeded(time.monotonic())
-        self._conn, self.holder, self.since = conn, self.me, self.clock.now()
+        self._conn, self.holder = conn, self.me
         self._other = False
         self.is_leader = True
         log.info("leading: this process writes the history and sends alerts (%s)", self.me)
@@ -266,11 +263,3 @@ class PgLeadership(Leadership):
 
     def someone_else_leads(self) -> bool:
         return self._other and not self.is_leader
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "role": "leader" if self.is_leader else "standby",
-            "me": self.me,
-            "leader": self.holder,
-            "since": self.since.isoformat() if self.since and self.is_leader else None,
-        }

@@ -30,6 +30,7 @@ import urllib3
 
 from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, WatchConfig
+from auditd.logs import Spell
 from auditd.sources.kube.client import ClusterUnavailable, api_client_for
 from auditd.sources.kube.events import (
     Facts,
@@ -148,10 +149,8 @@ class ListWatcher:
             settings.backoff_initial.total_seconds(), settings.backoff_max.total_seconds()
         )
         self._log_extra = {"cluster": cluster.name, "kind": kind.kind}
-        # The current spell of failures (monotonic times), for one line per spell, not per try.
-        self._bad_since: float | None = None
-        self._summarized = 0.0
-        self._failures = 0
+        # The current spell of failures, for one line per spell, not per try.
+        self._spell = Spell(log, summary_every=BAD_SUMMARY_EVERY, extra=self._log_extra)
         self._last_relist = float("-inf")
         self._skipped, self._skip_logged = 0, float("-inf")
 
@@ -261,34 +260,13 @@ class ListWatcher:
             delay = max(delay, retry_after)
         # One line when the stream goes bad, a summary now and then while it stays bad, one
         # when it recovers: an unreachable cluster must not drown the log (it is an alert).
-        now = time.monotonic()
-        self._failures += 1
-        if self._bad_since is None:
-            self._bad_since = self._summarized = now
-            log.warning("%s; retrying (backoff up to %.0fs)", message, self._backoff.maximum,
-                        extra=self._log_extra)  # fmt: skip
-        elif now - self._summarized >= BAD_SUMMARY_EVERY:
-            self._summarized = now
-            log.warning(
-                "still failing after %.0fs (%d attempts): %s",
-                now - self._bad_since,
-                self._failures,
-                message,
-                extra=self._log_extra,
-            )
-        else:
+        detail = f"{message}; retrying (backoff up to {self._backoff.maximum:.0f}s)"
+        if not self._spell.failed(detail, time.monotonic()):
             log.debug("%s; retrying in %.1fs", message, delay, extra=self._log_extra)
         self._stopping.wait(delay)
 
     def _recovered(self) -> None:
-        if self._bad_since is not None:
-            log.info(
-                "recovered after %.0fs (%d failed attempts)",
-                time.monotonic() - self._bad_since,
-                self._failures,
-                extra=self._log_extra,
-            )
-        self._bad_since, self._failures = None, 0
+        self._spell.succeeded(time.monotonic())
 
     # --------------------------------------------------------------------- HTTP
     def _get(
