@@ -264,6 +264,43 @@ class OpsConfig(Strict):
         return v
 
 
+class HaConfig(Strict):
+    """Replicas on one PostgreSQL history (see docs/operations.md#scaling-and-ha)."""
+
+    # Who leads each DR pair. "postgres": advisory locks in the history database. "lease": a
+    # coordination.k8s.io Lease per pair as well (`kubectl get leases` shows the holders); the
+    # advisory lock still fences every write. "auto": "lease" when running in a pod.
+    election: Literal["auto", "lease", "postgres"] = "auto"
+    # Where the Leases live: this kubeconfig and context, else the pod's service account.
+    kubeconfig: Path | None = None
+    context: str | None = None
+    # Default: the pod's own namespace.
+    lease_namespace: str | None = None
+    # A holder that has not renewed for lease_duration loses its pairs; one that cannot renew
+    # for renew_deadline steps down first (as client-go's leader election).
+    lease_duration: Duration = timedelta(seconds=15)
+    renew_deadline: Duration = timedelta(seconds=10)
+    # A dead man's switch outside Prometheus: the replica that sends alerts GETs this URL
+    # every heartbeat_every (healthchecks.io, Opsgenie/PagerDuty heartbeats, Uptime Kuma push).
+    # The URL usually carries a token: it comes from this env var or file, never the config.
+    heartbeat_url_env: str = "AUDITD_HEARTBEAT_URL"
+    heartbeat_url_file: Path | None = None
+    heartbeat_every: Duration = timedelta(minutes=1)
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> HaConfig:
+        if not timedelta(0) < self.renew_deadline < self.lease_duration:
+            raise ValueError("renew_deadline must be shorter than lease_duration")
+        return self
+
+    def heartbeat_url(self) -> SecretStr | None:
+        url = _read_secret(self.heartbeat_url_env, self.heartbeat_url_file, "ha.heartbeat_url_file")
+        if url is not None and not url.get_secret_value().startswith(("http://", "https://")):
+            # Not the value: it is a secret.
+            raise ConfigError("ha.heartbeat_url", "must be an http:// or https:// URL")
+        return url
+
+
 class RetentionConfig(Strict):
     # History older than this is pruned: transitions, samples, and the violations (with their
     # notifications) that resolved before it. Open incidents and failover episodes are kept.
@@ -296,6 +333,7 @@ class Config(Strict):
     rules: dict[str, RuleConfig] = {}
     ops: OpsConfig = OpsConfig()
     retention: RetentionConfig = RetentionConfig()
+    ha: HaConfig = HaConfig()
 
     @field_validator("clusters")
     @classmethod

@@ -79,7 +79,9 @@ def test_overlay_shape_secrets_and_the_rendered_config(
     (container,) = pod["containers"]
     env = {e["name"]: e for e in container.get("env", [])}
     assert env["AUDITD_CONFIG"]["value"] == "/etc/auditd/config/auditd.toml"
-    assert pod["securityContext"]["runAsNonRoot"] and not pod["automountServiceAccountToken"]
+    assert pod["securityContext"]["runAsNonRoot"]
+    # A token only where it is used: the Leases of postgres-ha, and only for them.
+    assert pod["automountServiceAccountToken"] == (overlay == "postgres-ha")
     assert container["securityContext"]["readOnlyRootFilesystem"]
     (namespace,) = _by_kind(docs, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -91,6 +93,15 @@ def test_overlay_shape_secrets_and_the_rendered_config(
         assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
         assert env["AUDITD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "auditd-database"
         assert _by_kind(docs, "PodDisruptionBudget")
+        (role,) = _by_kind(docs, "Role")
+        assert role["rules"] == [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "create", "update"],
+            }
+        ]
+        assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     # Secrets only from Secrets: no token, key or password in any ConfigMap.
     (cm,) = _by_kind(docs, "ConfigMap")
     text = cm["data"]["auditd.toml"]

@@ -25,10 +25,13 @@ from helpers import wait_until
 from sqlalchemy import func, select
 from test_e2e import TOKEN
 from test_ops import get as _get
+from test_ops import samples
 from test_ops import value as _value
 
+from auditd.daemon.leader import LEAD_NS
+from auditd.daemon.lease import lease_name
 from auditd.sim import objects
-from auditd.sim.fakekube import FakeKubeAPI
+from auditd.sim.fakekube import LEASE, FakeKubeAPI
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PVC
@@ -44,11 +47,29 @@ def get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-def value(port: int, name: str) -> float | None:
+def value(port: int, name: str, **labels: str) -> float | None:
     try:
-        return _value(port, name)
+        return _value(port, name, **labels)
     except OSError:
         return None
+
+
+PAIR = "pair/dr1-dr2"
+
+
+def leads(port: int, scope: str = PAIR) -> float | None:
+    return value(port, "auditd_leader", scope=scope)
+
+
+def status(url: str, format: str) -> str:  # noqa: A002 - the CLI's own option name
+    """`auditd status` of the history, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "auditd", "status", "--db", url, "--format", format],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
 
 
 def _free_port() -> int:
@@ -79,7 +100,7 @@ class Proc:
 
 
 def _config(
-    tmp: Path, name: str, clusters: dict[str, Any], slack: FakeSlack, url: str
+    tmp: Path, name: str, clusters: dict[str, Any], slack: FakeSlack, url: str, extra: str = ""
 ) -> tuple[Path, int]:
     port = _free_port()
     cfg = tmp / f"{name}.toml"
@@ -95,6 +116,7 @@ def _config(
                 "alerts": {"group_by": ["subject"], "group_wait": "0s", "group_interval": "0s"},
             },
         )
+        + extra
     )
     return cfg, port
 
@@ -133,10 +155,10 @@ def test_kill_9_the_leader_the_standby_takes_over_nothing_lost_nothing_twice(
     b: Proc | None = None
     created: list[str] = []
     try:
-        wait_until(lambda: value(port_a, "auditd_leader") == 1, 30)
+        wait_until(lambda: leads(port_a) == 1, 30)
         b = Proc(cfg_b)
         wait_until(lambda: get(port_b, "/readyz")[0] == 200, 30)
-        assert value(port_b, "auditd_leader") == 0
+        assert leads(port_b) == 0
         assert "standby" in get(port_b, "/readyz")[1]
 
         def stray(i: int) -> None:
@@ -155,16 +177,12 @@ def test_kill_9_the_leader_the_standby_takes_over_nothing_lost_nothing_twice(
         killed = time.monotonic()
         for i in range(6, 10):  # while nobody leads
             stray(i)
-        wait_until(lambda: value(port_b, "auditd_leader") == 1, 30)
+        wait_until(lambda: leads(port_b) == 1, 30)
         takeover = time.monotonic() - killed
-        status = subprocess.run(
-            [sys.executable, "-m", "auditd", "status", "--db", pg_url, "--format", "json"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        leader = json.loads(status.stdout)["leader"]
-        assert leader["holder"].endswith(f"/{b.proc.pid}") and leader["current"], leader
+        leaders = {ld["scope"]: ld for ld in json.loads(status(pg_url, "json"))["leaders"]}
+        for scope in (PAIR, "auditd"):
+            leader = leaders[scope]
+            assert leader["holder"].endswith(f"/{b.proc.pid}") and leader["current"], leader
         for i in range(10, 13):  # under the new leader
             stray(i)
         dr2.delete(PVC, "shop", "stray-7")
@@ -253,27 +271,192 @@ def test_a_deposed_leader_that_still_runs_neither_writes_nor_posts(
     cfg_b, port_b = _config(tmp_path, "b", clusters, slack, pg_url)
     a, b = Proc(cfg_a), None
     try:
-        wait_until(lambda: value(port_a, "auditd_leader") == 1, 30)
+        wait_until(lambda: leads(port_a) == 1, 30)
         b = Proc(cfg_b)
-        wait_until(lambda: value(port_b, "auditd_leader") == 0, 30)
+        wait_until(lambda: leads(port_b) == 0, 30)
         plain = pg_url.split("?")[0].replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(plain, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND classid = %s AND objid = 1 AND granted",
-                (0x61756469,),
+                " AND classid = %s AND granted AND pid <> pg_backend_pid()",
+                (LEAD_NS,),
             )
-        wait_until(lambda: value(port_b, "auditd_leader") == 1, 20)
-        wait_until(lambda: value(port_a, "auditd_leader") == 0, 20)
+        wait_until(lambda: leads(port_b) == 1, 20)
+        wait_until(lambda: leads(port_a) == 0, 20)
         dr2.create(PVC, objects.pvc("after-the-cut", "shop"))
         wait_until(lambda: any("after-the-cut" in (m["text"] or "") for m in slack.messages), 30)
         time.sleep(3)  # time for a deposed writer to (wrongly) post it again
         posts = [m for m in slack.messages if "after-the-cut" in (m["text"] or "")]
         assert len(posts) == 1, posts
         assert a.proc.poll() is None  # it lives on, as a standby
-        assert value(port_a, "auditd_leader") == 0
+        assert leads(port_a) == 0
     finally:
         a.stop()
         if b is not None:
             b.stop()
         slack.stop()
+
+
+P1, P2 = "pair/dr1-dr2", "pair/dr3-dr4"
+
+
+def _second_pair(kubeconfig: Path) -> str:
+    """dr3/dr4: a second pair, watching the same two fake API servers as dr1/dr2 (contexts
+    dr1, dr2), so that one stray PVC on the shared secondary is one violation in each pair."""
+    return f"""
+[[clusters]]
+name = "dr3"
+kubeconfig = "{kubeconfig}"
+context = "dr1"
+role = "primary"
+
+[[clusters]]
+name = "dr4"
+kubeconfig = "{kubeconfig}"
+context = "dr2"
+role = "secondary"
+
+[[pairs]]
+name = "dr3-dr4"
+clusters = ["dr3", "dr4"]
+"""
+
+
+LEASES = """
+[ha]
+election = "lease"
+kubeconfig = "{kubeconfig}"
+context = "dr1"
+lease_namespace = "auditd"
+lease_duration = "4s"
+renew_deadline = "3s"
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("election", ["postgres", "lease"])
+def test_two_replicas_spread_two_pairs_and_one_leads_both_when_the_other_dies(
+    tmp_path: Path, clusters: dict[str, Any], pg_url: str, election: str
+) -> None:
+    """Each replica leads one pair; kill -9 one, the other leads both. With Leases (in the
+    fake API server of the cluster auditd "runs" in), the Leases name the same holders, and
+    the takeover waits for the dead replica's Lease to expire (4 s here, 15 s by default)."""
+    slack = FakeSlack(token=TOKEN).start()
+    dr1: FakeKubeAPI = clusters["dr1"]
+    dr2: FakeKubeAPI = clusters["dr2"]
+    extra = _second_pair(clusters["kubeconfig"])
+    if election == "lease":
+        dr1.add_resource(LEASE)
+        extra += LEASES.format(kubeconfig=clusters["kubeconfig"])
+
+    def lease_holder(scope: str) -> str | None:
+        lease = dr1.get(LEASE, "auditd", lease_name(scope))
+        return lease["spec"].get("holderIdentity") if lease else None
+
+    cfg_a, port_a = _config(tmp_path, "a", clusters, slack, pg_url, extra)
+    cfg_b, port_b = _config(tmp_path, "b", clusters, slack, pg_url, extra)
+    a = Proc(cfg_a)
+    b: Proc | None = None
+    engine = make_engine(pg_url)
+    sessions = session_factory(engine)
+
+    def firing() -> set[str]:
+        with sessions() as s:
+            return set(
+                s.scalars(
+                    select(ViolationRow.subject).where(
+                        ViolationRow.rule == "pvc-on-secondary", ViolationRow.state == "firing"
+                    )
+                )
+            )
+
+    def posted(name: str) -> list[dict[str, Any]]:
+        return [m for m in slack.messages if m["thread_ts"] is None and name in (m["text"] or "")]
+
+    def fired(port: int) -> float:
+        return sum(
+            v
+            for (name, labels), v in samples(port).items()
+            if name == "auditd_rule_firings_total" and ("rule", "pvc-on-secondary") in labels
+        )
+
+    try:
+        wait_until(lambda: leads(port_a, P1) == 1 and leads(port_a, P2) == 1, 30)
+        b = Proc(cfg_b)
+        started = time.monotonic()
+        # B joins once its watches have listed; A hands it one pair.
+        wait_until(
+            lambda: (
+                {leads(port_a, P1), leads(port_a, P2)} == {0.0, 1.0}
+                and leads(port_b, P1) == 1 - (leads(port_a, P1) or 0)
+                and leads(port_b, P2) == 1 - (leads(port_a, P2) or 0)
+            ),
+            30,
+        )
+        spread = time.monotonic() - started
+        a_pair = P1 if leads(port_a, P1) == 1 else P2
+        b_pair = P2 if a_pair == P1 else P1
+        ready = get(port_b, "/readyz")[1]
+        assert f"leads {b_pair}" in ready and f"follows {a_pair}" in ready, ready
+        if election == "lease":
+            wait_until(lambda: lease_holder(a_pair) == f"{socket.gethostname()}/{a.proc.pid}", 10)
+            assert lease_holder(b_pair) == f"{socket.gethostname()}/{b.proc.pid}"
+
+        # Each replica writes, evaluates and fires its own pair's violation.
+        dr2.create(PVC, objects.pvc("stray-1", "shop"))
+        both = {"dr2/PersistentVolumeClaim/shop/stray-1", "dr4/PersistentVolumeClaim/shop/stray-1"}
+        wait_until(lambda: firing() == both, 30)
+        wait_until(lambda: len(posted("stray-1")) == 2, 30)
+        assert (fired(port_a), fired(port_b)) == (1, 1), "each fired its own pair's violation"
+
+        b.proc.kill()  # kill -9
+        killed = time.monotonic()
+        dr2.create(PVC, objects.pvc("stray-2", "shop"))  # while B's pair has no leader
+        wait_until(lambda: leads(port_a, P1) == 1 and leads(port_a, P2) == 1, 30)
+        takeover = time.monotonic() - killed
+        leaders = {ld["scope"]: ld for ld in json.loads(status(pg_url, "json"))["leaders"]}
+        assert set(leaders) == {P1, P2, "auditd"}
+        table = status(pg_url, "table")
+        rows = [line.split()[0] for line in table.splitlines() if f"/{a.proc.pid} " in line]
+        assert sorted(rows) == ["auditd", P1, P2] and "NOT RENEWED" not in table, table
+        assert all(ld["holder"].endswith(f"/{a.proc.pid}") for ld in leaders.values()), leaders
+        if election == "lease":
+            assert {lease_holder(s) for s in (P1, P2, "auditd")} == {
+                f"{socket.gethostname()}/{a.proc.pid}"
+            }
+        dr2.create(PVC, objects.pvc("stray-3", "shop"))  # under the one leader of both
+        everything = {
+            f"{c}/PersistentVolumeClaim/shop/stray-{i}" for c in ("dr2", "dr4") for i in (1, 2, 3)
+        }
+        wait_until(lambda: firing() == everything, 30)
+        wait_until(lambda: all(len(posted(f"stray-{i}")) == 2 for i in (2, 3)), 30)
+        time.sleep(2)  # time for a duplicate to show
+        with sessions() as s:
+            exists = Counter(
+                (t.cluster, t.name)
+                for t in s.scalars(
+                    select(TransitionRow).where(
+                        TransitionRow.kind == PVC.kind, TransitionRow.field == "exists"
+                    )
+                )
+                if t.name.startswith("stray-")
+            )
+    finally:
+        engine.dispose()
+        a.stop()
+        if b is not None:
+            b.stop()
+        slack.stop()
+    # Every stray PVC recorded once on each pair's secondary; every violation posted once.
+    assert exists == Counter({(c, f"stray-{i}"): 1 for c in ("dr2", "dr4") for i in (1, 2, 3)})
+    for i in (1, 2, 3):
+        subjects = Counter(
+            next(iter(re.findall(r"\bdr[24]\b", m["text"] or "")), None)
+            for m in posted(f"stray-{i}")
+        )
+        assert subjects == Counter({"dr2": 1, "dr4": 1}), (i, subjects)
+    assert takeover < 15, takeover
+    print(
+        f"{election}: spread in {spread:.1f}s (A leads {a_pair});"
+        f" after kill -9 A leads both in {takeover:.1f}s"
+    )

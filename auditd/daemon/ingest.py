@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.leader import Leadership, NotLeader
+from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import Checkpoint, Delta, Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
-from auditd.rules.model import Unknown
+from auditd.rules.model import Finding, Unknown, Verdict
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
 from auditd.sources.kube.events import (
@@ -147,9 +148,12 @@ class Ingestor:
         self.store_failing_since: datetime | None = None
         self.store_error: str | None = None
         self._spell = Spell(log, "history database")
-        # Replicas on one PostgreSQL history: only the leader writes (daemon/leader.py).
+        # Replicas on one PostgreSQL history: each scope (a pair) has one writer, its leader
+        # (daemon/leader.py). The scopes this writer leads and has taken over: it writes their
+        # items and evaluates their rules; it follows the others in memory.
         self.leadership = leadership or Leadership()
-        self._leading = self.leadership.is_leader
+        self.scopes = Scopes.of(rules.config)
+        self._led = frozenset(s for s in self.scopes.all if self.leadership.state(s) == "lead")
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -192,34 +196,59 @@ class Ingestor:
 
     # ------------------------------------------------------------------ leadership
     def _write_or_follow(self, batch: Sequence[Item]) -> None:
-        """Write the batch as the leader (taking over first if this process just became it);
-        follow it as a standby while another process leads; hold it while nobody is known
-        to lead (this leader's database session was lost: an outage, most likely, and the
-        batch keeps its times until the session, and the lock, are back)."""
+        """Write the items of the scopes this process leads (taking a scope over first if it
+        just became its leader), follow the others in memory; hold the whole batch while this
+        process cannot tell who leads (its election session was lost: an outage, most likely,
+        and the batch keeps its times until the session, and the locks, are back)."""
         waited = 0
         while True:
-            lead = self.leadership
-            if not lead.is_leader and lead.someone_else_leads():
-                if self._leading:
-                    log.info("standby: %s leads; following, not writing", lead.holder)
-                self._leading = False
-                self._follow(batch)
-                return
-            if not lead.is_leader:
+            states = {s: self.leadership.state(s) for s in self.scopes.all}
+            if "unknown" in states.values():
                 waited += 1
                 if self._stop.is_set() and waited > 20:
                     raise Abandoned("no database session to lead with", 0)
                 self._store_failing("waiting to lead again (the database session was lost)")
                 time.sleep(0.25)
                 continue
+            led = frozenset(s for s, state in states.items() if state == "lead")
+            gone = self._led - led
+            if gone:
+                holders = ", ".join(f"{s}: {self.leadership.holder(s)}" for s in sorted(gone))
+                log.info("following %s, not writing it (%s)", ", ".join(sorted(gone)), holders)
+                self._led -= gone
+            mine, theirs = self._split(batch, led)
             try:
-                if not self._leading:
-                    self._take_over()
-                    self._leading = True
-                self.process_isolating(batch)
+                newly = led - self._led
+                if newly:
+                    self._take_over(newly)
+                self._follow(theirs)
+                self.process_isolating(mine)
                 return
             except NotLeader:
                 continue  # memory is back to what is stored; decide again
+
+    def _split(self, batch: Sequence[Item], led: frozenset[str]) -> tuple[list[Item], list[Item]]:
+        """The items of the scopes ``led`` (to write), and the rest (to follow). A health
+        report or a downtime covering several clusters is cut along the scopes."""
+        if led >= set(self.scopes.all):
+            return list(batch), []
+        scope_of = self.scopes.of_cluster
+        mine: list[Item] = []
+        theirs: list[Item] = []
+        for item in batch:
+            if isinstance(item, Tick):
+                (mine if led else theirs).append(item)
+            elif isinstance(item, HealthReport):
+                ours = [h for h in item.streams if scope_of(h["cluster"]) in led]
+                if ours:
+                    mine.append(replace(item, streams=ours))
+            elif isinstance(item, Downtime):
+                clusters = [c for c in item.clusters if scope_of(c) in led]
+                if clusters:
+                    mine.append(replace(item, clusters=clusters))
+            else:
+                (mine if scope_of(item.cluster) in led else theirs).append(item)
+        return mine, theirs
 
     def _follow(self, batch: Sequence[Item]) -> None:
         """A standby's part: what the clusters and Ceph say, kept in memory, written nowhere."""
@@ -229,21 +258,37 @@ class Ingestor:
             elif isinstance(item, KubeEvent):
                 self.inventory.apply(item)
 
-    def _take_over(self) -> None:
-        """Become the writer: reload the history as the last leader left it, then reconcile it
-        with what this process has been watching, as a restart reconciles with a fresh list
-        (changes found this way are recorded as relist, late)."""
+    def _take_over(self, scopes: frozenset[str]) -> None:
+        """Become the writer of these scopes: reload the history as their last leader left it,
+        then reconcile it with what this process has been watching, as a restart reconciles
+        with a fresh list (changes found this way are recorded as relist, late)."""
         started = time.monotonic()
         watched = self.inventory
-        self._restore(watched.checkpoint())
-        items = resync(watched, self.clock.now())
-        if items:
-            self.process_isolating(items)
+        self._led |= scopes
+        try:
+            self._restore(watched.checkpoint())
+            items = resync(watched, self.clock.now(), self.scopes.clusters_of(scopes))
+            if items:
+                self.process_isolating(items)
+        except BaseException:
+            self._led -= scopes
+            raise
         log.info(
-            "took over as the leader: %d kinds reconciled in %.1fs",
+            "took over %s: %d kinds reconciled in %.1fs",
+            ", ".join(sorted(scopes)),
             sum(isinstance(i, SnapshotEnd) for i in items),
             time.monotonic() - started,
         )
+
+    def _mine(self, pair: str | None, cluster: str | None) -> bool:
+        if len(self._led) == len(self.scopes.all):  # one process leads everything (SQLite)
+            return True
+        return self.scopes.of_violation(pair, cluster) in self._led
+
+    def led_active(self) -> dict[ViolationKey, Active]:
+        if len(self._led) == len(self.scopes.all):
+            return self.active
+        return {k: v for k, v in self.active.items() if self._mine(v.pair, v.cluster)}
 
     def _abandon(self, batch: Sequence[Item], e: Abandoned) -> None:
         """Shutting down with a database that cannot be written: say what was not recorded."""
@@ -340,6 +385,7 @@ class Ingestor:
         row = StreamHealthRow
         try:
             with self.sessions.begin() as session:
+                session.info["scopes"] = self._led
                 session.execute(
                     update(row).where(row.cluster == "", row.kind == "").values(state="")
                 )
@@ -353,6 +399,11 @@ class Ingestor:
         state = self._with_database("reload state", lambda s: load_state(s, self.rules.config))
         inventory, rules, active = state
         inventory.resume(checkpoint)
+        # The scopes another replica writes are ahead in memory of what it has stored yet:
+        # keep them as watched, ready for a takeover.
+        followed = self.scopes.clusters_of(set(self.scopes.all) - self._led)
+        if followed:
+            inventory.transplant(self.inventory, followed)
         self.inventory, self.rules = inventory, rules
         self.active.clear()
         self.active.update(active)
@@ -408,7 +459,8 @@ class Ingestor:
         self.committed_batches += 1
         if self.metrics is not None:
             probes = [i for i in batch if isinstance(i, ProbeResult)]
-            self.metrics.observe(probes, delta.transitions, lags, health_rows, changes, self.active)
+            firing = self.led_active()
+            self.metrics.observe(probes, delta.transitions, lags, changes, firing)
         if plans:
             self.on_commit()
         if listed:
@@ -439,18 +491,32 @@ class Ingestor:
             verdict = verdicts[key]
             if isinstance(verdict, Unknown):
                 continue  # unknowable right now: neither fire nor resolve
+            if not self._decides(key, verdict):
+                continue  # another replica leads that pair
             rule = self.rules.rules[key[0]]
             change = step(self.active.get(key), verdict, rule.for_, now)
             if change is not None:
                 changes.append(change)
         if timers:
             for key in sorted(self.active):
-                if key in verdicts or key[0] not in self.rules.rules:
+                v = self.active[key]
+                if (
+                    key in verdicts
+                    or key[0] not in self.rules.rules
+                    or not self._mine(v.pair, v.cluster)
+                ):
                     continue
                 change = due(self.active[key], self.rules.rules[key[0]].for_, now)
                 if change is not None:
                     changes.append(change)
         return changes
+
+    def _decides(self, key: ViolationKey, verdict: Verdict) -> bool:
+        """This process's verdict counts: the violation belongs to a scope it leads."""
+        if isinstance(verdict, Finding):
+            return self._mine(verdict.pair, verdict.cluster)
+        held = self.active.get(key)
+        return held is None or self._mine(held.pair, held.cluster)
 
     def _notifications(self, change: Change) -> list[PlannedNotification]:
         if not change.notify:
@@ -576,6 +642,7 @@ class Ingestor:
         episodes: list[Episode],
     ) -> list[int]:
         def write(session: Session) -> list[int]:
+            session.info["scopes"] = self._led  # what the fence checks (daemon/leader.py)
             write_delta(session, delta, now)
             write_stream_health(session, health_rows)
             write_probe_health(session, probe_rows)
@@ -674,12 +741,14 @@ def observed_at(item: Item) -> datetime:
     return item.received_at
 
 
-def resync(watched: Inventory, now: datetime) -> list[Item]:
-    """What a new leader writes to bring the history up to what it has been watching: every
-    kind it holds from a complete list, as a relist (a kind it has not finished listing is
-    left to its list)."""
+def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
+    """What a new leader writes to bring the history of these clusters up to what it has been
+    watching: every kind it holds from a complete list, as a relist (a kind it has not finished
+    listing is left to its list)."""
     items: list[Item] = []
     for cluster, kind in sorted(watched.complete_kinds()):
+        if cluster not in clusters:
+            continue
         objects = [
             Observed(k.namespace, k.name, known.uid, known.resource_version, dict(known.facts))
             for k in sorted(watched.keys_of(cluster, kind))

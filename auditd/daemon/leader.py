@@ -1,37 +1,51 @@
-"""Who writes: one leader among replicas that share a PostgreSQL history.
+"""Who writes what: replicas on one PostgreSQL history share the work by scope.
 
-Several `auditd run` may point at one PostgreSQL database (two replicas, or two pods during a
-rollout). Only one may write history, evaluate and notify, or every alert is posted twice.
+Several `auditd run` may point at one PostgreSQL database (replicas, or two pods during a
+rollout). Each scope (a DR pair, an unpaired cluster, or auditd's own chores: daemon/scopes.py)
+must have exactly one writer, or its alerts are posted twice. Replicas spread the pairs among
+themselves: with N replicas and N pairs each leads one, and when one dies the others take its
+pairs over.
 
-Election: a session-level advisory lock (``ELECTION``) held on a connection of its own. It is
-released by PostgreSQL the moment that session ends: a leader killed with -9 closes its socket
-and a standby takes over at its next try (``retry_every``). The session sets TCP keepalives so
-that PostgreSQL also notices a leader cut off by the network, and the leader checks its
-session every ``retry_every``; when the check fails it steps down at once, well before the
-server could have given the lock to anyone else.
+Election: one session-level advisory lock per scope, all held on one connection of this
+process's own. PostgreSQL releases them the moment that session ends: a replica killed with -9
+closes its socket and the others take over at their next round (``retry_every``). The session
+sets TCP keepalives so that PostgreSQL also notices a replica cut off by the network, and each
+round checks the session; when the check fails the replica steps down from everything at once,
+well before the server could have given the locks to anyone else.
 
-Fence: every commit of the leader's sessions first takes ``FENCE`` in shared mode (held to the
-end of the transaction) and checks that the election lock is still held by its own lock
-session. A new leader, before it writes, takes ``FENCE`` exclusively once: it waits for any
-commit the old leader had already checked, and any commit the old leader tries later fails the
-check and rolls back. So a
-deposed leader that still runs can neither commit nor post (the outbox marks a row
-``sending`` in a fenced transaction before it calls a sink).
+Spread: every replica also holds a membership lock once it is ready (its watches synced, so
+that it is never handed a pair cold). A member leads at most ceil(pairs / members) pairs: a
+replica that joins makes the others release what they hold beyond that, and it takes those
+pairs at its next round. The ``GLOBAL`` scope (delivering alerts, pruning) goes to whoever
+takes it first.
 
-Standbys keep watching (their inventory stays current); when one takes over it reconciles the
-history with what it holds, as a restart reconciles with a fresh list (daemon/ingest.py).
-SQLite has one writer by construction (store/writer_lock.py) and needs none of this.
+Fence: every commit first takes, for each scope it writes (``session.info["scopes"]``, else
+``GLOBAL``), that scope's fence lock in shared mode, and checks that this process's election
+session still holds the scope's lock. A new leader of a scope takes its fence exclusively once
+before it writes: it waits for any commit the old leader had already checked, and any commit
+the old leader tries later fails the check and rolls back. So a deposed leader that still
+runs can neither commit nor post (the outbox marks a row ``sending`` in a fenced transaction
+before it calls a sink).
+
+Standbys keep watching every cluster (their inventory stays warm); a replica that takes a
+scope over reconciles the history with what it holds, as a restart reconciles with a fresh
+list (daemon/ingest.py). SQLite has one writer by construction (store/writer_lock.py) and
+leads every scope.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,18 +53,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from auditd.clock import SYSTEM, Clock
+from auditd.daemon.lease import Leases
+from auditd.daemon.scopes import GLOBAL
 from auditd.logs import Spell, describe
 from auditd.store.db import normalize_url
 
 log = logging.getLogger(__name__)
 
-# Advisory lock keys (two int4: a namespace for auditd, then the lock).
-NAMESPACE = 0x61756469  # "audi"
-ELECTION, FENCE = 1, 2
+# Advisory locks are two int4: a namespace, then a key. They are per database, not per schema:
+# keys are derived from the history's schema too (``lock_key``), so that two auditd histories
+# in one database (a schema each) never elect across each other.
+NAMESPACE = 0x61756469  # "audi": 3 = migrations (migrations/env.py)
+LEGACY_ELECTION = 1  # the single election lock of auditd before per-pair leadership
+LEAD_NS = 0x6175644C  # "audL": one lock per scope, held by its leader's election session
+FENCE_NS = 0x61756446  # "audF": one per scope, shared by each commit, exclusive on takeover
+# Members: one lock per live, ready replica, in a namespace of the history's own; random key.
+
+State = Literal["lead", "follow", "unknown"]
 
 
 class NotLeader(Exception):
-    """This process does not (or no longer) lead: it must not write history or notify."""
+    """This process does not (or no longer) lead a scope it was about to write."""
 
 
 def identity() -> str:
@@ -58,11 +81,14 @@ def identity() -> str:
     return f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
 
 
-class Leadership:
-    """The single-writer case (SQLite): always the leader."""
+def lock_key(realm: str, scope: str) -> int:
+    """A scope's key in the history ``realm`` (its schema). Two that collide are simply led
+    together."""
+    return zlib.crc32(f"{realm}\0{scope}".encode()) & 0x7FFFFFFF
 
-    is_leader = True
-    holder: str | None = None
+
+class Leadership:
+    """The single-writer case (SQLite): this process leads every scope."""
 
     def start(self) -> None:
         pass
@@ -73,25 +99,44 @@ class Leadership:
     def fence(self, sessions: sessionmaker[Session]) -> None:
         pass
 
-    def someone_else_leads(self) -> bool:
-        return False
+    def state(self, scope: str) -> State:
+        return "lead"
+
+    def leads(self, scope: str) -> bool:
+        return self.state(scope) == "lead"
+
+    def holder(self, scope: str) -> str | None:
+        return None
+
+    @property
+    def is_leader(self) -> bool:
+        """Leads at least one scope (writes some history)."""
+        return True
 
 
 class PgLeadership(Leadership):
     def __init__(
         self,
         url: str,
+        units: Sequence[str],
         retry_every: float = 2.0,
-        on_change: Callable[[bool], None] = lambda _leading: None,
+        on_change: Callable[[frozenset[str]], None] = lambda _led: None,
+        ready: Callable[[], bool] = lambda: True,
         clock: Clock = SYSTEM,
+        leases: Leases | None = None,
+        renew_deadline: float = 10.0,
     ) -> None:
-        self.is_leader = False
         self.me = identity()
-        self.holder = None
+        # In a cluster, a Lease per scope says who should lead it; the advisory lock fences.
+        self.leases = leases
+        self.renew_deadline = renew_deadline
+        self._renewed: dict[str, float] = {}  # scope -> when its Lease was last renewed
+        self.units = sorted(set(units) - {GLOBAL})
         self.retry_every = retry_every
         self.on_change = on_change
+        self.ready = ready
         self.clock = clock
-        # Its own engine, no pool: the lock lives and dies with exactly one session.
+        # Its own engine, no pool: the locks live and die with exactly one session.
         self._engine: Engine = create_engine(
             normalize_url(url),
             poolclass=NullPool,
@@ -105,15 +150,42 @@ class PgLeadership(Leadership):
         )
         self._conn: Connection | None = None
         self._pid: int | None = None
-        # The last attempt found the lock held by another session (a live leader elsewhere).
-        self._other = False
+        self._realm = ""  # the history's schema, once connected
+        self._member: int | None = None  # this replica's membership key, once ready
+        self._held: frozenset[str] = frozenset()
+        # A commit found a lock gone: nothing is written until a round has checked the session.
+        self._suspect = False
+        self._holders: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leader", daemon=True)
         self._spell = Spell(log, "leader election")
 
-    # ---------------------------------------------------------------- lifecycle
+    # ------------------------------------------------------------------- answers
+    def state(self, scope: str) -> State:
+        """lead: write it; follow: another replica leads it (or is about to); unknown: this
+        process has no database session, so cannot tell (an outage, most likely: hold)."""
+        if self._conn is None or self._suspect:
+            return "unknown"
+        return "lead" if scope in self._held else "follow"
+
+    def led(self) -> frozenset[str]:
+        """The scopes this process leads now."""
+        return frozenset() if self._conn is None or self._suspect else self._held
+
+    def holder(self, scope: str) -> str | None:
+        if scope in self._held:
+            return self.me
+        if self.leases is not None and scope in self.leases.holders:
+            return self.leases.holders[scope]
+        return self._holders.get(scope)
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self.led())
+
+    # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        self._try()  # a lone replica leads from its first moment
+        self._round()  # a lone replica leads from its first moment
         self._thread.start()
 
     def stop(self) -> None:
@@ -125,88 +197,205 @@ class PgLeadership(Leadership):
     def _run(self) -> None:
         while not self._stop.wait(self.retry_every):
             try:
-                if self._conn is None:
-                    self._try()
-                elif not self.is_leader:
-                    self._step_down("a commit found the election lock no longer ours")
-                else:
-                    self._check()
+                self._round()
             except Exception:  # the election must outlive any bug in one round
                 log.exception("leader election round failed")
 
-    def _try(self) -> None:
-        try:
-            conn = self._engine.connect()
-        except SQLAlchemyError as e:
-            self._other = False  # unknown: nobody is known to lead
-            self._spell.failed(describe(e), time.monotonic())
+    def _round(self) -> None:
+        if self._conn is None and not self._connect():
             return
-        try:
-            got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": NAMESPACE, "key": ELECTION}
-            ).scalar()
-            conn.commit()
-            if not got:
-                self.holder = self._read_holder(conn)
-                self._other = True
-                conn.close()
-                self._spell.succeeded(time.monotonic())
-                return
-            # Wait out whatever the previous leader had begun, then write as the leader.
-            conn.execute(
-                text("SELECT pg_advisory_lock(:ns, :key)"), {"ns": NAMESPACE, "key": FENCE}
-            )
-            conn.execute(
-                text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": NAMESPACE, "key": FENCE}
-            )
-            self._pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            conn.commit()
-        except SQLAlchemyError as e:
-            conn.close()
-            self._spell.failed(describe(e), time.monotonic())
-            return
-        self._record(conn, acquired=True)
-        self._spell.succeeded(time.monotonic())
-        self._conn, self.holder = conn, self.me
-        self._other = False
-        self.is_leader = True
-        log.info("leading: this process writes the history and sends alerts (%s)", self.me)
-        self.on_change(True)
-
-    def _check(self) -> None:
-        """Still holding the lock? Renew the record others read; step down on any doubt."""
         conn = self._conn
-        if conn is None:
-            return
+        assert conn is not None
         try:
             conn.execute(text("SET LOCAL statement_timeout = '3s'"))
-            conn.execute(text("SELECT 1"))
+            self._verify(conn)
+            if self._member is None and self.ready():
+                self._join(conn)
             conn.commit()
+            if self._legacy_leader(conn):
+                # An auditd from before per-pair leadership leads everything (a rollout in
+                # progress): lead nothing until it is gone.
+                self._release(conn, self._held, "an older auditd leads every pair")
+                return
+            self._renew_leases(conn)
+            self._balance(conn)
+            if GLOBAL not in self._held:
+                self._take(conn, GLOBAL)
+            self._read_holders(conn)
         except SQLAlchemyError as e:
             self._step_down(f"lost the database session: {describe(e)}")
+            self._spell.failed(describe(e), time.monotonic())
             return
-        self._record(conn, acquired=False)
+        self._spell.succeeded(time.monotonic())
+        self._record(conn)
 
-    def _record(self, conn: Connection, acquired: bool) -> None:
-        """Say who leads, for `auditd status`. Best effort: a database that takes no writes
-        (read-only, full) still has a leader, which then holds its events."""
+    def _connect(self) -> bool:
+        try:
+            conn = self._engine.connect()
+            pid, realm = conn.execute(text("SELECT pg_backend_pid(), current_schema()")).one()
+            conn.commit()
+        except SQLAlchemyError as e:
+            self._spell.failed(describe(e), time.monotonic())
+            return False
+        self._pid, self._realm = int(pid), str(realm)
+        self._conn, self._suspect = conn, False
+        return True
+
+    def _verify(self, conn: Connection) -> None:
+        """The scopes whose lock this session really holds (a commit found one gone, or the
+        session is new). Raises when the session is unusable."""
+        rows = conn.execute(
+            text(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :ns AND objsubid = 2 AND pid = :pid"
+            ),
+            {"ns": LEAD_NS, "pid": self._pid},
+        ).scalars()
+        keys = set(rows)
+        gone = {s for s in self._held if self._key(s) not in keys}
+        if gone:
+            self._held = self._held - gone
+            log.warning("no longer leading %s: its lock is gone", ", ".join(sorted(gone)))
+            self.on_change(self._held)
+        self._suspect = False
+
+    def _join(self, conn: Connection) -> None:
+        while True:
+            key = random.randrange(1, 0x7FFFFFFF)
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:ns, :key)"),
+                {"ns": self._key("members"), "key": key},
+            ).scalar()
+            if got:
+                self._member = key
+                return
+
+    @staticmethod
+    def _legacy_leader(conn: Connection) -> bool:
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :ns AND objid = :key AND objsubid = 2"
+            ),
+            {"ns": NAMESPACE, "key": LEGACY_ELECTION},
+        ).scalar()
+        conn.commit()
+        return bool(held)
+
+    def _balance(self, conn: Connection) -> None:
+        """Hold ceil(pairs / members) pairs: release the excess, take free ones up to it."""
+        members = conn.execute(
+            text(
+                "SELECT count(DISTINCT objid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND granted AND classid = :ns AND objsubid = 2"
+            ),
+            {"ns": self._key("members")},
+        ).scalar_one()
+        conn.commit()
+        # A replica not yet ready is no member, but when nobody else is it still leads.
+        share = math.ceil(len(self.units) / max(1, int(members)))
+        mine = sorted(self._held - {GLOBAL})
+        if len(mine) > share:
+            self._release(conn, mine[share:], f"{members} replicas share {len(self.units)}")
+            return
+        # Start from a different pair on each replica, so two never race for the same one.
+        free = [s for s in self.units if s not in self._held]
+        start = (self._member or self._pid or 0) % max(1, len(free))
+        for scope in free[start:] + free[:start]:
+            if len(self._held - {GLOBAL}) >= share:
+                break
+            self._take(conn, scope)
+
+    def _key(self, scope: str) -> int:
+        return lock_key(self._realm, scope)
+
+    def _renew_leases(self, conn: Connection) -> None:
+        """Keep the Leases of the scopes held; give up a scope whose Lease another replica
+        took, or that could not be renewed for renew_deadline (it is about to expire)."""
+        if self.leases is None:
+            return
+        now = time.monotonic()
+        for scope in sorted(self._held):
+            renewed = self.leases.acquire_or_renew(scope)
+            if renewed:
+                self._renewed[scope] = now
+            elif renewed is False:
+                holder = self.leases.holders.get(scope, "another replica")
+                self._release(conn, [scope], f"its Lease is held by {holder}")
+            elif now - self._renewed.get(scope, now) > self.renew_deadline:
+                self._release(conn, [scope], "its Lease could not be renewed")
+
+    def _take(self, conn: Connection, scope: str) -> None:
+        if self.leases is not None:
+            if not self.leases.acquire_or_renew(scope):
+                return
+            self._renewed[scope] = time.monotonic()
+        key = self._key(scope)
+        got = conn.execute(
+            text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": LEAD_NS, "key": key}
+        ).scalar()
+        conn.commit()
+        if not got:
+            return
+        # Wait out whatever the previous leader had begun, then write as the leader.
+        conn.execute(text("SELECT pg_advisory_lock(:ns, :key)"), {"ns": FENCE_NS, "key": key})
+        conn.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": FENCE_NS, "key": key})
+        conn.commit()
+        self._held = self._held | {scope}
+        self._record(conn, acquired=[scope])
+        log.info("leading %s: this process writes its history and sends its alerts", scope)
+        self.on_change(self._held)
+
+    def _release(self, conn: Connection, scopes: Iterable[str], why: str) -> None:
+        scopes = sorted(scopes)
+        if not scopes:
+            return
+        # Stop writing first: a commit already checked holds the fence, which the next leader
+        # waits for; a later one fails its check.
+        self._held = self._held - set(scopes)
+        self.on_change(self._held)
+        for scope in scopes:
+            conn.execute(
+                text("SELECT pg_advisory_unlock(:ns, :key)"),
+                {"ns": LEAD_NS, "key": self._key(scope)},
+            )
+        conn.commit()
+        log.info("handed over %s (%s)", ", ".join(scopes), why)
+        self._release_leases(scopes)
+
+    def _release_leases(self, scopes: Iterable[str]) -> None:
+        for scope in scopes:
+            self._renewed.pop(scope, None)
+            if self.leases is not None:
+                self.leases.release(scope)
+
+    def _record(self, conn: Connection, acquired: Sequence[str] = ()) -> None:
+        """Say who leads what, for `auditd status`. Best effort: a database that takes no
+        writes (read-only, full) still has leaders, which then hold their events."""
         now = self.clock.now()
         try:
-            if acquired:
+            for scope in acquired:
                 conn.execute(
                     text(
                         "INSERT INTO leaders (scope, holder, acquired_at, renewed_at) "
-                        "VALUES ('all', :me, :now, :now) ON CONFLICT (scope) DO UPDATE "
+                        "VALUES (:scope, :me, :now, :now) ON CONFLICT (scope) DO UPDATE "
                         "SET holder = :me, acquired_at = :now, renewed_at = :now"
                     ),
-                    {"me": self.me, "now": now},
+                    {"scope": scope, "me": self.me, "now": now},
                 )
-            else:
+            if self._held:
                 conn.execute(
                     text(
-                        "UPDATE leaders SET renewed_at = :now WHERE scope = 'all' AND holder = :me"
+                        "UPDATE leaders SET renewed_at = :now "
+                        "WHERE holder = :me AND scope = ANY(:scopes)"
                     ),
-                    {"me": self.me, "now": now},
+                    {"me": self.me, "now": now, "scopes": sorted(self._held)},
+                )
+            if GLOBAL in self._held:
+                # Pairs no longer configured have no leader to renew them: not "nobody leads".
+                conn.execute(
+                    text("DELETE FROM leaders WHERE scope <> ALL(:scopes)"),
+                    {"scopes": [*self.units, GLOBAL]},
                 )
             conn.commit()
         except SQLAlchemyError as e:
@@ -214,52 +403,56 @@ class PgLeadership(Leadership):
             with contextlib.suppress(SQLAlchemyError):
                 conn.rollback()
 
+    def _read_holders(self, conn: Connection) -> None:
+        try:
+            rows = conn.execute(text("SELECT scope, holder FROM leaders")).all()
+            conn.commit()
+        except SQLAlchemyError:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.rollback()
+            return
+        self._holders = {str(scope): str(holder) for scope, holder in rows}
+
     def _step_down(self, why: str) -> None:
-        was = self._conn is not None  # announced as the leader (a fence may have seen it first)
-        self.is_leader = False
-        conn, self._conn, self._pid = self._conn, None, None
+        held = self._held
+        conn, self._conn, self._pid, self._member = self._conn, None, None, None
+        self._held = frozenset()
         if conn is not None:
             try:
-                conn.close()  # ends the session: the lock goes with it
+                conn.close()  # ends the session: every lock goes with it
             except SQLAlchemyError:
                 pass
-        if was:
-            log.warning("no longer leading: %s", why)
-            self.on_change(False)
-
-    @staticmethod
-    def _read_holder(conn: Connection) -> str | None:
-        try:
-            row = conn.execute(text("SELECT holder FROM leaders WHERE scope = 'all'")).first()
-            conn.commit()
-            return str(row[0]) if row else None
-        except SQLAlchemyError:
-            return None
+        if held:
+            level = logging.INFO if self._stop.is_set() else logging.WARNING
+            log.log(level, "no longer leading %s: %s", ", ".join(sorted(held)), why)
+            self.on_change(self._held)
+            self._release_leases(held)
 
     # -------------------------------------------------------------------- fence
     def fence(self, sessions: sessionmaker[Session]) -> None:
-        """Every commit of these sessions proves leadership first (see the module doc). Reads
-        that never commit are not fenced: a standby may read the history."""
+        """Every commit of these sessions proves leadership of what it writes first (see the
+        module doc). Reads that never commit are not fenced: a standby may read the history."""
 
         def check(session: Session) -> None:
+            scopes = set(session.info.get("scopes") or {GLOBAL})
             pid = self._pid
-            if not self.is_leader or pid is None:
-                raise NotLeader(f"not the leader ({self.holder or 'nobody'} is)")
+            if pid is None or self._suspect or not scopes <= self._held:
+                raise NotLeader(f"not the leader of {', '.join(sorted(scopes - self._held))}")
+            keys = sorted({self._key(s) for s in scopes})
             connection = session.connection()
-            connection.exec_driver_sql(
-                "SELECT pg_advisory_xact_lock_shared(%(ns)s, %(key)s)",
-                {"ns": NAMESPACE, "key": FENCE},
-            )
+            for key in keys:
+                connection.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock_shared(%(ns)s, %(key)s)",
+                    {"ns": FENCE_NS, "key": key},
+                )
             held = connection.exec_driver_sql(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = %(ns)s AND objid = %(key)s AND objsubid = 2 AND pid = %(pid)s",
-                {"ns": NAMESPACE, "key": ELECTION, "pid": pid},
+                " AND classid = %(ns)s AND objid::bigint = ANY(%(keys)s) AND objsubid = 2"
+                " AND pid = %(pid)s",
+                {"ns": LEAD_NS, "keys": keys, "pid": pid},
             ).scalar()
-            if not held:
-                self.is_leader = False  # no more writes from now; the election thread steps down
-                raise NotLeader("the election lock is no longer ours")
+            if held != len(keys):
+                self._suspect = True  # no more writes until the election thread has looked
+                raise NotLeader("an election lock is no longer ours")
 
         event.listen(sessions, "before_commit", check)
-
-    def someone_else_leads(self) -> bool:
-        return self._other and not self.is_leader

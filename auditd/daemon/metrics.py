@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +29,7 @@ from auditd import __version__
 from auditd.inventory.inventory import EXISTS, QUARANTINED, ObjectKey, Transition, origin_kind
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
+from auditd.sources.kube.health import stream_state
 from auditd.sources.rbd.probe import ProbeResult
 
 CLASSES = ("healthy", "degraded", "error", "stale", "unknown")
@@ -143,7 +145,9 @@ class Metrics:
         self.history_writable.set(1)
         self.leader = Gauge(
             "auditd_leader",
-            "1 while this process leads (writes the history and sends alerts), 0 on a standby.",
+            "1 while this process leads the scope (a pair: writes its history and evaluates its"
+            " rules; 'auditd': sends the alerts), 0 while another replica does.",
+            ["scope"],
             registry=r,
         )
         self.ready = Gauge(
@@ -157,7 +161,6 @@ class Metrics:
         probes: Sequence[ProbeResult],
         transitions: Iterable[Transition],
         lags: Sequence[tuple[str, str, str, float | None]],
-        health: Sequence[dict[str, Any]],
         changes: Sequence[Change],
         active: Mapping[tuple[str, str], Active],
     ) -> None:
@@ -187,19 +190,27 @@ class Metrics:
                     self.lag.remove(cluster, pool, name)
             else:
                 self.lag.labels(cluster, pool, name).set(lag)
-        for h in health:
-            labels = (h["cluster"], h["kind"])
-            self.stream_up.labels(*labels).set(0 if h["state"] == "blind" else 1)
-            relists, errors = self._stream_counts.get(labels, (0, 0))
-            self.stream_relists.labels(*labels).inc(max(0, h["relists"] - relists))
-            self.stream_errors.labels(*labels).inc(max(0, h["errors"] - errors))
-            self._stream_counts[labels] = (h["relists"], h["errors"])
         if not changes:
             return
         for c in changes:
             if c.violation.state == "firing" and c.previous != "firing":
                 self.fired.labels(c.violation.rule, c.violation.severity).inc()
         self.firing_now(active)
+
+    def streams(
+        self, snapshots: Iterable[dict[str, Any]], at: datetime, blind_after: timedelta
+    ) -> None:
+        """This replica's own view of every watch stream (``StreamHealth.snapshot()`` dicts),
+        whichever replica writes the stream's pair: one that cannot watch a cluster could not
+        take its pair over either."""
+        for h in snapshots:
+            labels = (h["cluster"], h["kind"])
+            state = stream_state(h, at, blind_after)
+            self.stream_up.labels(*labels).set(0 if state == "blind" else 1)
+            relists, errors = self._stream_counts.get(labels, (0, 0))
+            self.stream_relists.labels(*labels).inc(max(0, h["relists"] - relists))
+            self.stream_errors.labels(*labels).inc(max(0, h["errors"] - errors))
+            self._stream_counts[labels] = (h["relists"], h["errors"])
 
     def image_states(self, states: Iterable[tuple[tuple[str, str, str], str]]) -> None:
         """Set each (cluster, pool, image)'s state: 1 for its class, 0 for the others (at

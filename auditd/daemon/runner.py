@@ -9,10 +9,12 @@ outbox for the next start.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -24,18 +26,21 @@ from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.clock import SYSTEM, Clock
-from auditd.config import ClusterConfig, Config, redact_url
+from auditd.config import ClusterConfig, Config, ConfigError, redact_url
+from auditd.daemon.heartbeat import Heartbeat
 from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
-from auditd.daemon.leader import Leadership, NotLeader, PgLeadership
+from auditd.daemon.leader import Leadership, NotLeader, PgLeadership, identity
+from auditd.daemon.lease import Leases
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
+from auditd.daemon.scopes import GLOBAL, Scopes
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
-from auditd.sources.kube.client import api_client_for
+from auditd.sources.kube.client import ClusterUnavailable, api_client, api_client_for
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
@@ -79,6 +84,38 @@ def probe_transport(cluster: ClusterConfig) -> Transport:
     return DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def leases_for(cfg: Config, clock: Clock) -> Leases | None:
+    """The Leases replicas elect with, when running in a cluster (or told to: ha.election)."""
+    ha = cfg.ha
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if ha.election == "postgres" or (ha.election == "auto" and not in_pod):
+        return None
+    namespace = ha.lease_namespace or os.environ.get("POD_NAMESPACE")
+    if namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
+        namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    if not namespace:
+        raise ConfigError("ha.lease_namespace", "not set, and not running in a pod")
+    try:
+        api = api_client(ha.kubeconfig, ha.context)
+    except ClusterUnavailable as e:
+        raise ConfigError("ha.kubeconfig", str(e)) from None
+    return Leases(api, namespace, identity(), ha.lease_duration, clock)
+
+
+def describe_leadership(leadership: Leadership, scopes: list[str]) -> str:
+    """For /readyz: what this replica writes, and who writes the rest (it is ready to take
+    those over: it watches them too)."""
+    led = [s for s in scopes if leadership.state(s) == "lead"]
+    if len(led) == len(scopes):
+        return "leads everything"
+    others = [f"{s} ({leadership.holder(s) or 'unknown'})" for s in scopes if s not in led]
+    head = f"leads {', '.join(led)}" if led else "standby"
+    return f"{head}; follows {', '.join(others)}"
+
+
 class Daemon:
     def __init__(
         self,
@@ -109,6 +146,9 @@ class Daemon:
         url = cfg.effective_database_url()
         log.info("history database: %s", redact_url(url))
         database = sqlite_path(url)
+        # A config problem (no namespace for the Leases) says so before anything starts.
+        leases = leases_for(cfg, self.clock) if database is None else None
+        heartbeat_url = cfg.ha.heartbeat_url()
         if database is not None:
             self._writer_lock = WriterLock(database)
             self._writer_lock.acquire()
@@ -135,18 +175,26 @@ class Daemon:
             if self._sinks_override is not None
             else build_sinks(cfg, dry_run=self.dry_run)
         )
+        self.scopes = Scopes.of(cfg)
         self.leadership: Leadership = (
-            PgLeadership(url, on_change=self._leading_changed, clock=self.clock)
+            PgLeadership(
+                url,
+                self.scopes.units,
+                on_change=self._leading_changed,
+                ready=self._ready_to_lead,
+                clock=self.clock,
+                leases=leases,
+                renew_deadline=cfg.ha.renew_deadline.total_seconds(),
+            )
             if database is None
             else Leadership()
         )
         self.leadership.fence(self.sessions)
         self.leadership.start()
-        self.metrics.leader.set(1 if self.leadership.is_leader else 0)
+        self._leading_changed(frozenset(s for s in self.scopes.all if self.leadership.leads(s)))
         self.dispatcher = Dispatcher(
-            self.sessions, sinks, cfg.alerts, self.clock, lambda: self.leadership.is_leader
+            self.sessions, sinks, cfg.alerts, self.clock, lambda: self.leadership.leads(GLOBAL)
         )
-        self.metrics.firing_now(active)
         self.metrics.image_states(
             ((k.cluster, k.namespace, k.name), str(known.facts.get("class")))
             for k, known in inventory.objects.items()
@@ -164,6 +212,7 @@ class Daemon:
             clock=self.clock,
             leadership=self.leadership,
         )
+        self.metrics.firing_now(self.ingestor.led_active())
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
         started = self.clock.now()
@@ -229,6 +278,16 @@ class Daemon:
                 max_instances=1,
                 next_run_time=_scheduler_now() + timedelta(minutes=1),  # after start-up settles
             )
+        if heartbeat_url is not None:
+            self.heartbeat = Heartbeat(heartbeat_url, self._worth_a_heartbeat)
+            self.scheduler.add_job(
+                self.heartbeat.beat,
+                "interval",
+                seconds=cfg.ha.heartbeat_every.total_seconds(),
+                id="heartbeat",
+                coalesce=True,
+                max_instances=1,
+            )
         self.scheduler.start()
         self._started = True
         log.info("auditd running: %d cluster(s), %d pair(s)", len(cfg.clusters), len(cfg.pairs))
@@ -266,10 +325,15 @@ class Daemon:
                 self._stopping.wait(min(delay, left))
                 delay = min(delay * 2, 30.0)
 
-    def _leading_changed(self, leading: bool) -> None:
+    def _ready_to_lead(self) -> bool:
+        """Ready to be handed a pair by another replica: every watch has listed once."""
+        return self._started and all(h.synced or h.absent for h in self.health.values())
+
+    def _leading_changed(self, led: frozenset[str]) -> None:
         """From the election thread: the writer takes over (or steps down) at its next batch;
         a tick makes that now rather than at the next event."""
-        self.metrics.leader.set(1 if leading else 0)
+        for scope in self.scopes.all:
+            self.metrics.leader.labels(scope).set(1 if scope in led else 0)
         ingestor = getattr(self, "ingestor", None)
         if ingestor is not None and not self._stopping.is_set():
             ingestor.put(Tick(self.clock.now()))
@@ -320,7 +384,7 @@ class Daemon:
 
     def prune(self) -> None:
         """Retention, in the scheduler's thread: batches, so ingest never waits long."""
-        if not self.leadership.is_leader:
+        if not self.leadership.leads(GLOBAL):
             return
         try:
             now, keep = self.clock.now(), self.config.retention
@@ -330,6 +394,17 @@ class Daemon:
                         self.config.retention.every)  # fmt: skip
         except Exception:
             log.exception("pruning history failed")
+
+    def _worth_a_heartbeat(self) -> tuple[bool, str]:
+        """Ping the heartbeat receiver only while alerts would go out from here."""
+        if not self.leadership.leads(GLOBAL):
+            return False, ""  # another replica sends alerts, and pings
+        alive, why = self.alive()
+        if not alive:
+            return False, why
+        if self.ingestor.store_failing_since is not None:
+            return False, f"history database not writable: {self.ingestor.store_error}"
+        return True, "ok"
 
     def alive(self) -> tuple[bool, str]:
         dead = [
@@ -351,9 +426,8 @@ class Daemon:
         alive, why = self.alive()
         ok, reason = (ok and alive), (reason if alive else why)
         leadership = getattr(self, "leadership", None)
-        if ok and leadership is not None and not leadership.is_leader:
-            # Ready to take over: watching, not writing.
-            reason = f"{reason}; standby (leader: {leadership.holder or 'unknown'})"
+        if ok and leadership is not None:
+            reason = f"{reason}; {describe_leadership(leadership, self.scopes.all)}"
         self.metrics.ready.set(1 if ok else 0)
         return ok, reason
 
@@ -365,9 +439,9 @@ class Daemon:
         return {str(status): int(n) for status, n in rows}
 
     def report_health(self) -> None:
-        self.ingestor.put(
-            HealthReport(self.clock.now(), [h.snapshot() for h in self.health.values()])
-        )
+        now, streams = self.clock.now(), [h.snapshot() for h in self.health.values()]
+        self.metrics.streams(streams, now, self.config.watch.blind_spot_after)
+        self.ingestor.put(HealthReport(now, streams))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -406,7 +480,7 @@ class Daemon:
         self._join("outbox", deadline)
         # One last delivery pass for what the final batch announced; the rest waits in the outbox.
         try:
-            if self.leadership.is_leader:
+            if self.leadership.leads(GLOBAL):
                 self.dispatcher.drain_once(deadline=deadline)
         except (SQLAlchemyError, NotLeader) as e:
             log.warning("no final delivery pass (%s): undelivered alerts wait in the outbox",

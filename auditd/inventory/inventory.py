@@ -177,6 +177,22 @@ class Inventory:
         self._loaded = checkpoint.loaded
         self._complete = checkpoint.complete
 
+    def transplant(self, other: Inventory, clusters: set[str]) -> None:
+        """Take these clusters' state (objects, quarantines, image records, clock readings)
+        from ``other``: what a replica watched of the pairs another replica writes, kept when
+        the rest of memory is reloaded from the database."""
+        for key in [k for k in self.objects if k.cluster in clusters]:
+            del self.objects[key]
+        for group in [g for g in self._by_kind if g[0] in clusters]:
+            del self._by_kind[group]
+        for key, known in other.objects.items():
+            if key.cluster in clusters:
+                self._put(key, known)
+        self.quarantined = {
+            origin: q for origin, q in self.quarantined.items() if origin.cluster not in clusters
+        } | {origin: q for origin, q in other.quarantined.items() if origin.cluster in clusters}
+        self.records.transplant(other.records, clusters)
+
     def complete_kinds(self) -> set[tuple[str, str]]:
         """The (cluster, kind) streams whose state here comes from a complete list made by
         this process and kept current since (not one loaded from a previous run's history)."""

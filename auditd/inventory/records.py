@@ -111,6 +111,16 @@ class RecordBook:
         for cluster, pool, image in rows:
             self._sites.setdefault((pool, image), set()).add(cluster)
 
+    def transplant(self, other: RecordBook, clusters: set[str]) -> None:
+        """These clusters' records and clock readings as ``other`` holds them."""
+        self.records = {k: r for k, r in self.records.items() if k[0] not in clusters} | {
+            k: r for k, r in other.records.items() if k[0] in clusters
+        }
+        self._sites = {}
+        for cluster, pool, image in self.records:
+            self._sites.setdefault((pool, image), set()).add(cluster)
+        self.clocks.transplant(other.clocks, clusters)
+
     def _peer(self, cluster: str, pool: str, image: str) -> str | None:
         """The other site that lists this image (the one whose snapshots it syncs)."""
         sites = self._sites.setdefault((pool, image), set())

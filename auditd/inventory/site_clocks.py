@@ -22,7 +22,9 @@ so that a restart does not judge an hour of records stale before it has measured
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from auditd.sources.rbd.parse import ImageStatus
 
@@ -35,6 +37,9 @@ WINDOW = timedelta(minutes=10)
 # The persisted value is rounded, so that its fact changes only when the skew really moves.
 ROUND_TO = 30
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 
 class SiteClocks:
     def __init__(self) -> None:
@@ -46,6 +51,13 @@ class SiteClocks:
     def seed(self, cluster: str, offset: timedelta) -> None:
         """What a previous run measured, used until this run has measured again."""
         self._seeded[cluster] = offset
+
+    def transplant(self, other: SiteClocks, clusters: set[str]) -> None:
+        """These clusters' readings as ``other`` holds them (see Inventory.transplant)."""
+        _replace(self._samples, other._samples, lambda c: c in clusters)
+        _replace(self._seeded, other._seeded, lambda c: c in clusters)
+        _replace(self._newest, other._newest, lambda k: k[0] in clusters)
+        _replace(self._probes, other._probes, lambda k: k[0] in clusters)
 
     def observe(self, cluster: str, pool: str, images: list[ImageStatus], at: datetime) -> None:
         stamps = [i.local.last_update for i in images if i.local.last_update is not None]
@@ -90,3 +102,10 @@ class SiteClocks:
             return None
         rounded = int(round(seconds / ROUND_TO) * ROUND_TO)
         return str(rounded or int(seconds))
+
+
+def _replace(mine: dict[K, V], theirs: dict[K, V], chosen: Callable[[K], bool]) -> None:
+    """Every chosen key of ``mine`` as ``theirs`` has it (or absent, as there)."""
+    for key in [k for k in mine if chosen(k)]:
+        del mine[key]
+    mine.update({k: v for k, v in theirs.items() if chosen(k)})

@@ -97,7 +97,10 @@ def load_status(
             .order_by(ObjectRow.cluster, ObjectRow.name)
         )
     ]
-    leader = session.get(LeaderRow, "all")
+    # "all": the record of auditd's single election before per-pair leadership.
+    leaders = list(
+        session.scalars(select(LeaderRow).where(LeaderRow.scope != "all").order_by(LeaderRow.scope))
+    )
     outbox = dict(
         session.execute(
             select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
@@ -108,6 +111,7 @@ def load_status(
         and all(s["state"] in ("ok", "absent") for s in streams)
         and all(p["state"] == "ok" for p in probes)
         and not quarantined
+        and all(now - ld.renewed_at <= LEADER_STALE for ld in leaders)
     )
     return {
         "schema_version": 1,
@@ -120,15 +124,18 @@ def load_status(
         # Objects auditd could not take in: their last good state is kept, their current one
         # is unknown (so the whole is not "healthy").
         "quarantined": quarantined,
-        # Replicas on PostgreSQL: who leads, and whether it still renews (None on SQLite).
-        "leader": None
-        if leader is None
-        else {
-            "holder": leader.holder,
-            "since": iso_utc(leader.acquired_at),
-            "renewed_at": iso_utc(leader.renewed_at),
-            "current": now - leader.renewed_at <= LEADER_STALE,
-        },
+        # Replicas on PostgreSQL: who leads each scope (a pair, or "auditd": alert delivery),
+        # and whether it still renews (empty on SQLite: one process does everything).
+        "leaders": [
+            {
+                "scope": ld.scope,
+                "holder": ld.holder,
+                "since": iso_utc(ld.acquired_at),
+                "renewed_at": iso_utc(ld.renewed_at),
+                "current": now - ld.renewed_at <= LEADER_STALE,
+            }
+            for ld in leaders
+        ],
         "outbox": {
             "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
             "sent": outbox.get("sent", 0),
@@ -232,13 +239,23 @@ def status_table(doc: dict[str, Any], now: datetime) -> str:
                 ],
             ),
         ]
-    ld = doc.get("leader")
-    if ld is not None:
-        state = "leads" if ld["current"] else "has NOT renewed its leadership"
+    if doc["leaders"]:
         out += [
             "",
-            f"leader: {ld['holder']} {state} (since {_ago(ld['since'], now)}, renewed "
-            f"{_ago(ld['renewed_at'], now)}); other replicas are standbys",
+            "leaders (replicas share the pairs; each scope has one writer):",
+            table(
+                ["SCOPE", "HOLDER", "SINCE", "RENEWED", "STATE"],
+                [
+                    [
+                        ld["scope"],
+                        ld["holder"],
+                        _ago(ld["since"], now),
+                        _ago(ld["renewed_at"], now),
+                        "leads" if ld["current"] else "NOT RENEWED: nobody leads",
+                    ]
+                    for ld in doc["leaders"]
+                ],
+            ),
         ]
     ob = doc["outbox"]
     out += [

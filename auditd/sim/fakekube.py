@@ -39,6 +39,8 @@ ResourceType = Kind
 DEFAULT_RESOURCES = (PVC, PV, VR, VRC)
 # Pods are served for the exec transport's toolbox lookup and `pods/exec`.
 POD = Kind("", "v1", "pods", "Pod", True)
+# Leases, for replicas that elect their leaders where auditd runs (daemon/lease.py).
+LEASE = Kind("coordination.k8s.io", "v1", "leases", "Lease", True)
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # (namespace, pod, container, command) -> (exit code, stdout, stderr)
 ExecHandler = Callable[[str, str, str | None, list[str]], tuple[int, bytes, bytes]]
@@ -707,6 +709,69 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             code, body = fake.list_response(resource, query, params)
             self._send_json(code, body)
+
+    def do_POST(self) -> None:
+        """Create, as the real server: 409 AlreadyExists when the name is taken."""
+        self._write("POST")
+
+    def do_PUT(self) -> None:
+        """Replace, as the real server: 409 Conflict when the body's resourceVersion is not the
+        object's current one (optimistic concurrency: what leader election relies on)."""
+        self._write("PUT")
+
+    def _write(self, verb: str) -> None:
+        fake = self.fake
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        with fake._cond:
+            fake.requests.append((verb, path, {}))
+        if fake.token is not None and self.headers.get("Authorization") != f"Bearer {fake.token}":
+            self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
+            return
+        route = self._route(path)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._send_json(400, _status(400, "BadRequest", "the body is not JSON"))
+            return
+        if route is None or not isinstance(body, dict):
+            self._send_json(404, _status(404, "NotFound", f"the server could not find {path}"))
+            return
+        resource, namespace, name = route
+        meta = body.setdefault("metadata", {})
+        if resource.namespaced:
+            meta["namespace"] = namespace or "default"
+        if verb == "POST":
+            if name is not None or not meta.get("name"):
+                self._send_json(405, _status(405, "MethodNotAllowed", "POST to a collection"))
+                return
+            try:
+                self._send_json(201, fake.create(resource, body))
+            except KeyError:
+                msg = f'{resource.plural} "{meta["name"]}" already exists'
+                self._send_json(409, _status(409, "AlreadyExists", msg))
+            return
+        if name is None or meta.get("name") != name:
+            self._send_json(400, _status(400, "BadRequest", "the name in the body must match"))
+            return
+        with fake._cond:  # check and replace as one step, as etcd's compare-and-swap
+            current = fake.get(resource, namespace or "", name)
+            if current is None:
+                self._send_json(
+                    404, _status(404, "NotFound", f'{resource.plural} "{name}" not found')
+                )
+                return
+            sent = meta.get("resourceVersion")
+            if sent and sent != current["metadata"]["resourceVersion"]:
+                msg = (
+                    f'Operation cannot be fulfilled on {resource.plural} "{name}": the object'
+                    " has been modified; please apply your changes to the latest version and"
+                    " try again"
+                )
+                self._send_json(409, _status(409, "Conflict", msg))
+                return
+            self._send_json(200, fake.replace(resource, body))
 
     def _exec(self, namespace: str, name: str, query: dict[str, list[str]]) -> None:
         """`pods/exec` over a websocket with the v4.channel.k8s.io subprotocol, as the kubelet

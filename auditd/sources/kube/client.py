@@ -17,25 +17,30 @@ class ClusterUnavailable(Exception):
 
 
 def api_client_for(cluster: ClusterConfig) -> Any:
-    """An ``ApiClient`` for the cluster's kubeconfig and context.
+    """An ``ApiClient`` for the cluster's kubeconfig and context."""
+    return api_client(cluster.kubeconfig, cluster.context)
+
+
+def api_client(kubeconfig: Path | None, context: str | None) -> Any:
+    """An ``ApiClient`` for a kubeconfig and context.
 
     Without a kubeconfig path: the in-cluster service account when running in a pod, else
     ``~/.kube/config``.
     """
     cfg = client.Configuration()
     try:
-        if cluster.kubeconfig is None:
+        if kubeconfig is None:
             try:
                 config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
                 return _client(cfg)
             except ConfigException:
                 path = Path("~/.kube/config").expanduser()
         else:
-            path = cluster.kubeconfig.expanduser()
+            path = kubeconfig.expanduser()
         if not path.exists():
             raise ClusterUnavailable(f"kubeconfig {path} not found")
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path), context=cluster.context, client_configuration=cfg
+            config_file=str(path), context=context, client_configuration=cfg
         )
         return _client(cfg)
     except ClusterUnavailable:

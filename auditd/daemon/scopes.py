@@ -1,0 +1,53 @@
+"""What one leader is responsible for: a DR pair, an unpaired cluster, or auditd's own chores.
+
+Replicas on one PostgreSQL history split the work by scope (daemon/leader.py): each DR pair is
+led by one replica, which writes its history and evaluates its rules, so N replicas spread N
+pairs. A cluster belongs to at most one pair (config), so every cluster, and everything seen
+on it, has exactly one scope. What belongs to no cluster (delivering the outbox, pruning,
+violations about auditd itself) is the ``GLOBAL`` scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from auditd.config import Config
+
+GLOBAL = "auditd"
+
+
+@dataclass(frozen=True)
+class Scopes:
+    by_cluster: dict[str, str]
+
+    @classmethod
+    def of(cls, config: Config) -> Scopes:
+        by_cluster = {c.name: f"cluster/{c.name}" for c in config.clusters}
+        for pair in config.pairs:
+            for name in pair.clusters:
+                by_cluster[name] = f"pair/{pair.name}"
+        return cls(by_cluster)
+
+    @property
+    def units(self) -> list[str]:
+        """The scopes replicas spread among themselves (every one but ``GLOBAL``)."""
+        return sorted(set(self.by_cluster.values()))
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.units, GLOBAL]
+
+    def of_cluster(self, cluster: str | None) -> str:
+        if cluster is None:
+            return GLOBAL
+        return self.by_cluster.get(cluster, GLOBAL)
+
+    def of_violation(self, pair: str | None, cluster: str | None) -> str:
+        if pair is not None:
+            return f"pair/{pair}"
+        return self.of_cluster(cluster)
+
+    def clusters_of(self, scopes: Iterable[str]) -> set[str]:
+        wanted = set(scopes)
+        return {c for c, s in self.by_cluster.items() if s in wanted}

@@ -1,0 +1,94 @@
+"""Kubernetes Leases (daemon/lease.py) through the real client's LeaseLock, against the fake
+API server's create/replace with the real server's 409s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from auditd.daemon.lease import Leases, lease_name
+from auditd.sim.fakekube import LEASE, FakeKubeAPI, write_kubeconfig
+from auditd.sources.kube.client import api_client
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[FakeKubeAPI, Path]]:
+    fake = FakeKubeAPI("home", resources=[LEASE]).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(str(kubeconfig), {"home": fake.url})
+    yield fake, kubeconfig
+    fake.stop()
+
+
+def _leases(kubeconfig: Path, who: str, ticks: Ticks) -> Leases:
+    return Leases(
+        api_client(kubeconfig, "home"), "auditd", who, timedelta(seconds=15), monotonic=ticks
+    )
+
+
+def test_one_holder_per_lease_until_it_expires_or_is_released(
+    site: tuple[FakeKubeAPI, Path],
+) -> None:
+    fake, kubeconfig = site
+    ticks = Ticks()
+    a, b = _leases(kubeconfig, "a", ticks), _leases(kubeconfig, "b", ticks)
+    assert a.acquire_or_renew("pair/p1") is True  # created
+    lease = fake.get(LEASE, "auditd", "auditd-pair-p1")
+    assert lease is not None and lease["spec"]["holderIdentity"] == "a"
+    assert lease["spec"]["leaseDurationSeconds"] == 15
+    assert b.acquire_or_renew("pair/p1") is False
+    assert b.holders["pair/p1"] == "a"
+    ticks.now += 10
+    assert a.acquire_or_renew("pair/p1") is True  # renewed
+    ticks.now += 1
+    assert b.acquire_or_renew("pair/p1") is False  # b sees the renewal now: t=1011
+    ticks.now += 14
+    assert b.acquire_or_renew("pair/p1") is False  # unchanged for 14 s on b's clock
+    ticks.now += 2  # 16 s: expired, whatever the clocks of a's machine and the server say
+    assert b.acquire_or_renew("pair/p1") is True
+    assert fake.get(LEASE, "auditd", "auditd-pair-p1")["spec"]["holderIdentity"] == "b"
+    assert a.acquire_or_renew("pair/p1") is False  # a learns it lost it
+    b.release("pair/p1")
+    assert fake.get(LEASE, "auditd", "auditd-pair-p1")["spec"]["holderIdentity"] in ("", None)
+    assert a.acquire_or_renew("pair/p1") is True  # released: free at once
+
+
+def test_a_racing_write_loses_on_the_resource_version(site: tuple[FakeKubeAPI, Path]) -> None:
+    fake, kubeconfig = site
+    ticks = Ticks()
+    a, b = _leases(kubeconfig, "a", ticks), _leases(kubeconfig, "b", ticks)
+    assert a.acquire_or_renew("auditd") is True
+    a.release("auditd")
+    # Both read the released Lease; the first write wins, the second gets 409 Conflict.
+    for lock in (a._lock("auditd"), b._lock("auditd")):
+        assert lock.get(lease_name("auditd"), "auditd")[0]
+    assert a._lock("auditd").update(lease_name("auditd"), "auditd", a._record())
+    assert not b._lock("auditd").update(lease_name("auditd"), "auditd", b._record())
+    assert fake.get(LEASE, "auditd", "auditd-auditd")["spec"]["holderIdentity"] == "a"
+
+
+def test_an_unreachable_api_server_is_unknown_not_lost(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(str(kubeconfig), {"home": "http://127.0.0.1:9"})
+    leases = _leases(kubeconfig, "a", Ticks())
+    assert leases.acquire_or_renew("pair/p1") is None
+    leases.release("pair/p1")  # best effort, no exception
+
+
+def test_lease_names_are_dns_names() -> None:
+    assert lease_name("pair/dr1-dr2") == "auditd-pair-dr1-dr2"
+    assert lease_name("cluster/a_b") == "auditd-cluster-a-b"
+    assert lease_name("auditd") == "auditd-auditd"
