@@ -276,22 +276,15 @@ class HaConfig(Strict):
     context: str | None = None
     # Default: the pod's own namespace.
     lease_namespace: str | None = None
-    # A holder that has not renewed for lease_duration loses its pairs; one that cannot renew
-    # for renew_deadline steps down first (as client-go's leader election).
-    lease_duration: Duration = timedelta(seconds=15)
-    renew_deadline: Duration = timedelta(seconds=10)
+    # A Lease not renewed for this long is free: a dead replica's pairs move after it. (An API
+    # server that does not answer deposes nobody: the PostgreSQL lock still decides.)
+    lease_duration: Duration = Field(timedelta(seconds=15), gt=timedelta(seconds=2))
     # A dead man's switch outside Prometheus: the replica that sends alerts GETs this URL
     # every heartbeat_every (healthchecks.io, Opsgenie/PagerDuty heartbeats, Uptime Kuma push).
     # The URL usually carries a token: it comes from this env var or file, never the config.
     heartbeat_url_env: str = "AUDITD_HEARTBEAT_URL"
     heartbeat_url_file: Path | None = None
     heartbeat_every: Duration = timedelta(minutes=1)
-
-    @model_validator(mode="after")
-    def _renew_before_expiry(self) -> HaConfig:
-        if not timedelta(0) < self.renew_deadline < self.lease_duration:
-            raise ValueError("renew_deadline must be shorter than lease_duration")
-        return self
 
     def heartbeat_url(self) -> SecretStr | None:
         url = _read_secret(self.heartbeat_url_env, self.heartbeat_url_file, "ha.heartbeat_url_file")

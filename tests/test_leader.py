@@ -31,7 +31,7 @@ from test_ops import value as _value
 from auditd.daemon.leader import LEAD_NS
 from auditd.daemon.lease import lease_name
 from auditd.sim import objects
-from auditd.sim.fakekube import LEASE, FakeKubeAPI
+from auditd.sim.fakekube import LEASE, FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PVC
@@ -329,7 +329,6 @@ kubeconfig = "{kubeconfig}"
 context = "dr1"
 lease_namespace = "auditd"
 lease_duration = "4s"
-renew_deadline = "3s"
 """
 
 
@@ -460,3 +459,67 @@ def test_two_replicas_spread_two_pairs_and_one_leads_both_when_the_other_dies(
         f"{election}: spread in {spread:.1f}s (A leads {a_pair});"
         f" after kill -9 A leads both in {takeover:.1f}s"
     )
+
+
+@pytest.mark.postgres
+def test_with_leases_a_taken_lease_deposes_and_a_silent_api_server_deposes_nobody(
+    tmp_path: Path, clusters: dict[str, Any], pg_url: str
+) -> None:
+    """The Lease says who should lead, the advisory lock fences. Leases live in the API server
+    of the cluster auditd runs in ("home"): when it does not answer, the leader stays (the
+    lock alone is safe) and alerts still go out once; when another replica holds the Lease,
+    the leader gives the pair up and that replica leads."""
+    home = FakeKubeAPI("home", resources=[LEASE]).start()
+    port = int(home.url.rsplit(":", 1)[1])
+    home_config = tmp_path / "home-kubeconfig"
+    write_kubeconfig(str(home_config), {"home": home.url})
+    extra = LEASES.format(kubeconfig=home_config).replace('context = "dr1"', 'context = "home"')
+    slack = FakeSlack(token=TOKEN).start()
+    dr2: FakeKubeAPI = clusters["dr2"]
+    cfg_a, port_a = _config(tmp_path, "a", clusters, slack, pg_url, extra)
+    cfg_b, port_b = _config(tmp_path, "b", clusters, slack, pg_url, extra)
+    a, b = Proc(cfg_a), None
+    name = lease_name(PAIR)
+
+    def posted(text: str) -> int:
+        return sum(
+            1 for m in slack.messages if m["thread_ts"] is None and text in (m["text"] or "")
+        )
+
+    def lease_holder() -> str | None:
+        lease = home.get(LEASE, "auditd", name)
+        return lease["spec"].get("holderIdentity") if lease else None
+
+    try:
+        wait_until(lambda: leads(port_a) == 1, 30)
+        pid_a = f"{socket.gethostname()}/{a.proc.pid}"
+        wait_until(lambda: lease_holder() == pid_a, 10)
+        b = Proc(cfg_b)
+        wait_until(lambda: get(port_b, "/readyz")[0] == 200, 30)
+        assert leads(port_b) == 0
+
+        home.stop()
+        time.sleep(6)  # longer than the Leases' 4 s
+        assert (leads(port_a), leads(port_b)) == (1, 0)
+        dr2.create(PVC, objects.pvc("during-the-outage", "shop"))
+        wait_until(lambda: posted("during-the-outage") == 1, 30)
+
+        home = FakeKubeAPI("home", resources=[LEASE]).start(port)  # back, its Leases lost
+        wait_until(lambda: lease_holder() == pid_a, 15)  # the leader's, not a newcomer's
+        # The Lease handed to B (as `kubectl edit lease` would): A gives the pair up, B leads.
+        lease = home.get(LEASE, "auditd", name)
+        assert lease is not None
+        lease["spec"]["holderIdentity"] = f"{socket.gethostname()}/{b.proc.pid}"
+        home.replace(LEASE, lease)
+        wait_until(lambda: leads(port_b) == 1 and leads(port_a) == 0, 20)
+        dr2.create(PVC, objects.pvc("after-the-handover", "shop"))
+        wait_until(lambda: posted("after-the-handover") == 1, 30)
+        time.sleep(3)  # time for a deposed leader to (wrongly) post it again
+        assert posted("after-the-handover") == 1 and posted("during-the-outage") == 1
+        assert a.proc.poll() is None  # it lives on, following
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+        home.stop()
+        slack.stop()

@@ -19,6 +19,10 @@ replica that joins makes the others release what they hold beyond that, and it t
 pairs at its next round. The ``GLOBAL`` scope (delivering alerts, pruning) goes to whoever
 takes it first.
 
+Leases (in a pod): a ``coordination.k8s.io`` Lease per scope (daemon/lease.py) says who should
+lead it; a replica takes a scope only when its Lease is not held by another, and gives it up
+when another holds it. An API server that does not answer changes nothing: the lock decides.
+
 Fence: every commit first takes, for each scope it writes (``session.info["scopes"]``, else
 ``GLOBAL``), that scope's fence lock in shared mode, and checks that this process's election
 session still holds the scope's lock. A new leader of a scope takes its fence exclusively once
@@ -124,13 +128,11 @@ class PgLeadership(Leadership):
         ready: Callable[[], bool] = lambda: True,
         clock: Clock = SYSTEM,
         leases: Leases | None = None,
-        renew_deadline: float = 10.0,
     ) -> None:
         self.me = identity()
         # In a cluster, a Lease per scope says who should lead it; the advisory lock fences.
         self.leases = leases
-        self.renew_deadline = renew_deadline
-        self._renewed: dict[str, float] = {}  # scope -> when its Lease was last renewed
+        self._lease_spell = Spell(log, "Leases (electing by PostgreSQL alone meanwhile)")
         self.units = sorted(set(units) - {GLOBAL})
         self.retry_every = retry_every
         self.on_change = on_change
@@ -311,31 +313,39 @@ class PgLeadership(Leadership):
 
     def _renew_leases(self, conn: Connection) -> None:
         """Keep the Leases of the scopes held; give up a scope whose Lease another replica
-        took, or that could not be renewed for renew_deadline (it is about to expire)."""
+        holds. An API server that does not answer deposes nobody: the advisory lock fences
+        every write, so leading on it alone is safe, and an outage of the cluster auditd runs
+        in must not silence the audit of the others."""
         if self.leases is None:
             return
-        now = time.monotonic()
         for scope in sorted(self._held):
-            renewed = self.leases.acquire_or_renew(scope)
-            if renewed:
-                self._renewed[scope] = now
-            elif renewed is False:
+            renewed = self._lease(scope)
+            if renewed is False:
                 holder = self.leases.holders.get(scope, "another replica")
                 self._release(conn, [scope], f"its Lease is held by {holder}")
-            elif now - self._renewed.get(scope, now) > self.renew_deadline:
-                self._release(conn, [scope], "its Lease could not be renewed")
+
+    def _lease(self, scope: str) -> bool | None:
+        assert self.leases is not None
+        got = self.leases.acquire_or_renew(scope)
+        if got is None:
+            self._lease_spell.failed("the API server does not answer", time.monotonic())
+        else:
+            self._lease_spell.succeeded(time.monotonic())
+        return got
 
     def _take(self, conn: Connection, scope: str) -> None:
-        if self.leases is not None:
-            if not self.leases.acquire_or_renew(scope):
-                return
-            self._renewed[scope] = time.monotonic()
         key = self._key(scope)
         got = conn.execute(
             text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": LEAD_NS, "key": key}
         ).scalar()
         conn.commit()
         if not got:
+            return  # a live replica leads it (its Lease, if lost, is its to take back)
+        # A Lease held by another replica (alive, or dead and not yet expired): not ours to
+        # take. No answer from the API server: the lock alone decides.
+        if self.leases is not None and self._lease(scope) is False:
+            conn.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": LEAD_NS, "key": key})
+            conn.commit()
             return
         # Wait out whatever the previous leader had begun, then write as the leader.
         conn.execute(text("SELECT pg_advisory_lock(:ns, :key)"), {"ns": FENCE_NS, "key": key})
@@ -364,9 +374,8 @@ class PgLeadership(Leadership):
         self._release_leases(scopes)
 
     def _release_leases(self, scopes: Iterable[str]) -> None:
-        for scope in scopes:
-            self._renewed.pop(scope, None)
-            if self.leases is not None:
+        if self.leases is not None:
+            for scope in scopes:
                 self.leases.release(scope)
 
     def _record(self, conn: Connection, acquired: Sequence[str] = ()) -> None:

@@ -184,7 +184,6 @@ class Daemon:
                 ready=self._ready_to_lead,
                 clock=self.clock,
                 leases=leases,
-                renew_deadline=cfg.ha.renew_deadline.total_seconds(),
             )
             if database is None
             else Leadership()

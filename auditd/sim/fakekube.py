@@ -13,6 +13,7 @@ Only the standard library is used, so the server runs anywhere the daemon runs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -183,6 +184,7 @@ class FakeKubeAPI:
         # What `kubectl exec` into a pod runs; tests plug in a stand-in for the toolbox.
         self.exec_handler: ExecHandler | None = None
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -201,11 +203,18 @@ class FakeKubeAPI:
         return self
 
     def stop(self) -> None:
+        """The server dies: its listener and every open connection (keep-alive ones too, or a
+        client would go on talking to a dead server's handler)."""
         self.drop_watches()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._cond:
+            open_ = list(self._connections)
+        for conn in open_:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     @property
     def url(self) -> str:
@@ -649,10 +658,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the tests read fake.requests instead
 
     def handle(self) -> None:
+        with self.fake._cond:
+            self.fake._connections.add(self.connection)
         try:
             super().handle()
         except (ConnectionError, OSError):
             pass  # clients hang up on watches all the time; that is not an error here
+        finally:
+            with self.fake._cond:
+                self.fake._connections.discard(self.connection)
 
     def do_GET(self) -> None:
         fake = self.fake
