@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from auditd.clock import SYSTEM
+from auditd.config import ConfigError
+from auditd.daemon import runner
 from auditd.daemon.lease import Leases, lease_name
+from auditd.daemon.runner import leases_for
 from auditd.sim.fakekube import LEASE, FakeKubeAPI, write_kubeconfig
 from auditd.sources.kube.client import api_client
 
@@ -27,7 +32,7 @@ class Ticks:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[FakeKubeAPI, Path]]:
     fake = FakeKubeAPI("home", resources=[LEASE]).start()
-    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig = tmp_path / "home-kubeconfig"
     write_kubeconfig(str(kubeconfig), {"home": fake.url})
     yield fake, kubeconfig
     fake.stop()
@@ -92,3 +97,30 @@ def test_lease_names_are_dns_names() -> None:
     assert lease_name("pair/dr1-dr2") == "auditd-pair-dr1-dr2"
     assert lease_name("cluster/a_b") == "auditd-cluster-a-b"
     assert lease_name("auditd") == "auditd-auditd"
+
+
+def test_which_election_a_config_gets(
+    site: tuple[FakeKubeAPI, Path],
+    make_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, kubeconfig = site
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.setattr(runner, "SERVICE_ACCOUNT_NAMESPACE", Path("/nonexistent"))
+    assert leases_for(make_config(), SYSTEM) is None  # auto, not in a pod
+    assert leases_for(make_config(ha={"election": "postgres"}), SYSTEM) is None
+    # In a pod without a token or a namespace: the advisory locks alone, said once.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert leases_for(make_config(), SYSTEM) is None
+    assert "by PostgreSQL alone" in caplog.text
+    # Asked for explicitly, a missing piece is a config error.
+    with pytest.raises(ConfigError, match="lease_namespace"):
+        leases_for(make_config(ha={"election": "lease"}), SYSTEM)
+    explicit = {"election": "lease", "kubeconfig": str(kubeconfig), "context": "home"}
+    monkeypatch.setenv("POD_NAMESPACE", "auditd")
+    leases = leases_for(make_config(ha=explicit), SYSTEM)
+    assert leases is not None and leases.namespace == "auditd"
+    with pytest.raises(ConfigError, match=r"ha\.kubeconfig"):
+        leases_for(make_config(ha={**explicit, "kubeconfig": "/nonexistent"}), SYSTEM)

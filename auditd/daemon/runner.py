@@ -96,12 +96,20 @@ def leases_for(cfg: Config, clock: Clock) -> Leases | None:
     namespace = ha.lease_namespace or os.environ.get("POD_NAMESPACE")
     if namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
         namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-    if not namespace:
-        raise ConfigError("ha.lease_namespace", "not set, and not running in a pod")
     try:
-        api = api_client(ha.kubeconfig, ha.context)
-    except ClusterUnavailable as e:
-        raise ConfigError("ha.kubeconfig", str(e)) from None
+        if not namespace:
+            raise ConfigError("ha.lease_namespace", "not set, and not running in a pod")
+        try:
+            api = api_client(ha.kubeconfig, ha.context)
+        except ClusterUnavailable as e:
+            raise ConfigError("ha.kubeconfig", f"no credentials for the Leases: {e}") from None
+    except ConfigError as e:
+        if ha.election == "lease":
+            raise
+        # "auto" in a pod without a token (automountServiceAccountToken: false): the advisory
+        # locks elect alone, which is safe; say so once.
+        log.warning("leader election by PostgreSQL alone, without Leases (%s)", e)
+        return None
     return Leases(api, namespace, identity(), ha.lease_duration, clock)
 
 
