@@ -85,6 +85,24 @@ def test_a_racing_write_loses_on_the_resource_version(site: tuple[FakeKubeAPI, P
     assert fake.get(LEASE, "auditd", "auditd-auditd")["spec"]["holderIdentity"] == "a"
 
 
+def test_a_failed_write_is_lost_only_to_another_holder(site: tuple[FakeKubeAPI, Path]) -> None:
+    """LeaseLock hides why a write failed: a 500 must not read as "another replica holds it"
+    (the leader would give its pair up on a hiccup of the API server)."""
+    fake, kubeconfig = site
+    ticks = Ticks()
+    a, b = _leases(kubeconfig, "a", ticks), _leases(kubeconfig, "b", ticks)
+    fake.fail_next_write(1, 500, "leases")
+    assert a.acquire_or_renew("pair/p1") is None  # the create failed: unknown
+    assert a.acquire_or_renew("pair/p1") is True
+    fake.fail_next_write(1, 500, "leases")
+    assert a.acquire_or_renew("pair/p1") is None  # the renewal failed: still a's, unknown
+    assert b.acquire_or_renew("pair/p1") is False
+    ticks.now += 20
+    assert b.acquire_or_renew("pair/p1") is True  # a silent for 20 s on b's clock
+    fake.fail_next_write(1, 409, "leases")
+    assert a.acquire_or_renew("pair/p1") is False  # and now a learns it is b's
+
+
 def test_an_unreachable_api_server_is_unknown_not_lost(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(str(kubeconfig), {"home": "http://127.0.0.1:9"})

@@ -101,7 +101,10 @@ class Leases:
             if getattr(record, "status", None) != 404:
                 log.debug("cannot read Lease %s: %s", name, getattr(record, "reason", record))
                 return None
-            return bool(lock.create(name, self.namespace, self._record()))  # type: ignore[no-untyped-call]
+            if lock.create(name, self.namespace, self._record()):  # type: ignore[no-untyped-call]
+                self.holders[scope] = self.identity
+                return True
+            return self._after_refused_write(lock, scope)
         holder = record.holder_identity or None
         seen = self._seen.get(scope)
         if seen is None or (seen.holder, seen.renew_time) != (holder, record.renew_time):
@@ -114,9 +117,19 @@ class Leases:
             return False
         acquired = record.acquire_time if holder == self.identity else None
         if not lock.update(name, self.namespace, self._record(acquired)):  # type: ignore[no-untyped-call]
-            return False  # another replica wrote it first (409), or the server refused
+            return self._after_refused_write(lock, scope)
         self.holders[scope] = self.identity
         return True
+
+    def _after_refused_write(self, lock: LeaseLock, scope: str) -> bool | None:
+        """LeaseLock swallows why a write failed: a 409 (another replica wrote first) and a 500
+        look the same. Read again: False only if another replica holds it now."""
+        found, record = lock.get(lease_name(scope), self.namespace)  # type: ignore[no-untyped-call]
+        holder = (record.holder_identity or None) if found else None
+        if holder not in (None, self.identity):
+            self.holders[scope] = holder
+            return False
+        return None
 
     def release(self, scope: str) -> None:
         """Give the Lease up at once (as client-go's ReleaseOnCancel): holder empty, 1 s."""

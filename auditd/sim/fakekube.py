@@ -185,6 +185,7 @@ class FakeKubeAPI:
         self.exec_handler: ExecHandler | None = None
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
+        self._write_faults: list[tuple[str, int]] = []  # (plural, HTTP status)
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -365,6 +366,11 @@ class FakeKubeAPI:
         with self._cond:
             for _ in range(count):
                 self._faults.append(_Fault(status, body, retry_after, watch, plural))
+
+    def fail_next_write(self, count: int, status: int, plural: str) -> None:
+        """The next ``count`` creates/replaces of ``plural`` get this HTTP error."""
+        with self._cond:
+            self._write_faults += [(plural, status)] * count
 
     def stall_next_watch(self, seconds: float, plural: str | None = None) -> None:
         """The next watch sends headers and then nothing for ``seconds`` (a hung connection)."""
@@ -753,6 +759,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _status(404, "NotFound", f"the server could not find {path}"))
             return
         resource, namespace, name = route
+        with fake._cond:
+            fault = next((f for f in fake._write_faults if f[0] == resource.plural), None)
+            if fault is not None:
+                fake._write_faults.remove(fault)
+        if fault is not None:
+            self._send_json(fault[1], _status(fault[1], "InternalError", f"injected {fault[1]}"))
+            return
         meta = body.setdefault("metadata", {})
         if resource.namespaced:
             meta["namespace"] = namespace or "default"
