@@ -276,8 +276,9 @@ class HaConfig(Strict):
     context: str | None = None
     # Default: the pod's own namespace.
     lease_namespace: str | None = None
-    # A Lease not renewed for this long is free: a dead replica's pairs move after it. (An API
-    # server that does not answer deposes nobody: the PostgreSQL lock still decides.)
+    # A Lease not renewed for this long is free. A killed replica's Leases are taken at once
+    # (its database session is gone); this wait is for a live replica that handed a pair over
+    # and could not clear its Lease. An API server that does not answer deposes nobody.
     lease_duration: Duration = Field(timedelta(seconds=15), gt=timedelta(seconds=2))
     # A dead man's switch outside Prometheus: the replica that sends alerts GETs this URL
     # every heartbeat_every (healthchecks.io, Opsgenie/PagerDuty heartbeats, Uptime Kuma push).

@@ -148,6 +148,8 @@ class PgLeadership(Leadership):
                 "keepalives_interval": 2,
                 "keepalives_count": 3,
                 "connect_timeout": 5,
+                # Who this session is, for the other replicas (a Lease holder still alive?).
+                "application_name": self.me[:63],
             },
         )
         self._conn: Connection | None = None
@@ -319,19 +321,29 @@ class PgLeadership(Leadership):
         if self.leases is None:
             return
         for scope in sorted(self._held):
-            renewed = self._lease(scope)
+            renewed = self._lease(conn, scope)
             if renewed is False:
                 holder = self.leases.holders.get(scope, "another replica")
                 self._release(conn, [scope], f"its Lease is held by {holder}")
 
-    def _lease(self, scope: str) -> bool | None:
+    def _lease(self, conn: Connection, scope: str) -> bool | None:
         assert self.leases is not None
-        got = self.leases.acquire_or_renew(scope)
+        got = self.leases.acquire_or_renew(scope, lambda holder: self._runs(conn, holder))
         if got is None:
             self._lease_spell.failed("the API server does not answer", time.monotonic())
         else:
             self._lease_spell.succeeded(time.monotonic())
         return got
+
+    @staticmethod
+    def _runs(conn: Connection, holder: str) -> bool:
+        """Whether a replica still has its election session (a killed one has none)."""
+        n = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": holder[:63]},
+        ).scalar()
+        conn.commit()
+        return bool(n)
 
     def _take(self, conn: Connection, scope: str) -> None:
         key = self._key(scope)
@@ -341,9 +353,10 @@ class PgLeadership(Leadership):
         conn.commit()
         if not got:
             return  # a live replica leads it (its Lease, if lost, is its to take back)
-        # A Lease held by another replica (alive, or dead and not yet expired): not ours to
-        # take. No answer from the API server: the lock alone decides.
-        if self.leases is not None and self._lease(scope) is False:
+        # A Lease held by another replica that still runs: not ours to take (it was handed to
+        # that replica). Its holder dead (no session): ours now, not after it expires. No
+        # answer from the API server: the lock alone decides.
+        if self.leases is not None and self._lease(conn, scope) is False:
             conn.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": LEAD_NS, "key": key})
             conn.commit()
             return

@@ -9,7 +9,9 @@ resourceVersion (409) and is retried next round.
 
 A Lease says who should write; it cannot stop a writer that lost it and still runs (a paused
 process, a partition from the API server). The PostgreSQL advisory lock is still the fence
-(daemon/leader.py): a replica writes a scope only while it holds both.
+(daemon/leader.py): a replica writes a scope only while it holds both. The lock also tells
+when a holder is dead (its database session is gone), so a killed replica's pairs move at
+once instead of after its Lease's duration.
 """
 
 from __future__ import annotations
@@ -84,16 +86,19 @@ class Leases:
             now,
         )
 
-    def acquire_or_renew(self, scope: str) -> bool | None:
+    def acquire_or_renew(
+        self, scope: str, alive: Callable[[str], bool] = lambda _holder: True
+    ) -> bool | None:
         """True: this process holds the scope's Lease (just taken or renewed). False: another
-        replica does. None: the API server did not answer (unknown)."""
+        replica does. None: the API server did not answer (unknown). ``alive(holder)`` says
+        whether the holder still runs: a dead holder's Lease is taken before it expires."""
         try:
-            return self._acquire_or_renew(scope)
+            return self._acquire_or_renew(scope, alive)
         except Exception as e:  # LeaseLock lets connection errors through
             log.debug("Lease of %s: %s", scope, type(e).__name__)
             return None
 
-    def _acquire_or_renew(self, scope: str) -> bool | None:
+    def _acquire_or_renew(self, scope: str, alive: Callable[[str], bool]) -> bool | None:
         lock = self._lock(scope)
         name = lease_name(scope)
         found, record = lock.get(name, self.namespace)  # type: ignore[no-untyped-call]
@@ -111,8 +116,10 @@ class Leases:
             seen = self._seen[scope] = _Seen(holder, record.renew_time, self.monotonic())
         if holder is not None:
             self.holders[scope] = holder
-        if holder not in (None, self.identity) and self.monotonic() - seen.at < self._duration_of(
-            record
+        if (
+            holder not in (None, self.identity)
+            and self.monotonic() - seen.at < self._duration_of(record)
+            and alive(holder)
         ):
             return False
         acquired = record.acquire_time if holder == self.identity else None

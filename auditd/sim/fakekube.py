@@ -295,6 +295,40 @@ class FakeKubeAPI:
             else:
                 self._commit("DELETED", key, obj)
 
+    def write(
+        self, verb: str, resource: ResourceType, namespace: str, name: str | None, body: Obj
+    ) -> tuple[int, Obj]:
+        """A create (POST to the collection) or replace (PUT to the object) from a client, with
+        the real server's answers: 409 AlreadyExists; 409 Conflict when the body's
+        resourceVersion is not the current one (optimistic concurrency, which leader election
+        relies on), checked and replaced as one step, as etcd's compare-and-swap."""
+        meta = body.setdefault("metadata", {})
+        if resource.namespaced:
+            meta["namespace"] = namespace or "default"
+        if verb == "POST":
+            if name is not None or not meta.get("name"):
+                return 405, _status(405, "MethodNotAllowed", "POST to a collection")
+            try:
+                return 201, self.create(resource, body)
+            except KeyError:
+                msg = f'{resource.plural} "{meta["name"]}" already exists'
+                return 409, _status(409, "AlreadyExists", msg)
+        if name is None or meta.get("name") != name:
+            return 400, _status(400, "BadRequest", "the name in the body must match the URL")
+        with self._cond:
+            current = self._objects.get(self._key(resource, namespace, name))
+            if current is None:
+                return 404, _status(404, "NotFound", f'{resource.plural} "{name}" not found')
+            sent = meta.get("resourceVersion")
+            if sent and sent != current["metadata"]["resourceVersion"]:
+                msg = (
+                    f'Operation cannot be fulfilled on {resource.plural} "{name}": the object'
+                    " has been modified; please apply your changes to the latest version and"
+                    " try again"
+                )
+                return 409, _status(409, "Conflict", msg)
+            return 200, self.replace(resource, body)
+
     def get(self, resource: ResourceType, namespace: str, name: str) -> Obj | None:
         with self._cond:
             obj = self._objects.get(self._key(resource, namespace, name))
@@ -731,12 +765,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(code, body)
 
     def do_POST(self) -> None:
-        """Create, as the real server: 409 AlreadyExists when the name is taken."""
         self._write("POST")
 
     def do_PUT(self) -> None:
-        """Replace, as the real server: 409 Conflict when the body's resourceVersion is not the
-        object's current one (optimistic concurrency: what leader election relies on)."""
         self._write("PUT")
 
     def _write(self, verb: str) -> None:
@@ -766,39 +797,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send_json(fault[1], _status(fault[1], "InternalError", f"injected {fault[1]}"))
             return
-        meta = body.setdefault("metadata", {})
-        if resource.namespaced:
-            meta["namespace"] = namespace or "default"
-        if verb == "POST":
-            if name is not None or not meta.get("name"):
-                self._send_json(405, _status(405, "MethodNotAllowed", "POST to a collection"))
-                return
-            try:
-                self._send_json(201, fake.create(resource, body))
-            except KeyError:
-                msg = f'{resource.plural} "{meta["name"]}" already exists'
-                self._send_json(409, _status(409, "AlreadyExists", msg))
-            return
-        if name is None or meta.get("name") != name:
-            self._send_json(400, _status(400, "BadRequest", "the name in the body must match"))
-            return
-        with fake._cond:  # check and replace as one step, as etcd's compare-and-swap
-            current = fake.get(resource, namespace or "", name)
-            if current is None:
-                self._send_json(
-                    404, _status(404, "NotFound", f'{resource.plural} "{name}" not found')
-                )
-                return
-            sent = meta.get("resourceVersion")
-            if sent and sent != current["metadata"]["resourceVersion"]:
-                msg = (
-                    f'Operation cannot be fulfilled on {resource.plural} "{name}": the object'
-                    " has been modified; please apply your changes to the latest version and"
-                    " try again"
-                )
-                self._send_json(409, _status(409, "Conflict", msg))
-                return
-            self._send_json(200, fake.replace(resource, body))
+        code, answer = fake.write(verb, resource, namespace or "", name, body)
+        self._send_json(code, answer)
 
     def _exec(self, namespace: str, name: str, query: dict[str, list[str]]) -> None:
         """`pods/exec` over a websocket with the v4.channel.k8s.io subprotocol, as the kubelet
