@@ -116,6 +116,8 @@ def leases_for(cfg: Config, clock: Clock) -> Leases | None:
 def describe_leadership(leadership: Leadership, scopes: list[str]) -> str:
     """For /readyz: what this replica writes, and who writes the rest (it is ready to take
     those over: it watches them too)."""
+    if any(leadership.state(s) == "unknown" for s in scopes):
+        return "cannot tell who leads (no database session for the election)"
     led = [s for s in scopes if leadership.state(s) == "lead"]
     if len(led) == len(scopes):
         return "leads everything"
@@ -434,6 +436,8 @@ class Daemon:
         ok, reason = (ok and alive), (reason if alive else why)
         leadership = getattr(self, "leadership", None)
         if ok and leadership is not None:
+            # Not knowing who leads, a replica can neither write nor take over: not ready.
+            ok = all(leadership.state(s) != "unknown" for s in self.scopes.all)
             reason = f"{reason}; {describe_leadership(leadership, self.scopes.all)}"
         self.metrics.ready.set(1 if ok else 0)
         return ok, reason
