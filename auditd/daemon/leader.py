@@ -43,7 +43,7 @@ import contextlib
 import logging
 import math
 import os
-import random
+import secrets
 import socket
 import threading
 import time
@@ -265,7 +265,8 @@ class PgLeadership(Leadership):
 
     def _join(self, conn: Connection) -> None:
         while True:
-            key = random.randrange(1, 0x7FFFFFFF)
+            # Not the global `random`: a seeded one would give every replica the same key.
+            key = 1 + secrets.randbelow(0x7FFFFFFE)
             got = conn.execute(
                 text("SELECT pg_try_advisory_lock(:ns, :key)"),
                 {"ns": self._key("members"), "key": key},
