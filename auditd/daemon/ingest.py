@@ -230,7 +230,7 @@ class Ingestor:
     def _split(self, batch: Sequence[Item], led: frozenset[str]) -> tuple[list[Item], list[Item]]:
         """The items of the scopes ``led`` (to write), and the rest (to follow). A health
         report or a downtime covering several clusters is cut along the scopes."""
-        if led >= set(self.scopes.all):
+        if self._all(led):
             return list(batch), []
         scope_of = self.scopes.of_cluster
         mine: list[Item] = []
@@ -280,13 +280,15 @@ class Ingestor:
             time.monotonic() - started,
         )
 
+    def _all(self, led: frozenset[str]) -> bool:
+        """Every scope (one process, or SQLite): nothing to split or filter."""
+        return len(led) == len(self.scopes.all)
+
     def _mine(self, pair: str | None, cluster: str | None) -> bool:
-        if len(self._led) == len(self.scopes.all):  # one process leads everything (SQLite)
-            return True
-        return self.scopes.of_violation(pair, cluster) in self._led
+        return self._all(self._led) or self.scopes.of_violation(pair, cluster) in self._led
 
     def led_active(self) -> dict[ViolationKey, Active]:
-        if len(self._led) == len(self.scopes.all):
+        if self._all(self._led):
             return self.active
         return {k: v for k, v in self.active.items() if self._mine(v.pair, v.cluster)}
 

@@ -112,11 +112,6 @@ class Leadership:
     def holder(self, scope: str) -> str | None:
         return None
 
-    @property
-    def is_leader(self) -> bool:
-        """Leads at least one scope (writes some history)."""
-        return True
-
 
 class PgLeadership(Leadership):
     def __init__(
@@ -172,20 +167,12 @@ class PgLeadership(Leadership):
             return "unknown"
         return "lead" if scope in self._held else "follow"
 
-    def led(self) -> frozenset[str]:
-        """The scopes this process leads now."""
-        return frozenset() if self._conn is None or self._suspect else self._held
-
     def holder(self, scope: str) -> str | None:
         if scope in self._held:
             return self.me
         if self.leases is not None and scope in self.leases.holders:
             return self.leases.holders[scope]
         return self._holders.get(scope)
-
-    @property
-    def is_leader(self) -> bool:
-        return bool(self.led())
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from auditd.config import Config
 
@@ -29,12 +30,13 @@ class Scopes:
                 by_cluster[name] = f"pair/{pair.name}"
         return cls(by_cluster)
 
-    @property
+    # Computed once: the ingest writer asks for them on every batch and verdict.
+    @cached_property
     def units(self) -> list[str]:
         """The scopes replicas spread among themselves (every one but ``GLOBAL``)."""
         return sorted(set(self.by_cluster.values()))
 
-    @property
+    @cached_property
     def all(self) -> list[str]:
         return [*self.units, GLOBAL]
 

@@ -98,9 +98,12 @@ def load_status(
         )
     ]
     # "all": the record of auditd's single election before per-pair leadership.
-    leaders = list(
-        session.scalars(select(LeaderRow).where(LeaderRow.scope != "all").order_by(LeaderRow.scope))
-    )
+    leaders = [
+        (ld, now - ld.renewed_at <= LEADER_STALE)
+        for ld in session.scalars(
+            select(LeaderRow).where(LeaderRow.scope != "all").order_by(LeaderRow.scope)
+        )
+    ]
     outbox = dict(
         session.execute(
             select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
@@ -111,7 +114,7 @@ def load_status(
         and all(s["state"] in ("ok", "absent") for s in streams)
         and all(p["state"] == "ok" for p in probes)
         and not quarantined
-        and all(now - ld.renewed_at <= LEADER_STALE for ld in leaders)
+        and all(current for _, current in leaders)
     )
     return {
         "schema_version": 1,
@@ -132,9 +135,9 @@ def load_status(
                 "holder": ld.holder,
                 "since": iso_utc(ld.acquired_at),
                 "renewed_at": iso_utc(ld.renewed_at),
-                "current": now - ld.renewed_at <= LEADER_STALE,
+                "current": current,
             }
-            for ld in leaders
+            for ld, current in leaders
         ],
         "outbox": {
             "pending": outbox.get("pending", 0) + outbox.get("sending", 0),
