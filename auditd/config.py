@@ -126,6 +126,10 @@ class WatchConfig(Strict):
     crd_recheck: Duration = timedelta(minutes=5)
     # A cluster/kind that cannot be watched for this long is an audit blind spot.
     blind_spot_after: Duration = timedelta(minutes=5)
+    # A stream disconnected for this long is "reconnecting": that cluster's objects are its
+    # last-known state, so verdicts weighing it against its peer wait (UNKNOWN) until it is
+    # back. Longer than a routine reconnect (the server ending a watch, a dropped connection).
+    stale_after: Duration = timedelta(seconds=10)
 
 
 class ProbeConfig(Strict):
@@ -136,8 +140,13 @@ class ProbeConfig(Strict):
     timeout: Duration = timedelta(seconds=20)
     # Pool info and snapshot schedule status change rarely: probe them this often.
     slow_interval: Duration = timedelta(minutes=10)
-    # At most this many rbd commands at once, across all clusters.
+    # At most this many rbd commands at once per cluster: a hung site never takes the
+    # threads that probe the other one.
     max_concurrent: int = Field(4, ge=1, le=64)
+    # A status probe out of turn, when the rules need fresher storage evidence (a PVC just
+    # appeared, records not yet settled after a role change): at most once per pool this
+    # often. 0 turns probes on demand off (interval only).
+    on_demand_gap: Duration = timedelta(seconds=5)
     # An image status whose last_update is older than this many intervals is stale (a killed
     # rbd-mirror keeps reporting its last state for a while). Never less than three rbd-mirror
     # refreshes (30 s each): a healthy record is up to 30 s old whatever the probe interval.

@@ -5,10 +5,17 @@
 # retries), a forced promotion (split brain) and its resync, and an image whose mirroring is
 # disabled under it. Captures taken 30 s after each step hide exactly the stale records the
 # verdicts must survive; these keep them. OUT/index.tsv: time, site|ACTION, file|what.
+#
+# capture-transients.sh OUT site-loss - instead: site-a is lost (ceph-lab.sh freeze: its `rbd`
+# calls time out and leave empty files), site-b force-promoted; site-a returns un-fenced, is
+# demoted and resynced as Ramen recovers it, and the lab is failed back to site-a.
 set -Eeuo pipefail
 LAB=$(dirname "$0")/ceph-lab.sh
+BASE=${AUDITD_CEPH_LAB:-/tmp/auditd-ceph-lab}
 OUT=${1:?output directory}
+SCENARIO=${2:-switches}
 IMG=replicapool/csi-vol-0001
+SNAP_TIMEOUT=10 # a frozen site's `rbd` never answers: recorded as an empty capture
 mkdir -p "$OUT"
 n=0
 
@@ -21,7 +28,10 @@ snap() {
     f=$(printf "%04d-%s.json" "$n" "$s")
     local t
     t=$(now)
-    "$LAB" rbd "$s" mirror pool status replicapool --verbose --format json >"$OUT/$f" 2>/dev/null || true
+    # rbd itself under the timeout (through ceph-lab.sh, a hung rbd would outlive it and
+    # write its answer into this file after the site returned).
+    timeout "$SNAP_TIMEOUT" rbd --cluster "$s" -c "$BASE/$s/ceph.conf" \
+      mirror pool status replicapool --verbose --format json >"$OUT/$f" 2>/dev/null || true
     echo -e "$t\t$s\t$f" >>"$OUT/index.tsv"
   done
 }
@@ -43,8 +53,37 @@ promote() { # retried like an operator: rc 30 until the demotion snapshot has sy
   done
 }
 
+recover_site_a() { # demote and resync the old primary, then fail back to it
+  action "demote site-a"
+  "$LAB" rbd site-a mirror image demote "$IMG"
+  poll 5
+  action "resync site-a"
+  "$LAB" rbd site-a mirror image resync "$IMG"
+  wait_state site-a "$IMG" up+replaying 180
+  poll 5
+  action "demote site-b"
+  "$LAB" rbd site-b mirror image demote "$IMG"
+  promote site-a
+  wait_state site-b "$IMG" up+replaying 120
+}
+
 wait_state site-b "$IMG" up+replaying 120
 poll 5
+if [[ $SCENARIO == site-loss ]]; then
+  action "lose site-a"
+  "$LAB" freeze site-a
+  poll 25
+  action "force-promote site-b"
+  "$LAB" rbd site-b mirror image promote --force "$IMG"
+  action "promoted site-b"
+  poll 90
+  action "return site-a"
+  "$LAB" thaw site-a
+  poll 60
+  recover_site_a
+  action "done"
+  exit 0
+fi
 for pair in "site-a site-b" "site-b site-a"; do
   set -- $pair
   action "vr-secondary $1"
@@ -65,18 +104,7 @@ done
 action "force-promote site-b"
 "$LAB" rbd site-b mirror image promote --force "$IMG"
 poll 70
-action "demote site-a"
-"$LAB" rbd site-a mirror image demote "$IMG"
-poll 5
-action "resync site-a"
-"$LAB" rbd site-a mirror image resync "$IMG"
-wait_state site-a "$IMG" up+replaying 180
-poll 5
-# Back to the lab's starting point: site-a primary.
-action "demote site-b"
-"$LAB" rbd site-b mirror image demote "$IMG"
-promote site-a
-wait_state site-b "$IMG" up+replaying 120
+recover_site_a # and back to the lab's starting point: site-a primary
 
 action "create csi-vol-0009"
 "$LAB" rbd site-a create --size 16M replicapool/csi-vol-0009

@@ -6,6 +6,9 @@
 #                                           mirror image csi-vol-0001 (primary on site-a)
 #   scripts/ceph-lab.sh down                stop every daemon it started, remove the base dir
 #   scripts/ceph-lab.sh stop-mirror SITE    SIGTERM that site's rbd-mirror (start-mirror: again)
+#   scripts/ceph-lab.sh freeze SITE         a lost site: SIGSTOP its mon, mgr and rbd-mirror (not
+#                                           its OSD: a frozen memstore OSD comes back with stuck
+#                                           ops); thaw SITE: SIGCONT them, the site returns
 #   scripts/ceph-lab.sh rbd SITE ARGS...    run rbd as client.admin against SITE
 #
 # Each site also gets a read-only cephx user `client.auditd` (caps in the README), whose
@@ -208,6 +211,9 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   stop-mirror) stop_pid "$BASE/${2:?site}/pids/rbd-mirror" ;;
+  freeze | thaw)
+    sig=$([[ $1 == freeze ]] && echo STOP || echo CONT)
+    for name in mon mgr rbd-mirror; do kill -s "$sig" "$(cat "$BASE/${2:?site}/pids/$name")"; done ;;
   start-mirror) start_mirror "${2:?site}" ;;
   rbd) s=${2:?site}; shift 2; rbd_ "$s" "$@" ;;
   *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;

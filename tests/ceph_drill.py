@@ -5,7 +5,13 @@ interval) that post to a fake Slack. Used by tests/test_drill_on_ceph.py and ben
 One switch, as Ramen does it: (optionally a DRPC enters Relocating/FailingOver), the old
 primary's VR asks for secondary, `rbd mirror image demote` there, `promote` on the new side
 (retried while it answers rc 30), and 10-25 s later the PVC/PV/VR move: deleted on the old
-side, created (PVC Bound) on the new one. Then the drill waits for Ceph to settle.
+side, created (PVC Bound) on the new one. Then the drill waits for Ceph to settle. With many
+images (an application's PVCs) every step is done for all of them, together or staggered.
+
+A site loss: the site's monitor, manager and rbd-mirror are frozen (`ceph-lab.sh freeze`) and
+its API server stopped (open connections reset); the survivor is force-promoted and its PVC/PV/VR created; later the site
+returns as it was (SIGCONT, the API server back on its port with its old objects) and is
+recovered as Ramen does: VR secondary, demote, resync, old objects deleted.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,26 @@ IMAGE, POOL, NS, CLAIM = "csi-vol-0001", "replicapool", "app", "data"
 SITE = {"dr1": "site-a", "dr2": "site-b"}
 
 
+def wait_for(pred: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:
+    """Poll ``pred`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def claim_of(image: str) -> str:
+    """The PVC name of an image: the lab's first image keeps the drill's historic name."""
+    return CLAIM if image == IMAGE else f"data-{image.rsplit('-', 1)[-1]}"
+
+
+def app_images(n: int) -> tuple[str, ...]:
+    """An application's n volumes: the lab's image and n - 1 more (csi-vol-0101, ...)."""
+    return (IMAGE, *(f"csi-vol-{100 + i:04d}" for i in range(1, n)))
+
+
 class Lab:
     """Admin access to the lab, as an operator (or Ramen's VR controller) would act."""
 
@@ -59,7 +86,7 @@ class Lab:
         )
         return json.loads(r.stdout) if r.returncode == 0 else {}
 
-    def promote(self, cluster: str, force: bool = False) -> None:
+    def promote(self, cluster: str, force: bool = False, image: str = IMAGE) -> None:
         deadline = time.monotonic() + 180
         while True:
             args = [
@@ -67,7 +94,7 @@ class Lab:
                 "image",
                 "promote",
                 *(["--force"] if force else []),
-                f"{POOL}/{IMAGE}",
+                f"{POOL}/{image}",
             ]
             if self.rbd(cluster, *args, check=False).returncode == 0:
                 return
@@ -75,15 +102,38 @@ class Lab:
                 raise TimeoutError(f"promote on {cluster} never succeeded")
             time.sleep(2)  # rc 30 until the demotion snapshot has synced
 
-    def wait_steady(self, primary: str, timeout: float = 240) -> None:
+    def wait_steady(
+        self, primary: str, timeout: float = 240, images: tuple[str, ...] = (IMAGE,)
+    ) -> None:
         other = "dr2" if primary == "dr1" else "dr1"
         deadline = time.monotonic() + timeout
+        waiting = list(images)
         while time.monotonic() < deadline:
-            p, s = self.status(primary), self.status(other)
-            if p.get("state") == "up+stopped" and s.get("state") == "up+replaying":
+            waiting = [i for i in waiting if not self._steady(primary, other, i)]
+            if not waiting:
                 return
             time.sleep(2)
-        raise TimeoutError(f"{primary} primary / {other} replaying not reached")
+        raise TimeoutError(f"{primary} primary / {other} replaying not reached for {waiting}")
+
+    def _steady(self, primary: str, other: str, image: str) -> bool:
+        p, s = self.status(primary, image), self.status(other, image)
+        return p.get("state") == "up+stopped" and s.get("state") == "up+replaying"
+
+    def ensure_images(self, images: tuple[str, ...], primary: str = "dr1") -> None:
+        """The images exist, mirrored (snapshot mode) from ``primary`` and replaying on its
+        peer: what an application's PVCs are after provisioning."""
+        for image in images:
+            if self.rbd(primary, "info", f"{POOL}/{image}", check=False).returncode != 0:
+                self.rbd(primary, "create", "--size", "16M", f"{POOL}/{image}")
+                self.rbd(primary, "mirror", "image", "enable", f"{POOL}/{image}", "snapshot")
+        self.wait_steady(primary, timeout=300, images=images)
+
+    def freeze(self, cluster: str, frozen: bool = True) -> None:
+        """A lost site (its mon, mgr and rbd-mirror stopped), or its return."""
+        subprocess.run(
+            [str(LAB_SCRIPT), "freeze" if frozen else "thaw", SITE[cluster]],
+            check=True, timeout=30, env=self.env,
+        )  # fmt: skip
 
     def auditd_ceph(self, cluster: str) -> dict[str, str]:
         site = self.base / SITE[cluster]
@@ -143,6 +193,7 @@ class Drill:
     seed: int = 0
     # Per cluster: Ceph access other than the lab's client.auditd (a key with fewer caps).
     ceph_override: dict[str, dict[str, str]] = field(default_factory=dict)
+    images: tuple[str, ...] = (IMAGE,)  # the application's volumes, all switched together
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -202,17 +253,18 @@ class Drill:
         self.slack.stop()
 
     # ----------------------------------------------------------- kubernetes
-    def _volume(self, cluster: str, create: bool) -> None:
+    def _volume(self, cluster: str, create: bool, images: tuple[str, ...] | None = None) -> None:
         k = self.kube[cluster]
-        pv = f"pv-{cluster}-{IMAGE}"
-        if create:
-            k.create(PV, objects.pv(pv, NS, CLAIM, IMAGE))
-            k.create(PVC, objects.pvc(CLAIM, NS, volume=pv))
-            k.create(VR, objects.vr(CLAIM, NS, CLAIM))
-        else:
-            k.delete(VR, NS, CLAIM)
-            k.delete(PVC, NS, CLAIM)
-            k.delete(PV, "", pv)
+        for image in images or self.images:
+            pv, claim = f"pv-{cluster}-{image}", claim_of(image)
+            if create:
+                k.create(PV, objects.pv(pv, NS, claim, image))
+                k.create(PVC, objects.pvc(claim, NS, volume=pv))
+                k.create(VR, objects.vr(claim, NS, claim))
+            else:
+                k.delete(VR, NS, claim)
+                k.delete(PVC, NS, claim)
+                k.delete(PV, "", pv)
 
     def _drpc_phase(self, phase: str) -> None:
         k = self.kube["dr1"]  # the hub's DRPC, watched like any object
@@ -229,28 +281,78 @@ class Drill:
         k.patch(self.drpc, NS, "app-drpc", {"status": {"phase": phase}})
 
     # ---------------------------------------------------------------- a switch
-    def switch(self, drpc: bool = False) -> SwitchRecord:
+    def switch(self, drpc: bool = False, stagger: bool = False) -> SwitchRecord:
+        """All the application's volumes: each step for all of them (Ramen's VRG reconciles
+        its VRs together), or, ``stagger``, one volume's demote and promote after another."""
         old = self.primary
         new = "dr2" if old == "dr1" else "dr1"
         rec = SwitchRecord(old, new, None, time.monotonic())
         if drpc:
             rec.drpc = "Relocating" if self.rng.random() < 0.5 else "FailingOver"
             self._drpc_phase(rec.drpc)
-        self.kube[old].patch(VR, NS, CLAIM, {"spec": {"replicationState": "secondary"}})
-        self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{IMAGE}")
-        self.lab.promote(new)
+        for image in self.images:
+            patch = {"spec": {"replicationState": "secondary"}}
+            self.kube[old].patch(VR, NS, claim_of(image), patch)
+        if stagger:
+            for image in self.images:
+                self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
+                time.sleep(self.rng.uniform(0, 3))
+                self.lab.promote(new, image=image)
+        else:
+            for image in self.images:
+                self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
+            for image in self.images:
+                self.lab.promote(new, image=image)
         rec.promoted = time.monotonic()
         time.sleep(self.rng.uniform(10, 25))
         self._volume(old, create=False)
         self._volume(new, create=True)
         rec.moved = time.monotonic()
-        self.lab.wait_steady(new)
+        self.lab.wait_steady(new, images=self.images)
         if drpc:
             self._drpc_phase("Relocated" if rec.drpc == "Relocating" else "FailedOver")
         rec.settled = time.monotonic()
         self.primary = new
         self.switches.append(rec)
         return rec
+
+    # ------------------------------------------------------------- a site loss
+    def lose_site(self, cluster: str) -> None:
+        """The site is gone: Ceph daemons frozen, API server down with its connections reset."""
+        self._ports = getattr(self, "_ports", {})
+        self._ports[cluster] = int(self.kube[cluster].url.rsplit(":", 1)[1])
+        self.lab.freeze(cluster)
+        self.kube[cluster].stop()
+
+    def fail_over_to(self, survivor: str) -> SwitchRecord:
+        """What an operator (or Ramen's failover) does on the survivor after losing the
+        primary: force-promote every image, then create the PVC/PV/VRs there."""
+        rec = SwitchRecord(self.primary, survivor, None, time.monotonic())
+        for image in self.images:
+            self.lab.promote(survivor, force=True, image=image)
+        rec.promoted = time.monotonic()
+        time.sleep(15)
+        self._volume(survivor, create=True)
+        rec.moved = time.monotonic()
+        self.primary = survivor
+        return rec
+
+    def return_site(self, cluster: str) -> None:
+        """The lost site comes back as it was: un-fenced, its images primary, its objects."""
+        self.lab.freeze(cluster, frozen=False)
+        self.kube[cluster].start(self._ports[cluster])
+
+    def recover(self, old: str) -> None:
+        """Ramen's recovery of the returned site: its VRs to secondary, demote, resync, its
+        PVC/PV/VRs deleted; then wait for it to replay from the survivor."""
+        for image in self.images:
+            patch = {"spec": {"replicationState": "secondary"}}
+            self.kube[old].patch(VR, NS, claim_of(image), patch)
+        for image in self.images:
+            self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
+            self.lab.rbd(old, "mirror", "image", "resync", f"{POOL}/{image}")
+        self._volume(old, create=False)
+        self.lab.wait_steady(self.primary, timeout=420, images=self.images)
 
     # ----------------------------------------------------------------- results
     def slack_messages(self) -> list[dict[str, Any]]:

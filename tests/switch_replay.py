@@ -21,14 +21,16 @@ from sqlalchemy import select
 
 from auditd.clock import ManualClock
 from auditd.config import Config, parse_config
-from auditd.daemon.ingest import Ingestor, Item, Tick
+from auditd.daemon.ingest import HealthReport, Ingestor, Item, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim import objects
 from auditd.sim.story import SimEvents
 from auditd.sources.kube.events import ObjectEvent
+from auditd.sources.kube.health import StreamHealth
 from auditd.sources.rbd.parse import RbdParseError, parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult
+from auditd.sources.rbd.transport import ProbeFailure
 from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
@@ -89,17 +91,27 @@ CONFIG: dict[str, Any] = {
 class Replay:
     """The real ingest writer on SQLite, fed probes from a capture and Ramen's k8s moves."""
 
-    def __init__(self, tmp: Path, capture: Capture, interval: float, **rules: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        capture: Capture,
+        interval: float,
+        sections: dict[str, Any] | None = None,
+        **rules: Any,
+    ) -> None:
         url = f"sqlite:///{tmp / 'h.db'}"
         upgrade(url)
         self.sessions = session_factory(make_engine(url))
-        self.config: Config = parse_config({**CONFIG, "rules": rules})
+        self.config: Config = parse_config({**CONFIG, **(sections or {}), "rules": rules})
+        # Lost sites (since when): their API server gone, their `rbd` hanging to its timeout.
+        self.lost: dict[str, datetime] = {}
+        self._late: list[tuple[datetime, Item]] = []  # hung probes, reported at their timeout
+        self._next_probe: datetime | None = None
         self.capture = capture
         self.interval = timedelta(seconds=interval)
         self.clock = ManualClock(min(t[0] for t in capture.times.values()))
-        self.ingest = Ingestor(
-            self.sessions, Inventory(), RuleEngine(self.config), {}, ["slack"], clock=self.clock
-        )
+        self.wanted: set[tuple[str, str]] = set()
+        self.ingest = self._writer(Inventory(), RuleEngine(self.config), {})
         self.world = SimEvents()  # the watch events the watcher would emit
         self.images = {IMAGE}
 
@@ -107,8 +119,17 @@ class Replay:
         """A new writer from what the last one committed, as `auditd run` starts."""
         with self.sessions() as session:
             inventory, engine, active = load_state(session, self.config)
-        self.ingest = Ingestor(
-            self.sessions, inventory, engine, active, ["slack"], clock=self.clock
+        self.ingest = self._writer(inventory, engine, active)
+
+    def _writer(self, inventory: Inventory, engine: RuleEngine, active: dict[Any, Any]) -> Ingestor:
+        return Ingestor(
+            self.sessions,
+            inventory,
+            engine,
+            active,
+            ["slack"],
+            clock=self.clock,
+            want_probes=self.wanted.update,
         )
 
     # ---------------------------------------------------------------- kubernetes
@@ -131,9 +152,32 @@ class Replay:
         ]
 
     # ---------------------------------------------------------------------- ceph
-    def probes(self) -> list[Item]:
+    def health(self) -> HealthReport:
+        """Every stream of both clusters, as the watchers report them every 5 s."""
+        streams = []
+        for cluster in SITE_OF:
+            for kind in ("PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"):
+                h = StreamHealth(cluster, kind, connected=True, synced=True, _clock=self.clock)
+                if cluster in self.lost:
+                    h.connected, h.disconnected_since = False, self.lost[cluster]
+                streams.append(h.snapshot())
+        return HealthReport(self.clock.now(), streams)
+
+    def probes(self, clusters: set[str] | None = None) -> list[Item]:
         out: list[Item] = []
         for cluster, site in SITE_OF.items():
+            if clusters is not None and cluster not in clusters:
+                continue
+            if cluster in self.lost:
+                if any(getattr(i, "cluster", None) == cluster for _, i in self._late):
+                    continue  # one probe of a pool at a time: the hung one is still running
+                timeout = self.config.probe.timeout
+                failure = ProbeFailure("timeout", f"rbd did not answer in {timeout}")
+                hung = ProbeResult(
+                    cluster, "replicapool", "status", self.clock.now(), 20.0, failure=failure
+                )
+                self._late.append((self.clock.now() + timeout, hung))
+                continue
             text = self.capture.status_at(site, self.clock.now())
             if text is None:
                 continue
@@ -149,20 +193,33 @@ class Replay:
 
     # ---------------------------------------------------------------------- time
     def run(self, until: datetime, k8s: list[tuple[datetime, list[Item]]]) -> None:
-        """Probe every interval, tick every 5 s, apply k8s changes at their times."""
+        """Probe every interval, tick every 5 s, apply k8s changes at their times; probes the
+        rules ask for run at the next tick, at most once per on_demand_gap per site (as the
+        daemon's scheduler runs them)."""
         pending = sorted(k8s, key=lambda x: x[0])
-        next_probe = self.clock.now()
+        next_probe = self._next_probe or self.clock.now()
+        gap = self.config.probe.on_demand_gap
+        last: dict[str, datetime] = {}
         while self.clock.now() <= until:
             now = self.clock.now()
             batch: list[Item] = []
             while pending and pending[0][0] <= now:
                 batch += pending.pop(0)[1]
+            batch += [item for at, item in self._late if at <= now]
+            self._late = [(at, item) for at, item in self._late if at > now]
             if now >= next_probe:
                 batch += self.probes()
                 next_probe = now + self.interval
-            batch.append(Tick(now))
+                last = dict.fromkeys(SITE_OF, now)
+            elif self.wanted and gap:
+                due = {c for c, _ in self.wanted if now - last.get(c, now - gap) >= gap}
+                batch += self.probes(due)
+                last.update(dict.fromkeys(due, now))
+            self.wanted.clear()
+            batch += [self.health(), Tick(now)]
             self.ingest.process(batch, now)
             self.clock.advance(min(timedelta(seconds=5), self.interval))
+        self._next_probe = next_probe
 
     def steps(self, start: datetime, end: datetime, by: timedelta) -> Iterator[datetime]:
         t = start
@@ -193,3 +250,18 @@ class Replay:
     def episodes(self) -> list[EpisodeRow]:
         with self.sessions() as s:
             return list(s.scalars(select(EpisodeRow).order_by(EpisodeRow.id)))
+
+
+def ramen_switches(
+    r: Replay, capture: Capture, start: datetime
+) -> list[tuple[datetime, list[Item]]]:
+    """Ramen's Kubernetes side of the capture's two switches: the VR asks for secondary before
+    the demote; the PVC/PV/VR move a few seconds after the promote (the k8s-moved mark)."""
+    plan: list[tuple[datetime, list[Item]]] = [(start, r.classes() + r.volume("dr1", "ADDED"))]
+    for old, new in (("dr1", "dr2"), ("dr2", "dr1")):
+        at_vr = capture.action(f"vr-secondary {SITE_OF[old]}", after=plan[-1][0])
+        moved = capture.action(f"k8s-moved {SITE_OF[old]}", after=at_vr)
+        vr = objects.vr(CLAIM, NS, CLAIM, "secondary")
+        plan.append((at_vr, [r.event(old, "VolumeReplication", vr, "MODIFIED")]))
+        plan.append((moved, r.volume(old, "DELETED") + r.volume(new, "ADDED")))
+    return plan

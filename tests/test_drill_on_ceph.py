@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ceph_drill import IMAGE, POOL, Drill, Lab
+from ceph_drill import IMAGE, POOL, Drill, Lab, app_images, wait_for
+from sqlalchemy import select
 
 pytestmark = pytest.mark.ceph
 CYCLES = int(os.environ.get("AUDITD_DRILL_CYCLES", "3"))
@@ -35,13 +36,12 @@ def lab() -> Iterator[Lab]:
     yield lab
 
 
-def _wait(pred, timeout: float, every: float = 1.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
+def _assert_silent(drill: Drill) -> None:
+    """Nothing posted, nothing fired, on any daemon."""
+    posted = drill.slack_messages()
+    assert posted == [], [m.get("text") for m in posted]
+    for w in drill.watchers:
+        assert drill.fired(w) == [], (w.name, drill.fired(w))
 
 
 @pytest.mark.timeout(600 + 240 * CYCLES)
@@ -57,10 +57,8 @@ def test_planned_switches_are_silent_and_each_is_one_episode(lab: Lab, tmp_path:
             time.sleep(max(drill.intervals) + 10)
     finally:
         drill.stop()
-    posted = drill.slack_messages()
-    assert posted == [], [m.get("text") for m in posted]
+    _assert_silent(drill)
     for w in drill.watchers:
-        assert drill.fired(w) == [], (w.name, drill.fired(w))
         episodes = drill.episodes(w)
         summary = [(e.from_cluster, e.to_cluster, e.rto_seconds, e.ended_at) for e in episodes]
         assert len(episodes) == len(drill.switches), (w.name, summary)
@@ -70,6 +68,119 @@ def test_planned_switches_are_silent_and_each_is_one_episode(lab: Lab, tmp_path:
             # From the VR asking for secondary to the new PVC Bound on a primary image, as the
             # daemon could see it: within the switch's real duration plus a probe cycle.
             assert 0 < e.rto_seconds <= (s.settled - s.started) + w.interval + 10, (w.name, summary)
+
+
+APP = app_images(16)  # an application's PVCs, switched together as Ramen's VRG does
+
+
+def _probe_cost(drill: Drill) -> str:
+    """How long one status probe of the pool took, as each daemon last recorded it."""
+    from auditd.store.models import ProbeHealthRow
+
+    out = []
+    for w in drill.watchers:
+        with w.session() as s:
+            rows = s.scalars(select(ProbeHealthRow)).all()
+            out += [f"{w.name} {r.cluster}: {r.images} images {r.duration_ms} ms" for r in rows]
+    return "; ".join(out)
+
+
+@pytest.mark.timeout(1500)
+def test_an_application_of_16_volumes_switched_together_and_staggered_is_silent(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.ensure_images(APP)
+    drill = Drill(lab, tmp_path, images=APP)
+    try:
+        drill.start()
+        time.sleep(20)
+        drill.switch()  # every step for all 16 volumes at once
+        time.sleep(max(drill.intervals) + 10)
+        drill.switch(stagger=True)  # back, one volume's demote and promote after another
+        time.sleep(max(drill.intervals) + 10)
+        print(f"probe cost per cycle: {_probe_cost(drill)}")
+    finally:
+        drill.stop()
+    _assert_silent(drill)
+    for w in drill.watchers:
+        episodes = drill.episodes(w)
+        for s in drill.switches:
+            mine = [e for e in episodes if (e.from_cluster, e.to_cluster) == (s.old, s.new)]
+            assert sorted(e.image for e in mine) == sorted(APP), (w.name, s, len(mine))
+            for e in mine:
+                assert e.ended_at is not None and e.rto_seconds is not None, (w.name, e.image)
+                limit = (s.settled - s.started) + w.interval + 10
+                assert 0 < e.rto_seconds <= limit, (w.name, e.image, e.rto_seconds)
+
+
+@pytest.mark.timeout(1800)
+def test_a_lost_site_is_blind_and_unfenced_then_split_brain_on_return(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The day DR is needed: dr1's site is lost, dr2 force-promoted and serving; dr1 returns
+    un-fenced and is recovered as Ramen does. During the loss only what is true: dr1 blind,
+    the old primary owed its fencing (and the survivor's pool warning, if its rbd-mirror says
+    so); on return a real split brain; after recovery nothing; one episode per volume."""
+    images = APP[:4]
+    lab.ensure_images(images)
+    drill = Drill(lab, tmp_path, images=images)
+    expected = {"audit-blind-spot", "old-primary-not-fenced"}
+    allowed = expected | {"pool-mirroring-unhealthy"}
+    try:
+        drill.start()
+        time.sleep(20)
+        assert all(drill.fired(w) == [] for w in drill.watchers)
+        lost = time.monotonic()
+        drill.lose_site("dr1")
+        failover = drill.fail_over_to("dr2")
+        rules = {w.name: lambda w=w: {r for r, _, _ in drill.fired(w)} for w in drill.watchers}
+        # The 60 s daemon: a probe hung to its 20 s timeout, then probe.blind_after (2m).
+        assert wait_for(lambda: all(expected <= f() for f in rules.values()), 420, every=5), {
+            n: f() for n, f in rules.items()
+        }
+        time.sleep(30)  # and nothing else follows
+        during = {n: f() for n, f in rules.items()}
+        print(f"during the loss ({time.monotonic() - lost:.0f}s): {during}")
+        assert all(expected <= r <= allowed for r in during.values()), during
+        back = time.monotonic()
+        drill.return_site("dr1")
+        for w in drill.watchers:
+            # Its records readable again; the old primary rewrites within 30 s: two cycles.
+            bound = 2 * w.interval + 30 + 20
+            assert wait_for(lambda w=w: "split-brain" in rules[w.name](), bound, every=2), (
+                w.name,
+                rules[w.name](),
+            )
+            print(f"{w.name}: split brain {time.monotonic() - back:.0f}s after the site returned")
+        drill.recover("dr1")
+        recovered = time.monotonic()
+
+        def open_violations(w):  # type: ignore[no-untyped-def]
+            from auditd.store.models import ViolationRow
+
+            with w.session() as s:
+                return [
+                    (v.rule, v.subject)
+                    for v in s.scalars(select(ViolationRow).where(ViolationRow.state == "firing"))
+                ]
+
+        for w in drill.watchers:
+            assert wait_for(lambda w=w: open_violations(w) == [], 2 * w.interval + 90, every=3), (
+                w.name,
+                open_violations(w),
+            )
+        print(f"all resolved {time.monotonic() - recovered:.0f}s after the recovery")
+        for w in drill.watchers:
+            episodes = [e for e in drill.episodes(w) if e.trigger == "forced, peer lost"]
+            assert sorted(e.image for e in episodes) == sorted(images), (w.name, episodes)
+            for e in episodes:
+                assert (e.from_cluster, e.to_cluster) == ("dr1", "dr2")
+                assert e.ended_at is not None and e.rto_seconds is not None, (w.name, e.steps)
+                assert e.rto_seconds <= (failover.moved - failover.started) + w.interval + 30
+            print(f"{w.name}: RTO {sorted(e.rto_seconds or 0 for e in episodes)}")
+        drill.switch()  # fail back: the tests after this one start from dr1 primary
+    finally:
+        drill.stop()
 
 
 @pytest.mark.timeout(600)
@@ -82,7 +193,7 @@ def test_disabled_image_under_a_live_pvc_is_critical(lab: Lab, tmp_path: Path) -
     lab.rbd("dr1", "create", "--size", "16M", f"{POOL}/{image}")
     lab.rbd("dr1", "mirror", "image", "enable", f"{POOL}/{image}", "snapshot")
     try:
-        assert _wait(lambda: lab.status("dr2", image).get("state") == "up+replaying", 120)
+        assert wait_for(lambda: lab.status("dr2", image).get("state") == "up+replaying", 120)
         drill.start()
         from auditd.sim import objects
         from auditd.sources.kube.kinds import PV, PVC, VR
@@ -96,7 +207,7 @@ def test_disabled_image_under_a_live_pvc_is_critical(lab: Lab, tmp_path: Path) -
         assert drill.fired(w) == []
         disabled = time.monotonic()
         lab.rbd("dr1", "mirror", "image", "disable", f"{POOL}/{image}")
-        assert _wait(
+        assert wait_for(
             lambda: any(r == "image-not-mirrored" for r, _, _ in drill.fired(w)), 90, every=2
         ), drill.fired(w)
         print(f"image-not-mirrored critical {time.monotonic() - disabled:.0f}s after disable")
@@ -138,7 +249,7 @@ def test_a_probe_key_that_cannot_read_is_a_blind_spot_never_healthy(
     try:
         drill.start()
         w = drill.watchers[0]
-        assert _wait(
+        assert wait_for(
             lambda: any(r == "audit-blind-spot" for r, _, _ in drill.fired(w)), 90, every=2
         )
         fired = drill.fired(w)
@@ -174,10 +285,10 @@ def test_forced_promotion_is_split_brain_within_two_cycles(lab: Lab, tmp_path: P
         # promotion: dr2's after its force-promote ("orphan (force promoting)" comes first),
         # dr1's at its next rewrite (<= 30 s later). Two probe cycles after that, at most.
         shown = _split_brain_shown(lab)
-        assert _wait(lambda: any(r == "split-brain" for r, _, _ in drill.fired(w)), 2 * 10 + 5)
+        assert wait_for(lambda: any(r == "split-brain" for r, _, _ in drill.fired(w)), 2 * 10 + 5)
         took = time.monotonic()
         # The alert is posted by the outbox just after the violation commits: wait for it.
-        assert _wait(
+        assert wait_for(
             lambda: any("split-brain" in m.get("text", "") for m in drill.slack_messages()), 15
         )
         print(

@@ -28,21 +28,32 @@ from auditd.store.models import NotificationRow, StreamHealthRow, TransitionRow,
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FIVE_MIN = timedelta(minutes=5)
+TEN_S = timedelta(seconds=10)
 
 
 def test_stream_state() -> None:
-    assert stream_state({"connected": True}, T, FIVE_MIN) == "ok"
+    assert stream_state({"connected": True}, T, FIVE_MIN, TEN_S) == "ok"
     assert (
         stream_state(
-            {"connected": False, "disconnected_since": T - timedelta(minutes=1)}, T, FIVE_MIN
+            {"connected": False, "disconnected_since": T - timedelta(seconds=5)}, T, FIVE_MIN, TEN_S
         )
         == "ok"
     )
     assert (
-        stream_state({"connected": False, "disconnected_since": T - FIVE_MIN}, T, FIVE_MIN)
+        stream_state({"connected": False, "disconnected_since": T - FIVE_MIN}, T, FIVE_MIN, TEN_S)
         == "blind"
     )
-    assert stream_state({"absent": True, "connected": False}, T, FIVE_MIN) == "absent"
+    assert stream_state({"absent": True, "connected": False}, T, FIVE_MIN, TEN_S) == "absent"
+
+
+def test_a_stream_down_past_the_grace_is_reconnecting_not_ok() -> None:
+    """Past a routine reconnect, what auditd holds of the cluster is last-known, not current."""
+    lost = {"connected": False, "synced": True, "disconnected_since": T - timedelta(seconds=11)}
+    assert stream_state(lost, T, FIVE_MIN, TEN_S) == "reconnecting"
+    blip = {**lost, "disconnected_since": T - timedelta(seconds=3)}
+    assert stream_state(blip, T, FIVE_MIN, TEN_S) == "ok"
+    held = {**lost, "held_since": T - timedelta(minutes=1)}  # auditd's own writer, not the cluster
+    assert stream_state(held, T, FIVE_MIN, TEN_S) == "ok"
 
 
 def _stream(cluster: str, kind: str, connected: bool, since: datetime | None) -> dict[str, Any]:
@@ -195,13 +206,13 @@ def test_unreachable_cluster_becomes_a_blind_spot_alert_and_status(
 def test_a_cluster_never_reached_is_blind_from_its_first_failure_not_ok() -> None:
     never = {"connected": False, "synced": False, "absent": False, "errors": 1,
              "disconnected_since": T}  # fmt: skip
-    assert stream_state(never, T + timedelta(seconds=1), timedelta(minutes=5)) == "blind"
+    assert stream_state(never, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "blind"
     # Still trying its first list, no failure yet: not yet anything to say.
     trying = {**never, "errors": 0}
-    assert stream_state(trying, T + timedelta(seconds=1), timedelta(minutes=5)) == "ok"
+    assert stream_state(trying, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "ok"
     # Listed once, then a short disconnection: the watch resumes, nothing is missed.
     dropped = {**never, "synced": True}
-    assert stream_state(dropped, T + timedelta(seconds=1), timedelta(minutes=5)) == "ok"
+    assert stream_state(dropped, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "ok"
 
 
 def test_a_pvc_found_while_its_cluster_was_blind_is_announced_once_it_is_back(

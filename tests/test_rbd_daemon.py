@@ -161,9 +161,98 @@ def test_probe_jobs_never_pile_up(tmp_path: Path, clusters: dict[str, Any]) -> N
             "rbd-probe_status:dr1:replicapool",
         ]
         for job in jobs.values():
-            assert job.coalesce and job.max_instances == 1 and job.executor == "probes"
+            assert job.coalesce and job.max_instances == 1 and job.executor == "probes:dr1"
         assert jobs["rbd-probe_status:dr1:replicapool"].trigger.interval.total_seconds() == 30
         assert jobs["rbd-probe_info:dr1:replicapool"].trigger.interval.total_seconds() == 300
-        assert daemon.scheduler._lookup_executor("probes")._pool._max_workers == 3
+        assert daemon.scheduler._lookup_executor("probes:dr1")._pool._max_workers == 3
     finally:
         daemon.stop()
+
+
+def _daemon_config(tmp_path: Path, clusters: dict[str, Any], probe: dict[str, Any]) -> Any:
+    from auditd.config import parse_config
+
+    sites = {"dr1": Site(tmp_path, "site-a"), "dr2": Site(tmp_path, "site-b")}
+    raw = {
+        "database_url": f"sqlite:///{tmp_path / 'h.db'}",
+        "clusters": [
+            {
+                "name": name,
+                "role": role,
+                "kubeconfig": str(clusters["kubeconfig"]),
+                "context": name,
+                "ceph": {
+                    "conf": str(sites[name].dir / "ceph.conf"),
+                    "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+                },
+            }
+            for name, role in (("dr1", "primary"), ("dr2", "secondary"))
+        ],
+        "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
+        "probe": {"jitter": "0s", "slow_interval": "1h", **probe},
+        "slack": {"enabled": False},
+        "ops": {"listen": "127.0.0.1:0"},
+    }
+    return parse_config(raw), sites
+
+
+def _status_calls(site: Site) -> int:
+    try:
+        lines = (site.dir / "calls.log").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for c in lines if c.startswith("mirror pool status"))
+
+
+def test_a_hung_site_never_slows_the_other(
+    tmp_path: Path, clusters: dict[str, Any], caplog: Any
+) -> None:
+    """dr1's `rbd` hangs (a lost site's monitors): each of its probes fails at the timeout,
+    overlapping turns are counted, not logged each time, and dr2 keeps its cadence."""
+    from auditd.daemon.runner import Daemon
+
+    cfg, sites = _daemon_config(
+        tmp_path, clusters, {"interval": "1s", "timeout": "3s", "max_concurrent": 1}
+    )
+    sites["dr1"].scenario("timeout")
+    daemon = Daemon(cfg)
+    daemon.start()
+    try:
+        wait_until(lambda: _status_calls(sites["dr2"]) >= 1, timeout=15)
+        before, t0 = _status_calls(sites["dr2"]), daemon.clock.now()
+        wait_until(lambda: (daemon.clock.now() - t0).total_seconds() >= 7, timeout=15)
+        survivor = _status_calls(sites["dr2"]) - before
+        overlaps = daemon.metrics.probe_overlaps.labels("dr1", "replicapool")._value.get()
+        failing = daemon.ingestor.inventory.objects
+    finally:
+        daemon.stop()
+    # Every second on the survivor, whatever the lost site does (one thread each here).
+    assert survivor >= 5, survivor
+    assert overlaps >= 2, overlaps
+    pool = next(k for k in failing if k.cluster == "dr1" and k.kind == "RbdPool")
+    assert failing[pool].facts.get("probe_error") == "timeout"
+    noise = [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    assert noise == []
+
+
+def test_a_new_pvc_brings_a_probe_of_both_sites_at_once(
+    tmp_path: Path, clusters: dict[str, Any]
+) -> None:
+    """Evidence at least as fresh as the object: a PVC appearing asks for both sites' status
+    now, not at the next interval (an hour here), and at most once per on_demand_gap."""
+    from auditd.daemon.runner import Daemon
+    from auditd.sim import objects
+    from auditd.sources.kube.kinds import PVC
+
+    cfg, sites = _daemon_config(tmp_path, clusters, {"interval": "1h", "on_demand_gap": "1s"})
+    daemon = Daemon(cfg)
+    daemon.start()
+    try:
+        wait_until(lambda: all(_status_calls(s) == 1 for s in sites.values()), timeout=15)
+        assert daemon.wait_synced()
+        clusters["dr2"].create(PVC, objects.pvc("data", "app", phase="Pending"))
+        wait_until(lambda: all(_status_calls(s) == 2 for s in sites.values()), timeout=15)
+        asked = daemon.metrics.probes_on_demand.labels("dr1", "replicapool")._value.get()
+    finally:
+        daemon.stop()
+    assert asked >= 1

@@ -184,3 +184,36 @@ def test_multi_image_lists_only_mirrored_images() -> None:
         "csi-vol-0003",
         "csi-vol-0004",
     ]
+
+
+RELEASES = ["reef-18.2.7", "tentacle-20.2.4"]
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_newer_releases_parse_to_the_same_facts(release: str) -> None:
+    """tests/data/rbd/versions/: what Reef and Tentacle write differently (read in their
+    source): sync progress in the description, and Tentacle's `mirror_uuid` key."""
+    b = parse_pool_status(
+        (DATA / "versions" / release / "site-b-mirror-pool-status-verbose.json").read_text()
+    )
+    a = parse_pool_status(
+        (DATA / "versions" / release / "site-a-mirror-pool-status-verbose.json").read_text()
+    )
+    pacific, now = status_of("healthy", "site-b")
+    image, old = b.images[0], pacific.images[0]
+    assert (image.primary, a.images[0].primary) == (False, True)
+    assert image.peers[0].mirror_uuids == old.peers[0].mirror_uuids != ""
+    info = image.replay_info()
+    assert info is not None and info["replay_state"] == "syncing"
+    assert info["syncing_percent"] == 42 and info["seconds_until_synced"] == 7
+    # The last synced snapshot is still local_snapshot_timestamp, not the one being synced.
+    assert lag_seconds(image, now) == lag_seconds(old, now)
+    assert classify(image, now, STALE) == classify(old, now, STALE) == "healthy"
+    assert image.extra == {} and image.peers[0].status.known
+
+
+@pytest.mark.parametrize("lead", ["orphan (force promoting)", "force promoted"])
+def test_a_forced_promotion_reads_as_primary(lead: str) -> None:
+    doc = json.loads((DATA / "healthy" / "site-b-mirror-pool-status-verbose.json").read_text())
+    doc["images"][0].update(state="up+stopped", description=lead)
+    assert parse_pool_status(json.dumps(doc)).images[0].primary is True

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -554,3 +555,149 @@ def test_after_a_switch_lag_counts_from_when_the_new_primary_can_first_snapshot(
     assert v[key] is None  # 130 s after the demotion, 70 s after the first snapshot was due
     v = evaluate(before + after, now=demoted + timedelta(seconds=200))
     assert isinstance(v[key], Finding) and v[key].severity == "warning"
+
+
+# ------------------------------------------------------ last-known is not current
+
+
+def _primary_vr(**status: Any) -> dict[str, Any]:
+    vr = objects.vr("data", "app", "data")
+    vr["status"] = status
+    return vr
+
+
+def _unlisted(cluster: str) -> ProbeResult:
+    """A healthy probe of a pool whose mirror status lists no image at all."""
+    from dataclasses import replace
+
+    r = probe(cluster, "healthy")
+    assert r.status is not None
+    return replace(r, status=replace(r.status, images=[]))
+
+
+NOW = SYNCED + timedelta(seconds=30)
+HEALTHY = [probe("dr1", "healthy"), probe("dr2", "healthy")]
+# Each rule that reads a cluster's Kubernetes objects, in a world where it holds, and the
+# cluster whose objects it holds on: lose that cluster's watch and the verdict is UNKNOWN.
+LAST_KNOWN_CASES: dict[str, tuple[list[Any], str]] = {
+    "pvc-on-secondary": ([*volume("dr1"), *volume("dr2")[:1], *HEALTHY], "dr2"),
+    "pv-on-secondary": ([*volume("dr1"), *volume("dr2")[1:2], *HEALTHY], "dr2"),
+    "vr-on-secondary": ([*volume("dr1"), *volume("dr2"), *HEALTHY], "dr2"),
+    "k8s-objects-on-both": ([*volume("dr1"), *volume("dr2"), *HEALTHY], "dr1"),
+    "unprotected-volume": ([*volume("dr1")[:2], *HEALTHY], "dr1"),
+    "vr-degraded": (
+        [
+            *volume("dr1")[:2],
+            k8s(
+                "dr1",
+                "VolumeReplication",
+                _primary_vr(conditions=[{"type": "Degraded", "status": "True"}]),
+            ),
+            *HEALTHY,
+        ],
+        "dr1",
+    ),
+    "lag-disagreement": (
+        [
+            *volume("dr1")[:2],
+            k8s(
+                "dr1",
+                "VolumeReplication",
+                _primary_vr(
+                    state="Primary",
+                    lastSyncTime=(SYNCED - timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+                ),
+            ),
+            k8s("dr1", "VolumeReplicationClass", VRC),
+            *HEALTHY,
+        ],
+        "dr1",
+    ),
+    "image-not-mirrored": (
+        [
+            *volume("dr1"),
+            k8s(
+                "dr1",
+                "PersistentVolumeClaim",
+                objects.pvc("data", "app", volume="pv-dr1-csi-vol-0001", phase="Bound"),
+                rv=2,
+            ),
+            _unlisted("dr1"),
+            _unlisted("dr2"),
+        ],
+        "dr1",
+    ),
+}
+
+
+def _lose(items: list[Any], cluster: str, state: str) -> list[Any]:
+    from auditd.daemon.ingest import HealthReport
+    from auditd.sources.kube.health import StreamHealth
+
+    since = {"reconnecting": NOW - timedelta(seconds=30), "blind": NOW - timedelta(hours=1)}[state]
+    streams = []
+    for c in ("dr1", "dr2"):
+        h = StreamHealth(c, "PersistentVolumeClaim", connected=c != cluster, synced=True)
+        h.disconnected_since = since if c == cluster else None
+        streams.append(h.snapshot())
+    return [*items, HealthReport(NOW, streams)]
+
+
+def _evaluate_with_health(items: list[Any], cfg: Config | None = None) -> dict[Any, Any]:
+    from auditd.daemon.ingest import HealthReport
+
+    inv, engine = Inventory(), RuleEngine(cfg or config())
+    for item in items:
+        if isinstance(item, ProbeResult):
+            delta = inv.apply_probe(item, timedelta(days=3650))
+            engine.record_probe(item)
+        elif isinstance(item, HealthReport):
+            delta = inv.apply_health(item.streams, item.at, timedelta(minutes=5),
+                                     timedelta(seconds=10))  # fmt: skip
+        else:
+            delta = inv.apply(item)
+        engine.evaluate(inv, delta.touched, NOW)
+    return engine.evaluate(inv, set(inv.objects), NOW)
+
+
+@pytest.mark.parametrize("state", ["reconnecting", "blind"])
+@pytest.mark.parametrize("rule", sorted(LAST_KNOWN_CASES))
+def test_a_cluster_not_watched_now_makes_its_objects_unknown_never_present(
+    rule: str, state: str
+) -> None:
+    items, cluster = LAST_KNOWN_CASES[rule]
+    holds = {s: v for (r, s), v in _evaluate_with_health(items).items() if r == rule}
+    assert any(isinstance(v, Finding) for v in holds.values()), holds
+    lost = _evaluate_with_health(_lose(items, cluster, state))
+    after = {s: v for (r, s), v in lost.items() if r == rule}
+    for subject, verdict in holds.items():
+        if isinstance(verdict, Finding):
+            assert after[subject] is UNKNOWN, (subject, after[subject])
+
+
+def test_split_brain_from_both_vrs_needs_both_clusters_seen_now() -> None:
+    """Unprobed: the VRs are the only evidence. A lost cluster's last-known Primary VR, against
+    the survivor's new one, is not a split brain (the day a site is lost, that is a failover)."""
+    both = [
+        *volume("dr1")[:2],
+        k8s("dr1", "VolumeReplication", _primary_vr(state="Primary")),
+        *volume("dr2")[:2],
+        k8s("dr2", "VolumeReplication", _primary_vr(state="Primary")),
+    ]
+    subject = ("split-brain", "p/replicapool/csi-vol-0001")
+    assert isinstance(_evaluate_with_health(both)[subject], Finding)
+    for state in ("reconnecting", "blind"):
+        assert _evaluate_with_health(_lose(both, "dr1", state))[subject] is UNKNOWN
+
+
+@pytest.mark.parametrize("release", ["reef-18.2.7", "tentacle-20.2.4"])
+def test_verdicts_are_the_same_on_newer_releases(release: str) -> None:
+    def newer(cluster: str) -> ProbeResult:
+        path = DATA / "versions" / release / f"{SITE[cluster]}-mirror-pool-status-verbose.json"
+        r = probe(cluster, "healthy")
+        return ProbeResult(cluster, "replicapool", "status", r.at, 0.1,
+                           status=parse_pool_status(path.read_text()))  # fmt: skip
+
+    assert fired(evaluate([*volume("dr1"), newer("dr1"), newer("dr2")])) == {}
+    stray = fired(evaluate([*volume("dr1"), *volume("dr2")[:1], newer("dr1"), newer("dr2")]))
+    assert stray["pvc-on-secondary"] == ["dr2/PersistentVolumeClaim/app/data"]

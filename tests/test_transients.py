@@ -14,29 +14,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from switch_replay import CLAIM, NS, Capture, Replay
+from switch_replay import Capture, Replay, ramen_switches
+
+from auditd.config import MIRROR_REFRESH
 
 CAPTURE = Capture.load()
 START = min(t[0] for t in CAPTURE.times.values())
 
 
 def switches(r: Replay) -> list[tuple]:  # type: ignore[type-arg]
-    """Ramen's Kubernetes side of both switches: the VR asks for secondary before the demote;
-    the PVC/PV/VR move a few seconds after the promote (at the capture's k8s-moved mark)."""
-    plan: list[tuple] = [(START, r.classes() + r.volume("dr1", "ADDED"))]  # type: ignore[type-arg]
-    for old, new in (("dr1", "dr2"), ("dr2", "dr1")):
-        site = {"dr1": "site-a", "dr2": "site-b"}[old]
-        at_vr = CAPTURE.action(f"vr-secondary {site}", after=plan[-1][0])
-        moved = CAPTURE.action(f"k8s-moved {site}", after=at_vr)
-        plan.append((at_vr, [r.event(old, "VolumeReplication", _vr(old, "secondary"), "MODIFIED")]))
-        plan.append((moved, r.volume(old, "DELETED") + r.volume(new, "ADDED")))
-    return plan
-
-
-def _vr(cluster: str, state: str) -> dict:  # type: ignore[type-arg]
-    from auditd.sim import objects
-
-    return objects.vr(CLAIM, NS, CLAIM, state)
+    return ramen_switches(r, CAPTURE, START)
 
 
 @pytest.mark.parametrize("interval", [60, 10, 30])
@@ -141,3 +128,26 @@ def test_disabled_image_under_a_live_pvc_is_critical(tmp_path: Path) -> None:
     assert fired["image-not-mirrored"] - disabled <= timedelta(minutes=2, seconds=30)
     [(_, subject, severity)] = [f for f in r.fired() if f[0] == "image-not-mirrored"]
     assert severity == "critical" and subject == "p/replicapool/csi-vol-0009"
+
+
+@pytest.mark.parametrize("interval", [60, 30, 10])
+def test_forced_promotion_is_critical_within_one_cycle_of_the_promote(
+    tmp_path: Path, interval: int
+) -> None:
+    """rbd-mirror writes "orphan (force promoting)" about 2 s after `promote --force` returns,
+    and the old primary keeps rewriting "local image is primary" after it: a probe that sees
+    both records (each written after the other's promotion) is enough. A longer interval
+    misses the orphan record; then records that do not settle are probed again every
+    on_demand_gap, so the old primary's next rewrite (<= 30 s) shows it, not the next cycle."""
+    r = Replay(tmp_path, CAPTURE, interval)
+    forced = CAPTURE.action("force-promote")
+    r.run(CAPTURE.action("resync site-a", after=forced), switches(r))
+    fired = r.firing_at()
+    assert "split-brain" in fired, r.fired()
+    # One probe cycle or one rewrite, whichever is first, then one on-demand gap; plus the
+    # ~5 s Ceph takes to write the forced record after the promote. (Before: 76 s at 60 s.)
+    bound = min(timedelta(seconds=interval), MIRROR_REFRESH) + r.config.probe.on_demand_gap
+    assert fired["split-brain"] - forced <= bound + timedelta(seconds=6), (
+        f"{fired['split-brain'] - forced} after the forced promotion"
+    )
+    assert {rule for rule, _, _ in r.fired()} == {"split-brain"}

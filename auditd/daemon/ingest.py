@@ -24,13 +24,13 @@ from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.leader import Leadership, NotLeader
 from auditd.daemon.scopes import Scopes
-from auditd.inventory.inventory import Checkpoint, Delta, Inventory
+from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Finding, Unknown, Verdict
-from auditd.rules.views import VolumeId
+from auditd.rules.views import PV, PVC, VR, VolumeId
 from auditd.rules.windows import Episode
 from auditd.sources.kube.events import (
     KubeEvent,
@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 
 ViolationKey = tuple[str, str]  # rule, subject
 T = TypeVar("T")
+
+
+# The kinds whose appearance is judged against storage evidence newer than it.
+APPEARING = frozenset({PVC, PV, VR})
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,12 @@ class Ingestor:
         metrics: Metrics | None = None,
         clock: Clock = SYSTEM,
         leadership: Leadership | None = None,
+        want_probes: Callable[[set[tuple[str, str]]], None] = lambda _: None,
     ) -> None:
         self.sessions = sessions
+        # Asks the scheduler for status probes now (cluster, pool): the rules' wish for
+        # storage evidence fresher than what they judge (RuleEngine.drain_wanted_probes).
+        self.want_probes = want_probes
         self.clock = clock
         self.metrics = metrics
         self.inventory = inventory
@@ -435,8 +443,9 @@ class Ingestor:
                 self.inventory.apply_downtime(item.clusters, item.down_at, item.up_at, delta)
             elif isinstance(item, HealthReport):
                 health = item
+                watch = self.rules.config.watch
                 self.inventory.apply_health(
-                    item.streams, item.at, self.rules.config.watch.blind_spot_after, delta
+                    item.streams, item.at, watch.blind_spot_after, watch.stale_after, delta
                 )
             else:
                 self.inventory.apply(item, delta)
@@ -444,6 +453,9 @@ class Ingestor:
         # A window can overrun with no event: timers re-evaluate the volumes in one.
         in_window = self.rules.open_windows() if timers else set()
         changes = self._changes(delta, timers, now, in_window, lag_refreshed)
+        wanted = self.rules.drain_wanted_probes()
+        if wanted:
+            self.want_probes(wanted)  # only asks: the scheduler runs them on its own threads
         episodes = self.rules.windows.drain()
         if not delta and not changes and health is None and not probe_rows and not episodes:
             return
@@ -480,8 +492,18 @@ class Ingestor:
         also: set[VolumeId],
         lag_only: set[VolumeId],
     ) -> list[Change]:
+        # A first-ever list is the baseline, not an appearance: those objects were there before
+        # auditd looked (and nothing is judged against storage before the first probe anyway).
+        appeared = {
+            t.key: t.observed_at
+            for t in delta.transitions
+            if t.field == EXISTS
+            and t.new == "true"
+            and t.source != "list"
+            and t.key.kind in APPEARING
+        }
         verdicts = (
-            self.rules.evaluate(self.inventory, delta.touched, now, also, lag_only)
+            self.rules.evaluate(self.inventory, delta.touched, now, also, lag_only, appeared)
             if delta.touched or also or lag_only
             else {}
         )
@@ -611,12 +633,12 @@ class Ingestor:
     def _health_rows(self, report: HealthReport | None) -> list[dict[str, Any]]:
         if report is None:
             return []
-        blind_after = self.rules.config.watch.blind_spot_after
+        watch = self.rules.config.watch
         return [
             {
                 "cluster": h["cluster"],
                 "kind": h["kind"],
-                "state": stream_state(h, report.at, blind_after),
+                "state": stream_state(h, report.at, watch.blind_spot_after, watch.stale_after),
                 "connected": h["connected"],
                 "synced": h["synced"],
                 "last_event_at": h["last_event_at"],

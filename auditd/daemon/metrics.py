@@ -88,6 +88,18 @@ class Metrics:
             ["cluster", "pool", "kind"],
             registry=r,
         )
+        self.probes_on_demand = Counter(
+            "auditd_probes_on_demand_total",
+            "Status probes run out of turn because the rules needed fresher storage evidence.",
+            ["cluster", "pool"],
+            registry=r,
+        )
+        self.probe_overlaps = Counter(
+            "auditd_probe_overlaps_total",
+            "Probe turns skipped because the previous probe of that pool was still running.",
+            ["cluster", "pool"],
+            registry=r,
+        )
         self.firing = Gauge(
             "auditd_violations_firing",
             "Violations firing now, by rule and severity.",
@@ -198,15 +210,20 @@ class Metrics:
         self.firing_now(active)
 
     def streams(
-        self, snapshots: Iterable[dict[str, Any]], at: datetime, blind_after: timedelta
+        self,
+        snapshots: Iterable[dict[str, Any]],
+        at: datetime,
+        blind_after: timedelta,
+        stale_after: timedelta,
     ) -> None:
         """This replica's own view of every watch stream (``StreamHealth.snapshot()`` dicts),
         whichever replica writes the stream's pair: one that cannot watch a cluster could not
         take its pair over either."""
         for h in snapshots:
             labels = (h["cluster"], h["kind"])
-            state = stream_state(h, at, blind_after)
-            self.stream_up.labels(*labels).set(0 if state == "blind" else 1)
+            state = stream_state(h, at, blind_after, stale_after)
+            # Reconnecting is not up: what auditd holds of that cluster is last-known only.
+            self.stream_up.labels(*labels).set(1 if state in ("ok", "absent") else 0)
             relists, errors = self._stream_counts.get(labels, (0, 0))
             self.stream_relists.labels(*labels).inc(max(0, h["relists"] - relists))
             self.stream_errors.labels(*labels).inc(max(0, h["errors"] - errors))

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
@@ -60,6 +61,19 @@ WATCHED_KINDS: tuple[Kind, ...] = ALL_KINDS
 # Seconds between stream-health samples; `auditd status` calls a daemon silent for 3x this
 # long "not reporting".
 HEALTH_INTERVAL = 5
+
+
+def _probe_executor(cluster: str) -> str:
+    return f"probes:{cluster}"
+
+
+class _NoOverlapWarnings(logging.Filter):
+    """APScheduler warns each time a job is skipped because its last run is still going: for
+    a hung site that is every interval. The metric and the probe's failure spell say it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("maximum number of running instances" in text and "PoolProber." in text)
 
 
 def _scheduler_now() -> datetime:
@@ -140,6 +154,7 @@ class Daemon:
         self.dry_run = dry_run
         self.health: dict[tuple[str, str], StreamHealth] = {}
         self._threads: list[threading.Thread] = []
+        self._probers: dict[tuple[str, str], PoolProber] = {}
         self._watchers: list[ListWatcher] = []
         self._started = False
         self._stopping = threading.Event()
@@ -220,6 +235,7 @@ class Daemon:
             metrics=self.metrics,
             clock=self.clock,
             leadership=self.leadership,
+            want_probes=self.probe_soon,
         )
         self.metrics.firing_now(self.ingestor.led_active())
         self._spawn("ingest", self.ingestor.run)
@@ -252,10 +268,19 @@ class Daemon:
             timezone=UTC,
             executors={
                 "default": ThreadPoolExecutor(2),
-                # Bounds concurrent rbd commands across every cluster and pool.
-                "probes": ThreadPoolExecutor(cfg.probe.max_concurrent),
+                # One pool of threads per cluster: a site whose `rbd` hangs to its timeout
+                # (a lost site) holds only its own threads, never the survivor's.
+                **{
+                    _probe_executor(c.name): ThreadPoolExecutor(cfg.probe.max_concurrent)
+                    for c in cfg.clusters
+                    if c.ceph is not None
+                },
             },
         )
+        # A probe still running at its next turn (a hung site) is skipped: counted, and told
+        # by the probe's own failure spell, not one APScheduler warning per turn.
+        self.scheduler.add_listener(self._probe_overlapped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(_NoOverlapWarnings())
         self._schedule_probes()
         self.scheduler.add_job(
             lambda: self.ingestor.put(Tick(self.clock.now())),
@@ -354,6 +379,38 @@ class Daemon:
         """A signal arrived: end a start-up that is waiting for the database."""
         self._stopping.set()
 
+    def probe_soon(self, wanted: set[tuple[str, str]]) -> None:
+        """Status probes now, for pools whose evidence the rules want fresher (from the ingest
+        thread): each at most once per probe.on_demand_gap, never beside one in flight."""
+        gap = self.config.probe.on_demand_gap.total_seconds()
+        if not gap or self._stopping.is_set():
+            return
+        for cluster, pool in sorted(wanted):
+            prober = self._probers.get((cluster, pool))
+            if prober is None:
+                continue
+            job_id = f"rbd-probe_now:{cluster}:{pool}"
+            if self.scheduler.get_job(job_id) is not None:
+                continue  # already asked for, and not run yet
+            try:
+                self.scheduler.add_job(
+                    prober.probe_status,
+                    "date",
+                    run_date=_scheduler_now() + timedelta(seconds=prober.on_demand_delay(gap)),
+                    id=job_id,
+                    executor=_probe_executor(cluster),
+                    misfire_grace_time=int(gap) + 1,
+                )
+            except Exception as e:  # a scheduler shutting down: the interval probes go on
+                log.debug("probe on demand not scheduled: %s", e)
+                return
+            self.metrics.probes_on_demand.labels(cluster, pool).inc()
+
+    def _probe_overlapped(self, event: JobEvent) -> None:
+        if str(event.job_id).startswith("rbd-"):
+            _, cluster, pool = [*str(event.job_id).split(":", 2), "", ""][:3]
+            self.metrics.probe_overlaps.labels(cluster, pool).inc()
+
     def _schedule_probes(self) -> None:
         """One status job per cluster and pool, and a slower info job. coalesce and
         max_instances=1: a slow cluster gets at most one probe in flight, never a pile-up."""
@@ -374,6 +431,7 @@ class Daemon:
                         self.ingestor.put,
                         self.clock,
                     )
+                    self._probers[(name, pool)] = prober
                     for job, every in (
                         (prober.probe_status, cfg.probe.interval),
                         (prober.probe_info, cfg.probe.slow_interval),
@@ -384,7 +442,7 @@ class Daemon:
                             seconds=every.total_seconds(),
                             jitter=cfg.probe.jitter.total_seconds() or None,
                             id=f"rbd-{job.__name__}:{name}:{pool}",
-                            executor="probes",
+                            executor=_probe_executor(name),
                             coalesce=True,
                             max_instances=1,
                             misfire_grace_time=int(every.total_seconds()),
@@ -451,7 +509,8 @@ class Daemon:
 
     def report_health(self) -> None:
         now, streams = self.clock.now(), [h.snapshot() for h in self.health.values()]
-        self.metrics.streams(streams, now, self.config.watch.blind_spot_after)
+        watch = self.config.watch
+        self.metrics.streams(streams, now, watch.blind_spot_after, watch.stale_after)
         self.ingestor.put(HealthReport(now, streams))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

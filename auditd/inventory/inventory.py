@@ -265,13 +265,15 @@ class Inventory:
         streams: Iterable[dict[str, Any]],
         now: datetime,
         blind_after: timedelta,
+        stale_after: timedelta,
         into: Delta | None = None,
     ) -> Delta:
-        """Each watch stream's coarse state (ok, blind, absent) as facts of an AuditStream."""
+        """Each watch stream's coarse state (ok, reconnecting, blind, absent) as facts of an
+        AuditStream."""
         delta = Delta() if into is None else into
         for h in streams:
             key = ObjectKey(h["cluster"], AUDIT_STREAM, "", h["kind"])
-            new = Known(None, None, {"state": stream_state(h, now, blind_after)})
+            new = Known(None, None, {"state": stream_state(h, now, blind_after, stale_after)})
             old = self.objects.get(key)
             if old is None:
                 # A stream's first state is its baseline, not news: only changes are history.

@@ -118,6 +118,8 @@ def _on_secondary(
                 return None  # Ramen demotes VRs to secondary during cleanup: expected
             if ctx.in_window(view):
                 return None  # a failover or relocate in progress: expected transients
+            if ctx.awaiting_evidence(key, view):
+                return UNKNOWN  # storage records older than the object: a probe is asked for
             side = view.side(key.cluster) if view else None
             role = _role(view, side, ctx, key.cluster)
             if role is None:
@@ -236,9 +238,10 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
     vr_states = [
         ctx.inventory.objects[s.vr].facts.get("state")
         for s in view.sides
-        if s.vr and s.vr in ctx.inventory.objects
+        if s.vr and s.vr in ctx.inventory.objects and not s.blind
     ]
     if len(vr_states) == 2 and all(v == "Primary" for v in vr_states):
+        # Only VRs both seen now: a lost site's last-known VR says nothing of today.
         reasons.append("both VolumeReplications are Primary")
     if reasons:
         return _finding(
@@ -251,6 +254,8 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
             reasons="; ".join(reasons),
             **_side_evidence(ctx, view),
         )
+    if any(s.blind for s in view.sides):
+        return UNKNOWN  # a side's VR (or lack of one) is last-known: the VR reason is not known
     if not any(ctx.probed(s.cluster) for s in view.sides):
         return None  # the only reason observable without Ceph (the VRs) is observed gone
     if undecided or not view.storage_known:
@@ -427,6 +432,8 @@ def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
     if pv is None or view.synced_at is None:
         return None
     side, facts = pv
+    if side.blind:
+        return UNKNOWN  # its VR's lastSyncTime is last-known, not current
     text = facts.get("lastSyncTime")
     if not text:
         return None
@@ -464,6 +471,8 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
     if pv is None:
         return UNKNOWN if _judged_primary(ctx, view) is None else None
     side, facts = pv
+    if side.blind:
+        return UNKNOWN
     degraded = (facts.get("condition.Degraded") or "").startswith("True")
     incomplete = (facts.get("condition.Completed") or "").startswith("False")
     if not (degraded or incomplete):
@@ -543,6 +552,8 @@ def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
         return UNKNOWN
     if any(s.image is not None for s in view.sides):
         return None
+    if any(s.blind for s in view.sides):
+        return UNKNOWN  # whether a live PVC uses it is known only from both clusters' now
     for side in view.sides:
         if side.pvc is None or side.vr is None:
             continue  # no VR: unprotected-volume says it; no PVC: nothing is using it
@@ -588,6 +599,47 @@ def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
         started_at=episode.started_at.isoformat(),
         trigger=episode.trigger,
         steps=len(episode.steps),
+        **_side_evidence(ctx, view),
+    )
+
+
+def _old_primary_not_fenced(ctx: RuleContext, view: VolumeView) -> Verdict:
+    """A failover done while the old primary was unreachable leaves it primary, with its PVC,
+    PV and VR, wherever it is: the day it comes back un-fenced, both sides write. One finding
+    per volume until the old side is seen demoted (by a record written after the failover)
+    and cleaned up; the commands name the real objects as last seen."""
+    episode = ctx.peer_lost.get(view.id)
+    if episode is None or episode.from_cluster is None:
+        return None
+    old = view.side(episode.from_cluster)
+    new = view.peer(episode.from_cluster)
+    image = f"{view.id.pool}/{view.id.image}"
+    steps = [
+        f"fence {old.cluster} from the volume (Ramen: DRCluster spec.clusterFence: Fenced; or a "
+        "NetworkFence), so its old workload cannot write",
+        f"on {old.cluster}'s Ceph: rbd mirror image demote {image}",
+        f"on {old.cluster}'s Ceph: rbd mirror image resync {image}",
+    ]
+    ctx_ = f"kubectl --context {old.cluster}"
+    if old.vr is not None:
+        steps.append(f"{ctx_} -n {old.vr.namespace} delete volumereplication {old.vr.name}")
+    if old.pvc is not None:
+        steps.append(f"{ctx_} -n {old.pvc.namespace} delete pvc {old.pvc.name}")
+    if old.pv is not None:
+        steps.append(f"{ctx_} delete pv {old.pv.name}")
+    seen = "unreachable" if not old.storage_known else "still primary or not cleaned up"
+    return _finding(
+        RULES["old-primary-not-fenced"],
+        str(view.id),
+        f"{image} failed over to {new.cluster} while {old.cluster} was unreachable: "
+        f"{old.cluster}'s image and objects were primary when last seen ({seen}); fence, demote "
+        "and resync it before it serves again",
+        old.cluster,
+        ctx,
+        pair=view.id.pair,
+        failover_at=episode.started_at.isoformat(),
+        old_side=old.cluster,
+        todo="; ".join(steps),
         **_side_evidence(ctx, view),
     )
 
@@ -871,6 +923,20 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
         "rbd mirror image promote POOL/IMAGE on the intended primary",
         _volume_rule(_dr_window_overrun),
+    ),
+    Rule(
+        "old-primary-not-fenced",
+        "warning",
+        timedelta(0),
+        "A failover left the unreachable old primary un-fenced",
+        "The survivor was promoted while the old primary's site could not be seen (a lost site, "
+        "a forced failover). The old side's image and PVC/PV/VR were primary when last seen: if it "
+        "returns as it was, both sides write (split brain). Resolved when the old side is seen "
+        "demoted by a record written after the failover, its PVC/PV deleted and its VR secondary.",
+        "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
+        "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
+        "(spec.clusterFence)",
+        _volume_rule(_old_primary_not_fenced),
     ),
     Rule(
         "pool-mirroring-unhealthy",

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from auditd.config import Config, ConfigError
+from auditd.config import MIRROR_REFRESH, Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
-from auditd.rules.views import Correlator, VolumeId
+from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId
 from auditd.rules.windows import WindowTracker
 from auditd.sources.rbd.probe import ProbeResult
+
+# How long after a role change records that do not settle are probed again on demand: three
+# of rbd-mirror's 30 s rewrites.
+SETTLE_WITHIN = 3 * MIRROR_REFRESH
 
 
 def configured_rules(config: Config) -> dict[str, Rule]:
@@ -46,6 +50,17 @@ class RuleEngine:
         self.correlator = Correlator(config)
         self.windows = WindowTracker()
         self._unsettled: set[VolumeId] = set()  # views whose records are catching up
+        # Storage evidence against Kubernetes objects (RuleContext.awaiting_evidence): when each
+        # pool last answered, and the objects that appeared since with when. In memory only:
+        # after a restart every object was judged before, and the first probes come at once.
+        self._probed_at: dict[tuple[str, str], datetime] = {}
+        self._appeared: dict[ObjectKey, datetime] = {}
+        self._answered: set[str] = set()  # pairs a status probe answered since the last evaluation
+        self._evidenced: list[ObjectKey] = []
+        # Probes worth running now rather than at the next interval (drain_wanted_probes).
+        self._wanted: set[tuple[str, str]] = set()
+        self._pairs = {p.name: p for p in config.pairs}
+        self._pair_of = {c: p.name for p in config.pairs for c in p.clusters}
 
     def record_probe(self, result: ProbeResult) -> set[VolumeId]:
         """The volumes whose lag a successful probe refreshed: lag grows with time, so they are
@@ -53,6 +68,13 @@ class RuleEngine:
         out: set[VolumeId] = set()
         if result.status is None:
             return out
+        key = (result.cluster, result.pool)
+        last = self._probed_at.get(key)
+        if last is None or result.at > last:
+            self._probed_at[key] = result.at
+        pair = self._pair_of.get(result.cluster)
+        if pair is not None and self._appeared:
+            self._answered.add(pair)
         for image in result.status.images:
             vid = self.correlator.volume_of_image(result.cluster, result.pool, image.name)
             if vid is not None:
@@ -66,12 +88,25 @@ class RuleEngine:
         now: datetime,
         also: Iterable[VolumeId] = (),
         lag_only: Iterable[VolumeId] = (),
+        appeared: Mapping[ObjectKey, datetime] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
         """Verdicts for every subject the touched keys (and ``also`` volumes) affect, only those.
 
         ``lag_only`` volumes only had their lag refreshed by a probe (nothing else about them
         changed): only the lag rules look at them. At 10,000 volumes that is most of every
         probe cycle, and a fraction of the cost of all rules."""
+        # Objects that appeared (PVC/PV/VR created, or found by a relist) await storage evidence
+        # newer than they are; those of a pair a probe just answered are judged again.
+        touched = set(touched)
+        if appeared:
+            probed = self._probed_clusters(inventory)
+            for key, at in appeared.items():
+                if key.kind in (PVC, PV, VR) and key.cluster in probed:
+                    self._appeared[key] = at
+        if self._answered:
+            self._appeared = {k: t for k, t in self._appeared.items() if k in inventory.objects}
+            touched |= {k for k in self._appeared if self._pair_of.get(k.cluster) in self._answered}
+            self._answered.clear()
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
         refreshed = set(lag_only)
@@ -102,7 +137,7 @@ class RuleEngine:
                 self._unsettled.discard(view.id)
             else:
                 self._unsettled.add(view.id)
-        windows = {}
+        windows, peer_lost = {}, {}
         for view in views:
             # A lag refresh changes no state a window follows: look the window up, no more.
             episode = (
@@ -110,11 +145,24 @@ class RuleEngine:
                 if observe
                 else self.windows.open.get(view.id)
             )
-            if episode is not None:
+            if episode is not None and episode.switching:
                 windows[view.id] = episode
+            if episode is not None and episode.peer_lost:
+                peer_lost[view.id] = episode
+        probed = self._probed_clusters(inventory)
         ctx = RuleContext(
-            inventory, self.config, views, now, windows, self._probed_clusters(inventory)
+            inventory,
+            self.config,
+            views,
+            now,
+            windows,
+            probed,
+            self._probed_at,
+            self._appeared,
+            peer_lost,
         )
+        if observe:
+            self._want_probes(ctx, inventory, keys, probed)
         verdicts: dict[tuple[str, str], Verdict] = {}
         for rule in rules:
             scope = self._scope(rule.id)
@@ -127,7 +175,47 @@ class RuleEngine:
                     elif override is not None and override.severity is not None:
                         verdict = replace(verdict, severity=override.severity)
                 verdicts[(rule.id, subject)] = verdict
+        for key in self._evidenced:
+            self._appeared.pop(key, None)
+        self._evidenced.clear()
         return verdicts
+
+    def _want_probes(
+        self, ctx: RuleContext, inventory: Inventory, keys: list[ObjectKey], probed: frozenset[str]
+    ) -> None:
+        """Which pools to probe now rather than at the next interval: both sites' of a volume
+        whose records do not settle (a switch, or a forced promotion, shows itself in the
+        next rewrite), and of an object still awaiting evidence (a PVC just created)."""
+        now = ctx.now
+        for view in ctx.volumes:
+            if view.settled or not view.confirmed or not all(s.image for s in view.sides):
+                continue
+            # Only just after a role change: records settle within one rewrite of it, and a
+            # record that never will (rbd-mirror down) must not be probed every gap forever.
+            changed = [s.record.role_changed_at for s in view.sides if s.record is not None]
+            if now is not None and any(t is not None and now - t <= SETTLE_WITHIN for t in changed):
+                self._wanted |= {(s.cluster, view.id.pool) for s in view.sides}
+        for key in keys:
+            since = self._appeared.get(key)
+            if since is None:
+                continue
+            pair = self._pairs[self._pair_of[key.cluster]]
+            vid = self.correlator.volume_of(inventory, key)
+            pools = [vid.pool] if vid is not None else pair.pools
+            stale = {
+                (c, pool)
+                for c in pair.clusters
+                for pool in pools
+                if self._probed_at.get((c, pool), since - timedelta(seconds=1)) < since
+            }
+            if stale or vid is None:
+                self._wanted |= stale
+            else:
+                self._evidenced.append(key)  # judged on evidence newer than it: done waiting
+
+    def drain_wanted_probes(self) -> set[tuple[str, str]]:
+        out, self._wanted = self._wanted, set()
+        return out
 
     def timer_verdicts(self, inventory: Inventory, now: datetime) -> dict[tuple[str, str], Verdict]:
         """What time alone can change without an event: a failing probe crossing

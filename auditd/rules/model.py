@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from auditd.config import Config
@@ -13,6 +13,7 @@ from auditd.rules.views import VolumeId, VolumeView
 from auditd.rules.windows import Episode
 
 Severity = Literal["info", "warning", "critical"]
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,32 @@ class RuleContext:
     windows: Mapping[VolumeId, Episode] = field(default_factory=dict)  # open DR windows
     # Clusters whose pair has Ceph probes (configured, or results seen): see probed().
     probed_clusters: frozenset[str] = frozenset()
+    # When each (cluster, pool) last answered a status probe (its start), and the PVC/PV/VRs
+    # that appeared while auditd watched, with when: what awaiting_evidence() weighs.
+    probed_at: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    appeared: Mapping[ObjectKey, datetime] = field(default_factory=dict)
+    # Failovers done while the old primary was unreachable, until it is seen fenced.
+    peer_lost: Mapping[VolumeId, Episode] = field(default_factory=dict)
 
     def in_window(self, view: VolumeView | None) -> bool:
         return view is not None and view.id in self.windows
 
     def role_of(self, cluster: str) -> str | None:
         return next((c.role for c in self.config.clusters if c.name == cluster), None)
+
+    def awaiting_evidence(self, key: ObjectKey, view: VolumeView | None) -> bool:
+        """Is the storage evidence older than this object? An object that appeared after a
+        site's last probe is judged against storage only once a probe started after it has
+        answered on both sites: after a forced failover the new primary's record from before
+        its promotion must not make its new PVC a PVC "on the secondary"."""
+        since = self.appeared.get(key)
+        if since is None or not self.probed(key.cluster):
+            return False
+        if view is None:
+            return True
+        return any(
+            self.probed_at.get((s.cluster, view.id.pool), _NEVER) < since for s in view.sides
+        )
 
     def probed(self, cluster: str) -> bool:
         """Is Ceph probed for this cluster's pair? Then storage decides roles, never the

@@ -22,7 +22,7 @@ from auditd.inventory.facts import Facts
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.inventory.records import ImageRecord
-from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
 
 PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
 VRG, DRPC = "VolumeReplicationGroup", "DRPlacementControl"
@@ -55,7 +55,9 @@ class Side:
     image: Facts | None  # RbdImage facts, None when the probe does not list it
     vrg: ObjectKey | None  # Ramen's VolumeReplicationGroup in the PVC's namespace, if any
     pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
-    blind: bool  # a watch stream of this cluster is blind
+    # A watch stream of this cluster is blind or reconnecting: its objects here are last-known,
+    # not current, and never count as present (or absent) against the peer.
+    blind: bool
     record: ImageRecord | None = None  # when this site's rbd-mirror wrote its status, and more
 
     @cached_property
@@ -275,6 +277,14 @@ class Correlator:
             pv = ObjectKey(key.cluster, PV, "", volume_name) if volume_name else None
         return self._pv_volume.get(pv) if pv is not None else None
 
+    def volume_of(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
+        """The volume a PVC, PV or VR belongs to, as far as the indexes link it now."""
+        if key.kind == PV:
+            return self._pv_volume.get(key)
+        if key.kind in (PVC, VR):
+            return self._volume_of_claim(inventory, key) or self.peer_claim_volume(inventory, key)
+        return None
+
     def peer_claim_volume(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
         the same namespace/name lives on the peer cluster. DR keeps an application's claim
@@ -325,7 +335,7 @@ class Correlator:
             image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
             pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
             blind = any(
-                inventory.objects[k].facts.get("state") == "blind"
+                inventory.objects[k].facts.get("state") in NOT_CURRENT
                 for k in inventory.keys_of(cluster, AUDIT_STREAM)
             )
             sides.append(

@@ -9,6 +9,13 @@ from the first sign to serving. Inside a window the expected
 transients (up+unknown on both sides, the PVC on the new primary before the old one is cleaned
 up) are not violations; a window open past its deadline is one (dr-window-overrun).
 
+A failover while the old primary cannot be seen (its probe failing: a lost site) is an episode
+too, trigger "forced, peer lost": opened when the survivor's own record claims primary, its
+RTO taken when the survivor serves. It stays open, no longer a window, until the old side is
+seen fenced: demoted by a record written after the failover, its PVC/PV gone and its VR
+secondary. If the old side comes back still primary, that is split brain (the rule says so)
+inside the same episode, not a new one.
+
 Pure: views and times in, episode changes out. The store persists them (open ones too), so a
 restart resumes an open window instead of forgetting it.
 """
@@ -18,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from auditd.inventory.inventory import Inventory
-from auditd.rules.views import DRPC_MOVING, VolumeId, VolumeView
+from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.inventory.rbd_facts import RBD_POOL
+from auditd.rules.views import DRPC_MOVING, Side, VolumeId, VolumeView
 
 
 @dataclass
@@ -38,12 +46,26 @@ class Episode:
     had_vr: bool = False
 
     @property
+    def peer_lost(self) -> bool:
+        """A failover with the old primary unreachable: its cleanup is owed until seen."""
+        return self.trigger.startswith(PEER_LOST)
+
+    @property
+    def switching(self) -> bool:
+        """A window: the switch itself is in progress (expected transients). A failover with
+        the peer lost stops being one when the survivor serves."""
+        return not (self.peer_lost and self.promoted_at is not None)
+
+    @property
     def rto_seconds(self) -> float | None:
         return (self.promoted_at - self.started_at).total_seconds() if self.promoted_at else None
 
     def step(self, at: datetime, what: str) -> None:
         if not self.steps or self.steps[-1][1] != what:
             self.steps.append((at, what))
+
+
+PEER_LOST = "forced, peer lost"
 
 
 def _state(view: VolumeView) -> str:
@@ -93,9 +115,16 @@ class WindowTracker:
                     self._steady_primary[vid] = view.primary_cluster
                 return None
             old = view.side(steady) if steady is not None else None
+            started = now
+            if trigger == PEER_LOST and steady is not None:
+                # The first sign is the survivor's record claiming primary, which a probe of a
+                # hung peer (up to interval + timeout) may have seen well before this moment.
+                record = view.peer(steady).record
+                if record is not None and record.role_changed_at is not None:
+                    started = min(now, record.role_changed_at)
             episode = Episode(
                 vid,
-                now,
+                started,
                 steady,
                 trigger,
                 had_pvc=bool(old and old.pvc),
@@ -105,7 +134,11 @@ class WindowTracker:
             self.changed.append(episode)
         before = len(episode.steps)
         episode.step(now, _state(view))
-        closed = self._advance(episode, view, inventory, now, moving, split)
+        closed = (
+            self._advance_peer_lost(episode, view, inventory, now)
+            if episode.peer_lost
+            else self._advance(episode, view, inventory, now, moving, split)
+        )
         if closed:
             del self.open[vid]
             if episode.to_cluster is not None:
@@ -126,6 +159,9 @@ class WindowTracker:
         if steady is None:
             return None
         old, new = view.side(steady), view.peer(steady)
+        if not old.storage_known and _claims_primary(new):
+            # Promoted while the old primary could not be seen: a failover after losing it.
+            return PEER_LOST
         if old.primary is False:
             return "demote"
         if new.primary is True and view.settled:
@@ -176,6 +212,51 @@ class WindowTracker:
             return True
         return False
 
+    def _advance_peer_lost(
+        self, episode: Episode, view: VolumeView, inventory: Inventory, now: datetime
+    ) -> bool:
+        """A failover with the old primary lost: serving on the survivor's own record (the old
+        side's cannot settle anything); over only when the old side is seen fenced."""
+        if episode.from_cluster is None:
+            return True
+        old, new = view.side(episode.from_cluster), view.peer(episode.from_cluster)
+        if episode.to_cluster is None:
+            episode.to_cluster = new.cluster
+            pool = inventory.objects.get(ObjectKey(old.cluster, RBD_POOL, "", view.id.pool))
+            since = pool.facts.get("probe_failing_since") if pool else None
+            blind = f" (its Ceph unreachable since {since})" if since else ""
+            episode.step(now, f"{new.cluster} primary while {old.cluster} unreachable{blind}")
+        if (
+            episode.promoted_at is None
+            and _claims_primary(new)
+            and self._serving(view, inventory, episode, new.cluster)
+        ):
+            episode.promoted_at = now
+            episode.step(now, f"{new.cluster} serving")
+        if not old.storage_known or old.blind:
+            return False
+        fresh = bool(
+            old.record and old.record.updated_at and old.record.updated_at > episode.started_at
+        )
+        if old.primary is True and fresh:
+            back = f"{old.cluster} back, still primary: split brain until fenced"
+            if all(what != back for _, what in episode.steps):
+                episode.step(now, back)
+            return False
+        vr_ok = old.vr is None or self._vr_wants_secondary(view, inventory, old.cluster)
+        if (
+            episode.promoted_at is not None
+            and old.primary is False
+            and fresh
+            and old.pvc is None
+            and old.pv is None
+            and vr_ok
+        ):
+            episode.step(now, f"{old.cluster} fenced: demoted and cleaned up")
+            episode.ended_at = now
+            return True
+        return False
+
     @staticmethod
     def _serving(view: VolumeView, inventory: Inventory, episode: Episode, cluster: str) -> bool:
         """The new primary serves: its image is primary and, if the volume had a PVC, its PVC
@@ -198,3 +279,9 @@ class WindowTracker:
         vr = view.side(cluster).vr
         known = inventory.objects.get(vr) if vr else None
         return bool(known and known.facts.get("replicationState") == "secondary")
+
+
+def _claims_primary(side: Side) -> bool:
+    """This side's own record, read now, says its image is primary (a claim the peer cannot
+    contradict while the peer is unknown)."""
+    return bool(side.storage_known and side.primary is True and side.record and side.record.primary)

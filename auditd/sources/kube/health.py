@@ -102,13 +102,19 @@ AUDIT_STREAM = "AuditStream"
 AUDITD_ITSELF = "auditd"
 
 
-def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> str:
-    """The coarse state that history records: ok, blind or absent.
+def stream_state(
+    h: dict[str, Any], now: datetime, blind_after: timedelta, stale_after: timedelta
+) -> str:
+    """The coarse state that history records: ok, reconnecting, blind or absent.
 
-    A short disconnection (a dropped connection, a server restart) is ``ok``: the watch resumes
-    from its resourceVersion and misses nothing. Only a stream that has not been watching for
-    ``blind_after`` leaves auditd blind; or one that has never listed and whose attempts fail:
-    a cluster auditd has never seen is unknown from the first failure, never "ok".
+    A short disconnection (a dropped connection, a watch the server ended) is ``ok``: the watch
+    resumes from its resourceVersion and misses nothing. One longer than ``stale_after`` is
+    ``reconnecting``: nothing is lost yet, but what auditd holds of that cluster is its
+    last-known state, not its current one, so verdicts that weigh it against the peer wait
+    (the day a site is lost, its last PVC/VR must not count as present). One that has not been
+    watching for ``blind_after`` leaves auditd ``blind`` (an alert); so does one that has never
+    listed and whose attempts fail: a cluster auditd has never seen is unknown from the first
+    failure, never "ok".
     """
     if h.get("absent"):
         return "absent"
@@ -123,4 +129,10 @@ def stream_state(h: dict[str, Any], now: datetime, blind_after: timedelta) -> st
     since = h.get("disconnected_since")
     if since is not None and now - since >= blind_after:
         return "blind"
+    if since is not None and h.get("synced") and now - since >= stale_after:
+        return "reconnecting"
     return "ok"
+
+
+# Stream states in which that cluster's objects are not known to be current.
+NOT_CURRENT = frozenset({"reconnecting", "blind"})

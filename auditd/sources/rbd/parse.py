@@ -19,6 +19,12 @@ KNOWN_STATES = frozenset(
     {"unknown", "error", "syncing", "starting_replay", "replaying", "stopping_replay", "stopped"}
 )
 PRIMARY_LEAD = "local image is primary"
+# What a site's rbd-mirror writes after `rbd mirror image promote --force` (snapshot/Replayer.cc,
+# Pacific to Tentacle): "orphan (force promoting)" (seen on Pacific ~2 s after the promote
+# returns, before "local image is primary" ~5 s later), or "force promoted". The image is
+# primary, promoted without its peer's demotion: taking it as primary dates the promotion to
+# this record, so split brain is judged on it instead of on the next rewrite.
+FORCED_PRIMARY_LEADS = frozenset({"orphan (force promoting)", "force promoted"})
 _NON_PRIMARY_LEADS = frozenset({"remote image is not primary", "remote image demoted"})
 _REPLAYING_STATES = frozenset({"syncing", "starting_replay", "replaying", "stopping_replay"})
 # What the image status fields are, so that anything else is kept as "extra".
@@ -70,7 +76,7 @@ class ImageStatus:
     def primary(self) -> bool | None:
         """Whether the local image is primary, when the status says so; None when it cannot tell."""
         lead, state = self.local.lead, self.local.state
-        if lead == PRIMARY_LEAD:
+        if lead == PRIMARY_LEAD or lead in FORCED_PRIMARY_LEADS:
             return True
         if lead in _NON_PRIMARY_LEADS or state in _REPLAYING_STATES:
             return False
@@ -159,7 +165,8 @@ def _image(doc: Any) -> ImageStatus:
             peers.append(
                 PeerSite(
                     str(p.get("site_name", "")),
-                    str(p.get("mirror_uuids", "")),
+                    # "mirror_uuids" up to Reef, "mirror_uuid" from Tentacle on.
+                    str(p.get("mirror_uuids", p.get("mirror_uuid", ""))),
                     parse_site_state(p.get("state"), p.get("description"), p.get("last_update")),
                 )
             )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from auditd.clock import SYSTEM, Clock
+from auditd.logs import Spell
 from auditd.sources.rbd.parse import (
     PoolInfo,
     PoolStatus,
@@ -53,6 +56,21 @@ class PoolProber:
         self.timeout = timeout
         self.emit = emit
         self._extra = {"cluster": cluster, "kind": f"rbd:{pool}"}
+        # One status probe of a pool at a time: the scheduled one and one asked for on demand
+        # never run side by side (the one in flight answers for both).
+        self._busy = threading.Lock()
+        self._started: float | None = None  # monotonic start of the last status probe
+        self._spells = {
+            k: Spell(log, f"rbd {k} probe", extra=self._extra) for k in ("status", "info")
+        }
+
+    def on_demand_delay(self, gap: float) -> float:
+        """Seconds until a status probe asked for now may start: never within ``gap`` of the
+        last one's start, so an event storm costs one probe per pool and gap, not one per
+        event. (One still in flight answers for itself; a run that finds it busy is a no-op.)"""
+        if self._started is None:
+            return 0.0
+        return max(0.0, gap - (time.monotonic() - self._started))
 
     def _call(self, args: list[str]) -> tuple[bytes, float]:
         result = self.transport.run(args, self.timeout)
@@ -64,8 +82,18 @@ class PoolProber:
             raise ProbeFailure("auth", f"partial answer: {result.stderr.strip().splitlines()[-1]}")
         return result.stdout, result.duration
 
-    def probe_status(self) -> ProbeResult:
-        """The per-cycle probe: one call for the whole pool, never one per image."""
+    def probe_status(self) -> ProbeResult | None:
+        """The per-cycle probe: one call for the whole pool, never one per image. None when
+        another status probe of this pool is still in flight (its result answers for both)."""
+        if not self._busy.acquire(blocking=False):
+            return None
+        try:
+            self._started = time.monotonic()
+            return self._probe_status()
+        finally:
+            self._busy.release()
+
+    def _probe_status(self) -> ProbeResult:
         at = self.clock.now()
         try:
             out, took = self._call(
@@ -76,6 +104,8 @@ class PoolProber:
             )
         except (ProbeFailure, RbdParseError) as e:
             result = self._failed("status", at, e)
+        else:
+            self._recovered("status")
         self.emit(result)
         return result
 
@@ -103,8 +133,13 @@ class PoolProber:
             )
         except Exception as e:
             result = self._failed("info", at, e)
+        else:
+            self._recovered("info")
         self.emit(result)
         return result
+
+    def _recovered(self, kind: str) -> None:
+        self._spells[kind].succeeded(time.monotonic())
 
     def _failed(self, kind: Literal["status", "info"], at: datetime, e: Exception) -> ProbeResult:
         if isinstance(e, ProbeFailure):
@@ -114,6 +149,8 @@ class PoolProber:
         else:
             log.exception("rbd probe crashed", extra=self._extra)
             failure = ProbeFailure("internal", type(e).__name__)
-        log.warning("rbd %s probe failed: %s", kind, failure, extra=self._extra)
+        # A lost site fails every cycle: one line when the spell starts, a summary while it
+        # lasts, one when it ends (its history is the pool's probe fact, not the log).
+        self._spells[kind].failed(str(failure), time.monotonic())
         duration = (self.clock.now() - at).total_seconds()
         return ProbeResult(self.cluster, self.pool, kind, at, duration, failure=failure)
