@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from auditd.config import parse_duration
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
-from auditd.rules.views import PV, PVC, VR, Side, VolumeView
-from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView
+from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
 
 # -------------------------------------------------------------------- helpers
 
@@ -29,6 +29,8 @@ def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster:
     and so does an object whose link to an image (PVC -> PV -> image) has not arrived yet."""
     if side is not None and side.blind:
         return None
+    if side is None and _cluster_blind(ctx, cluster):
+        return None  # an object linked to no view: its own cluster's watch decides
     if ctx.probed(cluster):
         if view is None or side is None:
             return None
@@ -44,6 +46,13 @@ def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster:
         return None
     # No storage probes for this pair: the configured role is all we have.
     return ctx.role_of(cluster)
+
+
+def _cluster_blind(ctx: RuleContext, cluster: str) -> bool:
+    return any(
+        ctx.inventory.objects[k].facts.get("state") in NOT_CURRENT
+        for k in ctx.inventory.keys_of(cluster, AUDIT_STREAM)
+    )
 
 
 def _finding(
@@ -674,6 +683,9 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
         if health == "OK" and daemon == "OK":
             out[subject] = None
             continue
+        if key.kind == "RbdPool" and daemon == "OK" and _explained_by_switches(ctx, key):
+            out[subject] = None  # images mid-switch: a failover of many volumes, not a fault
+            continue
         out[subject] = _finding(
             rule,
             subject,
@@ -686,6 +698,23 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
             states=f.get("states") or f.get("mirroring.states"),
         )
     return out
+
+
+def _explained_by_switches(ctx: RuleContext, pool: ObjectKey) -> bool:
+    """Every image of the pool that is not healthy belongs to a volume in a DR window: the
+    summary says WARNING because an application's volumes are being switched (a staggered
+    relocate of many volumes can keep it so for longer than the rule's for-duration)."""
+    pair = ctx.config.pair_of(pool.cluster)
+    if pair is None or not ctx.switching:
+        return False
+    unhealthy = [
+        k.name
+        for k in ctx.inventory.keys_of(pool.cluster, "RbdImage")
+        if k.namespace == pool.name and ctx.inventory.objects[k].facts.get("class") != "healthy"
+    ]
+    return bool(unhealthy) and all(
+        VolumeId(pair.name, pool.name, name) in ctx.switching for name in unhealthy
+    )
 
 
 def _ceph_clock_skew(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:

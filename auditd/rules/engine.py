@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 
 from auditd.config import MIRROR_REFRESH, Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
-from auditd.inventory.rbd_facts import RBD_IMAGE
+from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId
 from auditd.rules.windows import WindowTracker
+from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.rbd.probe import ProbeResult
 
 # How long after a role change records that do not settle are probed again on demand: three
@@ -107,6 +108,13 @@ class RuleEngine:
             self._appeared = {k: t for k, t in self._appeared.items() if k in inventory.objects}
             touched |= {k for k in self._appeared if self._pair_of.get(k.cluster) in self._answered}
             self._answered.clear()
+        # A stream or a probe changing state (blind and back) re-judges the whole pair; its
+        # unlinked objects too, or a PVC judged UNKNOWN while its cluster was blind stays so.
+        changed = {k.cluster for k in touched if k.kind in (AUDIT_STREAM, RBD_POOL)}
+        if changed:
+            pairs = {self._pair_of[c] for c in changed if c in self._pair_of}
+            clusters = [c for p in sorted(pairs) for c in self._pairs[p].clusters]
+            touched |= set(self.correlator.unlinked(inventory, clusters))
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
         refreshed = set(lag_only)
@@ -160,6 +168,7 @@ class RuleEngine:
             self._probed_at,
             self._appeared,
             peer_lost,
+            frozenset(v for v, e in self.windows.open.items() if e.switching),
         )
         if observe:
             self._want_probes(ctx, inventory, keys, probed)

@@ -63,6 +63,8 @@ class RuleContext:
     appeared: Mapping[ObjectKey, datetime] = field(default_factory=dict)
     # Failovers done while the old primary was unreachable, until it is seen fenced.
     peer_lost: Mapping[VolumeId, Episode] = field(default_factory=dict)
+    # Every volume in a DR window now, evaluated or not: what a pool's summary may reflect.
+    switching: frozenset[VolumeId] = frozenset()
 
     def in_window(self, view: VolumeView | None) -> bool:
         return view is not None and view.id in self.windows

@@ -277,6 +277,18 @@ class Correlator:
             pv = ObjectKey(key.cluster, PV, "", volume_name) if volume_name else None
         return self._pv_volume.get(pv) if pv is not None else None
 
+    def unlinked(self, inventory: Inventory, clusters: Iterable[str]) -> list[ObjectKey]:
+        """The PVCs and VRs of these clusters that no PV links to a volume (a PVC whose PV has
+        not arrived, a VR naming such a PVC): a whole-pair re-evaluation reaches them only
+        through their keys, not through any view."""
+        return [
+            key
+            for cluster in clusters
+            for kind in (PVC, VR)
+            for key in inventory.keys_of(cluster, kind)
+            if self._volume_of_claim(inventory, key) is None
+        ]
+
     def volume_of(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
         """The volume a PVC, PV or VR belongs to, as far as the indexes link it now."""
         if key.kind == PV:
