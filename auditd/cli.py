@@ -377,6 +377,12 @@ def _config_check(path: Path) -> int:
     from auditd.rules.engine import configured_rules
 
     configured_rules(config)  # unknown rule ids are config errors too
+    # Secrets that come from files or the environment are read and checked here too (the
+    # redacted print below only says whether each is set).
+    config.effective_database_url()
+    config.slack.token()
+    config.slack.webhook()
+    config.ha.heartbeat_url()
     problems = _kubeconfig_problems(config)
     if problems:
         for line in problems:

@@ -13,6 +13,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -168,6 +169,34 @@ MIRROR_REFRESH = timedelta(seconds=30)
 
 
 DATABASE_URL_ENV = "AUDITD_DATABASE_URL"
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "sqlite+pysqlite", "postgres", "postgresql+psycopg")
+
+
+def url_problem(url: str, schemes: tuple[str, ...], host: bool = True) -> str | None:
+    """What is wrong with a URL (scheme, host, port), in words that never quote it: it may
+    carry a password or a token. None when it is usable."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        named = sorted({s.split("+")[0] for s in schemes}, key=schemes.index)
+        return f"must be a URL starting with {' or '.join(s + '://' for s in named)}"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if host and not parts.hostname:
+        return "has no host"
+    return None
+
+
+def database_url_problem(url: str) -> str | None:
+    # No host is fine (sqlite:///PATH; postgresql:///db is a Unix socket); a bad port is not.
+    problem = url_problem(url, _DATABASE_SCHEMES, host=False)
+    return f"{problem} (e.g. sqlite:///PATH, postgresql://USER@HOST:5432/DB)" if problem else None
+
+
+def http_url_problem(url: str) -> str | None:
+    return url_problem(url, ("http", "https"))
 
 
 def _read_secret(env: str, file: Path | None, key: str) -> SecretStr | None:
@@ -197,7 +226,20 @@ class SlackConfig(Strict):
     webhook_file: Path | None = None
 
     def webhook(self) -> SecretStr | None:
-        return _read_secret(self.webhook_env, self.webhook_file, "slack.webhook_file")
+        url = _read_secret(self.webhook_env, self.webhook_file, "slack.webhook_file")
+        problem = http_url_problem(url.get_secret_value()) if url is not None else None
+        if problem:
+            where = "slack.webhook_file" if self.webhook_file else f"${self.webhook_env}"
+            raise ConfigError(where, problem)
+        return url
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        problem = http_url_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     def token(self) -> SecretStr | None:
         return _read_secret(self.token_env, self.token_file, "slack.token_file")
@@ -209,6 +251,14 @@ class SlackConfig(Strict):
 class HttpSinkConfig(Strict):
     url: SecretStr  # may carry a token: redacted wherever auditd prints the config
     timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: SecretStr) -> SecretStr:
+        problem = http_url_problem(v.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class AlertsConfig(Strict):
@@ -338,6 +388,14 @@ class Config(Strict):
     retention: RetentionConfig = RetentionConfig()
     ha: HaConfig = HaConfig()
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        problem = database_url_problem(v) if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @field_validator("clusters")
     @classmethod
     def _unique_clusters(cls, v: list[ClusterConfig]) -> list[ClusterConfig]:
@@ -373,7 +431,12 @@ class Config(Strict):
             return self.database_url
         secret = _read_secret(DATABASE_URL_ENV, self.database_url_file, "database_url_file")
         if secret is not None:
-            return secret.get_secret_value()
+            url = secret.get_secret_value()
+            problem = database_url_problem(url)
+            if problem:
+                where = "database_url_file" if self.database_url_file else f"${DATABASE_URL_ENV}"
+                raise ConfigError(where, problem)
+            return url
         return f"sqlite:///{(self.data_dir / 'auditd.db').resolve()}"
 
     def pair_of(self, cluster: str) -> PairConfig | None:

@@ -203,3 +203,39 @@ def test_the_database_url_comes_from_a_secret_file_or_the_environment(
     assert parse_config({}).effective_database_url().startswith("sqlite:///")
     with pytest.raises(ConfigError, match="database_url_file"):
         parse_config({"database_url_file": str(tmp_path / "missing")}).effective_database_url()
+
+
+BAD_URLS = [
+    ('database_url = "postgresql://u:s3cret@127.0.0.1:notaport/x"', "database_url", "port"),
+    ('database_url = "mysql://u:s3cret@db/x"', "database_url", "sqlite://"),
+    ('database_url = "s3cret"', "database_url", "sqlite://"),
+    ('[alerts.webhook]\nurl = "ftp//x/s3cret"', "alerts.webhook.url", "http://"),
+    ('[alerts.alertmanager]\nurl = "http://:s3cret@/x"', "alerts.alertmanager.url", "no host"),
+    ('[slack]\nbase_url = "https://slack.example:99999/api/"', "slack.base_url", "port"),
+]
+
+
+@pytest.mark.parametrize(("toml", "key", "why"), BAD_URLS)
+@pytest.mark.parametrize("command", [["config", "check"], ["status"], ["report", "--since", "1h"]])
+def test_a_bad_url_is_one_line_naming_its_key_never_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, key: str, why: str,
+    command: list[str],
+) -> None:  # fmt: skip
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(toml + "\n")
+    assert main([*command, "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and key in err and why in err, err
+    assert "s3cret" not in err
+
+
+@pytest.mark.parametrize("env", ["AUDITD_DATABASE_URL", "AUDITD_SLACK_WEBHOOK"])
+def test_a_bad_url_from_the_environment_is_named_by_its_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    monkeypatch.setenv(env, "postgresql://u:s3cret@h:70000/x")
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text('log_level = "INFO"\n')
+    assert main(["config", "check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"${env}" in err and "s3cret" not in err, err
