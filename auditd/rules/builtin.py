@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from auditd.config import parse_duration
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
-from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView
-from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
+from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView, not_current
+from auditd.sources.kube.health import AUDIT_STREAM
 
 # -------------------------------------------------------------------- helpers
 
@@ -29,7 +29,7 @@ def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster:
     and so does an object whose link to an image (PVC -> PV -> image) has not arrived yet."""
     if side is not None and side.blind:
         return None
-    if side is None and _cluster_blind(ctx, cluster):
+    if side is None and not_current(ctx.inventory, cluster):
         return None  # an object linked to no view: its own cluster's watch decides
     if ctx.probed(cluster):
         if view is None or side is None:
@@ -46,13 +46,6 @@ def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster:
         return None
     # No storage probes for this pair: the configured role is all we have.
     return ctx.role_of(cluster)
-
-
-def _cluster_blind(ctx: RuleContext, cluster: str) -> bool:
-    return any(
-        ctx.inventory.objects[k].facts.get("state") in NOT_CURRENT
-        for k in ctx.inventory.keys_of(cluster, AUDIT_STREAM)
-    )
 
 
 def _finding(

@@ -32,6 +32,15 @@ DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser
 _PEER_NOT_PRIMARY = frozenset({"remote image demoted", "remote image is not primary"})
 
 
+def not_current(inventory: Inventory, cluster: str) -> bool:
+    """A watch stream of this cluster is reconnecting or blind: what auditd holds of its
+    objects is last-known, not current."""
+    return any(
+        inventory.objects[k].facts.get("state") in NOT_CURRENT
+        for k in inventory.keys_of(cluster, AUDIT_STREAM)
+    )
+
+
 @dataclass(frozen=True, order=True)
 class VolumeId:
     pair: str
@@ -346,10 +355,7 @@ class Correlator:
             )
             image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
             pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
-            blind = any(
-                inventory.objects[k].facts.get("state") in NOT_CURRENT
-                for k in inventory.keys_of(cluster, AUDIT_STREAM)
-            )
+            blind = not_current(inventory, cluster)
             sides.append(
                 Side(
                     cluster=cluster,
