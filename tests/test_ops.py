@@ -104,10 +104,10 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
             timeout=15,
         )  # fmt: skip
         # The capture's image is days old for the clock: unknown at first sight (a dead
-        # rbd-mirror, or a clock behind?), stale once a second probe shows it is not moving;
-        # lag is measured from the capture's snapshot time.
+        # rbd-mirror, or a clock behind?), stale once probes show it has not moved past a
+        # rewrite (45 s); lag is measured from the capture's snapshot time.
         img = {"cluster": "dr1", "pool": "replicapool", "image": "csi-vol-0001"}
-        wait_until(lambda: value(port, "auditd_rbd_image_state", **img, state="stale") == 1, 15)
+        wait_until(lambda: value(port, "auditd_rbd_image_state", **img, state="stale") == 1, 70)
         assert value(port, "auditd_rbd_image_state", **img, state="healthy") == 0
         wait_until(lambda: value(port, "auditd_watch_stream_up", cluster="dr2",
                                  kind="PersistentVolumeClaim") == 1, timeout=15)  # fmt: skip

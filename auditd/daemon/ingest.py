@@ -187,8 +187,7 @@ class Ingestor:
                 except queue.Empty:
                     break
             try:
-                for chunk in by_time(batch):
-                    self._write_or_follow(chunk)
+                self.write(batch)
             except Abandoned as e:
                 self._abandon(batch, e)
                 return
@@ -201,6 +200,12 @@ class Ingestor:
                 for item in batch:
                     if isinstance(item, SnapshotPage):
                         self._page_slots.release()
+
+    def write(self, batch: Sequence[Item]) -> None:
+        """Take one batch in, as the writer loop does: in runs dated by when they were seen,
+        each written (or followed) under the current leadership."""
+        for chunk in by_time(batch):
+            self._write_or_follow(chunk)
 
     # ------------------------------------------------------------------ leadership
     def _write_or_follow(self, batch: Sequence[Item]) -> None:
@@ -414,6 +419,7 @@ class Ingestor:
         followed = self.scopes.clusters_of(set(self.scopes.all) - self._led)
         if followed:
             inventory.transplant(self.inventory, followed)
+        rules.carry_over(self.rules)
         self.inventory, self.rules = inventory, rules
         self.active.clear()
         self.active.update(active)
@@ -502,9 +508,15 @@ class Ingestor:
             and t.source != "list"
             and t.key.kind in APPEARING
         }
+        touched = delta.touched
+        if timers:
+            # A pending violation whose `for` has passed fires only on a verdict of now: its
+            # condition may have stopped holding with no event reaching it (memory reloaded).
+            keys, volumes = self.rules.judged(k[1] for k in self._due(now))
+            touched, also = touched | keys, also | volumes
         verdicts = (
-            self.rules.evaluate(self.inventory, delta.touched, now, also, lag_only, appeared)
-            if delta.touched or also or lag_only
+            self.rules.evaluate(self.inventory, touched, now, also, lag_only, appeared)
+            if touched or also or lag_only
             else {}
         )
         if timers:
@@ -534,6 +546,18 @@ class Ingestor:
                 if change is not None:
                     changes.append(change)
         return changes
+
+    def _due(self, now: datetime) -> list[ViolationKey]:
+        """The pending violations of this writer whose for-duration has passed."""
+        rules = self.rules.rules
+        return [
+            key
+            for key, v in self.active.items()
+            if v.state == "pending"
+            and key[0] in rules
+            and due(v, rules[key[0]].for_, now) is not None
+            and self._mine(v.pair, v.cluster)
+        ]
 
     def _decides(self, key: ViolationKey, verdict: Verdict) -> bool:
         """This process's verdict counts: the violation belongs to a scope it leads."""
@@ -591,6 +615,13 @@ class Ingestor:
         until then); a primary's is its peer's, as that site reported it."""
         records = self.inventory.records
         record = records.get(r.cluster, r.pool, image.name)
+        primary = (
+            records.peer(r.cluster, r.pool, image.name)
+            if record and not record.primary
+            else r.cluster
+        )
+        if primary is not None and not records.clocks.measured(primary, r.pool):
+            return None  # snapshot times on a clock not yet measured against ours: unknown
         if record is not None and record.primary is False:
             since = record.current_through
             return max(0.0, (r.at - since).total_seconds()) if since else None

@@ -122,10 +122,12 @@ class RecordBook:
         self.clocks.transplant(other.clocks, clusters)
 
     def _peer(self, cluster: str, pool: str, image: str) -> str | None:
+        self._sites.setdefault((pool, image), set()).add(cluster)
+        return self.peer(cluster, pool, image)
+
+    def peer(self, cluster: str, pool: str, image: str) -> str | None:
         """The other site that lists this image (the one whose snapshots it syncs)."""
-        sites = self._sites.setdefault((pool, image), set())
-        sites.add(cluster)
-        others = sites - {cluster}
+        others = self._sites.get((pool, image), set()) - {cluster}
         return next(iter(others)) if len(others) == 1 else None
 
     def get(self, cluster: str, pool: str, image: str) -> ImageRecord | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from auditd.config import MIRROR_REFRESH
 from auditd.sources.rbd.parse import ImageStatus
 
 # A site's records may look this far in the future of auditd's probe (command latency, the
@@ -34,6 +35,9 @@ AHEAD_TOLERANCE = timedelta(seconds=30)
 # Behind: one rewrite period (30 s) is normal, a probe may take a while; past this it is skew.
 BEHIND_TOLERANCE = timedelta(seconds=60)
 WINDOW = timedelta(minutes=10)
+# rbd-mirror rewrites every record every 30 s: unmoved for half as long again, it is not
+# running (its old records are old, whatever the clock says).
+STILL_FOR = MIRROR_REFRESH * 3 / 2
 # The persisted value is rounded, so that its fact changes only when the skew really moves.
 ROUND_TO = 30
 
@@ -46,7 +50,9 @@ class SiteClocks:
         self._samples: dict[str, deque[tuple[datetime, timedelta]]] = {}
         self._newest: dict[tuple[str, str], datetime] = {}
         self._seeded: dict[str, timedelta] = {}
-        self._probes: dict[tuple[str, str], int] = {}
+        # The probes (first, latest) across which each pool's newest record has stood still:
+        # old records unmoved past a rewrite are a dead rbd-mirror's, not a clock behind.
+        self._still: dict[tuple[str, str], tuple[datetime, datetime]] = {}
 
     def seed(self, cluster: str, offset: timedelta) -> None:
         """What a previous run measured, used until this run has measured again."""
@@ -57,7 +63,7 @@ class SiteClocks:
         _replace(self._samples, other._samples, lambda c: c in clusters)
         _replace(self._seeded, other._seeded, lambda c: c in clusters)
         _replace(self._newest, other._newest, lambda k: k[0] in clusters)
-        _replace(self._probes, other._probes, lambda k: k[0] in clusters)
+        _replace(self._still, other._still, lambda k: k[0] in clusters)
 
     def observe(self, cluster: str, pool: str, images: list[ImageStatus], at: datetime) -> None:
         stamps = [i.local.last_update for i in images if i.local.last_update is not None]
@@ -65,10 +71,11 @@ class SiteClocks:
             return
         newest = max(stamps)
         prev = self._newest.get((cluster, pool))
-        self._probes[(cluster, pool)] = self._probes.get((cluster, pool), 0) + 1
         self._newest[(cluster, pool)] = newest
         offset = newest - at
         advanced = prev is not None and newest > prev
+        first = self._still.get((cluster, pool), (at, at))[0]
+        self._still[(cluster, pool)] = (at, at) if prev is None or advanced else (first, at)
         if not advanced and offset < -BEHIND_TOLERANCE:
             return  # old records, not moving: a dead rbd-mirror's last word, or a clock behind
         samples = self._samples.setdefault(cluster, deque())
@@ -77,13 +84,14 @@ class SiteClocks:
             samples.popleft()
 
     def measured(self, cluster: str, pool: str) -> bool:
-        """Whether old-looking records can be told from a clock behind: after a second probe
-        (did they advance?), or with an offset measured before."""
-        return (
-            bool(self._samples.get(cluster))
-            or cluster in self._seeded
-            or self._probes.get((cluster, pool), 0) > 1
-        )
+        """Whether this site's times can be put on auditd's clock: its offset is measured (or
+        was, by a previous run), or its records have stood still past a rewrite (a dead
+        rbd-mirror: they are old, whatever the clock says). A second probe alone tells nothing
+        when it comes before the next rewrite."""
+        if self._samples.get(cluster) or cluster in self._seeded:
+            return True
+        still = self._still.get((cluster, pool))
+        return still is not None and still[1] - still[0] >= STILL_FOR
 
     def offset(self, cluster: str) -> timedelta:
         """The site's clock minus auditd's; zero while within tolerance (or unknown)."""

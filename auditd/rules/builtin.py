@@ -443,8 +443,13 @@ def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
         vr_time = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return UNKNOWN
-    # csi-addons copies the snapshot's time: the primary Ceph site's clock, moved onto ours.
-    vr_time -= ctx.inventory.records.clocks.offset(side.cluster)
+    # ceph-csi reports the secondary's local_snapshot_timestamp, which rbd-mirror copies from
+    # the primary's snapshot (image_replayer/snapshot/Replayer.cc): the primary Ceph site's
+    # clock, as is view.synced_at before it was moved onto ours. Unmeasured, neither can be.
+    clocks = ctx.inventory.records.clocks
+    if not clocks.measured(side.cluster, view.id.pool):
+        return UNKNOWN
+    vr_time -= clocks.offset(side.cluster)
     override = ctx.config.rules.get(rule.id)
     tolerance = (
         (override.tolerance if override else None)

@@ -11,6 +11,7 @@ from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
+from auditd.rules.subjects import judged
 from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId
 from auditd.rules.windows import WindowTracker
 from auditd.sources.kube.health import AUDIT_STREAM
@@ -62,6 +63,35 @@ class RuleEngine:
         self._wanted: set[tuple[str, str]] = set()
         self._pairs = {p.name: p for p in config.pairs}
         self._pair_of = {c: p.name for p in config.pairs for c in p.clusters}
+
+    def index(self, inventory: Inventory) -> None:
+        """Link every object held (loaded from the history) into the volume views. Without it,
+        an object that arrives later would find no view to join: a VR would not resolve its
+        volume's pending unprotected-volume."""
+        self.correlator.update(inventory, sorted(inventory.objects))
+
+    def carry_over(self, previous: RuleEngine) -> None:
+        """Keep what only memory holds (when each pool last answered, the objects awaiting
+        newer storage evidence, the probes asked for) when the rest is reloaded from the
+        history after a lost commit: none of it is stored, and all of it is still true."""
+        self._probed_at = dict(previous._probed_at)
+        self._appeared = dict(previous._appeared)
+        self._answered = set(previous._answered)
+        self._wanted |= previous._wanted
+        self._unsettled = set(previous._unsettled)
+
+    def judged(self, subjects: Iterable[str]) -> tuple[set[ObjectKey], set[VolumeId]]:
+        """The objects and volumes that these violations' subjects name, to judge again."""
+        keys: set[ObjectKey] = set()
+        volumes: set[VolumeId] = set()
+        clusters = {c.name for c in self.config.clusters}
+        for subject in subjects:
+            target = judged(subject, self._pairs, clusters)
+            if isinstance(target, VolumeId):
+                volumes.add(target)
+            elif target is not None:
+                keys.add(target)
+        return keys, volumes
 
     def record_probe(self, result: ProbeResult) -> set[VolumeId]:
         """The volumes whose lag a successful probe refreshed: lag grows with time, so they are

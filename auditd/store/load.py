@@ -88,6 +88,7 @@ def load_state(
     inventory.load(load_objects(session))
     inventory.records.load(load_image_records(session))
     engine = RuleEngine(config)
+    engine.index(inventory)
     engine.seed(inventory)
     for episode in load_open_episodes(session):
         engine.windows.resume(episode)

@@ -1,0 +1,172 @@
+"""Fault convergence (issue 20): whatever fault the daemon went through, within two probe
+intervals its open violations are what a fresh `auditd run` on the same world concludes, and
+nothing fired that a fault-free run of the same workload would not have fired.
+
+Hypothesis chooses the workload (volumes created, VRs dropped and re-added, stray PVCs on the
+secondary, stalled replication, both images primary) and the fault's cluster, moment and
+length; derandomized, so every machine and every CI run tries the same cases.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from convergence import (
+    ABOUT_THE_FAULT,
+    CLUSTERS,
+    OPS,
+    START,
+    Fault,
+    Outcome,
+    Workload,
+    config,
+    hold_database,
+    lose_session,
+    pg_leadership,
+    run_case,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+CASES = int(os.environ.get("AUDITD_CONVERGENCE_CASES", "4"))
+NAMES = ("v1", "v2", "v3")
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> Workload:
+    """A few DR-relevant changes, 5-40 s apart, after the volumes exist."""
+    at = START + timedelta(seconds=40)
+    out: Workload = [(at, "create", n) for n in NAMES[: draw(st.integers(1, len(NAMES)))]]
+    for _ in range(draw(st.integers(1, 5))):
+        at += timedelta(seconds=5 * draw(st.integers(1, 8)))
+        out.append((at, draw(st.sampled_from(OPS[1:])), draw(st.sampled_from(NAMES))))
+    return out
+
+
+@st.composite
+def cases(draw: st.DrawFn, kind: str) -> tuple[Workload, Fault]:
+    workload = draw(workloads())
+    span = int((workload[-1][0] - START).total_seconds())
+    at = START + timedelta(seconds=5 * draw(st.integers(2, span // 5 + 2)))
+    lasting = timedelta(seconds=5 * draw(st.integers(1, 12)))
+    if kind == "expiry":
+        lasting = timedelta(seconds=5)  # a watch that expires is relisted within seconds
+    fault = Fault(kind, draw(st.sampled_from(CLUSTERS)), at, lasting, draw(st.booleans()))
+    return workload, fault
+
+
+def _sqlite(tmp: Path) -> Callable[[str], str]:
+    return lambda name: f"sqlite:///{tmp / f'{name}-{uuid.uuid4().hex[:8]}.db'}"
+
+
+@pytest.fixture
+def pg_schemas() -> Iterator[Callable[[], str]]:
+    """A new PostgreSQL schema per call (each example's running daemon its own history)."""
+    import psycopg
+    from conftest import PG_URL, _pg_reachable
+
+    problem = _pg_reachable()
+    if problem is not None:
+        if os.environ.get("AUDITD_REQUIRE_PG") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"auditd_conv_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        made.append(schema)
+        sep = "&" if "?" in PG_URL else "?"
+        return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+    yield make
+    with psycopg.connect(plain, autocommit=True) as conn:
+        for schema in made:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """A new empty history per daemon of a case. On PostgreSQL the running daemon's is a
+    schema of its own; the fresh and fault-free references are judged on SQLite (the same
+    core: what they conclude does not depend on the database)."""
+    sqlite = _sqlite(tmp_path)
+    if request.param == "sqlite":
+        return sqlite
+    schemas: Callable[[], str] = request.getfixturevalue("pg_schemas")
+    return lambda name: schemas() if name == "running" else sqlite(name)
+
+
+def _judge(outcome: Outcome) -> None:
+    assert outcome.running_open == outcome.fresh_open, (
+        f"running daemon {sorted(outcome.running_open)} != fresh {sorted(outcome.fresh_open)}"
+    )
+    extra = {f for f in outcome.fired if f[0] not in ABOUT_THE_FAULT} - outcome.reference_fired
+    assert not extra, f"fired only because of the fault: {sorted(extra)}"
+
+
+RUN = settings(
+    max_examples=CASES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("kind", ["blind", "expiry", "probe", "clock", "restart", "db-down"])
+def test_the_running_daemon_converges_with_a_fresh_one_after_a_fault(
+    make_url: Callable[[str], str], kind: str
+) -> None:
+    @RUN
+    @given(cases(kind))
+    def case(c: tuple[Workload, Fault]) -> None:
+        workload, fault = c
+        on_fault: Any = lambda d, f: None  # noqa: E731
+        if kind == "db-down":
+            on_fault = lambda d, f: hold_database(d.url, 1.5)(d, f)  # noqa: E731
+        _judge(run_case(make_url, workload, fault, on_fault))
+
+    case()
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    reason="open (issue 20): after its leader session is terminated the writer may follow its "
+    "own pair for the rest of the run (split brain found by a fresh daemon, never by it); "
+    "timing-dependent, so not strict",
+    strict=False,
+)
+def test_after_a_lost_database_session_the_daemon_converges_with_a_fresh_one(
+    pg_schemas: Callable[[], str], tmp_path: Path
+) -> None:
+    """The leader's session terminated mid-workload: the fence refuses the commit in flight,
+    memory is reloaded from the history, and the verdicts must be as if nothing happened."""
+    from conftest import PG_URL
+
+    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    sqlite = _sqlite(tmp_path)
+
+    @RUN
+    @given(cases("session"))
+    def case(c: tuple[Workload, Fault]) -> None:
+        workload, fault = c
+        _judge(
+            run_case(
+                lambda name: pg_schemas() if name == "running" else sqlite(name),
+                workload,
+                fault,
+                lose_session(plain),
+                lambda url: pg_leadership(url, config()),
+            )
+        )
+
+    case()
