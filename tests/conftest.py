@@ -53,8 +53,8 @@ def _pg_reachable() -> str | None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema of this test's own."""
+def pg_schemas() -> Iterator[Callable[[], str]]:
+    """Makes PostgreSQL URLs whose search_path is a fresh schema each, dropped afterwards."""
     problem = _pg_reachable()
     if problem is not None:
         if os.environ.get("AUDITD_REQUIRE_PG") == "1":
@@ -62,14 +62,27 @@ def pg_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL unreachable: {problem}")
     import psycopg
 
-    schema = f"auditd_test_{uuid.uuid4().hex[:10]}"
     plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"auditd_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        made.append(schema)
+        sep = "&" if "?" in PG_URL else "?"
+        return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+    yield make
     with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        for schema in made:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_schemas: Callable[[], str]) -> str:
+    """A PostgreSQL URL whose search_path is a fresh schema of this test's own."""
+    return pg_schemas()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

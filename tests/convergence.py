@@ -71,7 +71,7 @@ FAULTS = ("blind", "expiry", "probe", "clock", "restart", "db-down", "session")
 OPS = ("create", "drop-vr", "add-vr", "stray", "unstray", "stall", "unstall", "both", "heal")
 
 
-def config(**sections: Any) -> Config:
+def config() -> Config:
     shortened = {
         rule: {"for": f"{int(FOR.total_seconds())}s"}
         for rule in (
@@ -97,7 +97,6 @@ def config(**sections: Any) -> Config:
             "watch": {"stale_after": "10s", "blind_spot_after": "20s"},
             "probe": {"interval": "30s", "blind_after": "45s"},
             "rules": shortened,
-            **sections,
         }
     )
 
@@ -309,13 +308,13 @@ def drive(
     daemon: Daemon,
     world: World,
     until: datetime,
-    workload: Workload = (),  # type: ignore[assignment]
+    workload: Workload | None = None,
     fault: Fault | None = None,
-    on_fault: Callable[[Daemon, Fault], None] = lambda d, f: None,
+    on_fault: Callable[[Daemon, Fault], None] | None = None,
 ) -> None:
     """Run the daemon over the world from the clock's now to ``until``: ops at their times,
     the fault's effects while it lasts, a probe every INTERVAL, ticks and health every STEP."""
-    pending = sorted(workload)
+    pending = sorted(workload or [])
     clock = daemon.clock
     started = clock.now()
     if not any(daemon.seen.values()):
@@ -334,7 +333,8 @@ def drive(
             hit = True
             if fault.kind == "clock":
                 world.offsets[fault.cluster] = timedelta(hours=1 if fault.ahead else -1)
-            on_fault(daemon, fault)
+            if on_fault is not None:
+                on_fault(daemon, fault)
             if fault.kind == "restart":
                 daemon.restart()
         for cluster in CLUSTERS:
@@ -386,11 +386,12 @@ def _health(clock: ManualClock, now: datetime, fault: Fault | None) -> HealthRep
 # ------------------------------------------------------------------------- the faults
 
 
-def hold_database(url: str, seconds: float) -> Callable[[Daemon, Fault], None]:
+def hold_database(seconds: float) -> Callable[[Daemon, Fault], None]:
     """The database takes no write for ``seconds`` of real time: SQLite held by another
-    writer's exclusive lock, PostgreSQL by every table locked. The writer waits and retries."""
+    writer's exclusive lock, PostgreSQL by its tables locked. The writer waits and retries."""
 
     def fault(daemon: Daemon, _: Fault) -> None:
+        url = daemon.url
         engine = make_engine(url)
         ready = threading.Event()
 
@@ -441,7 +442,7 @@ def run_case(
     make_url: Callable[[str], str],
     workload: Workload,
     fault: Fault,
-    on_fault: Callable[[Daemon, Fault], None] = lambda d, f: None,
+    on_fault: Callable[[Daemon, Fault], None] | None = None,
     leadership: Callable[[str], Leadership | None] = lambda url: None,
 ) -> Outcome:
     """The workload with the fault; the same without it (what fired is the reference); and a

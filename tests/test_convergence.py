@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import PG_URL
 from convergence import (
     ABOUT_THE_FAULT,
     CLUSTERS,
@@ -65,34 +65,6 @@ def _sqlite(tmp: Path) -> Callable[[str], str]:
     return lambda name: f"sqlite:///{tmp / f'{name}-{uuid.uuid4().hex[:8]}.db'}"
 
 
-@pytest.fixture
-def pg_schemas() -> Iterator[Callable[[], str]]:
-    """A new PostgreSQL schema per call (each example's running daemon its own history)."""
-    import psycopg
-    from conftest import PG_URL, _pg_reachable
-
-    problem = _pg_reachable()
-    if problem is not None:
-        if os.environ.get("AUDITD_REQUIRE_PG") == "1":
-            pytest.fail(f"PostgreSQL required but unreachable: {problem}")
-        pytest.skip(f"PostgreSQL unreachable: {problem}")
-    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    made: list[str] = []
-
-    def make() -> str:
-        schema = f"auditd_conv_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        made.append(schema)
-        sep = "&" if "?" in PG_URL else "?"
-        return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-
-    yield make
-    with psycopg.connect(plain, autocommit=True) as conn:
-        for schema in made:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
     """A new empty history per daemon of a case. On PostgreSQL the running daemon's is a
@@ -130,9 +102,7 @@ def test_the_running_daemon_converges_with_a_fresh_one_after_a_fault(
     @given(cases(kind))
     def case(c: tuple[Workload, Fault]) -> None:
         workload, fault = c
-        on_fault: Any = lambda d, f: None  # noqa: E731
-        if kind == "db-down":
-            on_fault = lambda d, f: hold_database(d.url, 1.5)(d, f)  # noqa: E731
+        on_fault = hold_database(1.5) if kind == "db-down" else None
         _judge(run_case(make_url, workload, fault, on_fault))
 
     case()
@@ -150,8 +120,6 @@ def test_after_a_lost_database_session_the_daemon_converges_with_a_fresh_one(
 ) -> None:
     """The leader's session terminated mid-workload: the fence refuses the commit in flight,
     memory is reloaded from the history, and the verdicts must be as if nothing happened."""
-    from conftest import PG_URL
-
     plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     sqlite = _sqlite(tmp_path)
 

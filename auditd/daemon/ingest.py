@@ -614,19 +614,19 @@ class Ingestor:
         """A secondary's lag never counts from before it was demoted (it held current data
         until then); a primary's is its peer's, as that site reported it."""
         records = self.inventory.records
+        clocks = records.clocks
         record = records.get(r.cluster, r.pool, image.name)
-        primary = (
-            records.peer(r.cluster, r.pool, image.name)
-            if record and not record.primary
-            else r.cluster
-        )
-        if primary is not None and not records.clocks.measured(primary, r.pool):
-            return None  # snapshot times on a clock not yet measured against ours: unknown
+        # Snapshot times are the primary site's clock: unknown until it is measured against ours.
         if record is not None and record.primary is False:
+            primary = records.peer(r.cluster, r.pool, image.name)
+            if primary is not None and not clocks.measured(primary, r.pool):
+                return None
             since = record.current_through
             return max(0.0, (r.at - since).total_seconds()) if since else None
+        if not clocks.measured(r.cluster, r.pool):
+            return None
         # The peer's snapshot times are this (primary) site's clock: compare on that clock.
-        return lag_seconds(image, r.at + records.clocks.offset(r.cluster))
+        return lag_seconds(image, r.at + clocks.offset(r.cluster))
 
     def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
         """Lag and throughput per image, at most once per probe.sample_every. The lag written

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory, ObjectKey
+from auditd.inventory.rbd_facts import RBD_POOL
 from auditd.report.query import silent_since
 from auditd.report.render import table
 from auditd.rules.engine import RuleEngine
@@ -86,7 +87,7 @@ def explain_doc(
     subjects = (
         {str(view.id)}
         | {str(k) for s in view.sides for k in (s.pvc, s.pv, s.vr) if k is not None}
-        | {f"{s.cluster}/RbdPool/{view.id.pool}" for s in view.sides}
+        | {str(ObjectKey(s.cluster, RBD_POOL, "", view.id.pool)) for s in view.sides}
     )
     rows = []
     for (rule, subject), verdict in sorted(verdicts.items()):

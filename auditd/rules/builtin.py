@@ -660,9 +660,7 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
     for key in keys:
         if key.kind not in ("RbdPool", "CephBlockPool"):
             continue
-        subject = (
-            f"{key.cluster}/{key.kind}/{key.namespace + '/' if key.namespace else ''}{key.name}"
-        )
+        subject = str(key)  # rules/subjects.py reads it back as this key
         known = ctx.inventory.objects.get(key)
         if known is None:
             out[subject] = None
