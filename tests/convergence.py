@@ -222,7 +222,8 @@ class Daemon:
     def __init__(self, url: str, clock: ManualClock, leadership: Leadership | None = None) -> None:
         upgrade(url)
         self.url = url
-        self.sessions = session_factory(make_engine(url))
+        self.engine = make_engine(url)
+        self.sessions = session_factory(self.engine)
         self.config = config()
         self.clock = clock
         self.leadership = leadership
@@ -231,6 +232,12 @@ class Daemon:
         self.ingest = self._writer(Inventory(), RuleEngine(self.config), {})
         self.sim = SimEvents()
         self.seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = {c: {} for c in CLUSTERS}
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.engine.dispose()  # its PostgreSQL sessions, not left to the garbage collector
 
     def _writer(self, inventory: Inventory, engine: RuleEngine, active: dict[Any, Any]) -> Ingestor:
         return Ingestor(
@@ -468,23 +475,25 @@ def run_case(
 
     url = make_url("running")
     lead = leadership(url)
+    world = World()
     try:
-        world = World()
-        running = Daemon(url, ManualClock(START), lead)
-        drive(running, world, end, workload, fault, on_fault)
-        fresh_start = running.clock.now()
-        drive(running, world, fresh_start + SETTLE)
-        running_open, fired = running.open(), running.fired()
-        assert running.stored_open() == running_open, "memory ran ahead of the store"
+        with Daemon(url, ManualClock(START), lead) as running:
+            drive(running, world, end, workload, fault, on_fault)
+            fresh_start = running.clock.now()
+            drive(running, world, fresh_start + SETTLE)
+            running_open, fired = running.open(), running.fired()
+            assert running.stored_open() == running_open, "memory ran ahead of the store"
     finally:
         if lead is not None:
             lead.stop()
 
-    fresh = Daemon(make_url("fresh"), ManualClock(fresh_start))
-    drive(fresh, copy.deepcopy(world), fresh_start + SETTLE)
+    with Daemon(make_url("fresh"), ManualClock(fresh_start)) as fresh:
+        drive(fresh, copy.deepcopy(world), fresh_start + SETTLE)
+        fresh_open = fresh.open()
 
-    reference = Daemon(make_url("reference"), ManualClock(START))
-    calm = World()
-    drive(reference, calm, end, workload)
-    drive(reference, calm, reference.clock.now() + SETTLE)
-    return Outcome(running_open, fresh.open(), fired, reference.fired())
+    with Daemon(make_url("reference"), ManualClock(START)) as reference:
+        calm = World()
+        drive(reference, calm, end, workload)
+        drive(reference, calm, reference.clock.now() + SETTLE)
+        reference_fired = reference.fired()
+    return Outcome(running_open, fresh_open, fired, reference_fired)

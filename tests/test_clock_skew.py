@@ -235,3 +235,22 @@ def test_a_skewed_site_probed_often_from_start_up_pages_nothing_but_the_skew(
         ]
     assert [lag for lag in lags if lag is not None and lag > 300] == [], lags
     assert lags[-1] is not None and lags[-1] < 120
+
+
+@pytest.mark.parametrize("jump", [-HOUR, HOUR])
+def test_a_site_clock_that_jumps_is_measured_again_within_two_probes(
+    tmp_path: Path, jump: timedelta
+) -> None:
+    """Found by the convergence harness: a site whose clock was set an hour back kept its old
+    offset until the 10-minute window forgot the samples from before (a fresh daemon saw the
+    skew at once)."""
+    pair = Pair(tmp_path, {"dr1": timedelta(0), "dr2": timedelta(0)})
+    pair.run(3)
+    pair.offsets["dr2"] = jump
+    pair.run(3)
+    with pair.sessions() as s:
+        facts = s.scalars(
+            select(ObjectRow.facts).where(ObjectRow.kind == "RbdPool", ObjectRow.cluster == "dr2")
+        ).one()
+    assert facts["clock_offset"] is not None
+    assert abs(float(facts["clock_offset"]) - jump.total_seconds()) <= 30

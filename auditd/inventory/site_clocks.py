@@ -35,6 +35,10 @@ AHEAD_TOLERANCE = timedelta(seconds=30)
 # Behind: one rewrite period (30 s) is normal, a probe may take a while; past this it is skew.
 BEHIND_TOLERANCE = timedelta(seconds=60)
 WINDOW = timedelta(minutes=10)
+# A live site's samples differ by a rewrite period and a probe's latency; a sample this far
+# from the others is its clock changed, not a slow record (an hour back would otherwise be seen
+# only once the window had forgotten the samples from before).
+JUMP = timedelta(minutes=5)
 # rbd-mirror rewrites every record every 30 s: unmoved for half as long again, it is not
 # running (its old records are old, whatever the clock says).
 STILL_FOR = MIRROR_REFRESH * 3 / 2
@@ -79,6 +83,8 @@ class SiteClocks:
         if not advanced and offset < -BEHIND_TOLERANCE:
             return  # old records, not moving: a dead rbd-mirror's last word, or a clock behind
         samples = self._samples.setdefault(cluster, deque())
+        if samples and abs(offset - max(o for _, o in samples)) > JUMP:
+            samples.clear()  # the site's clock was set (or jumped): what it read before is past
         samples.append((at, offset))
         while samples and at - samples[0][0] > WINDOW:
             samples.popleft()
