@@ -151,7 +151,12 @@ class Inventory:
         # Objects whose facts could not be taken in -> their Quarantined pseudo-object.
         self.quarantined: dict[ObjectKey, ObjectKey] = {}
 
-    def load(self, rows: Iterable[tuple[ObjectKey, Known]]) -> None:
+    def load(
+        self, rows: Iterable[tuple[ObjectKey, Known]], listed: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """A previous run's objects, and the (cluster, kind) streams it had listed: a kind it
+        found empty is known too, so what this run's first list finds there is new."""
+        self._loaded.update(listed)
         for key, known in rows:
             self._put(key, known)
             self._loaded.add((key.cluster, key.kind))

@@ -500,6 +500,16 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
+def _awaiting_evidence(ctx: RuleContext, view: VolumeView) -> bool:
+    """Any of the view's PVCs and VRs newer than the storage evidence it would be judged on."""
+    return any(
+        ctx.awaiting_evidence(key, view)
+        for side in view.sides
+        for key in (side.pvc, side.vr)
+        if key is not None
+    )
+
+
 def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     rule = RULES["unprotected-volume"]
     primary = _judged_primary(ctx, view)
@@ -507,6 +517,8 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
         # Never mirrored at all: no site lists the image. A PVC of a storage class the pair
         # mirrors, with no VR, is then unprotected on whichever side holds it.
         if view.storage_known and not any(s.image for s in view.sides):
+            if _awaiting_evidence(ctx, view):
+                return UNKNOWN  # a probe from before the PVC cannot list its image
             pair = next((p for p in ctx.config.pairs if p.name == view.id.pair), None)
             classes = set(pair.mirrored_storage_classes) if pair else set()
             for side in view.sides:
@@ -561,6 +573,8 @@ def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
         return None
     if any(s.blind for s in view.sides):
         return UNKNOWN  # whether a live PVC uses it is known only from both clusters' now
+    if _awaiting_evidence(ctx, view):
+        return UNKNOWN  # a probe from before the PVC/VR cannot list its image: not news
     for side in view.sides:
         if side.pvc is None or side.vr is None:
             continue  # no VR: unprotected-volume says it; no PVC: nothing is using it

@@ -17,7 +17,13 @@ from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
-from auditd.store.models import EpisodeRow, ImageRecordRow, ObjectRow, ViolationRow
+from auditd.store.models import (
+    EpisodeRow,
+    ImageRecordRow,
+    ObjectRow,
+    StreamHealthRow,
+    ViolationRow,
+)
 
 
 def load_objects(session: Session) -> Iterator[tuple[ObjectKey, Known]]:
@@ -26,6 +32,13 @@ def load_objects(session: Session) -> Iterator[tuple[ObjectKey, Known]]:
             ObjectKey(row.cluster, row.kind, row.namespace, row.name),
             Known(row.uid, row.resource_version, dict(row.facts)),
         )
+
+
+def load_listed(session: Session) -> list[tuple[str, str]]:
+    """The (cluster, kind) streams a previous run completed a list of."""
+    row = StreamHealthRow
+    found = session.execute(select(row.cluster, row.kind).where(row.last_list_at.is_not(None)))
+    return [(cluster, kind) for cluster, kind in found]
 
 
 def load_open_violations(session: Session) -> dict[tuple[str, str], Active]:
@@ -85,7 +98,7 @@ def load_state(
     """The rule state as the last run left it: inventory (facts and image records), the rule
     engine with each volume's last primary and the open DR windows, and open violations."""
     inventory = Inventory()
-    inventory.load(load_objects(session))
+    inventory.load(load_objects(session), load_listed(session))
     inventory.records.load(load_image_records(session))
     engine = RuleEngine(config)
     engine.index(inventory)
