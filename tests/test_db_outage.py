@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from test_e2e import TOKEN
 from test_ops import get, value
 
 from auditd.clock import SYSTEM
+from auditd.daemon.leader import PgLeadership
 from auditd.daemon.runner import Daemon
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI
@@ -274,3 +276,39 @@ def test_sigterm_while_the_database_is_down_exits_non_zero_and_says_what_was_not
     assert proc.returncode == 1, err[-2000:]
     assert "not written to the history database" in err
     assert "Traceback" not in err
+
+
+def test_a_leader_back_from_an_outage_holds_until_it_has_looked_never_follows_itself(
+    relay: PgRelay,
+) -> None:
+    """A new session holds no lock until its first round has taken them. Answering "follow" in
+    that moment made the writer follow (in memory only) a batch held through the outage; the
+    take-over then wrote it dated by its own time: a violation first seen 10 s late (CI, under
+    load)."""
+    upgrade(relay.url)
+    lead = PgLeadership(relay.url, ["pair/p"], retry_every=0.05)
+    lead.start()
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(lead.state("pair/p"))
+
+    try:
+        assert lead.state("pair/p") == "lead"
+        for _ in range(5):
+            relay.cut()
+            wait_until(lambda: lead.state("pair/p") == "unknown", 10)
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            relay.restore()
+            wait_until(lambda: lead.state("pair/p") == "lead", 10)
+            done.set()
+            watcher.join()
+            done.clear()
+            assert "follow" not in seen, Counter(seen)
+            seen.clear()
+    finally:
+        done.set()
+        lead.stop()

@@ -152,7 +152,9 @@ class PgLeadership(Leadership):
         self._realm = ""  # the history's schema, once connected
         self._member: int | None = None  # this replica's membership key, once ready
         self._held: frozenset[str] = frozenset()
-        # A commit found a lock gone: nothing is written until a round has checked the session.
+        # A commit found a lock gone, or the session is new: nothing is written, and nothing
+        # followed, until a round has looked. A new session holds no lock yet; "follow" then
+        # would have the writer follow, in memory only, what it held through an outage.
         self._suspect = False
         self._holders: dict[str, str] = {}
         self._stop = threading.Event()
@@ -207,12 +209,14 @@ class PgLeadership(Leadership):
                 # An auditd from before per-pair leadership leads everything (a rollout in
                 # progress): lead nothing until it is gone.
                 self._release(conn, self._held, "an older auditd leads every pair")
+                self._suspect = False
                 return
             self._renew_leases(conn)
             self._balance(conn)
             if GLOBAL not in self._held:
                 self._take(conn, GLOBAL)
             self._read_holders(conn)
+            self._suspect = False
         except SQLAlchemyError as e:
             self._step_down(f"lost the database session: {describe(e)}")
             self._spell.failed(describe(e), time.monotonic())
@@ -229,7 +233,7 @@ class PgLeadership(Leadership):
             self._spell.failed(describe(e), time.monotonic())
             return False
         self._pid, self._realm = int(pid), str(realm)
-        self._conn, self._suspect = conn, False
+        self._conn, self._suspect = conn, True
         return True
 
     def _verify(self, conn: Connection) -> None:
@@ -248,7 +252,6 @@ class PgLeadership(Leadership):
             self._held = self._held - gone
             log.warning("no longer leading %s: its lock is gone", ", ".join(sorted(gone)))
             self.on_change(self._held)
-        self._suspect = False
 
     def _join(self, conn: Connection) -> None:
         while True:
