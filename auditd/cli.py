@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from auditd import __version__, logs
+from auditd import __version__, durations, logs
 from auditd.clock import SYSTEM as CLOCK
-from auditd.config import Config, ConfigError, load_config, parse_duration, redact_url
+from auditd.config import Config, ConfigError, load_config, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -147,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_db(p)
-    p.add_argument("--since", default="24h", help="start: 30m, 24h, 7d, or ISO 8601 (default: 24h)")
+    p.add_argument(
+        "--since",
+        default="24h",
+        help="start: a duration before now (30m, 1h30m, 7d, 1w) or ISO 8601 (default: 24h)",
+    )
     p.add_argument("--until", default="now", help="end: same forms as --since (default: now)")
     p.add_argument(
         "--format",
@@ -182,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db(p)
     p.add_argument("volume", metavar="VOLUME", help="namespace/pvc or pool/image")
-    p.add_argument("--since", help="start: 30m, 24h, 7d, or ISO 8601 (default: all history)")
+    p.add_argument(
+        "--since", help="start: a duration before now (30m, 1h30m, 7d) or ISO 8601 (default: all)"
+    )
     p.add_argument("--until", help="end: same forms (default: now)")
     p.add_argument(
         "--limit", type=int, default=1000, metavar="N", help="the last N transitions (1000)"
@@ -238,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sa.add_argument("--match", action="append", required=True, metavar="LABEL=PATTERN")
     sa.add_argument(
-        "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1d"
+        "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1h30m, 1w"
     )
     sa.add_argument("--comment", required=True)
     sa.add_argument("--author", default=os.environ.get("USER") or "unknown")
@@ -343,7 +349,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         overrides = {"log_format": args.log_format, "log_level": args.log_level}
         config = config.model_copy(update={k: v for k, v in overrides.items() if v})
         try:
-            db_wait = parse_duration(args.db_wait)
+            db_wait = durations.parse(args.db_wait)
         except ValueError as e:
             print(f"auditd: --db-wait: {e}", file=sys.stderr)
             return EXIT_USAGE
@@ -481,7 +487,7 @@ def _prune(url: str, config: Config, keep_arg: str | None) -> int:
     from auditd.store.retention import Pruner
 
     try:
-        keep = parse_duration(keep_arg) if keep_arg else config.retention.keep
+        keep = durations.parse(keep_arg) if keep_arg else config.retention.keep
     except ValueError as e:
         print(f"auditd: --keep: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -617,7 +623,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
             if args.silence_command == "add":
                 try:
                     matchers = [parse_matcher(m) for m in args.match]
-                    duration = parse_duration(args.duration)
+                    duration = durations.parse(args.duration)
                 except ValueError as e:
                     print(f"auditd: {e}", file=sys.stderr)
                     return EXIT_USAGE

@@ -11,10 +11,11 @@ hangs every timed wait of a thread.)
 from __future__ import annotations
 
 import os
-import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from auditd import durations
 
 
 class Clock(Protocol):
@@ -57,18 +58,14 @@ class ManualClock:
             return self._now
 
 
-_SHIFT = re.compile(r"^([+-]?\d+)([smhd])$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
 def shift_from_env(value: str | None) -> timedelta:
-    """``AUDITD_CLOCK_SHIFT``: an integer and a unit (s, m, h, d); unset or empty is none."""
+    """``AUDITD_CLOCK_SHIFT``: a duration, minus for the past (365d, -90m); unset is none."""
     if not value:
         return timedelta(0)
-    m = _SHIFT.match(value.strip())
-    if m is None:
-        raise ValueError(f"AUDITD_CLOCK_SHIFT={value!r}: use an integer and s, m, h or d (365d)")
-    return timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
+    try:
+        return durations.parse(value, signed=True)
+    except ValueError as e:
+        raise ValueError(f"AUDITD_CLOCK_SHIFT: {e}") from None
 
 
 SYSTEM = SystemClock(shift_from_env(os.environ.get("AUDITD_CLOCK_SHIFT")))

@@ -20,32 +20,21 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+from auditd import durations
 
-
-def parse_duration(value: Any) -> timedelta:
-    """'90s', '5m', '2h', '7d', or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        if value.strip().isdigit():
-            return timedelta(seconds=int(value))
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 7d)")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Read as Kubernetes writes durations (1h30m, 7d); shown the same way by `config show`.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(durations.parse),
+    PlainSerializer(durations.compact, when_used="json"),
+]
 # The labels every alert carries (see alerts/render.py), hence the ones it can be grouped by.
 GroupLabel = Literal["pair", "rule", "cluster", "namespace", "severity", "subject"]
 # Names end up in Slack messages, report rows and DB keys: keep them boring.

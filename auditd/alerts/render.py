@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from auditd import durations
 from auditd.rules.lifecycle import Active
 
 ICON = {
@@ -15,20 +16,6 @@ ICON = {
     "warning": ":large_orange_circle:",
     "info": ":large_blue_circle:",
 }
-
-
-def human_duration(d: timedelta) -> str:
-    secs = int(d.total_seconds())
-    if secs < 60:
-        return f"{secs}s"
-    mins, secs = divmod(secs, 60)
-    if mins < 60:
-        return f"{mins}m {secs}s" if secs else f"{mins}m"
-    hours, mins = divmod(mins, 60)
-    if hours < 48:
-        return f"{hours}h {mins}m" if mins else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
 
 
 def utc_text(t: datetime | None) -> str:
@@ -60,7 +47,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         x for x in (v.pair and f"pair {v.pair}", v.cluster and f"cluster {v.cluster}") if x
     )
     if event == "resolved":
-        lasted = human_duration((v.resolved_at or v.first_seen) - (v.fired_at or v.first_seen))
+        lasted = durations.human((v.resolved_at or v.first_seen) - (v.fired_at or v.first_seen))
         headline = f":white_check_mark: RESOLVED {v.rule} after {lasted}"
         text = f"RESOLVED [{v.severity}] {v.rule}: {v.summary} ({where}; firing for {lasted})"
     else:
@@ -161,7 +148,7 @@ def delivered_late(payload: dict[str, Any], late: timedelta) -> dict[str, Any]:
     """The payload of a message delivered ``late`` after it was written, saying how late."""
     if late < LATE:
         return payload
-    note = f"Delivered {human_duration(late)} late (the sink was unreachable)."
+    note = f"Delivered {durations.human(late)} late (the sink was unreachable)."
     out = dict(payload)
     out["text"] = f"{payload.get('text', '')} [{note}]"
     if isinstance(payload.get("blocks"), list):

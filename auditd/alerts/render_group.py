@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from auditd import durations
 from auditd.alerts.grouping import Diff, Event, Member, worst_severity
-from auditd.alerts.render import ICON, fields_block, human_duration, utc_text
+from auditd.alerts.render import ICON, fields_block, utc_text
 
 LIST_LIMIT = 10
 
@@ -23,7 +24,7 @@ def _span(members: list[Member], opened_at: datetime, now: datetime) -> str:
     ended = [m.payload.get("resolved_at") for m in members]
     start = min((datetime.fromisoformat(t) for t in fired if t), default=opened_at)
     end = max((datetime.fromisoformat(t) for t in ended if t), default=now)
-    return human_duration(end - start)
+    return durations.human(end - start)
 
 
 def _noun(rule: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from auditd import durations
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_POOL
@@ -42,7 +43,7 @@ def rules_doc(session: Session, config: Config) -> list[dict[str, Any]]:
                 "id": rule.id,
                 "enabled": active is not None,
                 "severity": (active or rule).severity,
-                "for": str((active or rule).for_),
+                "for": durations.compact((active or rule).for_),
                 "namespaces": list(override.namespaces) if override else [],
                 "firing": counts.get(rule.id, 0),
                 "summary": rule.summary,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from auditd.alerts.render import human_duration
+from auditd import durations
 from auditd.report.query import ReportData, parse_iso
 
 VOLUME_ROWS = 20  # the worst volumes shown in text formats; JSON has them all
@@ -30,7 +30,7 @@ def short_time(iso: str | None) -> str:
 
 
 def _secs(value: float | None) -> str:
-    return "-" if value is None else human_duration(timedelta(seconds=value))
+    return "-" if value is None else durations.human(timedelta(seconds=value))
 
 
 def _pct(share: float) -> str:
@@ -40,7 +40,7 @@ def _pct(share: float) -> str:
 def _since(iso: str | None, until: datetime) -> str:
     if not iso:
         return "-"
-    return human_duration(until - parse_iso(iso))
+    return durations.human(until - parse_iso(iso))
 
 
 def headline(data: ReportData) -> list[str]:

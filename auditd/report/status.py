@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from auditd.alerts.render import human_duration
+from auditd import durations
 from auditd.inventory.inventory import QUARANTINED
 from auditd.report.query import HEARTBEAT_STALE, iso_utc, parse_iso
 from auditd.report.render import table
@@ -152,7 +152,7 @@ def load_status(
 def _ago(iso: str | None, now: datetime) -> str:
     if not iso:
         return "-"
-    return human_duration(now - parse_iso(iso)) + " ago"
+    return durations.human(now - parse_iso(iso)) + " ago"
 
 
 def status_json(doc: dict[str, Any]) -> str:

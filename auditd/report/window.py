@@ -1,26 +1,27 @@
-"""Parse report windows: relative (30m, 24h, 7d) or absolute (ISO 8601)."""
+"""Parse report windows: relative (30m, 1h30m, 7d, 1w: that long before now) or absolute
+(ISO 8601)."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-_REL = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+from auditd import durations
 
 
 def parse_time(value: str, now: datetime) -> datetime:
-    """'30m'/'24h'/'7d' mean that long before now; otherwise ISO 8601 (naive means UTC)."""
+    """A duration means that long before now; otherwise ISO 8601 (naive means UTC)."""
     text = value.strip()
-    m = _REL.match(text)
-    if m:
-        return now - timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
     if text == "now":
         return now
+    try:
+        return now - durations.parse(text)
+    except ValueError:
+        pass
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"not a time: {value!r} (use 30m, 24h, 7d, or ISO 8601 like 2026-11-26T08:00:00Z)"
+            f"not a time: {value!r} (use a duration before now like {durations.EXAMPLES}, "
+            "or ISO 8601 like 2026-11-26T08:00:00Z)"
         ) from None
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from auditd.config import parse_duration
+from auditd import durations
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
 from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView, not_current
@@ -94,7 +94,7 @@ def _side_evidence(ctx: RuleContext, view: VolumeView) -> dict[str, object]:
             state = vr.facts.get("state") if vr else None
             out[f"{s.cluster}.vr"] = f"{s.vr.namespace}/{s.vr.name} {want or '?'}/{state or '?'}"
     if view.synced_at is not None and ctx.now is not None:
-        out["last_sync_age"] = human(ctx.now - view.synced_at)
+        out["last_sync_age"] = durations.human(ctx.now - view.synced_at)
     if view.drpc_phases:
         out["drpc"] = ", ".join(view.drpc_phases)
     return out
@@ -331,15 +331,6 @@ def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def human(d: timedelta) -> str:
-    secs = int(d.total_seconds())
-    return (
-        f"{secs}s"
-        if secs < 120
-        else (f"{secs // 60}m" if secs < 7200 else f"{secs // 3600}h{secs % 3600 // 60:02d}m")
-    )
-
-
 def _judged_primary(ctx: RuleContext, view: VolumeView) -> str | None:
     """The primary by storage truth where Ceph is probed; where it is not, the configured
     primary (the README's promise for the Kubernetes-only rules: they still work unprobed)."""
@@ -366,7 +357,7 @@ def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -
     )
     text = vrc.facts.get("schedulingInterval") if vrc else None
     try:
-        return parse_duration(text) if text else None
+        return durations.parse(text) if text else None
     except ValueError:
         return None
 
@@ -413,14 +404,14 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     finding = _finding(
         rule,
         str(view.id),
-        f"{view.id.pool}/{view.id.image}: the secondary last synced {human(lag)} ago, past {limit}",
+        f"{view.id.pool}/{view.id.image}: the secondary last synced {durations.human(lag)} ago, past {limit}",
         view.peer(primary).cluster,
         ctx,
         pair=view.id.pair,
         lag_seconds=int(lag.total_seconds()),
         synced_at=view.synced_at.isoformat(),
-        interval=str(interval) if interval else None,
-        rpo=str(rpo) if rpo else None,
+        interval=durations.compact(interval) if interval else None,
+        rpo=durations.compact(rpo) if rpo else None,
         **_side_evidence(ctx, view),
     )
     return replace(finding, severity=level)
@@ -462,7 +453,7 @@ def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
     return _finding(
         rule,
         str(view.id),
-        f"{view.id.pool}/{view.id.image}: VR lastSyncTime and Ceph disagree by {human(gap)}",
+        f"{view.id.pool}/{view.id.image}: VR lastSyncTime and Ceph disagree by {durations.human(gap)}",
         side.cluster,
         ctx,
         pair=view.id.pair,
@@ -613,7 +604,7 @@ def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
         RULES["dr-window-overrun"],
         str(view.id),
         f"{view.id.pool}/{view.id.image}: a failover/relocate from {episode.from_cluster or '?'} has been "
-        f"in progress for {human(took)}, past its {human(deadline)} deadline",
+        f"in progress for {durations.human(took)}, past its {durations.human(deadline)} deadline",
         episode.from_cluster,
         ctx,
         pair=view.id.pair,
@@ -748,7 +739,7 @@ def _ceph_clock_skew(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, V
         out[subject] = _finding(
             rule,
             subject,
-            f"The Ceph clock of {key.cluster} is {human(abs(offset))} {way} auditd's (from the "
+            f"The Ceph clock of {key.cluster} is {durations.human(abs(offset))} {way} auditd's (from the "
             "times its rbd-mirror writes): its times are corrected by that much",
             key.cluster,
             ctx,
@@ -798,7 +789,7 @@ def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, 
             what.append(
                 "probe Ceph pool "
                 + ", ".join(
-                    f"{pool} ({error}, since {human(ctx.now - since)})"
+                    f"{pool} ({error}, since {durations.human(ctx.now - since)})"
                     for pool, error, since in probes
                     if ctx.now
                 )
