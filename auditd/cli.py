@@ -10,18 +10,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from auditd import __version__, durations, logs
 from auditd.clock import SYSTEM as CLOCK
-from auditd.config import Config, ConfigError, load_config, redact_url
+from auditd.config import Config, ConfigError, database_url_problem, load_config, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -46,11 +47,11 @@ Start here:
 _REPORT_EPILOG = """\
 examples:
   auditd report --since 24h
-  auditd report --since 7d --format json | jq '.violations[] | select(.state=="firing")'
+  auditd report --since 7d -o json | jq '.violations[] | select(.state=="firing")'
   auditd report --since 2026-11-25T08:00:00Z --until 2026-11-25T20:00:00Z
   auditd report --db postgresql://auditd@db/auditd --since 30m
   auditd report --since 7d --pair dr1-dr2 --rule split-brain --format markdown
-  auditd report --since 24h --format html -o dr-report.html   # one file, readable offline
+  auditd report --since 24h -o html --output-file dr-report.html   # one file, offline
 
 sections: summary by rule and severity (opened, resolved, open, MTTR), open incidents,
 replication health per image (share of the window healthy, worst lag), failovers and
@@ -97,6 +98,44 @@ def _add_db(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="database URL, overriding the config (default: SQLite in ./auditd-data)",
     )
+
+
+def _add_output(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("table", "json", "yaml"),
+                help_: str | None = None) -> None:  # fmt: skip
+    """``-o FORMAT`` as kubectl has it (``--format`` too): table for people, json and yaml for
+    scripts."""
+
+    def fmt(value: str) -> str:
+        if value in formats:
+            return value
+        hint = "; to write a file, use --output-file" if "." in value or "/" in value else ""
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an output format (one of: {', '.join(formats)}){hint}"
+        )
+
+    p.add_argument(
+        "-o",
+        "--output",
+        "--format",
+        dest="format",
+        type=fmt,
+        default="table",
+        metavar="FORMAT",
+        help=help_ or f"{', '.join(formats)} (default: table)",
+    )
+
+
+def _emit(
+    fmt: str, doc: Any, as_json: Callable[[Any], str], as_table: Callable[[Any], str]
+) -> None:
+    """Print ``doc`` in the chosen format: yaml is the json document, as YAML."""
+    if fmt == "table":
+        text = as_table(doc)
+    else:
+        text = as_json(doc)
+        if fmt == "yaml":
+            text = yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,12 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start: a duration before now (30m, 1h30m, 7d, 1w) or ISO 8601 (default: 24h)",
     )
     p.add_argument("--until", default="now", help="end: same forms as --since (default: now)")
-    p.add_argument(
-        "--format",
-        choices=["table", "json", "markdown", "html"],
-        default="table",
-        help="table (terminal), json (docs/report-schema.md), markdown (for a postmortem), "
-        "html (one self-contained file with a timeline chart)",
+    _add_output(
+        p,
+        ("table", "json", "yaml", "markdown", "html"),
+        "table (terminal), json or yaml (docs/report-schema.md), markdown (for a postmortem), "
+        "html (one self-contained file with a timeline chart); default: table",
     )
     p.add_argument("--pair", help="only this DR pair (clusters and pools need -c)")
     p.add_argument("--namespace", help="only volumes and objects of this Kubernetes namespace")
@@ -170,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="at most N incidents and the last N transitions of the timeline (default: 1000)",
     )
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not stdout")
+    p.add_argument("--output-file", type=Path, metavar="FILE", help="write here, not stdout")
 
     p = sub.add_parser(
         "history",
@@ -193,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=int, default=1000, metavar="N", help="the last N transitions (1000)"
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_output(p)
 
     p = sub.add_parser(
         "status",
@@ -204,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "makes every state UNKNOWN. Exit status 1 when anything is blind or unknown.",
     )
     _add_db(p)
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_output(p)
 
     p = sub.add_parser(
         "rules",
@@ -213,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for-duration, namespace scope) and the number of violations firing now.",
     )
     _add_db(p)
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_output(p)
 
     p = sub.add_parser(
         "explain",
@@ -225,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("volume", metavar="VOLUME")
     _add_db(p)
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_output(p)
 
     p = sub.add_parser(
         "silence",
@@ -253,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="active silences (--all: ended ones too)", description="List silences."
     )
     sl.add_argument("--all", action="store_true")
-    sl.add_argument("--format", choices=["table", "json"], default="table")
+    _add_output(sl)
     _add_db(sl)
     se = ssub.add_parser("expire", help="end a silence now", description="End a silence now.")
     se.add_argument("id", type=int)
@@ -357,6 +395,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
+    problem = database_url_problem(url)
+    if problem:
+        print(f"auditd: database URL {redact_url(url)!r}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "db" and args.db_command == "prune":
         return _prune(url, config, args.keep)
     if args.command == "db":
@@ -472,11 +514,14 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
         progress.done()
         engine.dispose()
     render = {"json": to_json, "markdown": to_markdown, "html": to_html}.get(args.format)
-    text = render(data) if render else to_table(data)
+    if args.format == "yaml":
+        text = yaml.safe_dump(json.loads(to_json(data)), sort_keys=False, allow_unicode=True)
+    else:
+        text = render(data) if render else to_table(data)
     text = text if text.endswith("\n") else text + "\n"
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"report written to {args.output}", file=sys.stderr)
+    if args.output_file:
+        args.output_file.write_text(text, encoding="utf-8")
+        print(f"report written to {args.output_file}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -541,20 +586,25 @@ def _history(url: str, args: argparse.Namespace) -> int:
             doc = load_history(s, vol, start, end, max(1, args.limit))
     finally:
         engine.dispose()
-    sys.stdout.write(history_json(doc) + "\n" if args.format == "json" else history_text(doc))
+    _emit(args.format, doc, history_json, history_text)
     return EXIT_OK
 
 
 def _open_history(url: str) -> Engine | None:
-    """An engine on an existing auditd history, or None after saying what to do."""
+    """An engine on an existing auditd history, or None after saying what to do. Reading
+    creates nothing: a SQLite file that is not there is no history."""
     from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
 
-    from auditd.store.db import make_engine
+    from auditd.store.db import make_engine, normalize_url
 
-    engine = make_engine(url)
-    if inspect(engine).has_table("transitions"):
+    u = make_url(normalize_url(url))
+    missing = u.get_backend_name() == "sqlite" and not Path(u.database or "").is_file()
+    engine = None if missing else make_engine(url)
+    if engine is not None and inspect(engine).has_table("transitions"):
         return engine
-    engine.dispose()
+    if engine is not None:
+        engine.dispose()
     print(
         f"auditd: no auditd history in {redact_url(url)} (run `auditd db upgrade` or "
         "`auditd run` first)",
@@ -576,7 +626,7 @@ def _status(url: str, fmt: str, stale_probe: timedelta) -> int:
             doc = load_status(s, now, stale_probe)
     finally:
         engine.dispose()
-    sys.stdout.write(status_json(doc) + "\n" if fmt == "json" else status_table(doc, now))
+    _emit(fmt, doc, status_json, lambda d: status_table(d, now))
     return EXIT_OK if doc["healthy"] else EXIT_ERROR
 
 
@@ -591,7 +641,7 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
         with session_factory(engine)() as s:
             if args.command == "rules":
                 doc = rules_doc(s, config)
-                sys.stdout.write(as_json(doc) + "\n" if args.format == "json" else rules_table(doc))
+                _emit(args.format, doc, as_json, rules_table)
                 return EXIT_OK
             found = explain_doc(s, config, args.volume, CLOCK.now())
     finally:
@@ -604,7 +654,7 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
         )
         print(f"auditd: no volume {args.volume!r} ({hint})", file=sys.stderr)
         return EXIT_ERROR
-    sys.stdout.write(as_json(found) + "\n" if args.format == "json" else explain_text(found))
+    _emit(args.format, found, as_json, explain_text)
     return EXIT_OK
 
 
@@ -651,25 +701,25 @@ def _silence(url: str, args: argparse.Namespace) -> int:
             ]
     finally:
         engine.dispose()
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-    else:
-        print(
-            table(
-                ["ID", "ACTIVE", "MATCHERS", "ENDS", "AUTHOR", "COMMENT"],
+    _emit(
+        args.format,
+        rows,
+        lambda r: json.dumps(r, indent=2),
+        lambda rs: table(
+            ["ID", "ACTIVE", "MATCHERS", "ENDS", "AUTHOR", "COMMENT"],
+            [
                 [
-                    [
-                        str(r["id"]),
-                        "yes" if r["active"] else "no",
-                        " ".join(r["matchers"]),
-                        r["ends_at"][:19],
-                        r["author"],
-                        r["comment"],
-                    ]
-                    for r in rows
-                ],
-            )
-        )
+                    str(r["id"]),
+                    "yes" if r["active"] else "no",
+                    " ".join(r["matchers"]),
+                    r["ends_at"][:19],
+                    r["author"],
+                    r["comment"],
+                ]
+                for r in rs
+            ],
+        ),
+    )
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from auditd.cli import build_parser, main
 from auditd.report.window import parse_time
@@ -219,3 +220,44 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("auditd 0.")
+
+
+def test_output_takes_formats_as_kubectl_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o json` wrote a file named json holding a table; `--format yaml` was refused."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    capsys.readouterr()
+    window = ["--since", "2026-11-25T08:00:00Z", "--until", "2026-11-25T09:00:00Z"]
+    assert main(["report", "--db", url, *window, "-o", "json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert main(["report", "--db", url, *window, "--format", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+    for argv in (["rules"], ["status"], ["silence", "list"]):
+        assert main([*argv, "--db", url, "-o", "yaml"]) in (0, 1)  # status: 1, nobody reports
+        assert yaml.safe_load(capsys.readouterr().out) is not None
+    assert not (Path.cwd() / "json").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--db", url, "-o", "dr-report.html"])
+    assert exc.value.code == 2
+    assert "use --output-file" in capsys.readouterr().err
+    out = tmp_path / "r.md"
+    assert main(["report", "--db", url, "-o", "markdown", "--output-file", str(out)]) == 0
+    assert out.read_text().startswith("#")
+
+
+def test_reading_commands_create_nothing_and_bad_urls_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`auditd report` in an empty directory created ./auditd-data/auditd.db before saying there
+    was no history; `--db mysql://x` printed a 30-line traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--since", "24h"]) == 1
+    assert "no auditd history" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    for url in ("mysql://x", "postgresql://u:secret@127.0.0.1:notaport/x"):
+        assert main(["status", "--db", url]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "secret" not in err
