@@ -184,7 +184,10 @@ def test_cli_report_writes_every_format(
     assert main(["report", "--db", story_db, *window, "--format", "markdown"]) == 0
     assert capsys.readouterr().out.startswith("# auditd report: 2026-11-26 07:58:00")
     out = tmp_path / "r.html"
-    assert main(["report", "--db", story_db, *window, "--format", "html", "--output-file", str(out)]) == 0
+    assert (
+        main(["report", "--db", story_db, *window, "--format", "html", "--output-file", str(out)])
+        == 0
+    )
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert main(["report", "--db", story_db, "--since", "1h", "--until", "2h"]) == 2
     assert "--until must be after --since" in capsys.readouterr().err
