@@ -9,10 +9,11 @@ PostgreSQL) and so is every fault's effect on it.
 
 Faults: a cluster's streams blind then back (events withheld, then a relist), a watch that
 expires (events withheld seconds, then a relist), a probe failing then succeeding, a site's
-clock jumping an hour, a restart (memory from the history, missed events found by the first
-list), the database down (writes refused, the writer waiting), and the database session lost
-(PostgreSQL: the leader's session terminated, so the fence refuses the commit in flight and
-memory is reloaded from the history).
+clock jumping an hour, a restart (auditd down for the fault's length, nothing seen or judged;
+then memory from the history, its downtime, a first list of both clusters, and its first probes
+a step later), the database down (writes refused, the writer waiting), and the database
+session lost (PostgreSQL: the leader's session terminated, so the fence refuses the commit in
+flight and memory is reloaded from the history).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy import select, text
 
 from auditd.clock import ManualClock
 from auditd.config import Config, parse_config
-from auditd.daemon.ingest import HealthReport, Ingestor, Item, Tick
+from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Item, Tick
 from auditd.daemon.leader import Leadership, PgLeadership
 from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import Inventory
@@ -229,6 +230,9 @@ class Daemon:
         self.leadership = leadership
         if leadership is not None:
             leadership.fence(self.sessions)
+        # Probes the rules asked for: the scheduler runs them at the next step (on_demand_gap).
+        self.wanted: set[tuple[str, str]] = set()
+        self.listed_at: dict[str, datetime] = {}  # each cluster's last complete list
         self.ingest = self._writer(Inventory(), RuleEngine(self.config), {})
         self.sim = SimEvents()
         self.seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = {c: {} for c in CLUSTERS}
@@ -242,7 +246,7 @@ class Daemon:
     def _writer(self, inventory: Inventory, engine: RuleEngine, active: dict[Any, Any]) -> Ingestor:
         return Ingestor(
             self.sessions, inventory, engine, active, ["slack"], clock=self.clock,
-            leadership=self.leadership,
+            leadership=self.leadership, want_probes=self.wanted.update,
         )  # fmt: skip
 
     def restart(self) -> None:
@@ -266,6 +270,7 @@ class Daemon:
                 SnapshotEnd(cluster, kind, str(self.sim.rv), source, now),  # type: ignore[arg-type]
             ]
         self.seen[cluster] = current
+        self.listed_at[cluster] = now
         return items
 
     def events(self, cluster: str, world: World, now: datetime) -> list[Item]:
@@ -330,6 +335,7 @@ def drive(
         first = [i for c in CLUSTERS for i in daemon.list_all(c, world, "list", started)]
         daemon.ingest.write(first)
     missed: set[str] = set()  # clusters whose watch lost events: relisted when it is back
+    starting: set[tuple[str, str]] = set()  # a restart's first probes, run at the next step
     hit = False
     while clock.now() <= until:
         now = clock.now()
@@ -338,7 +344,19 @@ def drive(
             world.apply(op, name, now)
         batch: list[Item] = []
         active = fault is not None and fault.active(now)
-        if fault is not None and active and (not hit or fault.kind == "session"):
+        if fault is not None and fault.kind == "restart":
+            if active:
+                clock.advance(STEP)  # auditd is not running: nothing is seen, nothing judged
+                continue
+            if not hit and now >= fault.at:
+                # It starts as `auditd run` does: the state it stored, its downtime, a first
+                # list of every kind; its first probes answer a step later (rbd takes seconds).
+                hit = True
+                daemon.restart()
+                batch.append(Downtime(list(CLUSTERS), fault.at, now))
+                missed |= set(CLUSTERS)
+                starting = {(c, "replicapool") for c in CLUSTERS}
+        elif fault is not None and active and (not hit or fault.kind == "session"):
             # Sessions are lost again and again while the fault lasts (the issue's workload
             # lost them five times); every other fault happens once.
             hit = True
@@ -346,12 +364,13 @@ def drive(
                 world.offsets[fault.cluster] = timedelta(hours=1 if fault.ahead else -1)
             if on_fault is not None:
                 on_fault(daemon, fault)
-            if fault.kind == "restart":
-                daemon.restart()
         for cluster in CLUSTERS:
-            withheld = active and fault is not None and fault.cluster == cluster and fault.kind in (
-                "blind", "expiry", "restart"
-            )  # fmt: skip
+            withheld = (
+                active
+                and fault is not None
+                and fault.cluster == cluster
+                and fault.kind in ("blind", "expiry")
+            )
             if withheld:
                 missed.add(cluster)
             elif cluster in missed:
@@ -360,8 +379,10 @@ def drive(
                 batch += daemon.list_all(cluster, world, source, now)
             else:
                 batch += daemon.events(cluster, world, now)
-        if (now - START) % INTERVAL == timedelta(0):
-            for cluster in CLUSTERS:
+        asked = {c for c, _ in daemon.wanted}
+        daemon.wanted.clear()
+        for cluster in CLUSTERS:
+            if cluster in asked or (now - START) % INTERVAL == timedelta(0):
                 failing = (
                     active
                     and fault is not None
@@ -369,9 +390,11 @@ def drive(
                     and fault.cluster == cluster
                 )
                 batch.append(_probe(world, cluster, now, failing))
-        batch.append(_health(clock, now, fault if active else None))
+        batch.append(_health(clock, now, fault if active else None, daemon.listed_at))
         batch.append(Tick(now))
         daemon.ingest.write(batch)
+        daemon.wanted |= starting
+        starting = set()
         clock.advance(STEP)
 
 
@@ -383,11 +406,14 @@ def _probe(world: World, cluster: str, now: datetime, failing: bool) -> ProbeRes
     return ProbeResult(cluster, "replicapool", "status", now, 0.1, status=status)
 
 
-def _health(clock: ManualClock, now: datetime, fault: Fault | None) -> HealthReport:
+def _health(
+    clock: ManualClock, now: datetime, fault: Fault | None, listed_at: dict[str, datetime]
+) -> HealthReport:
     streams = []
     for cluster in CLUSTERS:
         for kind in KINDS:
             h = StreamHealth(cluster, kind, connected=True, synced=True, _clock=clock)
+            h.last_list_at = listed_at.get(cluster)
             if fault is not None and fault.cluster == cluster and fault.kind == "blind":
                 h.connected, h.disconnected_since = False, fault.at
             streams.append(h.snapshot())

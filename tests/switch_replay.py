@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from auditd.clock import ManualClock
 from auditd.config import Config, parse_config
-from auditd.daemon.ingest import HealthReport, Ingestor, Item, Tick
+from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Item, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim import objects
@@ -115,11 +115,16 @@ class Replay:
         self.world = SimEvents()  # the watch events the watcher would emit
         self.images = {IMAGE}
 
-    def restart(self) -> None:
-        """A new writer from what the last one committed, as `auditd run` starts."""
+    def restart(self, down_for: timedelta = timedelta(0)) -> None:
+        """A new writer from what the last one committed, as `auditd run` starts after
+        ``down_for`` without auditd: its downtime is the first thing it takes in."""
+        down_at = self.clock.now()
+        self.clock.advance(down_for)
         with self.sessions() as session:
             inventory, engine, active = load_state(session, self.config)
         self.ingest = self._writer(inventory, engine, active)
+        up_at = self.clock.now()
+        self.ingest.process([Downtime(list(SITE_OF), down_at, up_at)], up_at)
 
     def _writer(self, inventory: Inventory, engine: RuleEngine, active: dict[Any, Any]) -> Ingestor:
         return Ingestor(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,10 +32,12 @@ from convergence import (
     run_case,
     tagged,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 CASES = int(os.environ.get("AUDITD_CONVERGENCE_CASES", "4"))
+# Shrinking a failure replays it dozens of times (minutes on PostgreSQL): off for a quick look.
+SHRINK = os.environ.get("AUDITD_CONVERGENCE_SHRINK", "1") != "0"
 NAMES = ("v1", "v2", "v3")
 
 
@@ -92,7 +94,42 @@ RUN = settings(
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    phases=list(Phase) if SHRINK else [p for p in Phase if p != Phase.shrink],
 )
+
+
+def _at(seconds: int) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+# What the harness found, kept as cases of their own: each failed on the code before its fix,
+# whatever cases hypothesis chooses later.
+FOUND: dict[str, tuple[Workload, Fault]] = {
+    # The records the last run stored were judged current after a restart: the lag counted
+    # the downtime before the first probe answered.
+    "restart: rpo-exceeded from stored records": (
+        [(_at(40), "create", "v1"), (_at(40), "create", "v2"), (_at(45), "drop-vr", "v1")],
+        Fault("restart", "dr1", _at(50), timedelta(seconds=55)),
+    ),
+    # A split brain that went dark (the old primary's probe failing) read as a failover done
+    # without it: old-primary-not-fenced beside split-brain once the probe answered again.
+    "probe: a split brain gone dark is no failover": (
+        [(_at(40), "create", "v1"), (_at(50), "both", "v1"), (_at(85), "drop-vr", "v3")],
+        Fault("probe", "dr1", _at(110), timedelta(seconds=35)),
+    ),
+    # The primary's clock set back an hour: its snapshot times made every lag an hour long
+    # until the window of readings from before the jump had passed.
+    "clock: the primary set back an hour": (
+        [(_at(40), "create", "v1"), (_at(40), "create", "v2"), (_at(50), "stall", "v1")],
+        Fault("clock", "dr1", _at(60), timedelta(seconds=45), ahead=False),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FOUND)
+def test_the_cases_the_harness_found_stay_fixed(name: str, tmp_path: Path) -> None:
+    workload, fault = FOUND[name]
+    _judge(run_case(_sqlite(tmp_path), workload, fault))
 
 
 @pytest.mark.parametrize("kind", ["blind", "expiry", "probe", "clock", "restart", "db-down"])

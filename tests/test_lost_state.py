@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import select
 from switch_replay import CLAIM, IMAGE, NS, Capture, Replay, ramen_switches
 
-from auditd.daemon.ingest import HealthReport, Item
+from auditd.daemon.ingest import HealthReport, Item, Tick
 from auditd.sim import objects
 from auditd.sources.kube.events import Observed, SnapshotEnd, SnapshotPage, SnapshotStart
 from auditd.sources.kube.health import StreamHealth
-from auditd.store.models import TransitionRow
+from auditd.store.models import ObjectRow, TransitionRow
 
 CAPTURE = Capture.load()
 START = min(t[0] for t in CAPTURE.times.values())
@@ -46,6 +46,32 @@ def test_a_pending_violation_whose_vr_arrives_after_memory_is_reloaded_never_fir
     r.run(FORCED - timedelta(seconds=1), [(back, [r.event("dr1", VR, vr, "ADDED")])])
     assert r.fired() == []
     assert _open(r) == set()
+
+
+def test_after_a_restart_the_stored_records_are_last_known_lag_waits_for_a_probe(
+    tmp_path: Path,
+) -> None:
+    """Found by the convergence harness (auditd down for a minute, no probe in that time): the
+    records the last run stored were judged as current at the first tick after the start, so
+    the lag counted the downtime and rpo-exceeded fired before any probe had looked."""
+    r = Replay(tmp_path, CAPTURE, 30)
+    r.run(HEALTHY, ramen_switches(r, CAPTURE, START))
+    assert r.fired() == []
+    r.restart(down_for=timedelta(minutes=4))  # past 3 x the 1m schedule
+    up = r.clock.now()
+    r.ingest.process([r.health(), Tick(up)], up)
+    assert r.fired() == []
+    pools = _pool_probes(r)
+    assert pools == {"stale"}, pools  # stored, so explain and the report say so too
+    # The first probe of this run answers: the records are current again.
+    r.ingest.process([*r.probes(), r.health(), Tick(up)], up)
+    assert _pool_probes(r) == {"ok"}
+
+
+def _pool_probes(r: Replay) -> set[str | None]:
+    with r.sessions() as s:
+        rows = s.scalars(select(ObjectRow).where(ObjectRow.kind == "RbdPool"))
+        return {row.facts.get("probe") for row in rows}
 
 
 def _open(r: Replay) -> set[tuple[str, str]]:

@@ -89,7 +89,8 @@ class HealthReport:
 
 @dataclass(frozen=True)
 class Downtime:
-    """auditd was not running between its last heartbeat and this start."""
+    """auditd was not running between its last heartbeat and this start (put at every start
+    that finds a history: even a short downtime leaves the stored storage evidence stale)."""
 
     clusters: list[str]
     down_at: datetime
@@ -446,7 +447,10 @@ class Ingestor:
                 samples.extend(self._samples(item))
                 lags.extend(self._lags(item))
             elif isinstance(item, Downtime):
-                self.inventory.apply_downtime(item.clusters, item.down_at, item.up_at, delta)
+                blind_after = self.rules.config.watch.blind_spot_after
+                self.inventory.apply_downtime(
+                    item.clusters, item.down_at, item.up_at, blind_after, delta
+                )
             elif isinstance(item, HealthReport):
                 health = item
                 watch = self.rules.config.watch

@@ -241,10 +241,13 @@ class Daemon:
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
         started = self.clock.now()
-        if last_heartbeat is not None and started - last_heartbeat > cfg.watch.blind_spot_after:
-            # While auditd itself was not running it saw nothing: the longest blind spot of
-            # all, and the one an SRE most needs in the report.
-            log.warning("auditd was not running since %s: recorded as a blind spot", last_heartbeat)
+        if last_heartbeat is not None:
+            if started - last_heartbeat > cfg.watch.blind_spot_after:
+                # While auditd itself was not running it saw nothing: the longest blind spot of
+                # all, and the one an SRE most needs in the report.
+                log.warning(
+                    "auditd was not running since %s: recorded as a blind spot", last_heartbeat
+                )
             self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
         for cluster in cfg.clusters:
             for kind in WATCHED_KINDS:

@@ -160,7 +160,7 @@ class Inventory:
         for key, known in rows:
             self._put(key, known)
             self._loaded.add((key.cluster, key.kind))
-            if key.kind == RBD_POOL and known.facts.get("probe") == "ok":
+            if key.kind == RBD_POOL and known.facts.get("probe") in ("ok", "stale"):
                 # Measured by the last run (no fact: the clocks agreed).
                 with contextlib.suppress(ValueError, TypeError):
                     offset = timedelta(seconds=float(known.facts.get("clock_offset") or 0))
@@ -289,13 +289,30 @@ class Inventory:
         return delta
 
     def apply_downtime(
-        self, clusters: Iterable[str], down_at: datetime, up_at: datetime, into: Delta | None = None
+        self,
+        clusters: Iterable[str],
+        down_at: datetime,
+        up_at: datetime,
+        blind_after: timedelta,
+        into: Delta | None = None,
     ) -> Delta:
-        """auditd itself was not running from ``down_at`` (its last heartbeat) to ``up_at``:
-        a blind spot on every cluster, found at start-up, so recorded late."""
+        """auditd itself was not running from ``down_at`` (its last heartbeat) to ``up_at``.
+
+        What the last run stored of storage is last-known, not current: every pool it had
+        probed is ``stale`` and its images ``unknown`` until this run's first probe answers
+        (its lag, measured against now, would count the downtime). A downtime longer than
+        ``blind_after`` is also a blind spot on every cluster, found at start-up, so late."""
         delta = Delta() if into is None else into
         up = Known(None, None, {"state": "ok"})
         for cluster in clusters:
+            for pool in sorted(self.keys_of(cluster, RBD_POOL)):
+                old = self.objects[pool]
+                if old.facts.get("probe") == "ok":
+                    known = Known(None, None, {**old.facts, "probe": "stale"})
+                    self._upsert(pool, old, known, up_at, "health", True, delta)
+                    self._images_unknown(cluster, pool.name, up_at, "health", True, delta)
+            if up_at - down_at <= blind_after:
+                continue
             key = ObjectKey(cluster, AUDIT_STREAM, "", AUDITD_ITSELF)
             if key not in self.objects:
                 self._put(key, up)
@@ -304,6 +321,17 @@ class Inventory:
             out.append(Transition(key, "state", "ok", "down", down_at, "health", True, None))
             out.append(Transition(key, "state", "down", "ok", up_at, "health", True, None))
         return delta
+
+    def _images_unknown(
+        self, cluster: str, pool: str, at: datetime, source: str, late: bool, delta: Delta
+    ) -> None:
+        """The pool's images keep their last good state and role, but nothing about them is
+        known to be healthy (metrics, the report's healthy share and explain read ``class``)."""
+        for key in sorted(self.keys_of(cluster, RBD_IMAGE)):
+            old = self.objects[key]
+            if key.namespace == pool and old.facts.get("class") != "unknown":
+                blind = Known(old.uid, None, {**old.facts, "class": "unknown"})
+                self._upsert(key, old, blind, at, source, late, delta)
 
     # --------------------------------------------------------------- rbd probes
     def apply_probe(
@@ -340,11 +368,7 @@ class Inventory:
             facts.update(info_probe_error=None, **pool_info_facts(result.info, result.schedules))
         self._upsert(pool_key, old_pool, Known(None, None, facts), at, "probe", False, delta)
         if result.failure is not None and result.kind == "status":
-            for key in sorted(self.keys_of(result.cluster, RBD_IMAGE)):
-                old = self.objects[key]
-                if key.namespace == result.pool and old.facts.get("class") != "unknown":
-                    blind = Known(old.uid, None, {**old.facts, "class": "unknown"})
-                    self._upsert(key, old, blind, at, "probe", False, delta)
+            self._images_unknown(result.cluster, result.pool, at, "probe", False, delta)
         if result.status is None:
             return delta
         seen: set[ObjectKey] = set()

@@ -76,6 +76,14 @@ class SiteClocks:
         newest = max(stamps)
         prev = self._newest.get((cluster, pool))
         self._newest[(cluster, pool)] = newest
+        if prev is not None and newest < prev - JUMP:
+            # Records rewritten since the last probe are older than those it read: the site's
+            # clock was set back. Every reading of it is past; unmeasured until it is again
+            # (its snapshot times too: a lag an hour long is the clock, not the mirror).
+            self._samples.pop(cluster, None)
+            self._seeded.pop(cluster, None)
+            self._still[(cluster, pool)] = (at, at)
+            return
         offset = newest - at
         advanced = prev is not None and newest > prev
         first = self._still.get((cluster, pool), (at, at))[0]

@@ -161,7 +161,9 @@ class WindowTracker:
         old, new = view.side(steady), view.peer(steady)
         if not old.storage_known and _claims_primary(new):
             # Promoted while the old primary could not be seen: a failover after losing it.
-            return PEER_LOST
+            # A survivor already primary while the old side was still seen is a split brain
+            # that went dark, not a failover (split-brain has said so).
+            return PEER_LOST if _promoted_unseen(old, new) else None
         if old.primary is False:
             return "demote"
         if new.primary is True and view.settled:
@@ -279,6 +281,15 @@ class WindowTracker:
         vr = view.side(cluster).vr
         known = inventory.objects.get(vr) if vr else None
         return bool(known and known.facts.get("replicationState") == "secondary")
+
+
+def _promoted_unseen(old: Side, new: Side) -> bool:
+    """The survivor's claim to be primary began after the old side's last probe listed it
+    (both times on auditd's clock)."""
+    changed = new.record.role_changed_at if new.record else None
+    if changed is None:
+        return False  # primary for as long as auditd has looked: no promotion was seen
+    return old.record is None or changed > old.record.seen_at
 
 
 def _claims_primary(side: Side) -> bool:
