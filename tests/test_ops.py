@@ -89,7 +89,15 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
         clusters["dr2"].create(PVC, objects.pvc("stray", "ns", volume="pv-stray"))
         wait_until(
             lambda: (
-                value(port, "auditd_violations_firing", rule="pvc-on-secondary", severity="warning")
+                value(
+                    port,
+                    "auditd_violations_firing",
+                    pair="dr1-dr2",
+                    rule="pvc-on-secondary",
+                    severity="warning",
+                    cluster="dr2",
+                    namespace="ns",
+                )
                 == 1
             ),
             timeout=15,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from auditd.alerts.sinks.console import LogSink
 from auditd.alerts.sinks.http import AlertmanagerSink, WebhookSink
 from auditd.cli import main
 from auditd.config import parse_config
+from auditd.retry_after import retry_after
 
 PAYLOAD = {
     "event": "firing",
@@ -38,7 +40,8 @@ PAYLOAD = {
 class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[str, Any]] = []
-        self.answers: list[tuple[int, dict[str, str]]] = []
+        # Header values may be functions of the answer's Date (an HTTP-date Retry-After).
+        self.answers: list[tuple[int, dict[str, Any]]] = []
         receiver = self
 
         class H(BaseHTTPRequestHandler):
@@ -49,9 +52,10 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.posts.append((self.path, body))
                 code, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
-                self.send_response(code)
+                self.send_response(code)  # sends Date too
+                date = self.date_time_string()
                 for k, v in headers.items():
-                    self.send_header(k, v)
+                    self.send_header(k, v(date) if callable(v) else v)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -145,3 +149,42 @@ def test_slack_incoming_webhook_mode(receiver: Receiver, monkeypatch: pytest.Mon
     r = sink.send(PAYLOAD, "k")
     assert r.permanent and "SECRETXYZ" not in (r.error or "")
     assert "SECRETXYZ" not in str(config.redacted())
+
+
+def test_retry_after_as_seconds_or_an_http_date_on_the_servers_clock(receiver: Receiver) -> None:
+    """Issue 21: Retry-After was read in four places, none took the HTTP-date form."""
+
+    def later(seconds: int) -> Callable[[str], str]:
+        return lambda date: formatdate(
+            parsedate_to_datetime(date).timestamp() + seconds, usegmt=True
+        )
+
+    sink = WebhookSink(SecretStr(receiver.url + "/hook"), 5)
+    receiver.answers = [(429, {"Retry-After": later(120)}), (429, {"Retry-After": "7"})]
+    assert sink.send(PAYLOAD, "k").retry_after == pytest.approx(120, abs=1)
+    assert sink.send(PAYLOAD, "k").retry_after == 7
+    receiver.answers = [(429, {"Retry-After": "soon"}), (429, {})]
+    assert sink.send(PAYLOAD, "k").retry_after == 1.0  # unreadable: the default
+    assert sink.send(PAYLOAD, "k").retry_after == 1.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "30"}, 30.0),
+        ({"retry-after": ["2.5"]}, 2.5),
+        ({"Retry-After": "-4"}, 0.0),
+        ({"Retry-After": "99999999"}, 3600.0),
+        (
+            {
+                "Retry-After": "Wed, 21 Oct 2026 07:28:30 GMT",
+                "Date": "Wed, 21 Oct 2026 07:28:00 GMT",
+            },
+            30.0,
+        ),
+        ({"Retry-After": "Wed, 21 Oct 2026 07:28:30 GMT"}, None),  # no Date to count from
+        ({}, None),
+    ],
+)
+def test_retry_after_forms(headers: dict[str, Any], expected: float | None) -> None:
+    assert retry_after(headers) == expected

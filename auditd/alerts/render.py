@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from auditd import durations
+from auditd.alerts.labels import labels
 from auditd.rules.lifecycle import Active
 
 ICON = {
@@ -122,14 +123,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         "fired_at": _iso(v.fired_at or v.first_seen),
         "resolved_at": _iso(v.resolved_at),
         # What silences (and later routing) match on.
-        "labels": {
-            "rule": v.rule,
-            "subject": v.subject,
-            "severity": v.severity,
-            "cluster": v.cluster,
-            "pair": v.pair,
-            "namespace": v.evidence.get("namespace"),
-        },
+        "labels": labels(v),
         "text": text,
         "blocks": blocks,
     }

@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-# What a notification can be matched on.
-LABELS = ("rule", "subject", "severity", "cluster", "pair", "namespace")
+from auditd.alerts.labels import NAMES as LABELS  # what a notification can be matched on
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from auditd import __version__
+from auditd.alerts.labels import METRIC, labels
 from auditd.inventory.inventory import EXISTS, QUARANTINED, ObjectKey, Transition, origin_kind
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
@@ -102,8 +103,9 @@ class Metrics:
         )
         self.firing = Gauge(
             "auditd_violations_firing",
-            "Violations firing now, by rule and severity.",
-            ["rule", "severity"],
+            "Violations firing now, by pair, rule, severity, cluster and namespace (the labels "
+            "of their alerts, without the subject).",
+            list(METRIC),
             registry=r,
         )
         self.fired = Counter(
@@ -243,10 +245,12 @@ class Metrics:
                 self.quarantined.labels(key.cluster, origin_kind(key)).inc()
 
     def firing_now(self, active: Mapping[tuple[str, str], Active]) -> None:
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[str, ...], int] = {}
         for v in active.values():
             if v.state == "firing":
-                counts[(v.rule, v.severity)] = counts.get((v.rule, v.severity), 0) + 1
+                of = labels(v)
+                key = tuple(of[name] or "" for name in METRIC)
+                counts[key] = counts.get(key, 0) + 1
         self.firing.clear()
-        for (rule, severity), n in counts.items():
-            self.firing.labels(rule, severity).set(n)
+        for key, n in counts.items():
+            self.firing.labels(*key).set(n)

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from auditd.alerts.sinks.base import SendResult
 from auditd.clock import SYSTEM, Clock
+from auditd.retry_after import retry_after as read_retry_after
 
 
 def _post(url: str, body: Any, timeout: float, what: str) -> SendResult:
@@ -32,12 +33,7 @@ def _post(url: str, body: Any, timeout: float, what: str) -> SendResult:
             resp.read()
         return SendResult(ok=True)
     except urllib.error.HTTPError as e:
-        retry_after = None
-        if e.code == 429:
-            try:
-                retry_after = float(e.headers.get("Retry-After", "1"))
-            except (TypeError, ValueError):
-                retry_after = 1.0
+        retry_after = read_retry_after(e.headers, 1.0) if e.code == 429 else None
         transient = e.code == 429 or e.code >= 500
         return SendResult(
             ok=False,

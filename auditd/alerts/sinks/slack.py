@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from auditd.alerts.sinks.base import SendResult
+from auditd.retry_after import retry_after as read_retry_after
 
 # Errors that no retry can fix; retrying them would only hammer Slack.
 PERMANENT_ERRORS = frozenset(
@@ -106,12 +107,9 @@ class SlackSink:
                 self._update_parent(parent, payload["parent"])
         except SlackApiError as e:
             error = str(e.response.get("error") or f"http_{e.response.status_code}")
-            retry_after = None
-            if e.response.status_code == 429:
-                try:
-                    retry_after = float(e.response.headers.get("Retry-After", "1"))
-                except (TypeError, ValueError):
-                    retry_after = 1.0
+            retry_after = (
+                read_retry_after(e.response.headers, 1.0) if e.response.status_code == 429 else None
+            )
             return SendResult(
                 ok=False,
                 error=f"slack: {error}",
@@ -147,12 +145,7 @@ class SlackWebhookSink:
         if resp.status_code == 200:
             return SendResult(ok=True)
         body = str(resp.body or "")[:60]
-        retry_after = None
-        if resp.status_code == 429:
-            try:
-                retry_after = float((resp.headers or {}).get("Retry-After", "1"))
-            except (TypeError, ValueError):
-                retry_after = 1.0
+        retry_after = read_retry_after(resp.headers, 1.0) if resp.status_code == 429 else None
         transient = resp.status_code == 429 or resp.status_code >= 500
         return SendResult(
             ok=False,

@@ -31,6 +31,7 @@ import urllib3
 from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.logs import Spell
+from auditd.retry_after import retry_after as read_retry_after
 from auditd.sources.kube.client import ClusterUnavailable, api_client_for
 from auditd.sources.kube.events import (
     Facts,
@@ -298,10 +299,7 @@ class ListWatcher:
         if resp.status == 404 and self.kind.group:
             # The CRD may have been removed: list again, which asks discovery first.
             self._rv = None
-        retry_after = None
-        with contextlib.suppress(TypeError, ValueError):
-            retry_after = float(resp.headers.get("Retry-After"))
-        raise _Resume(message, retry_after, slow=resp.status in _SLOW_RETRY)
+        raise _Resume(message, read_retry_after(resp.headers), slow=resp.status in _SLOW_RETRY)
 
     def _wanted(self, namespace: str) -> bool:
         if not self.kind.namespaced or not (self._include or self._exclude):
