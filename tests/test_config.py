@@ -3,11 +3,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from auditd.cli import main
-from auditd.config import ConfigError, load_config, parse_config, redact_url
+from auditd.config import ConfigError, KindName, load_config, parse_config, redact_url
+from auditd.inventory.facts import EXTRACTORS
+from auditd.sources.kube.kinds import BY_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,3 +242,10 @@ def test_a_bad_url_from_the_environment_is_named_by_its_variable(
     assert main(["config", "check", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"${env}" in err and "s3cret" not in err, err
+
+
+def test_the_config_names_every_watched_kind_and_only_those() -> None:
+    """Kind names had five owners (issue 21): the config's list must be the watch catalogue's,
+    and every watched kind has its fact extractor."""
+    assert set(get_args(KindName)) == set(BY_NAME)
+    assert set(EXTRACTORS) == set(BY_NAME)

@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from auditd.sources.kube import kinds
+
 Facts = dict[str, str | None]
 Obj = dict[str, Any]
 
@@ -139,13 +141,13 @@ def cephblockpool_facts(obj: Obj) -> Facts:
 
 
 EXTRACTORS: dict[str, Callable[[Obj], Facts]] = {
-    "PersistentVolumeClaim": pvc_facts,
-    "PersistentVolume": pv_facts,
-    "VolumeReplication": vr_facts,
-    "VolumeReplicationClass": vrc_facts,
-    "DRPlacementControl": drpc_facts,
-    "VolumeReplicationGroup": vrg_facts,
-    "CephBlockPool": cephblockpool_facts,
+    kinds.PVC.kind: pvc_facts,
+    kinds.PV.kind: pv_facts,
+    kinds.VR.kind: vr_facts,
+    kinds.VRC.kind: vrc_facts,
+    kinds.DRPC.kind: drpc_facts,
+    kinds.VRG.kind: vrg_facts,
+    kinds.CEPH_BLOCK_POOL.kind: cephblockpool_facts,
 }
 
 

@@ -25,9 +25,10 @@ from auditd.report.query import (
 )
 from auditd.report.render import table
 from auditd.report.sections import short_time
+from auditd.sources.kube import kinds
 from auditd.store.models import EpisodeRow, TransitionRow, ViolationRow
 
-PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
+PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
 
 
 @dataclass

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 from auditd.inventory.inventory import EXISTS, QUARANTINED
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
+from auditd.sources.kube.kinds import PV
 from auditd.store.models import (
     EpisodeRow,
     MeasurementRow,
@@ -325,7 +326,7 @@ def _volume_labels(session: Session) -> dict[tuple[str, str, str], str]:
             facts["imageName"].as_string(),
             facts["pool"].as_string(),
             facts["claimRef"].as_string(),
-        ).where(ObjectRow.kind == "PersistentVolume")
+        ).where(ObjectRow.kind == PV.kind)
     ):
         if image and pool and claim:
             out[(cluster, pool, image)] = claim

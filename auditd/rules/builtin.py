@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 
 from auditd import durations
 from auditd.inventory.inventory import ObjectKey
+from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
 from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView, not_current
 from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
 
 # -------------------------------------------------------------------- helpers
 
@@ -351,9 +353,7 @@ def _primary_vr(ctx: RuleContext, view: VolumeView) -> tuple[Side, dict[str, str
 def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -> timedelta | None:
     """The VolumeReplicationClass schedulingInterval of a VR ("1m", "12m", "1h", "1d")."""
     vrc = ctx.inventory.objects.get(
-        ObjectKey(
-            cluster, "VolumeReplicationClass", "", vr_facts.get("volumeReplicationClass") or ""
-        )
+        ObjectKey(cluster, VRC.kind, "", vr_facts.get("volumeReplicationClass") or "")
     )
     text = vrc.facts.get("schedulingInterval") if vrc else None
     try:
@@ -663,7 +663,7 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
     rule = RULES["pool-mirroring-unhealthy"]
     out: dict[str, Verdict] = {}
     for key in keys:
-        if key.kind not in ("RbdPool", "CephBlockPool"):
+        if key.kind not in (RBD_POOL, CEPH_BLOCK_POOL.kind):
             continue
         subject = str(key)  # rules/subjects.py reads it back as this key
         known = ctx.inventory.objects.get(key)
@@ -671,7 +671,7 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
             out[subject] = None
             continue
         f = known.facts
-        if key.kind == "RbdPool":
+        if key.kind == RBD_POOL:
             if f.get("probe") != "ok":
                 out[subject] = UNKNOWN
                 continue
@@ -684,7 +684,7 @@ def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Ve
         if health == "OK" and daemon == "OK":
             out[subject] = None
             continue
-        if key.kind == "RbdPool" and daemon == "OK" and _explained_by_switches(ctx, key):
+        if key.kind == RBD_POOL and daemon == "OK" and _explained_by_switches(ctx, key):
             out[subject] = None  # images mid-switch: a failover of many volumes, not a fault
             continue
         out[subject] = _finding(
@@ -710,7 +710,7 @@ def _explained_by_switches(ctx: RuleContext, pool: ObjectKey) -> bool:
         return False
     unhealthy = [
         k.name
-        for k in ctx.inventory.keys_of(pool.cluster, "RbdImage")
+        for k in ctx.inventory.keys_of(pool.cluster, RBD_IMAGE)
         if k.namespace == pool.name and ctx.inventory.objects[k].facts.get("class") != "healthy"
     ]
     return bool(unhealthy) and all(
@@ -722,7 +722,7 @@ def _ceph_clock_skew(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, V
     rule = RULES["ceph-clock-skew"]
     out: dict[str, Verdict] = {}
     for key in keys:
-        if key.kind != "RbdPool":
+        if key.kind != RBD_POOL:
             continue
         subject = f"{key.cluster}/ceph-clock"
         known = ctx.inventory.objects.get(key)
@@ -756,7 +756,7 @@ def failing_probes(ctx: RuleContext, cluster: str) -> list[tuple[str, str, datet
     """The pools of a cluster whose status probe has failed for probe.blind_after or longer:
     (pool, error kind, failing since)."""
     out = []
-    for key in sorted(ctx.inventory.keys_of(cluster, "RbdPool")):
+    for key in sorted(ctx.inventory.keys_of(cluster, RBD_POOL)):
         f = ctx.inventory.objects[key].facts
         since = f.get("probe_failing_since")
         if f.get("probe") != "failing" or not since or ctx.now is None:
@@ -771,7 +771,7 @@ def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, 
     """A watch stream blind, or a Ceph probe failing: either way that cluster's DR state is
     not known, and nobody must read the silence as healthy."""
     out: dict[str, Verdict] = {}
-    for cluster in sorted({k.cluster for k in keys if k.kind in (AUDIT_STREAM, "RbdPool")}):
+    for cluster in sorted({k.cluster for k in keys if k.kind in (AUDIT_STREAM, RBD_POOL)}):
         blind = sorted(
             k.name
             for k in ctx.inventory.keys_of(cluster, AUDIT_STREAM)

@@ -265,7 +265,7 @@ class RuleEngine:
         keys = [
             k
             for c in self.config.clusters
-            for k in inventory.keys_of(c.name, "RbdPool")
+            for k in inventory.keys_of(c.name, RBD_POOL)
             if inventory.objects[k].facts.get("probe") == "failing"
         ]
         if not keys:
@@ -290,7 +290,7 @@ class RuleEngine:
 
     def _probed_clusters(self, inventory: Inventory) -> frozenset[str]:
         probed = {c.name for c in self.config.clusters if c.ceph is not None} | {
-            c.name for c in self.config.clusters if inventory.keys_of(c.name, "RbdPool")
+            c.name for c in self.config.clusters if inventory.keys_of(c.name, RBD_POOL)
         }
         return frozenset(
             c for p in self.config.pairs if probed & set(p.clusters) for c in p.clusters

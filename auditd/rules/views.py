@@ -22,9 +22,10 @@ from auditd.inventory.facts import Facts
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.inventory.records import ImageRecord
+from auditd.sources.kube import kinds
 from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
 
-PVC, PV, VR = "PersistentVolumeClaim", "PersistentVolume", "VolumeReplication"
+PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
 VRG, DRPC = "VolumeReplicationGroup", "DRPlacementControl"
 # DRPC phases of an action in progress (Ramen's DRState).
 DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser"})
