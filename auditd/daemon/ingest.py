@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,7 +25,7 @@ from auditd.clock import SYSTEM, Clock
 from auditd.daemon.leader import Leadership, NotLeader
 from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
-from auditd.inventory.rbd_facts import RBD_IMAGE
+from auditd.inventory.probe_book import ProbeBook
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
@@ -41,7 +41,6 @@ from auditd.sources.kube.events import (
     SnapshotStart,
 )
 from auditd.sources.kube.health import stream_state
-from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 from auditd.sources.rbd.probe import ProbeResult
 from auditd.sources.rbd.transport import ProbeFailure
 from auditd.sources.text import storable
@@ -100,17 +99,6 @@ class Downtime:
 Item = KubeEvent | Tick | HealthReport | ProbeResult | Downtime
 
 
-@dataclass
-class _ProbeHealth:
-    """What the ingest thread remembers of one pool's probes between results."""
-
-    last_success_at: datetime | None = None
-    consecutive_failures: int = 0
-    failures: int = 0
-    sampled_at: dict[str, datetime] = field(default_factory=dict)  # image -> last sample
-    peak_lag: dict[str, float] = field(default_factory=dict)  # image -> worst since then
-
-
 class Ingestor:
     def __init__(
         self,
@@ -147,7 +135,7 @@ class Ingestor:
         self._page_slots = threading.Semaphore(pages_in_flight)
         self._stop = threading.Event()
         self.committed_batches = 0
-        self._probes: dict[tuple[str, str], _ProbeHealth] = {}
+        self.probe_book = ProbeBook(rules.config.probe.sample_every)
         # What could not be taken in: quarantined items (recorded) and dropped ones (logged).
         self.quarantined = 0
         self.dropped = 0
@@ -443,9 +431,9 @@ class Ingestor:
             elif isinstance(item, ProbeResult):
                 self.inventory.apply_probe(item, self._stale_after(), delta)
                 lag_refreshed |= self.rules.record_probe(item)
-                probe_rows.append(self._probe_health_row(item))
-                samples.extend(self._samples(item))
-                lags.extend(self._lags(item))
+                probe_rows.append(self.probe_book.health_row(item))
+                samples.extend(self.probe_book.samples(item, self.inventory))
+                lags.extend(self.probe_book.lags(item, self.inventory))
             elif isinstance(item, Downtime):
                 blind_after = self.rules.config.watch.blind_spot_after
                 self.inventory.apply_downtime(
@@ -580,90 +568,6 @@ class Ingestor:
 
     def _stale_after(self) -> timedelta:
         return self.rules.config.probe.record_stale_after
-
-    def _probe_health_row(self, r: ProbeResult) -> dict[str, Any]:
-        ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
-        if r.failure is None:
-            ph.last_success_at, ph.consecutive_failures = r.at, 0
-        else:
-            ph.consecutive_failures += 1
-            ph.failures += 1
-        return {
-            "cluster": r.cluster,
-            "pool": r.pool,
-            "state": "ok" if r.failure is None else "failing",
-            "last_attempt_at": r.at,
-            "last_success_at": ph.last_success_at,
-            "duration_ms": int(r.duration * 1000),
-            "consecutive_failures": ph.consecutive_failures,
-            "failures": ph.failures,
-            "last_error": str(r.failure) if r.failure else None,
-            "images": len(r.status.images) if r.status else None,
-        }
-
-    def _lags(self, r: ProbeResult) -> list[tuple[str, str, str, float | None]]:
-        """Every image's lag as of this probe (for /metrics), or None for each image of a pool
-        whose probe failed: unknown, not the last value."""
-        if r.status is None:
-            if r.kind != "status":
-                return []
-            return [
-                (r.cluster, r.pool, k.name, None)
-                for k in self.inventory.keys_of(r.cluster, RBD_IMAGE)
-                if k.namespace == r.pool
-            ]
-        return [(r.cluster, r.pool, i.name, self._lag(r, i)) for i in r.status.images]
-
-    def _lag(self, r: ProbeResult, image: ImageStatus) -> float | None:
-        """A secondary's lag never counts from before it was demoted (it held current data
-        until then); a primary's is its peer's, as that site reported it."""
-        records = self.inventory.records
-        clocks = records.clocks
-        record = records.get(r.cluster, r.pool, image.name)
-        # Snapshot times are the primary site's clock: unknown until it is measured against ours.
-        if record is not None and record.primary is False:
-            primary = records.peer(r.cluster, r.pool, image.name)
-            if primary is not None and not clocks.measured(primary, r.pool):
-                return None
-            since = record.current_through
-            return max(0.0, (r.at - since).total_seconds()) if since else None
-        if not clocks.measured(r.cluster, r.pool):
-            return None
-        # The peer's snapshot times are this (primary) site's clock: compare on that clock.
-        return lag_seconds(image, r.at + clocks.offset(r.cluster))
-
-    def _samples(self, r: ProbeResult) -> list[dict[str, Any]]:
-        """Lag and throughput per image, at most once per probe.sample_every. The lag written
-        is the worst seen since the previous sample (peak hold), so a coarse sample interval
-        never hides a spike from the report's worst lag."""
-        if r.status is None:
-            return []
-        ph = self._probes.setdefault((r.cluster, r.pool), _ProbeHealth())
-        every = self.rules.config.probe.sample_every
-        out = []
-        for image in r.status.images:
-            lag = self._lag(r, image)
-            if lag is not None:
-                held = ph.peak_lag.get(image.name)
-                ph.peak_lag[image.name] = lag if held is None else max(held, lag)
-            last = ph.sampled_at.get(image.name)
-            if last is not None and r.at - last < every:
-                continue
-            info = image.replay_info() or {}
-            ph.sampled_at[image.name] = r.at
-            out.append(
-                {
-                    "cluster": r.cluster,
-                    "pool": r.pool,
-                    "image": image.name,
-                    "at": r.at,
-                    "lag_seconds": ph.peak_lag.pop(image.name, None),
-                    "bytes_per_second": _num(info.get("bytes_per_second")),
-                    "last_sync_seconds": _num(info.get("last_snapshot_sync_seconds")),
-                    "last_sync_bytes": _int(info.get("last_snapshot_bytes")),
-                }
-            )
-        return out
 
     def _health_rows(self, report: HealthReport | None) -> list[dict[str, Any]]:
         if report is None:
@@ -850,11 +754,3 @@ def describe_item(item: Item) -> str:
     if isinstance(item, ProbeResult):
         return f"{item.kind} probe of {item.cluster}/{item.pool}"
     return type(item).__name__
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

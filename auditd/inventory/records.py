@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from auditd.inventory.site_clocks import SiteClocks
-from auditd.sources.rbd.parse import ImageStatus
+from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 
 RecordKey = tuple[str, str, str]  # cluster, pool, image
 
@@ -132,6 +132,35 @@ class RecordBook:
 
     def get(self, cluster: str, pool: str, image: str) -> ImageRecord | None:
         return self.records.get((cluster, pool, image))
+
+    def behind(
+        self, cluster: str, pool: str, image: str, at: datetime, primary: str | None = None
+    ) -> timedelta | None:
+        """How far the secondary ``cluster``'s copy of ``image`` is behind at ``at``: from what
+        it holds, never from before its demotion (it was current until then). None when it is
+        not a secondary or that cannot be told: its snapshot times are the primary site's clock
+        (``primary``, else the peer listing the image), unknown until measured. The one lag:
+        the rpo rule, /metrics and the report's samples all read it here."""
+        record = self.get(cluster, pool, image)
+        if record is None or record.primary is not False:
+            return None
+        primary = primary or self.peer(cluster, pool, image)
+        if primary is not None and not self.clocks.measured(primary, pool):
+            return None
+        since = record.current_through
+        return max(timedelta(0), at - since) if since else None
+
+    def lag(self, cluster: str, pool: str, image: ImageStatus, at: datetime) -> float | None:
+        """Seconds behind at ``at``, as ``cluster``'s probe lists the image; None when unknown.
+        A secondary's is ``behind``; a primary's is its peer's, as this site reports it."""
+        record = self.get(cluster, pool, image.name)
+        if record is not None and record.primary is False:
+            behind = self.behind(cluster, pool, image.name, at)
+            return behind.total_seconds() if behind is not None else None
+        if not self.clocks.measured(cluster, pool):
+            return None
+        # The peer's snapshot times are this (primary) site's clock: compare on that clock.
+        return lag_seconds(image, at + self.clocks.offset(cluster))
 
     def observe(
         self, cluster: str, pool: str, images: list[ImageStatus], at: datetime

@@ -372,13 +372,13 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = view.primary_cluster
     if primary is None or ctx.now is None:
         return UNKNOWN if not view.storage_known or not view.settled else None
-    if view.synced_at is None:
-        # The secondary states no synced snapshot (not listed, or not snapshot-mode yet): lag
-        # cannot be told; image-missing-on-peer and secondary-not-replaying speak to the rest.
+    secondary = view.peer(primary).cluster
+    lag = ctx.inventory.records.behind(secondary, view.id.pool, view.id.image, ctx.now, primary)
+    if lag is None or view.synced_at is None:
+        # The secondary states no synced snapshot (not listed, or not snapshot-mode yet), or
+        # the primary's clock (its snapshot times) is not yet measured against ours: lag cannot
+        # be told; image-missing-on-peer and secondary-not-replaying speak to the rest.
         return UNKNOWN
-    if not ctx.inventory.records.clocks.measured(primary, view.id.pool):
-        return UNKNOWN  # snapshot times are the primary's clock, not yet measured against ours
-    lag = ctx.now - view.synced_at
     pv = _primary_vr(ctx, view)
     interval = _interval(ctx, primary, pv[1]) if pv else None
     record = view.peer(primary).record
