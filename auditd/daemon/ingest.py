@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
+from auditd.daemon.isolate import isolate
 from auditd.daemon.leader import Leadership, NotLeader
 from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
@@ -317,16 +318,22 @@ class Ingestor:
 
     def process_isolating(self, batch: Sequence[Item]) -> None:
         """``process`` the batch; when anything in it cannot be taken in (the database refuses
-        a value, an item breaks a rule), put memory back to what is stored and split the batch
-        until the item is isolated. That item is quarantined; everything else commits, once."""
-        if not batch:
-            return
+        a value, an item breaks a rule), put memory back to what is stored and halve the batch
+        until the item is isolated (daemon/isolate.py). That item is quarantined; everything
+        else commits, once."""
+        for item, reason in isolate(batch, self._attempt, _halves):
+            self._quarantine(item, reason)
+
+    def _attempt(self, batch: Sequence[Item]) -> str | None:
+        """One try of ``process``: None when committed, else why not, with memory put back to
+        what is stored. A database that takes no write at all is waited for, not blamed on the
+        batch; shutting down and losing the lead are not the batch's fault either (raised)."""
         attempt = 0
         while True:
             checkpoint = self.inventory.checkpoint()
             try:
                 self.process(batch)
-                return
+                return None
             except Abandoned:
                 raise
             except NotLeader:
@@ -339,23 +346,11 @@ class Ingestor:
             self._restore(checkpoint)
             refusal = self._refuses_all_writes()
             if refusal is None:
-                break
+                return reason
             # Not this batch: the database takes no write at all (read-only, a broken schema,
             # lost privileges). Splitting would blame every item; hold them, as when it is down.
             attempt += 1
             self._wait_for_store(attempt, f"refuses every write: {refusal}")
-        if len(batch) > 1:
-            mid = len(batch) // 2
-            self.process_isolating(batch[:mid])
-            self.process_isolating(batch[mid:])
-            return
-        item = batch[0]
-        if isinstance(item, SnapshotPage) and len(item.objects) > 1:
-            mid = len(item.objects) // 2
-            for part in (item.objects[:mid], item.objects[mid:]):
-                self.process_isolating([replace(item, objects=part)])
-            return
-        self._quarantine(item, reason)
 
     def _quarantine(self, item: Item, reason: str) -> None:
         """One item the pipeline cannot take: record it as quarantined (an object keeps its
@@ -727,6 +722,14 @@ def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
 
 def _splittable(item: Item) -> bool:
     return isinstance(item, SnapshotPage) and len(item.objects) > 1
+
+
+def _halves(item: Item) -> tuple[Item, Item] | None:
+    """A list page of several objects, as two pages."""
+    if not isinstance(item, SnapshotPage) or len(item.objects) < 2:
+        return None
+    mid = len(item.objects) // 2
+    return replace(item, objects=item.objects[:mid]), replace(item, objects=item.objects[mid:])
 
 
 def quarantined(item: Item, reason: str) -> Item | None:
