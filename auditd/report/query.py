@@ -31,6 +31,7 @@ from auditd.inventory.inventory import EXISTS, QUARANTINED
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
 from auditd.sources.kube.kinds import PV
+from auditd.store import episode_steps
 from auditd.store.models import (
     EpisodeRow,
     MeasurementRow,
@@ -531,7 +532,9 @@ def episode_doc(r: EpisodeRow) -> dict[str, Any]:
         "started_at": iso_utc(r.started_at),
         "ended_at": iso_utc(r.ended_at),
         "rto_seconds": r.rto_seconds,
-        "steps": [{"at": at, "what": what} for at, what in r.steps.get("steps", [])],
+        "steps": [
+            {"at": iso_utc(at), "what": what} for at, what in episode_steps.from_json(r.steps).steps
+        ],
     }
 
 

@@ -5,7 +5,6 @@ windows. ``load_state`` is the one loader of the rule state: the daemon starts f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
 from auditd.rules.views import VolumeId
 from auditd.rules.windows import Episode
+from auditd.store import episode_steps
 from auditd.store.models import (
     EpisodeRow,
     ImageRecordRow,
@@ -62,25 +62,24 @@ def load_open_violations(session: Session) -> dict[tuple[str, str], Active]:
 
 
 def load_open_episodes(session: Session) -> list[Episode]:
-    return [
-        Episode(
-            volume=VolumeId(r.pair, r.pool, r.image),
-            started_at=r.started_at,
-            from_cluster=r.from_cluster,
-            trigger=r.trigger,
-            steps=[(datetime.fromisoformat(t), what) for t, what in r.steps.get("steps", [])],
-            id=r.id,
-            to_cluster=r.to_cluster,
-            promoted_at=(
-                datetime.fromisoformat(r.steps["promoted_at"])
-                if r.steps.get("promoted_at")
-                else None
-            ),
-            had_pvc=bool(r.steps.get("had_pvc")),
-            had_vr=bool(r.steps.get("had_vr")),
+    out = []
+    for r in session.scalars(select(EpisodeRow).where(EpisodeRow.ended_at.is_(None))):
+        stored = episode_steps.from_json(r.steps)
+        out.append(
+            Episode(
+                volume=VolumeId(r.pair, r.pool, r.image),
+                started_at=r.started_at,
+                from_cluster=r.from_cluster,
+                trigger=r.trigger,
+                steps=stored.steps,
+                id=r.id,
+                to_cluster=r.to_cluster,
+                promoted_at=stored.promoted_at,
+                had_pvc=stored.had_pvc,
+                had_vr=stored.had_vr,
+            )
         )
-        for r in session.scalars(select(EpisodeRow).where(EpisodeRow.ended_at.is_(None)))
-    ]
+    return out
 
 
 def load_image_records(session: Session) -> dict[RecordKey, ImageRecord]:

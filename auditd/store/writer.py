@@ -20,6 +20,7 @@ from auditd.inventory.inventory import Delta
 from auditd.inventory.records import ImageRecord, RecordKey
 from auditd.rules.lifecycle import Change
 from auditd.rules.windows import Episode
+from auditd.store import episode_steps
 from auditd.store.models import (
     EpisodeRow,
     ImageRecordRow,
@@ -241,13 +242,7 @@ def write_episodes(session: Session, episodes: list[Episode]) -> None:
             "started_at": ep.started_at,
             "ended_at": ep.ended_at,
             "rto_seconds": ep.rto_seconds,
-            "steps": {
-                "steps": [[t.isoformat(), what] for t, what in ep.steps],
-                # What a restart needs to go on judging an open window as this run did.
-                "had_pvc": ep.had_pvc,
-                "had_vr": ep.had_vr,
-                "promoted_at": ep.promoted_at.isoformat() if ep.promoted_at else None,
-            },
+            "steps": episode_steps.to_json(ep),
         }
         if ep.id is None:
             row = EpisodeRow(**values)
