@@ -119,6 +119,7 @@ def _add_output(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("table",
         "--format",
         dest="format",
         type=fmt,
+        choices=formats,
         default="table",
         metavar="FORMAT",
         help=help_ or f"{', '.join(formats)} (default: table)",
@@ -317,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(pr)
     pr.add_argument("--keep", metavar="AGE", help="keep this much history: 30d, 90d, 2160h")
 
+    p = sub.add_parser(
+        "completion",
+        help="shell completion: source <(auditd completion bash)",
+        description="Print a completion script for bash or zsh, generated from this CLI: "
+        "commands, subcommands, flags and their choices.",
+        epilog="examples:\n  source <(auditd completion bash)   # in ~/.bashrc\n"
+        "  source <(auditd completion zsh)    # in ~/.zshrc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+
     p = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     chk = csub.add_parser(
@@ -375,6 +387,12 @@ def _db_error(e: SQLAlchemyError) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     if hasattr(args, "config"):
         args.config = config_path(args.config, args.config_required)
+    if args.command == "completion":
+        from auditd import completion
+
+        script = completion.bash if args.shell == "bash" else completion.zsh
+        sys.stdout.write(script(build_parser()))
+        return EXIT_OK
     if args.command == "config":
         return _config_check(args.config)
     if args.command == "demo":

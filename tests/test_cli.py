@@ -261,3 +261,26 @@ def test_reading_commands_create_nothing_and_bad_urls_are_one_line(
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         assert "secret" not in err
+
+
+def test_bash_completion_is_generated_from_the_parser(tmp_path: Path) -> None:
+    """Issue 21: no shell completion. It is the parser's own tree, so it cannot drift."""
+    script = subprocess.run(
+        [sys.executable, "-m", "auditd", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (tmp_path / "c.sh").write_text(
+        script
+        + 't() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); _auditd;'
+        ' echo "${COMPREPLY[*]}"; }\n'
+        "t auditd re\nt auditd report -o ''\nt auditd silence ''\nt auditd completion ''\n"
+    )
+    out = subprocess.run(
+        ["bash", str(tmp_path / "c.sh")], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "report"
+    assert out[1].split() == ["table", "json", "yaml", "markdown", "html"]
+    assert {"add", "expire", "list"} <= set(out[2].split())
+    assert {"bash", "zsh"} <= set(out[3].split())
