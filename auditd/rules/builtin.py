@@ -170,14 +170,17 @@ def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
         return None
     known = ctx.inventory.objects.get(key)
     claim = key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
-    for view in ctx.volumes:
-        for side in view.sides:
-            if (
-                side.cluster != key.cluster
-                and side.pvc is not None
-                and (side.pvc.namespace, side.pvc.name) == (key.namespace, claim)
-            ):
-                return view
+    # Through the index (a scan of every view per key made one event cost O(volumes)); the
+    # view must still hold that claim on another cluster, as it was judged.
+    vid = ctx.peer_claim(key)
+    view = ctx.views.get(vid) if vid is not None else None
+    if view is not None and any(
+        side.cluster != key.cluster
+        and side.pvc is not None
+        and (side.pvc.namespace, side.pvc.name) == (key.namespace, claim)
+        for side in view.sides
+    ):
+        return view
     return None
 
 

@@ -199,6 +199,7 @@ class RuleEngine:
             self._appeared,
             peer_lost,
             frozenset(v for v, e in self.windows.open.items() if e.switching),
+            lambda key: self.correlator.peer_claim_volume(inventory, key),
         )
         if observe:
             self._want_probes(ctx, inventory, keys, probed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from auditd.config import Config
@@ -65,6 +66,13 @@ class RuleContext:
     peer_lost: Mapping[VolumeId, Episode] = field(default_factory=dict)
     # Every volume in a DR window now, evaluated or not: what a pool's summary may reflect.
     switching: frozenset[VolumeId] = frozenset()
+    # The volume whose PVC of the same namespace/name is on the peer cluster (the Correlator's
+    # index): how a PVC or VR not linked to a PV of its own finds its volume.
+    peer_claim: Callable[[ObjectKey], VolumeId | None] = lambda _key: None
+
+    @cached_property
+    def views(self) -> Mapping[VolumeId, VolumeView]:
+        return {v.id: v for v in self.volumes}
 
     def in_window(self, view: VolumeView | None) -> bool:
         return view is not None and view.id in self.windows
