@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from auditd.store.db import make_engine, session_factory
 
+TOKEN = "xoxb-e2e-secret-token-0042"  # what the fake Slack of the daemon tests accepts
+
 
 def wait_until(cond: Callable[[], bool], timeout: float = 8.0) -> None:
     deadline = time.monotonic() + timeout

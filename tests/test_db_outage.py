@@ -21,12 +21,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import history, wait_until
+from helpers import TOKEN, history, wait_until
+from ops_client import get, value
 from pgproxy import PgRelay
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from test_e2e import TOKEN
-from test_ops import get, value
 
 from auditd.clock import SYSTEM
 from auditd.daemon.leader import PgLeadership

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import TOKEN
 
 from auditd.sim import objects
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PVC
-
-TOKEN = "xoxb-e2e-secret-token-0042"  # what the fake Slack of these tests accepts
 
 
 def write_config(

@@ -8,13 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from switch_replay import Capture, Replay
-from test_transients import switches
+from switch_replay import Capture, Replay, ramen_switches
 
 from auditd.report.explain import explain_doc
 from auditd.rules.model import Finding, Unknown
 
 CAPTURE = Capture.load()
+START = min(t[0] for t in CAPTURE.times.values())
 
 
 def _verdict(v: object) -> str:
@@ -34,7 +34,7 @@ def test_explain_gives_the_daemons_verdicts(tmp_path: Path, moment: tuple[str, i
     action, after = moment
     r = Replay(tmp_path, CAPTURE, 10)
     at = CAPTURE.action(action) + timedelta(seconds=after)
-    r.run(at, switches(r))
+    r.run(at, ramen_switches(r, CAPTURE, START))
     now = r.clock.now()
     doc = explain_doc(r.sessions(), r.config, "replicapool/csi-vol-0001", now)
     assert doc is not None

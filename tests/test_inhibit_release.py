@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from outbox_box import Outbox
 from sqlalchemy import select
-from test_grouping import Outbox
 
 from auditd.rules.lifecycle import Active
 from auditd.rules.model import Finding

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import TOKEN, wait_until
+from ops_client import get as _get
+from ops_client import samples
+from ops_client import value as _value
 from sqlalchemy import func, select
-from test_e2e import TOKEN
-from test_ops import get as _get
-from test_ops import samples
-from test_ops import value as _value
 
 from auditd.daemon.leader import LEAD_NS
 from auditd.daemon.lease import lease_name

@@ -4,41 +4,18 @@ against the simulated clusters and a stand-in `rbd` replaying real captures."""
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from helpers import wait_until
-from prometheus_client.parser import text_string_to_metric_families
-from test_rbd_probe import Site
+from ops_client import get, value
+from rbd_site import Site
 
 from auditd.clock import SYSTEM
 from auditd.daemon.ops_http import readiness
 from auditd.daemon.runner import Daemon
 from auditd.sim import objects
 from auditd.sources.kube.kinds import PV, PVC
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    _, text = get(port, "/metrics")
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(port: int, name: str, **labels: str) -> float | None:
-    return samples(port).get((name, tuple(sorted(labels.items()))))
 
 
 def test_metrics_health_and_readiness_of_a_running_daemon(

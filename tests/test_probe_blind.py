@@ -7,9 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from captured_pair import failed, probe
+from pipeline import T0, Pipeline, steady
 from prometheus_client import generate_latest
-from test_rules import failed, probe
-from test_scenarios import T0, Pipeline, steady
 
 from auditd.config import parse_config
 from auditd.daemon.metrics import Metrics

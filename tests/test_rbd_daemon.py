@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from helpers import wait_until
+from rbd_site import Site
 from sqlalchemy import func, select
-from test_rbd_probe import Site
 
 from auditd.sim.world import pair_config_toml
 from auditd.store.db import make_engine, session_factory

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from kubernetes import config
-from test_rbd_probe import Site
+from rbd_site import Site
 
 from auditd.sim.fakekube import POD, FakeKubeAPI
 from auditd.sources.rbd.probe import PoolProber

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rbd_site import Site
 
 from auditd.inventory.inventory import Inventory
 from auditd.sources.rbd.parse import parse_pool_status
@@ -17,25 +18,6 @@ from auditd.sources.rbd.transport import DirectTransport, ProbeFailure, classify
 DATA = Path(__file__).parent / "data" / "rbd"
 FAKE_RBD = [sys.executable, "-m", "auditd.sim.fakerbd"]
 STALE = timedelta(days=3650)  # the captures are from the past; staleness is tested elsewhere
-
-
-class Site:
-    """A stand-in Ceph site: its ceph.conf directory holds the scenario to replay."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.dir = root / name
-        self.dir.mkdir()
-        (self.dir / "ceph.conf").write_text("[global]\n")
-        (self.dir / "site").write_text(name)
-        (self.dir / "fixtures").write_text(str(DATA))
-        self.scenario("healthy")
-        self.transport = DirectTransport(self.dir / "ceph.conf", "auditd", command=FAKE_RBD)
-
-    def scenario(self, name: str) -> None:
-        (self.dir / "scenario").write_text(name)
-
-    def prober(self, results: list[ProbeResult], timeout: float = 10) -> PoolProber:
-        return PoolProber(self.dir.name, "replicapool", self.transport, timeout, results.append)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from test_report import T0, UNTIL, played, report
+from story_history import T0, UNTIL, played, report
 
 from auditd.cli import main
 from auditd.rules.lifecycle import step

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from captured_pair import DATA, SITE, T, failed, k8s, probe, volume
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditd.config import Config, parse_config
-from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import UNKNOWN, Finding
 from auditd.sim import objects
-from auditd.sources.kube.events import ObjectEvent, Observed
 from auditd.sources.rbd.parse import parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult
-from auditd.sources.rbd.transport import ProbeFailure
-
-DATA = Path(__file__).parent / "data" / "rbd"
-T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-SITE = {"dr1": "site-a", "dr2": "site-b"}
 
 
 def config(**rules: Any) -> Config:
@@ -33,48 +26,6 @@ def config(**rules: Any) -> Config:
             "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
             "rules": rules,
         }
-    )
-
-
-def k8s(cluster: str, kind: str, obj: dict[str, Any], rv: int = 1) -> ObjectEvent:
-    m = obj["metadata"]
-    return ObjectEvent(
-        cluster,
-        kind,
-        "ADDED",
-        Observed(
-            m.get("namespace", ""),
-            m["name"],
-            f"uid-{cluster}-{m['name']}",
-            str(rv),
-            facts_of(kind, obj),
-        ),
-        T,
-    )  # type: ignore[arg-type]
-
-
-def volume(cluster: str, image: str = "csi-vol-0001", ns: str = "app") -> list[ObjectEvent]:
-    """PVC + PV + VR for one image on one cluster, as after provisioning there."""
-    pv_name = f"pv-{cluster}-{image}"
-    return [
-        k8s(cluster, "PersistentVolumeClaim", objects.pvc("data", ns, volume=pv_name)),
-        k8s(cluster, "PersistentVolume", objects.pv(pv_name, ns, "data", image)),
-        k8s(cluster, "VolumeReplication", objects.vr("data", ns, "data")),
-    ]
-
-
-def probe(cluster: str, scenario: str) -> ProbeResult:
-    path = DATA / scenario / f"{SITE[cluster]}-mirror-pool-status-verbose.json"
-    status = parse_pool_status(path.read_text())
-    at = max(i.local.last_update for i in status.images if i.local.last_update) + timedelta(
-        seconds=5
-    )
-    return ProbeResult(cluster, "replicapool", "status", at, 0.1, status=status)
-
-
-def failed(cluster: str) -> ProbeResult:
-    return ProbeResult(
-        cluster, "replicapool", "status", T, 20, failure=ProbeFailure("timeout", "no answer")
     )
 
 

@@ -4,72 +4,26 @@ SQLite), built from the real Ceph captures: what an SRE would see in the violati
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from captured_pair import DATA as RBD
+from captured_pair import SITE, probe, volume
+from pipeline import T0, Pipeline, deleted, steady
 from sqlalchemy import select
-from test_rules import DATA as RBD
-from test_rules import SITE, probe, volume
 
-from auditd.config import parse_config
-from auditd.daemon.ingest import Ingestor, Tick
-from auditd.inventory.inventory import Inventory
-from auditd.rules.engine import RuleEngine
+from auditd.daemon.ingest import Tick
 from auditd.sim.captures import retime
-from auditd.sources.kube.events import ObjectEvent
 from auditd.sources.rbd.parse import parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult
-from auditd.store.db import make_engine, session_factory
 from auditd.store.load import load_open_episodes, load_open_violations
-from auditd.store.migrate import upgrade
-from auditd.store.models import EpisodeRow, ViolationRow
-
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-CONFIG = {
-    "clusters": [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}],
-    "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
-}
-
-
-class Pipeline:
-    def __init__(self, tmp_path: Path, **rules: Any) -> None:
-        url = f"sqlite:///{tmp_path / 'h.db'}"
-        upgrade(url)
-        self.engine = make_engine(url)
-        self.sessions = session_factory(self.engine)
-        self.config = parse_config({**CONFIG, "rules": rules})
-        self.ingest = Ingestor(self.sessions, Inventory(), RuleEngine(self.config), {}, ["log"])
-
-    def at(self, minutes: float, *items: Any) -> None:
-        now = T0 + timedelta(minutes=minutes)
-        self.ingest.process([*items, Tick(now)], now)
-
-    def violations(self) -> list[tuple[str, str, str]]:
-        with self.sessions() as s:
-            return [
-                (v.rule, v.subject, v.state)
-                for v in s.scalars(select(ViolationRow).order_by(ViolationRow.id))
-            ]
-
-    def episodes(self) -> list[EpisodeRow]:
-        with self.sessions() as s:
-            return list(s.scalars(select(EpisodeRow).order_by(EpisodeRow.id)))
+from auditd.store.models import ViolationRow
 
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path)
-
-
-def steady(p: Pipeline) -> None:
-    p.at(0, *volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy"))
-
-
-def deleted(ev: ObjectEvent) -> ObjectEvent:
-    gone = replace(ev.object, resource_version=str(int(ev.object.resource_version or 0) + 100))
-    return ObjectEvent(ev.cluster, ev.kind, "DELETED", gone, ev.received_at)
 
 
 def test_healthy_gives_no_violation(pipe: Pipeline) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from outbox_box import Outbox
 from sqlalchemy import func, select
-from test_grouping import Outbox
 
 from auditd.sim.fakeslack import FakeSlack
 from auditd.store.models import NotificationRow

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_rules import k8s, volume
-from test_scenarios import Pipeline, deleted
+from captured_pair import k8s, volume
+from pipeline import Pipeline, deleted
 
 from auditd.sim import objects
 from auditd.sources.kube.events import ObjectEvent
