@@ -341,7 +341,7 @@ class Ingestor:
                 raise
             except Exception as e:
                 reason = describe(e)
-                if len(batch) == 1 and not _splittable(batch[0]):
+                if len(batch) == 1 and _halves(batch[0]) is None:
                     log.debug("isolated a failing item", exc_info=True)
             self._restore(checkpoint)
             refusal = self._refuses_all_writes()
@@ -427,8 +427,9 @@ class Ingestor:
                 self.inventory.apply_probe(item, self._stale_after(), delta)
                 lag_refreshed |= self.rules.record_probe(item)
                 probe_rows.append(self.probe_book.health_row(item))
-                samples.extend(self.probe_book.samples(item, self.inventory))
-                lags.extend(self.probe_book.lags(item, self.inventory))
+                item_lags = self.probe_book.lags(item, self.inventory)
+                samples.extend(self.probe_book.samples(item, item_lags))
+                lags.extend(item_lags)
             elif isinstance(item, Downtime):
                 blind_after = self.rules.config.watch.blind_spot_after
                 self.inventory.apply_downtime(
@@ -718,10 +719,6 @@ def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
             SnapshotEnd(cluster, kind, "", "relist", now),
         ]
     return items
-
-
-def _splittable(item: Item) -> bool:
-    return isinstance(item, SnapshotPage) and len(item.objects) > 1
 
 
 def _halves(item: Item) -> tuple[Item, Item] | None:

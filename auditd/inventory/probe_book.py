@@ -72,14 +72,16 @@ class ProbeBook:
         records = inventory.records
         return [(r.cluster, r.pool, i.name, records.lag(r.cluster, r.pool, i, r.at)) for i in r.status.images]  # fmt: skip
 
-    def samples(self, r: ProbeResult, inventory: Inventory) -> list[dict[str, Any]]:
-        """The measurements rows this probe is due to write."""
+    def samples(self, r: ProbeResult, lags: list[Lag]) -> list[dict[str, Any]]:
+        """The measurements rows this probe is due to write, from its ``lags`` (computed once
+        per probe, for /metrics and here)."""
         if r.status is None:
             return []
         p = self._pool(r)
+        lag_of = {image: lag for _, _, image, lag in lags}
         out = []
         for image in r.status.images:
-            lag = inventory.records.lag(r.cluster, r.pool, image, r.at)
+            lag = lag_of.get(image.name)
             if lag is not None:
                 held = p.peak_lag.get(image.name)
                 p.peak_lag[image.name] = lag if held is None else max(held, lag)
