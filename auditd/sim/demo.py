@@ -137,7 +137,9 @@ def run_demo(
         print(to_table(load_report(s, story_start - timedelta(minutes=1), SYSTEM.now())))
     engine.dispose()
     print(f"History kept in {workdir}; read it again with:")
-    print(f"    auditd report -c {workdir / 'auditd.toml'} --since 2h --format html -o report.html")
+    print(
+        f"    auditd report -c {workdir / 'auditd.toml'} --since 2h -o html --output-file report.html"
+    )
     print(f"    auditd history -c {workdir / 'auditd.toml'} payments/ledger")
     print(f"    auditd explain -c {workdir / 'auditd.toml'} shop/mysql-data")
     return 0
