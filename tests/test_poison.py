@@ -232,7 +232,7 @@ def test_a_value_the_database_refuses_is_isolated_quarantined_and_the_rest_commi
             assert _created(db_url, "dr1", PVC.kind, name) == 1
         _memory_matches_database(daemon, db_url)
         port = daemon.ops.port if daemon.ops else 0
-        from test_ops import value
+        from ops_client import value
 
         assert value(port, "auditd_quarantined_objects", cluster="dr1", kind=PVC.kind) == 2
     finally:

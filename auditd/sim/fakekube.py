@@ -379,8 +379,12 @@ class FakeKubeAPI:
         """End every watch cleanly, like the server-side request timeout."""
         self._control("end")
 
-    def inject(self, event: Obj | bytes, plural: str | None = None) -> None:
-        """Send a raw event (a dict, or bytes for garbage) to the open watches."""
+    def inject(self, event: Obj | bytes, plural: str | None = None, timeout: float = 30.0) -> None:
+        """Send a raw event (a dict, or bytes for garbage) to the open watches.
+
+        Waits for one to be open: right after a client's list its watch may not be connected
+        yet (seconds on a loaded machine), and an event sent to no one would vanish silently."""
+        self.wait_watchers(1, plural, timeout)
         with self._cond:
             for w in self._watchers:
                 if plural is None or w.resource.plural == plural:
