@@ -33,11 +33,22 @@ class Outbox:
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
         self.slack = slack
         self.settings = AlertsConfig(**alerts)
+        self.sinks: dict[str, Any] = {}
         self.dispatcher = self.new_dispatcher()
 
     def new_dispatcher(self) -> Dispatcher:
-        sink = SlackSink(SecretStr(self.slack.token), "#dr-alerts", self.slack.base_url, 5)
-        return Dispatcher(self.sessions, {"slack": sink}, self.settings)
+        """A fresh dispatcher (a restart) delivering to the fake Slack."""
+        return self.deliver_to({"slack": self.slack_sink})
+
+    def deliver_to(self, sinks: dict[str, Any]) -> Dispatcher:
+        """From now on, a dispatcher that delivers to these sinks."""
+        self.sinks = sinks
+        self.dispatcher = Dispatcher(self.sessions, sinks, self.settings)
+        return self.dispatcher
+
+    @property
+    def slack_sink(self) -> SlackSink:
+        return SlackSink(SecretStr(self.slack.token), "#dr-alerts", self.slack.base_url, 5)
 
     def write(self, active: Active | None, finding: Finding | None, now: datetime) -> None:
         change = step(active, finding, timedelta(0), now)

@@ -175,7 +175,7 @@ def test_machine_sinks_get_every_alert_on_its_own(tmp_path: Path, slack: FakeSla
             received.append(payload)
             return super().send(payload, key, parent)
 
-    box.dispatcher.sinks = {"webhook": Recorder(SecretStr(slack.base_url + "webhook"), 5)}
+    box.deliver_to({"webhook": Recorder(SecretStr(slack.base_url + "webhook"), 5)})
     change = step(
         None,
         Finding("secondary-not-replaying", "s1", "warning", "x", "dr2", "p", {}),
@@ -227,10 +227,10 @@ def test_a_sink_that_raises_dead_letters_that_message_and_delivers_the_rest(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
     box = Outbox(tmp_path, slack, group_by=["subject"], group_wait=timedelta(0))
-    real = box.dispatcher.sinks["slack"]
+    real = box.sinks["slack"]
 
     class Flaky:
-        name, grouped = "slack", True
+        name, grouped, refresher = "slack", True, None
 
         def find_sent(self, key: str, parent: str | None = None) -> str | None:
             return None
@@ -243,7 +243,7 @@ def test_a_sink_that_raises_dead_letters_that_message_and_delivers_the_rest(
                 raise RuntimeError("a bug in a sink")
             return real.send(payload, key, parent)
 
-    box.dispatcher.sinks = {"slack": Flaky()}
+    box.deliver_to({"slack": Flaky()})
     box.fire("img-1", T)
     box.fire("img-2", T)
     assert box.dispatcher.drain_once(now=T) == 1
@@ -291,7 +291,7 @@ def test_a_backlog_on_a_broken_sink_does_not_crowd_out_the_others(
                 .where(NotificationRow.sink == "webhook")
                 .values(next_attempt_at=later)
             )
-    box.dispatcher.sinks["webhook"] = WebhookSink(SecretStr("http://127.0.0.1:9/"), 1)
+    box.deliver_to({**box.sinks, "webhook": WebhookSink(SecretStr("http://127.0.0.1:9/"), 1)})
     box.fire("img-1", T)
     assert box.dispatcher.drain_once(now=T) == 1
     assert "img-1" in box.posts()[0]["text"]

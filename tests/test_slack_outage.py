@@ -82,10 +82,10 @@ def test_a_reply_killed_in_flight_is_found_in_its_thread_not_posted_twice(
     box.dispatcher.drain_once(now=T)
     [parent] = box.posts()
     box.resolve("img-1", T + timedelta(minutes=1))
-    real = box.dispatcher.sinks["slack"]
+    real = box.sinks["slack"]
 
     class DiesAfterSlackAccepted:
-        name, grouped = "slack", True
+        name, grouped, refresher = "slack", True, None
 
         def find_sent(self, key: str, parent: str | None = None) -> str | None:
             return real.find_sent(key, parent)
@@ -98,7 +98,7 @@ def test_a_reply_killed_in_flight_is_found_in_its_thread_not_posted_twice(
             real.send(payload, key, parent)
             raise KeyboardInterrupt  # kill -9 between Slack's answer and our commit
 
-    box.dispatcher.sinks = {"slack": DiesAfterSlackAccepted()}  # type: ignore[dict-item]
+    box.deliver_to({"slack": DiesAfterSlackAccepted()})
     try:
         box.dispatcher.drain_once(now=T + timedelta(minutes=1))
     except KeyboardInterrupt:

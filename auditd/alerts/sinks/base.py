@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -16,11 +16,22 @@ class SendResult:
     retry_after: float | None = None
 
 
+class Refresher(Protocol):
+    """What a sink that forgets a firing alert unless it is told again (Alertmanager, after
+    its resolve_timeout) offers the outbox: every alert still firing, re-sent each ``every``."""
+
+    every: timedelta
+
+    def resend(self, payloads: list[dict[str, Any]], now: datetime) -> SendResult: ...
+
+
 class Sink(Protocol):
     name: str
     # True: the outbox groups alerts into incidents for this sink (one message per incident).
     # False: every alert is sent on its own (receivers that group themselves, like Alertmanager).
     grouped: bool
+    # Set by sinks that forget what they are not told again; None for the rest.
+    refresher: Refresher | None
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         """Deliver; ``key`` identifies the notification (sinks that can, attach it).
@@ -37,16 +48,3 @@ class Sink(Protocol):
         """A delivery found by find_sent after a crash: finish what send would have done after
         posting (edit the incident's parent message to its current state)."""
         ...
-
-
-@runtime_checkable
-class RefreshingSink(Sink, Protocol):
-    """A sink that forgets a firing alert unless it is told again (Alertmanager resolves an
-    alert after its resolve_timeout): the outbox re-sends what still fires every
-    ``resend_every``."""
-
-    resend_every: timedelta
-
-    def alert(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]: ...
-
-    def post(self, alerts: list[dict[str, Any]]) -> SendResult: ...

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from auditd.alerts.sinks.base import SendResult
+from auditd.alerts.sinks.base import Refresher, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 class ConsoleSink:
     name = "console"
     grouped = True
+    refresher: Refresher | None = None
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
@@ -39,6 +40,7 @@ class LogSink:
 
     name = "log"
     grouped = True
+    refresher: Refresher | None = None
 
     def completed(self, payload: dict[str, Any], parent: str | None) -> None:
         pass

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from auditd.alerts.sinks.base import SendResult
+from auditd.alerts.sinks.base import Refresher, SendResult
 from auditd.clock import SYSTEM, Clock
 from auditd.retry_after import retry_after as read_retry_after
 
@@ -50,6 +50,7 @@ class WebhookSink:
 
     name = "webhook"
     grouped = False  # machine consumers get one alert per violation, to route on its labels
+    refresher: Refresher | None = None
 
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._url = url
@@ -74,7 +75,7 @@ class AlertmanagerSink:
     """An Alertmanager (API v2) as a sink, so teams route auditd through their own routing.
 
     The client contract Prometheus follows: a firing alert is sent again every
-    ``resend_every`` with ``endsAt`` a few intervals ahead (else Alertmanager resolves it after
+    ``every`` with ``endsAt`` a few intervals ahead (else Alertmanager resolves it after
     its resolve_timeout, 5 minutes by default: a split brain would read resolved there), and a
     resolve carries ``endsAt`` = the time it resolved. Alertmanager deduplicates by labels, so
     a resend after a crash is harmless.
@@ -82,12 +83,13 @@ class AlertmanagerSink:
 
     name = "alertmanager"
     grouped = False  # Alertmanager groups (and inhibits) by itself
-    resend_every = timedelta(minutes=1)
+    every = timedelta(minutes=1)  # its refresher's: firing alerts re-sent this often
 
     def __init__(self, url: SecretStr, timeout: float = 10, clock: Clock = SYSTEM) -> None:
         self._url = url
         self.timeout = timeout
         self.clock = clock
+        self.refresher: Refresher | None = self
 
     def completed(self, payload: dict[str, Any], parent: str | None) -> None:
         pass
@@ -113,11 +115,14 @@ class AlertmanagerSink:
         if payload.get("event") == "resolved":
             alert["endsAt"] = payload.get("resolved_at") or now.isoformat()
         else:
-            alert["endsAt"] = (now + 4 * self.resend_every).isoformat()
+            alert["endsAt"] = (now + 4 * self.every).isoformat()
         return alert
 
     def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
         return self.post([self.alert(payload, self.clock.now())])
+
+    def resend(self, payloads: list[dict[str, Any]], now: datetime) -> SendResult:
+        return self.post([self.alert(p, now) for p in payloads])
 
     def post(self, alerts: list[dict[str, Any]]) -> SendResult:
         base = self._url.get_secret_value().rstrip("/")

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from auditd.alerts.sinks.base import SendResult
+from auditd.alerts.sinks.base import Refresher, SendResult
 from auditd.retry_after import retry_after as read_retry_after
 
 # Errors that no retry can fix; retrying them would only hammer Slack.
@@ -41,6 +41,7 @@ METADATA_TYPE = "auditd_notification"
 class SlackSink:
     name = "slack"
     grouped = True
+    refresher: Refresher | None = None
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class SlackWebhookSink:
 
     name = "slack"
     grouped = True
+    refresher: Refresher | None = None
 
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._client = WebhookClient(url.get_secret_value(), timeout=int(timeout))
