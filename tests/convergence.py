@@ -34,7 +34,8 @@ from sqlalchemy import select, text
 
 from auditd.clock import ManualClock
 from auditd.config import Config, parse_config
-from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Item, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Downtime, HealthReport, Item, Tick
 from auditd.daemon.leader import Leadership, PgLeadership
 from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import Inventory

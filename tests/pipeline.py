@@ -12,7 +12,8 @@ from captured_pair import probe, volume
 from sqlalchemy import select
 
 from auditd.config import parse_config
-from auditd.daemon.ingest import Ingestor, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.events import ObjectEvent

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from auditd.clock import ManualClock
 from auditd.config import Config, parse_config
-from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Item, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Downtime, HealthReport, Item, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim import objects

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from auditd.clock import ManualClock
 from auditd.config import parse_config
-from auditd.daemon.ingest import Ingestor, Item, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Item, Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim import objects

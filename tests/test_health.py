@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from auditd.clock import SYSTEM
 from auditd.config import parse_config
-from auditd.daemon.ingest import HealthReport, Ingestor
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import HealthReport
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim import objects

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from switch_replay import CLAIM, IMAGE, NS, Capture, Replay, ramen_switches
 
-from auditd.daemon.ingest import HealthReport, Item, Tick
+from auditd.daemon.items import HealthReport, Item, Tick
 from auditd.sim import objects
 from auditd.sources.kube.events import Observed, SnapshotEnd, SnapshotPage, SnapshotStart
 from auditd.sources.kube.health import StreamHealth

@@ -225,7 +225,7 @@ def test_a_value_the_database_refuses_is_isolated_quarantined_and_the_rest_commi
         reasons = [f["reason"] for f in _stored(db_url, QUARANTINED).values()]
         assert all("refused by a site policy" in r for r in reasons), reasons
         assert daemon.ingestor.quarantined == 2 and daemon.ingestor.dropped == 0
-        assert daemon.ingestor.store_failing_since is None  # refused is not "down"
+        assert daemon.ingestor.store.failing_since is None  # refused is not "down"
         dr1.create(PVC, objects.pvc("after-all", "shop"))
         wait_until(lambda: _created(db_url, "dr1", PVC.kind, "after-all") == 1, 20)
         for name in early + late:

@@ -580,7 +580,7 @@ LAST_KNOWN_CASES: dict[str, tuple[list[Any], str]] = {
 
 
 def _lose(items: list[Any], cluster: str, state: str) -> list[Any]:
-    from auditd.daemon.ingest import HealthReport
+    from auditd.daemon.items import HealthReport
     from auditd.sources.kube.health import StreamHealth
 
     since = {"reconnecting": NOW - timedelta(seconds=30), "blind": NOW - timedelta(hours=1)}[state]
@@ -593,7 +593,7 @@ def _lose(items: list[Any], cluster: str, state: str) -> list[Any]:
 
 
 def _evaluate_with_health(items: list[Any], cfg: Config | None = None) -> dict[Any, Any]:
-    from auditd.daemon.ingest import HealthReport
+    from auditd.daemon.items import HealthReport
 
     inv, engine = Inventory(), RuleEngine(cfg or config())
     for item in items:
@@ -682,7 +682,7 @@ def test_a_pool_warning_explained_by_volumes_mid_switch_is_not_a_fault() -> None
 
 def _health(cluster_states: dict[str, str], at: datetime) -> Any:
     """A health sample: each cluster's PVC stream ok, reconnecting or blind at ``at``."""
-    from auditd.daemon.ingest import HealthReport
+    from auditd.daemon.items import HealthReport
     from auditd.sources.kube.health import StreamHealth
 
     since = {

@@ -13,7 +13,7 @@ from captured_pair import SITE, probe, volume
 from pipeline import T0, Pipeline, deleted, steady
 from sqlalchemy import select
 
-from auditd.daemon.ingest import Tick
+from auditd.daemon.items import Tick
 from auditd.sim.captures import retime
 from auditd.sources.rbd.parse import parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult

@@ -10,7 +10,8 @@ from helpers import history
 from sqlalchemy import select
 
 from auditd.config import parse_config
-from auditd.daemon.ingest import Ingestor, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Tick
 from auditd.daemon.leader import Leadership, State
 from auditd.daemon.scopes import GLOBAL, Scopes
 from auditd.inventory.facts import facts_of
@@ -144,3 +145,30 @@ def test_writes_what_it_leads_follows_the_rest_and_takes_a_pair_over(tmp_path: P
     }
     assert b2 not in ing.inventory.objects
     engine.dispose()
+
+
+def test_what_a_writer_leads_cuts_a_batch_along_scopes() -> None:
+    """daemon/led.py, pure: a writer leading p1 writes p1's items and the tick, follows p2's,
+    and takes only its clusters' part of a health report or a downtime."""
+    from auditd.daemon.items import Downtime, HealthReport
+    from auditd.daemon.led import Led
+
+    led = Led(Scopes.of(CONFIG), frozenset({P1}))
+    a1 = ObjectEvent("a1", "PersistentVolumeClaim", "ADDED", _obj("x"), T)
+    b1 = ObjectEvent("b1", "PersistentVolumeClaim", "ADDED", _obj("y"), T)
+    health = HealthReport(T, [{"cluster": "a2"}, {"cluster": "b2"}, {"cluster": "lone"}])
+    down = Downtime(["a1", "b1", "lone"], T, T + timedelta(minutes=5))
+    mine, theirs = led.split([a1, b1, Tick(T), health, down])
+    assert theirs == [b1]
+    assert mine[:2] == [a1, Tick(T)]
+    assert mine[2] == HealthReport(T, [{"cluster": "a2"}])
+    assert mine[3] == Downtime(["a1"], T, T + timedelta(minutes=5))
+    assert led.mine("p1", None) and not led.mine("p2", "b1") and not led.mine(None, "lone")
+    assert led.followed_clusters() == {"b1", "b2", "lone"}
+    everything = led.with_(frozenset(Scopes.of(CONFIG).all))
+    assert everything.everything and everything.split([b1]) == ([b1], [])
+    assert everything.without(frozenset({P2})).mine("p2", None) is False
+
+
+def _obj(name: str) -> Observed:
+    return Observed("ns", name, f"uid-{name}", "1", {})

@@ -19,7 +19,8 @@ from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.slack import SlackSink
 from auditd.clock import SYSTEM
 from auditd.config import AlertsConfig, parse_config
-from auditd.daemon.ingest import Ingestor, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Tick
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sim.fakeslack import FakeSlack

@@ -12,22 +12,33 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.render import render
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.isolate import isolate
+from auditd.daemon.items import (
+    Downtime,
+    HealthReport,
+    Item,
+    Tick,
+    by_time,
+    describe_item,
+    halves,
+    observed_at,
+    quarantined,
+)
 from auditd.daemon.leader import Leadership, NotLeader
+from auditd.daemon.led import Led
 from auditd.daemon.scopes import Scopes
+from auditd.daemon.store_link import Abandoned, StoreLink
 from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
 from auditd.inventory.probe_book import ProbeBook
-from auditd.logs import Spell, describe
+from auditd.logs import describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change, due, step
 from auditd.rules.model import Finding, Unknown, Verdict
@@ -35,19 +46,14 @@ from auditd.rules.views import PV, PVC, VR, VolumeId
 from auditd.rules.windows import Episode
 from auditd.sources.kube.events import (
     KubeEvent,
-    ObjectEvent,
     Observed,
     SnapshotEnd,
     SnapshotPage,
     SnapshotStart,
 )
-from auditd.sources.kube.health import stream_state
+from auditd.sources.kube.health import health_rows
 from auditd.sources.rbd.probe import ProbeResult
-from auditd.sources.rbd.transport import ProbeFailure
-from auditd.sources.text import storable
-from auditd.store.errors import database_down
 from auditd.store.load import load_state
-from auditd.store.models import StreamHealthRow
 from auditd.store.writer import (
     PlannedNotification,
     write_change,
@@ -70,34 +76,6 @@ T = TypeVar("T")
 
 # The kinds whose appearance is judged against storage evidence newer than it.
 APPEARING = frozenset({PVC, PV, VR})
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: pending violations may be due to fire."""
-
-    at: datetime
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """A sample of every watch stream's health (``StreamHealth.snapshot()`` dicts)."""
-
-    at: datetime
-    streams: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Downtime:
-    """auditd was not running between its last heartbeat and this start (put at every start
-    that finds a history: even a short downtime leaves the stored storage evidence stale)."""
-
-    clusters: list[str]
-    down_at: datetime
-    up_at: datetime
-
-
-Item = KubeEvent | Tick | HealthReport | ProbeResult | Downtime
 
 
 class Ingestor:
@@ -143,15 +121,15 @@ class Ingestor:
         # Items left unwritten at a shutdown with the database down (the exit code says so).
         self.abandoned = 0
         # auditd's own health: the history database refusing writes (not a cluster's fault).
-        self.store_failing_since: datetime | None = None
-        self.store_error: str | None = None
-        self._spell = Spell(log, "history database")
+        self.store = StoreLink(sessions, clock, metrics, self._stop.is_set, self.queue.qsize)
         # Replicas on one PostgreSQL history: each scope (a pair) has one writer, its leader
         # (daemon/leader.py). The scopes this writer leads and has taken over: it writes their
         # items and evaluates their rules; it follows the others in memory.
         self.leadership = leadership or Leadership()
         self.scopes = Scopes.of(rules.config)
-        self._led = frozenset(s for s in self.scopes.all if self.leadership.state(s) == "lead")
+        self.led = Led(
+            self.scopes, frozenset(s for s in self.scopes.all if self.leadership.state(s) == "lead")
+        )
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -210,18 +188,18 @@ class Ingestor:
                 waited += 1
                 if self._stop.is_set() and waited > 20:
                     raise Abandoned("no database session to lead with", 0)
-                self._store_failing("waiting to lead again (the database session was lost)")
+                self.store.failing("waiting to lead again (the database session was lost)")
                 time.sleep(0.25)
                 continue
             led = frozenset(s for s, state in states.items() if state == "lead")
-            gone = self._led - led
+            gone = self.led.led - led
             if gone:
                 holders = ", ".join(f"{s}: {self.leadership.holder(s)}" for s in sorted(gone))
                 log.info("following %s, not writing it (%s)", ", ".join(sorted(gone)), holders)
-                self._led -= gone
-            mine, theirs = self._split(batch, led)
+                self.led = self.led.without(gone)
+            mine, theirs = Led(self.scopes, led).split(batch)
             try:
-                newly = led - self._led
+                newly = led - self.led.led
                 if newly:
                     self._take_over(newly)
                 self._follow(theirs)
@@ -229,29 +207,6 @@ class Ingestor:
                 return
             except NotLeader:
                 continue  # memory is back to what is stored; decide again
-
-    def _split(self, batch: Sequence[Item], led: frozenset[str]) -> tuple[list[Item], list[Item]]:
-        """The items of the scopes ``led`` (to write), and the rest (to follow). A health
-        report or a downtime covering several clusters is cut along the scopes."""
-        if self._all(led):
-            return list(batch), []
-        scope_of = self.scopes.of_cluster
-        mine: list[Item] = []
-        theirs: list[Item] = []
-        for item in batch:
-            if isinstance(item, Tick):
-                (mine if led else theirs).append(item)
-            elif isinstance(item, HealthReport):
-                ours = [h for h in item.streams if scope_of(h["cluster"]) in led]
-                if ours:
-                    mine.append(replace(item, streams=ours))
-            elif isinstance(item, Downtime):
-                clusters = [c for c in item.clusters if scope_of(c) in led]
-                if clusters:
-                    mine.append(replace(item, clusters=clusters))
-            else:
-                (mine if scope_of(item.cluster) in led else theirs).append(item)
-        return mine, theirs
 
     def _follow(self, batch: Sequence[Item]) -> None:
         """A standby's part: what the clusters and Ceph say, kept in memory, written nowhere."""
@@ -267,14 +222,14 @@ class Ingestor:
         with a fresh list (changes found this way are recorded as relist, late)."""
         started = time.monotonic()
         watched = self.inventory
-        self._led |= scopes
+        self.led = self.led.with_(scopes)
         try:
             self._restore(watched.checkpoint())
             items = resync(watched, self.clock.now(), self.scopes.clusters_of(scopes))
             if items:
                 self.process_isolating(items)
         except BaseException:
-            self._led -= scopes
+            self.led = self.led.without(scopes)
             raise
         log.info(
             "took over %s: %d kinds reconciled in %.1fs",
@@ -283,17 +238,10 @@ class Ingestor:
             time.monotonic() - started,
         )
 
-    def _all(self, led: frozenset[str]) -> bool:
-        """Every scope (one process, or SQLite): nothing to split or filter."""
-        return len(led) == len(self.scopes.all)
-
-    def _mine(self, pair: str | None, cluster: str | None) -> bool:
-        return self._all(self._led) or self.scopes.of_violation(pair, cluster) in self._led
-
     def led_active(self) -> dict[ViolationKey, Active]:
-        if self._all(self._led):
+        if self.led.everything:
             return self.active
-        return {k: v for k, v in self.active.items() if self._mine(v.pair, v.cluster)}
+        return {k: v for k, v in self.active.items() if self.led.mine(v.pair, v.cluster)}
 
     def _abandon(self, batch: Sequence[Item], e: Abandoned) -> None:
         """Shutting down with a database that cannot be written: say what was not recorded."""
@@ -321,7 +269,7 @@ class Ingestor:
         a value, an item breaks a rule), put memory back to what is stored and halve the batch
         until the item is isolated (daemon/isolate.py). That item is quarantined; everything
         else commits, once."""
-        for item, reason in isolate(batch, self._attempt, _halves):
+        for item, reason in isolate(batch, self._attempt, halves):
             self._quarantine(item, reason)
 
     def _attempt(self, batch: Sequence[Item]) -> str | None:
@@ -341,16 +289,16 @@ class Ingestor:
                 raise
             except Exception as e:
                 reason = describe(e)
-                if len(batch) == 1 and _halves(batch[0]) is None:
+                if len(batch) == 1 and halves(batch[0]) is None:
                     log.debug("isolated a failing item", exc_info=True)
             self._restore(checkpoint)
-            refusal = self._refuses_all_writes()
+            refusal = self.store.refuses_all_writes(self.led.led)
             if refusal is None:
                 return reason
             # Not this batch: the database takes no write at all (read-only, a broken schema,
             # lost privileges). Splitting would blame every item; hold them, as when it is down.
             attempt += 1
-            self._wait_for_store(attempt, f"refuses every write: {refusal}")
+            self.store.wait(attempt, f"refuses every write: {refusal}")
 
     def _quarantine(self, item: Item, reason: str) -> None:
         """One item the pipeline cannot take: record it as quarantined (an object keeps its
@@ -378,29 +326,15 @@ class Ingestor:
         if self.metrics is not None:
             self.metrics.dropped.inc()
 
-    def _refuses_all_writes(self) -> str | None:
-        """A write that touches no row: refused only when the database refuses writes as such.
-        None when it is accepted (then the failure was about what the batch held)."""
-        row = StreamHealthRow
-        try:
-            with self.sessions.begin() as session:
-                session.info["scopes"] = self._led
-                session.execute(
-                    update(row).where(row.cluster == "", row.kind == "").values(state="")
-                )
-            return None
-        except SQLAlchemyError as e:
-            return describe(e)
-
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Memory back to what the database holds (the one loader, as at start), keeping the
         lists in progress: the failed batch never happened as far as state is concerned."""
-        state = self._with_database("reload state", lambda s: load_state(s, self.rules.config))
+        state = self.store.run("reload state", lambda s: load_state(s, self.rules.config))
         inventory, rules, active = state
         inventory.resume(checkpoint)
         # The scopes another replica writes are ahead in memory of what it has stored yet:
         # keep them as watched, ready for a takeover.
-        followed = self.scopes.clusters_of(set(self.scopes.all) - self._led)
+        followed = self.led.followed_clusters()
         if followed:
             inventory.transplant(self.inventory, followed)
         rules.carry_over(self.rules)
@@ -454,8 +388,13 @@ class Ingestor:
         if not delta and not changes and health is None and not probe_rows and not episodes:
             return
         plans = [(c, self._notifications(c)) for c in changes]
-        health_rows = self._health_rows(health)
-        ids = self._commit(delta, plans, now, health_rows, probe_rows, samples, episodes)
+        watch = self.rules.config.watch
+        stream_rows = (
+            []
+            if health is None
+            else health_rows(health.streams, health.at, watch.blind_spot_after, watch.stale_after)
+        )
+        ids = self._commit(delta, plans, now, stream_rows, probe_rows, samples, episodes)
         for change, vid in zip(changes, ids, strict=True):
             v = replace(change.violation, id=vid)
             key = (v.rule, v.subject)
@@ -527,7 +466,7 @@ class Ingestor:
                 if (
                     key in verdicts
                     or key[0] not in self.rules.rules
-                    or not self._mine(v.pair, v.cluster)
+                    or not self.led.mine(v.pair, v.cluster)
                 ):
                     continue
                 change = due(self.active[key], self.rules.rules[key[0]].for_, now)
@@ -544,15 +483,15 @@ class Ingestor:
             if v.state == "pending"
             and key[0] in rules
             and due(v, rules[key[0]].for_, now) is not None
-            and self._mine(v.pair, v.cluster)
+            and self.led.mine(v.pair, v.cluster)
         ]
 
     def _decides(self, key: ViolationKey, verdict: Verdict) -> bool:
         """This process's verdict counts: the violation belongs to a scope it leads."""
         if isinstance(verdict, Finding):
-            return self._mine(verdict.pair, verdict.cluster)
+            return self.led.mine(verdict.pair, verdict.cluster)
         held = self.active.get(key)
-        return held is None or self._mine(held.pair, held.cluster)
+        return held is None or self.led.mine(held.pair, held.cluster)
 
     def _notifications(self, change: Change) -> list[PlannedNotification]:
         if not change.notify:
@@ -565,31 +504,6 @@ class Ingestor:
     def _stale_after(self) -> timedelta:
         return self.rules.config.probe.record_stale_after
 
-    def _health_rows(self, report: HealthReport | None) -> list[dict[str, Any]]:
-        if report is None:
-            return []
-        watch = self.rules.config.watch
-        return [
-            {
-                "cluster": h["cluster"],
-                "kind": h["kind"],
-                "state": stream_state(h, report.at, watch.blind_spot_after, watch.stale_after),
-                "connected": h["connected"],
-                "synced": h["synced"],
-                "last_event_at": h["last_event_at"],
-                "last_list_at": h["last_list_at"],
-                "disconnected_since": h["disconnected_since"],
-                "lists": h["lists"],
-                "relists": h["relists"],
-                "errors": h["errors"],
-                "bad_events": h["bad_events"],
-                "last_error": h["last_error"],
-                "resource_version": h["resource_version"],
-                "reported_at": report.at,
-            }
-            for h in report.streams
-        ]
-
     def _commit(
         self,
         delta: Delta,
@@ -601,7 +515,6 @@ class Ingestor:
         episodes: list[Episode],
     ) -> list[int]:
         def write(session: Session) -> list[int]:
-            session.info["scopes"] = self._led  # what the fence checks (daemon/leader.py)
             write_delta(session, delta, now)
             write_stream_health(session, health_rows)
             write_probe_health(session, probe_rows)
@@ -610,94 +523,9 @@ class Ingestor:
             write_image_records(session, delta.records, delta.records_gone)
             return [write_change(session, c, notes, now) for c, notes in plans]
 
-        return self._with_database("history write", write, len(delta.transitions), commit=True)
-
-    def _with_database(
-        self,
-        what: str,
-        work: Callable[[Session], T],
-        transitions: int = 0,
-        commit: bool = False,
-    ) -> T:
-        """Run ``work`` in one transaction, retrying while the database is down (nothing is
-        dropped: the watchers wait on the bounded queue and resume exactly). A refusal is
-        raised at once: retrying the same values would fail forever."""
-        attempt = 0
-        while True:
-            try:
-                if commit:
-                    with self.sessions.begin() as session:
-                        result = work(session)
-                else:
-                    with self.sessions() as session:
-                        result = work(session)
-                if self.store_failing_since is not None:
-                    self._store_ok()
-                return result
-            except SQLAlchemyError as e:
-                if not database_down(e):
-                    raise
-                attempt += 1
-                self._wait_for_store(attempt, describe(e), transitions)
-
-    def _wait_for_store(self, attempt: int, error: str, transitions: int = 0) -> None:
-        """One more try at a database that does not take writes: say so, back off (capped,
-        exponential), or give up if shutting down after a few tries."""
-        self._store_failing(error)
-        if self._stop.is_set() and attempt > 3:
-            raise Abandoned(error, transitions)
-        time.sleep(min(30.0, 0.25 * 2**attempt))
-
-    def _store_failing(self, error: str) -> None:
-        if self.store_failing_since is None:
-            self.store_failing_since = self.clock.now()
-            if self.metrics is not None:
-                self.metrics.history_writable.set(0)
-        self.store_error = error
-        self._spell.failed(f"{error} (holding {self.queue.qsize()} queued items)", time.monotonic())
-
-    def _store_ok(self) -> None:
-        self.store_failing_since, self.store_error = None, None
-        self._spell.succeeded(time.monotonic())
-        if self.metrics is not None:
-            self.metrics.history_writable.set(1)
-
-
-class Abandoned(Exception):
-    """Shutting down while the database stays down: the batch cannot be written."""
-
-    def __init__(self, reason: str, transitions: int) -> None:
-        super().__init__(reason)
-        self.reason, self.transitions = reason, transitions
-
-
-# A batch is dated by when it was observed (its latest item). Items queued during a database
-# outage span much longer than a normal batch: they are written in runs no longer than this, so
-# that a violation is dated within this of the change that caused it.
-SPAN = timedelta(seconds=1)
-
-
-def by_time(batch: Sequence[Item]) -> list[Sequence[Item]]:
-    """The batch cut, in order, into runs of items observed within ``SPAN`` of each other."""
-    first = observed_at(batch[0])
-    out: list[Sequence[Item]] = []
-    start = 0
-    for i, item in enumerate(batch):
-        at = observed_at(item)
-        if at - first > SPAN:
-            out.append(batch[start:i])
-            start, first = i, at
-    out.append(batch[start:])
-    return out
-
-
-def observed_at(item: Item) -> datetime:
-    """When the source saw this item (what its transitions and verdicts are dated by)."""
-    if isinstance(item, Downtime):
-        return item.up_at
-    if isinstance(item, Tick | HealthReport | ProbeResult):
-        return item.at
-    return item.received_at
+        return self.store.run(
+            "history write", write, len(delta.transitions), commit=True, scopes=self.led.led
+        )
 
 
 def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
@@ -719,38 +547,3 @@ def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
             SnapshotEnd(cluster, kind, "", "relist", now),
         ]
     return items
-
-
-def _halves(item: Item) -> tuple[Item, Item] | None:
-    """A list page of several objects, as two pages."""
-    if not isinstance(item, SnapshotPage) or len(item.objects) < 2:
-        return None
-    mid = len(item.objects) // 2
-    return replace(item, objects=item.objects[:mid]), replace(item, objects=item.objects[mid:])
-
-
-def quarantined(item: Item, reason: str) -> Item | None:
-    """The item as the pipeline can still take it: an object that exists but whose facts are
-    not known (the inventory keeps its last good state and records the quarantine), or a probe
-    that failed. None for an item with nothing to stand in for it."""
-    why = storable(reason)[:300]
-    if isinstance(item, ObjectEvent) and item.type != "DELETED":
-        return replace(item, object=replace(item.object, facts={}, problem=why))
-    if isinstance(item, SnapshotPage) and len(item.objects) == 1:
-        return replace(item, objects=[replace(item.objects[0], facts={}, problem=why)])
-    if isinstance(item, ProbeResult) and item.failure is None:
-        failure = ProbeFailure("unusable", f"its output cannot be recorded: {why}")
-        return replace(item, status=None, info=None, schedules=[], failure=failure)
-    return None
-
-
-def describe_item(item: Item) -> str:
-    if isinstance(item, ObjectEvent):
-        o = item.object
-        ns = f"{o.namespace}/" if o.namespace else ""
-        return f"{item.type} {item.cluster}/{item.kind}/{ns}{o.name} rv {o.resource_version}"
-    if isinstance(item, SnapshotPage):
-        return f"list page of {len(item.objects)} {item.kind} on {item.cluster}"
-    if isinstance(item, ProbeResult):
-        return f"{item.kind} probe of {item.cluster}/{item.pool}"
-    return type(item).__name__

@@ -29,7 +29,8 @@ from auditd.alerts.sinks.build import build_sinks
 from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, Config, ConfigError, redact_url
 from auditd.daemon.heartbeat import Heartbeat
-from auditd.daemon.ingest import Downtime, HealthReport, Ingestor, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Downtime, HealthReport, Tick
 from auditd.daemon.leader import Leadership, NotLeader, PgLeadership, identity
 from auditd.daemon.lease import Leases
 from auditd.daemon.metrics import Metrics
@@ -472,8 +473,8 @@ class Daemon:
         alive, why = self.alive()
         if not alive:
             return False, why
-        if self.ingestor.store_failing_since is not None:
-            return False, f"history database not writable: {self.ingestor.store_error}"
+        if self.ingestor.store.failing_since is not None:
+            return False, f"history database not writable: {self.ingestor.store.error}"
         return True, "ok"
 
     def alive(self) -> tuple[bool, str]:
@@ -488,10 +489,10 @@ class Daemon:
         if not self._started:
             return False, "starting"  # the streams are not all registered yet
         ingestor = getattr(self, "ingestor", None)
-        if ingestor is not None and ingestor.store_failing_since is not None:
+        if ingestor is not None and ingestor.store.failing_since is not None:
             self.metrics.ready.set(0)
-            since = ingestor.store_failing_since.isoformat(timespec="seconds")
-            return False, f"history database not writable since {since}: {ingestor.store_error}"
+            since = ingestor.store.failing_since.isoformat(timespec="seconds")
+            return False, f"history database not writable since {since}: {ingestor.store.error}"
         ok, reason = readiness(h.snapshot() for h in self.health.values())
         alive, why = self.alive()
         ok, reason = (ok and alive), (reason if alive else why)

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.outbox import Dispatcher
 from auditd.config import Config
-from auditd.daemon.ingest import Ingestor, Item, Tick
+from auditd.daemon.ingest import Ingestor
+from auditd.daemon.items import Item, Tick
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine

@@ -134,5 +134,31 @@ def stream_state(
     return "ok"
 
 
+def health_rows(
+    streams: list[dict[str, Any]], at: datetime, blind_after: timedelta, stale_after: timedelta
+) -> list[dict[str, Any]]:
+    """Each stream's health as stored (``stream_health``): its snapshot, and its state at ``at``."""
+    return [
+        {
+            "cluster": h["cluster"],
+            "kind": h["kind"],
+            "state": stream_state(h, at, blind_after, stale_after),
+            "connected": h["connected"],
+            "synced": h["synced"],
+            "last_event_at": h["last_event_at"],
+            "last_list_at": h["last_list_at"],
+            "disconnected_since": h["disconnected_since"],
+            "lists": h["lists"],
+            "relists": h["relists"],
+            "errors": h["errors"],
+            "bad_events": h["bad_events"],
+            "last_error": h["last_error"],
+            "resource_version": h["resource_version"],
+            "reported_at": at,
+        }
+        for h in streams
+    ]
+
+
 # Stream states in which that cluster's objects are not known to be current.
 NOT_CURRENT = frozenset({"reconnecting", "blind"})
