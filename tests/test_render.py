@@ -12,7 +12,6 @@ T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 def active(evidence: dict[str, object]) -> Active:
     return Active(
-        None,
         "secondary-not-replaying",
         "p/replicapool/csi-vol-0001",
         "firing",

@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -394,9 +393,9 @@ class Ingestor:
             if health is None
             else health_rows(health.streams, health.at, watch.blind_spot_after, watch.stale_after)
         )
-        ids = self._commit(delta, plans, now, stream_rows, probe_rows, samples, episodes)
-        for change, vid in zip(changes, ids, strict=True):
-            v = replace(change.violation, id=vid)
+        self._commit(delta, plans, now, stream_rows, probe_rows, samples, episodes)
+        for change in changes:
+            v = change.violation
             key = (v.rule, v.subject)
             if v.state in ("pending", "firing"):
                 self.active[key] = v
@@ -513,17 +512,18 @@ class Ingestor:
         probe_rows: list[dict[str, Any]],
         samples: list[dict[str, Any]],
         episodes: list[Episode],
-    ) -> list[int]:
-        def write(session: Session) -> list[int]:
+    ) -> None:
+        def write(session: Session) -> None:
             write_delta(session, delta, now)
             write_stream_health(session, health_rows)
             write_probe_health(session, probe_rows)
             write_measurements(session, samples)
             write_episodes(session, episodes)
             write_image_records(session, delta.records, delta.records_gone)
-            return [write_change(session, c, notes, now) for c, notes in plans]
+            for c, notes in plans:
+                write_change(session, c, notes, now)
 
-        return self.store.run(
+        self.store.run(
             "history write", write, len(delta.transitions), commit=True, scopes=self.led.led
         )
 

@@ -16,9 +16,8 @@ State = Literal["pending", "firing", "resolved", "inactive"]
 
 @dataclass(frozen=True)
 class Active:
-    """An open violation (pending or firing). ``id`` is None until it has been stored."""
+    """An open violation (pending or firing)."""
 
-    id: int | None
     rule: str
     subject: str
     state: State
@@ -54,7 +53,6 @@ def step(
         if finding is None:
             return None
         opened = Active(
-            id=None,
             rule=finding.rule,
             subject=finding.subject,
             state="pending",

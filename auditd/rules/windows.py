@@ -40,7 +40,6 @@ class Episode:
     to_cluster: str | None = None
     promoted_at: datetime | None = None  # the new side serves (storage primary, PVC bound): RTO
     ended_at: datetime | None = None  # the old side was cleaned up too: the window's end
-    id: int | None = None  # the stored row, once written
     # What the old side had when the window opened: what "serving" and "clean" mean for it.
     had_pvc: bool = False
     had_vr: bool = False

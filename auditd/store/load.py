@@ -45,7 +45,6 @@ def load_open_violations(session: Session) -> dict[tuple[str, str], Active]:
     rows = session.scalars(select(ViolationRow).where(ViolationRow.resolved_at.is_(None))).all()
     return {
         (r.rule, r.subject): Active(
-            id=r.id,
             rule=r.rule,
             subject=r.subject,
             state="firing" if r.state == "firing" else "pending",
@@ -72,7 +71,6 @@ def load_open_episodes(session: Session) -> list[Episode]:
                 from_cluster=r.from_cluster,
                 trigger=r.trigger,
                 steps=stored.steps,
-                id=r.id,
                 to_cluster=r.to_cluster,
                 promoted_at=stored.promoted_at,
                 had_pvc=stored.had_pvc,

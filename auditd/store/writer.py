@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, tuple_, update
+from sqlalchemy import CursorResult, Table, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -167,21 +167,20 @@ def write_delta(session: Session, delta: Delta, now: datetime) -> None:
 def write_change(
     session: Session, change: Change, notifications: list[PlannedNotification], now: datetime
 ) -> int:
-    """Store one violation change and its notifications; returns the violation id."""
+    """Store one violation change and its notifications; returns the violation's row id.
+
+    The open episode of a rule and subject is found by that pair (the database keeps at most
+    one open, uq_violations_open), so the domain's violation carries no row id: a restart that
+    did not know of an open episode continues it rather than fail the whole batch forever."""
     v = change.violation
-    if v.id is None:
-        # Idempotent: if this rule and subject already have an open episode (a restart that did
-        # not know of it), continue that one rather than fail the whole batch forever.
-        existing = session.scalar(
-            select(ViolationRow.id).where(
-                ViolationRow.rule == v.rule,
-                ViolationRow.subject == v.subject,
-                ViolationRow.resolved_at.is_(None),
-            )
+    violation_id = session.scalar(
+        select(ViolationRow.id).where(
+            ViolationRow.rule == v.rule,
+            ViolationRow.subject == v.subject,
+            ViolationRow.resolved_at.is_(None),
         )
-        if existing is not None:
-            v = replace(v, id=existing)
-    if v.id is None:
+    )
+    if violation_id is None:
         row = ViolationRow(
             rule=v.rule,
             subject=v.subject,
@@ -200,10 +199,9 @@ def write_change(
         session.flush()
         violation_id = row.id
     else:
-        violation_id = v.id
         session.execute(
             update(ViolationRow)
-            .where(ViolationRow.id == v.id)
+            .where(ViolationRow.id == violation_id)
             .values(
                 state=v.state,
                 severity=v.severity,
@@ -230,7 +228,8 @@ def write_change(
 
 
 def write_episodes(session: Session, episodes: list[Episode]) -> None:
-    """Insert new episodes (giving them their id) and update the rest."""
+    """Update each episode's row, or insert it the first time. An episode is known by its
+    volume and start (one window per volume at a time), so the domain's carries no row id."""
     for ep in episodes:
         values = {
             "pair": ep.volume.pair,
@@ -244,10 +243,16 @@ def write_episodes(session: Session, episodes: list[Episode]) -> None:
             "rto_seconds": ep.rto_seconds,
             "steps": episode_steps.to_json(ep),
         }
-        if ep.id is None:
-            row = EpisodeRow(**values)
-            session.add(row)
-            session.flush()
-            ep.id = row.id
-        else:
-            session.execute(update(EpisodeRow).where(EpisodeRow.id == ep.id).values(**values))
+        e = EpisodeRow
+        updated = session.execute(
+            update(e)
+            .where(
+                e.pair == ep.volume.pair,
+                e.pool == ep.volume.pool,
+                e.image == ep.volume.image,
+                e.started_at == ep.started_at,
+            )
+            .values(**values)
+        )
+        if cast(CursorResult[Any], updated).rowcount == 0:
+            session.add(EpisodeRow(**values))
