@@ -19,7 +19,8 @@ Two `auditd run` processes (one per probe interval) watch an application of --im
 
 Prints per daemon: false alarms, misses, detection times, and RTO percentiles as auditd recorded
 them against the switches' real durations (the baseline, printed first). The lab is left
-split-brained on the first image by step 3: `scripts/ceph-lab.sh down && up` to reset.
+split-brained on the first image by step 3 (--no-forced to skip it): `scripts/ceph-lab.sh down
+&& up` to reset.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def main() -> int:
     ap.add_argument("--intervals", default="60,10", help="probe intervals, one daemon each")
     ap.add_argument("--images", type=int, default=16, help="volumes of the application")
     ap.add_argument("--no-site-loss", dest="site_loss", action="store_false")
+    ap.add_argument(
+        "--no-forced", dest="forced", action="store_false", help="skip step 3 (the lab stays whole)"
+    )
     ap.add_argument("--lab", default=os.environ.get("AUDITD_CEPH_LAB", "/tmp/auditd-ceph-lab"))
     args = ap.parse_args()
     lab = Lab(Path(args.lab))
@@ -142,21 +146,22 @@ def main() -> int:
                 misses[w.name] += [f"still firing after recovery: {r}" for r in firing(w)]
             drill.switch()  # fail back
 
-        time.sleep(max(intervals) + 10)
-        # Counted, not compared: the site loss's return already fired one for the same volume.
-        seen = {w.name: split_brains(w) for w in drill.watchers}
-        forced = time.monotonic()
-        lab.promote("dr2" if drill.primary == "dr1" else "dr1", force=True)
-        pending = {w.name: w for w in drill.watchers}
-        deadline = time.monotonic() + 180
-        while pending and time.monotonic() < deadline:
-            for name, w in list(pending.items()):
-                if split_brains(w) > seen[name]:
-                    detected[name]["forced"] = time.monotonic() - forced
-                    del pending[name]
-            time.sleep(1)
-        for name in pending:
-            misses[name].append("split brain after a forced promotion")
+        if args.forced:
+            time.sleep(max(intervals) + 10)
+            # Counted, not compared: the site loss's return already fired one for the same volume.
+            seen = {w.name: split_brains(w) for w in drill.watchers}
+            forced = time.monotonic()
+            lab.promote("dr2" if drill.primary == "dr1" else "dr1", force=True)
+            pending = {w.name: w for w in drill.watchers}
+            deadline = time.monotonic() + 180
+            while pending and time.monotonic() < deadline:
+                for name, w in list(pending.items()):
+                    if split_brains(w) > seen[name]:
+                        detected[name]["forced"] = time.monotonic() - forced
+                        del pending[name]
+                time.sleep(1)
+            for name in pending:
+                misses[name].append("split brain after a forced promotion")
     finally:
         drill.stop()
 
@@ -181,6 +186,8 @@ def main() -> int:
         ]
         d = detected[w.name]
         forced_s = f"{d['forced']:.0f}s" if d.get("forced") is not None else "MISSED"
+        if not args.forced:
+            forced_s = "-"
         back_s = f"{d['return']:.0f}s" if d.get("return") is not None else "-"
         print(
             f"{w.name:<11} {len(false_alarms[w.name]):>12} {len(misses[w.name]):>6}"
@@ -193,7 +200,8 @@ def main() -> int:
         for what in misses[w.name]:
             print(f"    miss: {what}")
     print(f"Slack posts during the planned switches: {posts_planned}")
-    print(f"lab left split-brained on {POOL}/{IMAGE}: scripts/ceph-lab.sh down && up to reset")
+    if args.forced:
+        print(f"lab left split-brained on {POOL}/{IMAGE}: scripts/ceph-lab.sh down && up to reset")
     return 0
 
 

@@ -225,7 +225,11 @@ class Drill:
                         c: self.ceph_override.get(c) or self.lab.auditd_ceph(c)
                         for c in ("dr1", "dr2")
                     },
-                    sections={"probe": {"interval": f"{interval}s"}, **self.extra},
+                    sections={
+                        **self.extra,
+                        # extra's probe keys beside this daemon's interval, not instead of it
+                        "probe": {"interval": f"{interval}s", **self.extra.get("probe", {})},
+                    },
                 )
             )
             w.log = self.workdir / f"{w.name}.log"

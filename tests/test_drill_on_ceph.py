@@ -1,11 +1,12 @@
 """The DR drill on real Ceph (marker ``ceph``): planned switches are silent, real breakage is not.
 
-Two `auditd run` processes (probe.interval at its 60 s default and at 10 s) watch the two-site
-lab while tests/ceph_drill.py drives Ramen-style failovers and failbacks, with and without a
-DRPC in Relocating/FailingOver. Then, on the same lab: a forced promotion (split brain), an
-image whose mirroring is disabled under a live PVC, and a cephx key that cannot read; the
-forced promotion comes last (this file runs after test_ceph_lab.py) and, in CI, is not undone.
-Slow (about 14 minutes): it is the proof that a DR drill does not page anyone.
+Two `auditd run` processes (probe.interval at its 60 s default and at 10 s; 30 s and 10 s for
+the 16-volume application and the lost site) watch the two-site lab while tests/ceph_drill.py
+drives Ramen-style failovers and failbacks, with and without a DRPC in Relocating/FailingOver.
+Then, on the same lab: a lost site, an image whose mirroring is disabled under a live PVC, a
+cephx key that cannot read, and a forced promotion (split brain); it comes last (this file runs
+after test_ceph_lab.py) and, in CI, is not undone. Slow (about 16 minutes): it is the proof that
+a DR drill does not page anyone.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def test_an_application_of_16_volumes_switched_together_and_staggered_is_silent(
     lab: Lab, tmp_path: Path
 ) -> None:
     lab.ensure_images(APP)
-    drill = Drill(lab, tmp_path, images=APP)
+    # At 30 s and 10 s: the 60 s default's switches are the first test's; this one is about
+    # many volumes at once, and each switch waits out the slower daemon's cycle.
+    drill = Drill(lab, tmp_path, images=APP, intervals=(30, 10))
     try:
         drill.start()
         time.sleep(20)
@@ -123,7 +126,16 @@ def test_a_lost_site_is_blind_and_unfenced_then_split_brain_on_return(
     so); on return a real split brain; after recovery nothing; one episode per volume."""
     images = APP[:4]
     lab.ensure_images(images)
-    drill = Drill(lab, tmp_path, images=images)
+    # Probes at 30 s and 10 s, and probe.blind_after at 30 s, not 60 s and 2 minutes: the
+    # verdicts are the same, and CI is spared minutes of waiting on the slowest daemon (the
+    # defaults' timing: test_probe_blind.py, and the first test's 60 s daemon).
+    drill = Drill(
+        lab,
+        tmp_path,
+        images=images,
+        intervals=(30, 10),
+        extra={"probe": {"blind_after": "30s"}},
+    )
     expected = {"audit-blind-spot", "old-primary-not-fenced"}
     allowed = expected | {"pool-mirroring-unhealthy"}
     try:
@@ -134,8 +146,8 @@ def test_a_lost_site_is_blind_and_unfenced_then_split_brain_on_return(
         drill.lose_site("dr1")
         failover = drill.fail_over_to("dr2")
         rules = {w.name: lambda w=w: {r for r, _, _ in drill.fired(w)} for w in drill.watchers}
-        # The 60 s daemon: a probe hung to its 20 s timeout, then probe.blind_after (2m).
-        assert wait_for(lambda: all(expected <= f() for f in rules.values()), 420, every=5), {
+        # The 30 s daemon: up to a cycle, a probe hung to its 20 s timeout, probe.blind_after.
+        assert wait_for(lambda: all(expected <= f() for f in rules.values()), 300, every=5), {
             n: f() for n, f in rules.items()
         }
         time.sleep(30)  # and nothing else follows

@@ -1,0 +1,87 @@
+"""Every script in bench/ runs, in a smoke size, so none rots unseen (a bench nobody runs broke
+once: rules_eval.py stopped at a changed signature for weeks). Only that it ran and printed its
+figures: the figures themselves are read by people, beside the baseline each prints, never
+asserted as timings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+# Each script's smallest size that still runs every part of it.
+SMOKE: dict[str, list[str]] = {
+    "alert_latency.py": ["--alerts", "5"],
+    "rbd_parse.py": ["--images", "50"],
+    "rules_eval.py": ["--volumes", "50", "--changes", "20"],
+    "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
+    "watch_scale.py": ["--volumes", "50", "--events", "200"],
+    # One failover and failback of one volume at a 10 s probe; no site loss, and no forced
+    # promotion (it would leave the lab split-brained for the drill tests after it).
+    "failover_drill.py": [
+        "--cycles",
+        "1",
+        "--images",
+        "1",
+        "--intervals",
+        "10",
+        "--no-site-loss",
+        "--no-forced",
+    ],
+}
+WITH_DB = {"report_scale.py", "watch_scale.py"}
+
+
+def test_every_bench_has_a_smoke_size() -> None:
+    assert {p.name for p in BENCH.glob("*.py")} == set(SMOKE)
+
+
+def _run(script: str, args: list[str], env: dict[str, str], timeout: float) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+        cwd=BENCH.parent,
+    )
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    assert re.search(r"\d", done.stdout), done.stdout
+    print(done.stdout)
+    return done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(set(SMOKE) - WITH_DB - {"failover_drill.py"}))
+def test_bench_runs(script: str) -> None:
+    _run(script, SMOKE[script], {}, 300)
+
+
+@pytest.mark.parametrize("script", sorted(WITH_DB))
+def test_bench_runs_on_sqlite(script: str) -> None:
+    _run(script, [*SMOKE[script], "--db", "sqlite"], {}, 300)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("script", sorted(WITH_DB))
+def test_bench_runs_on_postgresql(script: str, pg_schemas: Callable[[], str]) -> None:
+    # pg_schemas only for its check that the server answers: each bench makes its own schema.
+    _run(script, [*SMOKE[script], "--db", "postgresql"], {}, 300)
+
+
+@pytest.mark.ceph
+@pytest.mark.timeout(600)
+def test_bench_failover_drill_runs_on_the_lab() -> None:
+    lab = Path(os.environ.get("AUDITD_CEPH_LAB", "/tmp/auditd-ceph-lab"))
+    if not (lab / ".up").exists():
+        if os.environ.get("AUDITD_REQUIRE_CEPH") == "1":
+            pytest.fail(f"the Ceph lab is required but not up in {lab}")
+        pytest.skip(f"no Ceph lab in {lab} (scripts/ceph-lab.sh up)")
+    out = _run("failover_drill.py", SMOKE["failover_drill.py"], {}, 600)
+    assert "baseline: real switch duration" in out
