@@ -139,6 +139,26 @@ def _emit(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+_CHECK_EPILOG = """\
+exit status:
+  0  every volume judged, nothing violated
+  1  violations found
+  2  bad config
+  3  could not see everything (a cluster that does not answer, a kind that cannot be
+     listed, a failing probe): never a pass
+  4  a switch is in progress (both images demoted, records catching up with a role
+     change, a DRPC in a progression): what it makes transient is not judged
+
+One look cannot apply for-durations (nothing has lasted yet): each finding is reported as
+it stands (a PVC on the image's secondary at once, lag against the RPO as it is now).
+
+examples:
+  auditd check -c auditd.toml
+  auditd check -c auditd.toml --namespace payments -o json
+  auditd check -c auditd.toml -o junit --output-file auditd-check.xml
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditd",
@@ -208,6 +228,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         metavar="N",
         help="at most N incidents and the last N transitions of the timeline (default: 1000)",
+    )
+    p.add_argument("--output-file", type=Path, metavar="FILE", help="write here, not stdout")
+
+    p = sub.add_parser(
+        "check",
+        help="one look now: can each volume fail over? (exit 0 ok, 1 violated, 3 not seen)",
+        description="One look at every configured cluster (each kind listed once) and Ceph "
+        "site (each pool's mirror status probed once), judged by the daemon's own rules: each "
+        "volume's verdicts with their evidence, and the commands to verify them by hand with "
+        "the real names filled in. No daemon and no database needed: for a CI pipeline after "
+        "a deploy, a cron job, or a DR runbook right before failing over.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config(p, required=True)
+    p.add_argument("--pair", help="only this DR pair")
+    p.add_argument("--namespace", help="only volumes whose PVC is in this namespace")
+    _add_output(
+        p,
+        ("table", "json", "junit"),
+        "table (people), json (scripts), junit (CI: one test case per volume and rule); "
+        "default: table",
     )
     p.add_argument("--output-file", type=Path, metavar="FILE", help="write here, not stdout")
 
@@ -410,6 +452,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"auditd: --db-wait: {e}", file=sys.stderr)
             return EXIT_USAGE
         return _run(config, args.dry_run, db_wait)
+    if args.command == "check":
+        return _check(load_config(args.config), args)
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
@@ -436,6 +480,26 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "silence":
         return _silence(url, args)
     raise AssertionError(args.command)
+
+
+def _check(config: Config, args: argparse.Namespace) -> int:
+    logs.configure("WARNING", config.log_format)
+    from auditd.check import judge, look, output
+    from auditd.rules.engine import configured_rules
+
+    configured_rules(config)  # unknown rule ids are config errors here too
+    pairs = [p.name for p in config.pairs]
+    if args.pair is not None and args.pair not in pairs:
+        raise ConfigError("--pair", f"no pair {args.pair!r} (configured: {', '.join(pairs)})")
+    result = judge.judge(config, look.look(config), args.pair, args.namespace)
+    render = {"table": output.to_table, "json": output.to_json, "junit": output.to_junit}
+    text = render[args.format](result)
+    if args.output_file is not None:
+        args.output_file.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output_file}: {output.EXIT_MEANING[result.exit_code]}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return result.exit_code
 
 
 def _config_check(path: Path) -> int:

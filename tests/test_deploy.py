@@ -51,7 +51,7 @@ def render(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("target", [*(f"overlays/{o}" for o in OVERLAYS), "watched-cluster",
-                                    "monitoring"])  # fmt: skip
+                                    "monitoring", "check"])  # fmt: skip
 def test_every_rendered_manifest_validates_strictly(target: str) -> None:
     import kubernetes_validate
 
@@ -125,6 +125,26 @@ def test_overlay_shape_secrets_and_the_rendered_config(
     )
     assert main(["config", "check", "-c", str(config)]) == 0, capsys.readouterr().err
     assert "xoxb-test" not in capsys.readouterr().out
+
+
+def test_the_scheduled_check_runs_the_same_image_with_the_same_read_only_access() -> None:
+    """deploy/check: `auditd check` hourly with the deployment's config, kubeconfig and Ceph
+    keys, read-only; no database and no Slack token (one look records nothing, sends
+    nothing); a failed check is not retried (its exit code is the finding)."""
+    base = {d["kind"]: d for d in render(DEPLOY / "overlays" / "sqlite-single")}
+    (cron,) = _by_kind(render(DEPLOY / "check"), "CronJob")
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    (daemon,) = base["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "check" and job["backoffLimit"] == 0
+    assert container["image"] == daemon["image"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"config", "kubeconfig", "ceph", "tmp"}
+    assert all(m.get("readOnly") for n, m in mounts.items() if n != "tmp")
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "auditd-config"
 
 
 def test_watched_cluster_rbac_is_read_only_and_exec_is_opt_in() -> None:

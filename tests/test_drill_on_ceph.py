@@ -283,6 +283,58 @@ def test_a_probe_key_that_cannot_read_is_a_blind_spot_never_healthy(
         drill.stop()
 
 
+@pytest.mark.timeout(600)
+def test_check_on_the_lab_passes_a_steady_pair_and_says_switching_mid_switch(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`auditd check` on real Ceph: the steady pair is 0; with the image demoted on both
+    sites (a planned switch between its demote and its promote) it is 4, never 1."""
+    import sys
+
+    from auditd.sim.world import pair_config_toml
+
+    drill = Drill(lab, tmp_path, intervals=(10,))  # its fake clusters only; no daemon
+    try:
+        drill._volume("dr1", create=True)
+        cfg = tmp_path / "check.toml"
+        cfg.write_text(
+            pair_config_toml(
+                drill.kubeconfig,
+                f"sqlite:///{tmp_path / 'never.db'}",
+                pools=(POOL,),
+                ceph={c: lab.auditd_ceph(c) for c in ("dr1", "dr2")},
+            )
+        )
+
+        def check() -> tuple[int, float, str]:
+            began = time.monotonic()
+            r = subprocess.run(
+                [sys.executable, "-m", "auditd", "check", "-c", str(cfg)],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            return r.returncode, time.monotonic() - began, r.stdout + r.stderr
+
+        code, took, out = check()
+        assert code == 0, out
+        print(f"auditd check on the lab: {took:.1f}s, exit {code}")
+        lab.rbd("dr1", "mirror", "image", "demote", f"{POOL}/{IMAGE}")
+        seen: list[tuple[int, str]] = []
+
+        def switching() -> bool:
+            code, _, out = check()
+            seen.append((code, out))
+            return code == 4
+
+        # 0 while dr1's record still says primary, then 4 once both records say non-primary.
+        assert wait_for(switching, 90, every=3), seen[-1][1]
+        bad = [out for code, out in seen if code not in (0, 4)]
+        assert not bad, "\n".join(bad)
+    finally:
+        lab.promote("dr1")
+        lab.wait_steady("dr1")
+        drill.stop()
+
+
 @pytest.mark.timeout(900)
 def test_forced_promotion_is_split_brain_within_two_cycles(lab: Lab, tmp_path: Path) -> None:
     drill = Drill(lab, tmp_path, intervals=(10,))

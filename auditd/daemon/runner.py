@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.clock import SYSTEM, Clock
-from auditd.config import ClusterConfig, Config, ConfigError, redact_url
+from auditd.config import Config, ConfigError, redact_url
 from auditd.daemon.heartbeat import Heartbeat
 from auditd.daemon.ingest import Ingestor
 from auditd.daemon.items import Downtime, HealthReport, Tick
@@ -42,12 +41,12 @@ from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
-from auditd.sources.kube.client import ClusterUnavailable, api_client, api_client_for
+from auditd.sources.kube.client import ClusterUnavailable, api_client
 from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
-from auditd.sources.rbd.transport import DirectTransport, ExecTransport, Transport
+from auditd.sources.rbd.transport import transport_for
 from auditd.store.db import make_engine, session_factory
 from auditd.store.errors import database_down
 from auditd.store.load import load_state
@@ -81,22 +80,6 @@ def _scheduler_now() -> datetime:
     """APScheduler runs on the wall clock whatever auditd's clock says: "run this job now" must
     be said in its terms. Never an audit time."""
     return datetime.now(UTC)  # noqa: TID251
-
-
-def probe_transport(cluster: ClusterConfig) -> Transport:
-    ceph = cluster.ceph
-    assert ceph is not None
-    if ceph.transport == "exec":
-        clients: list[Any] = []
-
-        def api() -> Any:  # one client per cluster, made on first use, kept
-            if not clients:
-                clients.append(api_client_for(cluster))
-            return clients[0]
-
-        return ExecTransport(api, ceph.namespace, ceph.toolbox_selector, ceph.container)
-    assert ceph.conf is not None
-    return DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -425,7 +408,7 @@ class Daemon:
                 cluster = cfg.cluster(name)
                 if cluster.ceph is None:
                     continue
-                transport = probe_transport(cluster)
+                transport = transport_for(cluster)
                 for pool in pair.pools:
                     prober = PoolProber(
                         name,

@@ -120,8 +120,12 @@ class RuleEngine:
         also: Iterable[VolumeId] = (),
         lag_only: Iterable[VolumeId] = (),
         appeared: Mapping[ObjectKey, datetime] | None = None,
+        switching: frozenset[VolumeId] = frozenset(),
     ) -> dict[tuple[str, str], Verdict]:
         """Verdicts for every subject the touched keys (and ``also`` volumes) affect, only those.
+
+        ``switching``: volumes known to be mid-switch with no window open, as one look tells
+        (`auditd check`): what a pool's summary may reflect, as for volumes in a window.
 
         ``lag_only`` volumes only had their lag refreshed by a probe (nothing else about them
         changed): only the lag rules look at them. At 10,000 volumes that is most of every
@@ -153,7 +157,7 @@ class RuleEngine:
         volumes = sorted(
             self.correlator.update(inventory, keys) | set(also) | (self._unsettled & refreshed)
         )
-        verdicts = self._evaluate(inventory, keys, volumes, now, self.rules.values())
+        verdicts = self._evaluate(inventory, keys, volumes, now, self.rules.values(), switching)
         lagging = sorted(refreshed - set(volumes))
         if lagging:
             lag_rules = [r for r in self.rules.values() if r.id in LAG_RULES]
@@ -167,6 +171,7 @@ class RuleEngine:
         volumes: list[VolumeId],
         now: datetime,
         rules: Iterable[Rule],
+        switching: frozenset[VolumeId] = frozenset(),
         observe: bool = True,
     ) -> dict[tuple[str, str], Verdict]:
         views = tuple(self.correlator.view(inventory, v) for v in volumes)
@@ -198,7 +203,7 @@ class RuleEngine:
             self._probed_at,
             self._appeared,
             peer_lost,
-            frozenset(v for v, e in self.windows.open.items() if e.switching),
+            switching | frozenset(v for v, e in self.windows.open.items() if e.switching),
             lambda key: self.correlator.peer_claim_volume(inventory, key),
         )
         if observe:

@@ -4,7 +4,8 @@
 
 The directory of the ceph.conf is the site's state: ``site`` holds the site name (site-a),
 ``scenario`` the capture scenario to replay (healthy, failover-1-demoted-site-a, ...) or a
-fault (garbage, timeout, auth, no-pool), and ``fixtures`` the captures' root directory.
+fault (garbage, timeout, auth, no-pool), ``fixtures`` the captures' root directory, and
+``retime`` (optional) how many seconds old the newest record should look.
 The real `direct` transport runs it exactly as it runs `rbd`.
 """
 
@@ -59,10 +60,23 @@ def main(argv: list[str]) -> int:
         fixtures / "healthy" / f"{site}-{name}",
     ):
         if candidate.exists():
-            sys.stdout.write(candidate.read_text())
+            sys.stdout.write(_retimed(candidate.read_text(), _read(state / "retime")))
             return 0
     sys.stderr.write(f"fakerbd: no capture {scenario}/{site}-{name}\n")
     return 2
+
+
+def _retimed(text: str, seconds_ago: str) -> str:
+    """With a ``retime`` file (seconds): the capture as if its newest record was written that
+    long before now (auditd's clock), so that a one-shot look judges it as current."""
+    if not seconds_ago:
+        return text
+    from datetime import timedelta
+
+    from auditd.clock import SYSTEM
+    from auditd.sim.captures import retime
+
+    return retime(text, SYSTEM.now() - timedelta(seconds=float(seconds_ago)))
 
 
 if __name__ == "__main__":

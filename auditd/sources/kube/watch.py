@@ -211,6 +211,28 @@ class ListWatcher:
                 self._fail(f"internal: {type(e).__name__}")
         self.health.mark_disconnected()
 
+    def list_once(self) -> str | None:
+        """One complete list and no watch (`auditd check`): the events go to ``emit``, and the
+        stream health says what happened. Returns None when the kind was listed or is not
+        served (an absent CRD: its objects cannot exist), else why it could not be seen."""
+        try:
+            if self._api is None:
+                self._api = api_client_for(self.cluster)
+            if self.kind.group and not self._served():
+                self.health.mark_absent()
+                return None
+            self._list()
+            return None
+        except ClusterUnavailable as e:
+            why = f"cluster unavailable: {e}"
+        except (_Relist, _Resume) as e:
+            why = str(e)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            why = f"connection: {type(e).__name__}: {_short(e)}"
+        self.health.mark_disconnected()
+        self.health.mark_error(why)
+        return why
+
     def _served(self) -> bool:
         """Discovery: does this cluster serve the kind's group/version and plural?"""
         resp = self._get(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from auditd.config import ClusterConfig
 from auditd.logs import scrub
 from auditd.sources.text import storable
 
@@ -192,3 +193,22 @@ class ExecTransport:
             err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err),
             time.monotonic() - start,
         )
+
+
+def transport_for(cluster: ClusterConfig) -> Transport:
+    """How `rbd` reaches this cluster's Ceph, as configured (its ``ceph`` section)."""
+    ceph = cluster.ceph
+    assert ceph is not None
+    if ceph.transport == "exec":
+        clients: list[Any] = []
+
+        def api() -> Any:  # one client per cluster, made on first use, kept
+            from auditd.sources.kube.client import api_client_for
+
+            if not clients:
+                clients.append(api_client_for(cluster))
+            return clients[0]
+
+        return ExecTransport(api, ceph.namespace, ceph.toolbox_selector, ceph.container)
+    assert ceph.conf is not None
+    return DirectTransport(ceph.conf, ceph.user, ceph.keyring, ceph.rbd_command)

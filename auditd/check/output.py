@@ -1,0 +1,123 @@
+"""`auditd check` for people (a table), for scripts (json) and for CI systems (JUnit XML: one
+test case per volume and rule, so a pipeline shows each as passed, failed or skipped)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from auditd.check.judge import Check
+from auditd.report.render import table
+
+EXIT_MEANING = {
+    0: "all good: every volume judged, nothing violated",
+    1: "violations found",
+    3: "could not see everything: not a pass",
+    4: "a switch is in progress: what it makes transient is not judged",
+}
+NOTE = (
+    "One look: rules' for-durations do not apply (nothing has lasted yet); each finding is "
+    "reported as it stands."
+)
+
+
+def doc(check: Check) -> dict[str, Any]:
+    return {
+        "at": check.at,
+        "exit_code": check.exit_code,
+        "meaning": EXIT_MEANING[check.exit_code],
+        "note": NOTE,
+        "unseen": list(check.unseen),
+        "switching": list(check.switching),
+        "volumes": [
+            {
+                "volume": v,
+                "verdicts": [_row(r) for r in check.rows if r.volume == v and r.outcome != "ok"],
+                "ok": sorted({r.rule for r in check.rows if r.volume == v and r.outcome == "ok"}),
+                "verify_by_hand": list(check.commands.get(v, ())),
+            }
+            for v in check.volumes
+        ],
+        "other": [_row(r) for r in check.rows if r.volume not in check.commands],
+    }
+
+
+def _row(r: Any) -> dict[str, Any]:
+    d = asdict(r)
+    d["verify"] = list(r.verify)
+    return d
+
+
+def to_json(check: Check) -> str:
+    return json.dumps(doc(check), indent=2, default=str) + "\n"
+
+
+def to_table(check: Check) -> str:
+    lines = [f"auditd check at {check.at}: {EXIT_MEANING[check.exit_code]}", NOTE, ""]
+    if check.unseen:
+        lines += ["COULD NOT SEE", *(f"  {u}" for u in check.unseen), ""]
+    rows = [
+        [r.volume, r.rule, r.outcome.upper(), r.severity, r.summary]
+        for r in check.rows
+        if r.outcome != "ok"
+    ]
+    per_volume = {
+        v: sum(1 for r in check.rows if r.volume == v and r.outcome == "ok") for v in check.volumes
+    }
+    clean = [
+        v for v in check.volumes if all(r.outcome == "ok" for r in check.rows if r.volume == v)
+    ]
+    if rows:
+        lines += [table(["VOLUME", "RULE", "VERDICT", "SEVERITY", "SUMMARY"], rows), ""]
+        for r in check.rows:
+            if r.outcome in ("violated", "switching") and r.verify:
+                lines.append(f"verify {r.rule} {r.subject}:")
+                lines += [f"  {c}" for c in r.verify]
+        lines.append("")
+    lines.append(
+        f"{len(check.volumes)} volume(s): {len(clean)} with every rule ok"
+        + (f" ({sum(per_volume.values())} verdicts ok)" if per_volume else "")
+    )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_junit(check: Check) -> str:
+    """One <testsuite> per volume (and one for what belongs to none), one <testcase> per rule:
+    violated is a failure, unknown an error (not seen is never a pass), switching skipped."""
+    suites = ET.Element("testsuites", name="auditd check", timestamp=check.at)
+    groups: dict[str, list[Any]] = {}
+    for r in check.rows:
+        groups.setdefault(r.volume, []).append(r)
+    for name, rows in sorted(groups.items()):
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=name,
+            tests=str(len(rows)),
+            failures=str(sum(r.outcome == "violated" for r in rows)),
+            errors=str(sum(r.outcome == "unknown" for r in rows)),
+            skipped=str(sum(r.outcome == "switching" for r in rows)),
+        )
+        for r in rows:
+            case = ET.SubElement(suite, "testcase", classname=name, name=f"{r.rule} {r.subject}")
+            detail = "\n".join([r.summary, *(f"verify: {c}" for c in r.verify)])
+            if r.outcome == "violated":
+                ET.SubElement(case, "failure", message=r.summary, type=r.severity).text = detail
+            elif r.outcome == "unknown":
+                ET.SubElement(case, "error", message="unknown: could not be seen").text = detail
+            elif r.outcome == "switching":
+                ET.SubElement(case, "skipped", message=f"switch in progress: {r.summary}")
+    if check.unseen:
+        suite = ET.SubElement(
+            suites, "testsuite", name="visibility", tests="1", errors="1", failures="0"
+        )
+        case = ET.SubElement(suite, "testcase", classname="visibility", name="everything seen")
+        ET.SubElement(case, "error", message="could not see everything").text = "\n".join(
+            check.unseen
+        )
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )

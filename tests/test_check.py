@@ -1,0 +1,161 @@
+"""`auditd check`: one look at both clusters (the real client against the fake API servers) and
+both Ceph sites (the real `direct` transport running the fake rbd on real captures, re-timed to
+now), judged by the daemon's own rules; exit code, table, json and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from rbd_site import Site
+
+from auditd.cli import main
+from auditd.sim import objects
+from auditd.sim.fakekube import FakeKubeAPI
+from auditd.sim.world import pair_config_toml
+from auditd.sources.kube.kinds import PV, PVC, VR
+
+IMAGE = "csi-vol-0001"  # the captures' image
+
+
+@pytest.fixture
+def pair(tmp_path: Path, clusters: dict[str, Any]) -> dict[str, Any]:
+    """dr1 primary with its PVC/PV/VR, dr2 the replica with nothing; both sites healthy."""
+    sites = {"dr1": Site(tmp_path, "site-a"), "dr2": Site(tmp_path, "site-b")}
+    for site in sites.values():
+        (site.dir / "retime").write_text("5")  # the capture, as if written 5 s ago
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(
+        pair_config_toml(
+            clusters["kubeconfig"],
+            f"sqlite:///{tmp_path / 'never-made.db'}",
+            pools=("replicapool",),
+            ceph={
+                name: {
+                    "conf": str(site.dir / "ceph.conf"),
+                    "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+                }
+                for name, site in sites.items()
+            },
+        )
+    )
+    dr1: FakeKubeAPI = clusters["dr1"]
+    dr1.create(PV, objects.pv("pv-1", "app", "data-1", IMAGE))
+    dr1.create(PVC, objects.pvc("data-1", "app", volume="pv-1"))
+    dr1.create(VR, objects.vr("data-1", "app", "data-1"))
+    return {"config": cfg, "sites": sites, **clusters, "db": tmp_path / "never-made.db"}
+
+
+def _check(pair: dict[str, Any], capsys: Any, *args: str) -> tuple[int, str]:
+    code = main(["check", "-c", str(pair["config"]), *args])
+    return code, capsys.readouterr().out
+
+
+def test_a_healthy_pair_passes_and_needs_no_database(pair: dict[str, Any], capsys: Any) -> None:
+    code, out = _check(pair, capsys)
+    assert code == 0, out
+    assert "all good" in out and "for-durations do not apply" in out
+    assert "1 volume(s): 1 with every rule ok" in out
+    assert not pair["db"].exists()
+    code, out = _check(pair, capsys, "-o", "json")
+    doc = json.loads(out)
+    assert doc["exit_code"] == 0 and doc["unseen"] == []
+    [volume] = doc["volumes"]
+    assert volume["volume"] == f"dr1-dr2/replicapool/{IMAGE}" and volume["verdicts"] == []
+    assert "split-brain" in volume["ok"]
+    by_hand = volume["verify_by_hand"]
+    assert "kubectl --context=dr2 -n app get pvc data-1  # should NOT exist" in by_hand
+    assert "kubectl --context=dr1 get pv pv-1  # should exist" in by_hand
+    assert f"rbd mirror image status replicapool/{IMAGE}  # on dr2's Ceph, up+replaying" in by_hand
+
+
+def test_a_pvc_on_the_secondary_is_a_violation_at_once_with_its_commands(
+    pair: dict[str, Any], capsys: Any
+) -> None:
+    pair["dr2"].create(PVC, objects.pvc("data-1", "app", phase="Pending"))
+    code, out = _check(pair, capsys)
+    assert code == 1, out
+    assert "pvc-on-secondary" in out and "VIOLATED" in out
+    assert "kubectl --context dr2 -n app get pvc data-1 -o yaml" in out
+    assert f"rbd mirror image status replicapool/{IMAGE} (on both sites)" in out
+    assert "1 volume(s): 0 with every rule ok" in out  # the stray PVC is the volume's
+    report = pair["config"].parent / "check.xml"
+    code, _ = _check(pair, capsys, "-o", "junit", "--output-file", str(report))
+    assert code == 1
+    root = ET.fromstring(report.read_text())
+    failures = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
+    assert "pvc-on-secondary dr2/PersistentVolumeClaim/app/data-1" in failures
+    passed = [c for c in root.iter("testcase") if len(c) == 0]
+    assert passed, "the rules that hold are test cases too"
+
+
+def test_a_cluster_that_does_not_answer_is_never_a_pass(pair: dict[str, Any], capsys: Any) -> None:
+    pair["dr2"].stop()
+    code, out = _check(pair, capsys, "-o", "json")
+    doc = json.loads(out)
+    assert code == 3, out
+    assert any(u.startswith("dr2") for u in doc["unseen"])
+
+
+def test_a_probe_that_fails_is_never_a_pass(pair: dict[str, Any], capsys: Any) -> None:
+    pair["sites"]["dr2"].scenario("auth")
+    code, out = _check(pair, capsys)
+    assert code == 3, out
+    assert "COULD NOT SEE" in out and "dr2 pool replicapool: probe failed" in out
+    assert "Permission denied" in out or "auth" in out
+
+
+def test_both_sites_demoted_is_a_switch_in_progress_not_a_violation(
+    pair: dict[str, Any], capsys: Any
+) -> None:
+    for site in pair["sites"].values():
+        site.scenario("failover-1-demoted-site-a")
+    code, out = _check(pair, capsys, "-o", "json")
+    doc = json.loads(out)
+    assert code == 4, out
+    assert doc["switching"] == [f"dr1-dr2/replicapool/{IMAGE}"]
+    assert all(v["outcome"] != "violated" for vol in doc["volumes"] for v in vol["verdicts"])
+
+
+def test_filters_and_a_bad_config(pair: dict[str, Any], capsys: Any, tmp_path: Path) -> None:
+    pair["dr2"].create(PVC, objects.pvc("stray", "other", phase="Pending"))
+    code, out = _check(pair, capsys, "--namespace", "app", "-o", "json")
+    assert "stray" not in out
+    code, out = _check(pair, capsys, "--pair", "nope")
+    assert code == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("clusters = 3\n")
+    assert main(["check", "-c", str(bad)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "rule", "subject"),
+    [
+        (
+            PV,
+            objects.pv("pv-1", "app", "data-1", IMAGE),
+            "pv-on-secondary",
+            "PersistentVolume/pv-1",
+        ),
+        (
+            VR,
+            objects.vr("data-1", "app", "data-1"),
+            "vr-on-secondary",
+            "VolumeReplication/app/data-1",
+        ),
+    ],
+)
+def test_each_of_the_seeds_should_not_exist_on_dr2_fails_naming_the_object(
+    pair: dict[str, Any], capsys: Any, kind: Any, obj: dict[str, Any], rule: str, subject: str
+) -> None:
+    """The seed's step 8: what SHOULD NOT exist on DR2, each case its own rule and object."""
+    pair["dr2"].create(kind, obj)
+    code, out = _check(pair, capsys, "-o", "json")
+    assert code == 1, out
+    [volume] = json.loads(out)["volumes"]
+    violated = {(v["rule"], v["subject"]) for v in volume["verdicts"] if v["outcome"] == "violated"}
+    assert (rule, f"dr2/{subject}") in violated, violated
