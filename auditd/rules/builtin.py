@@ -1,4 +1,6 @@
-"""The built-in rules. Each is a pure function of the facts it is given.
+"""The built-in rules. Each is a pure function of the facts it is given, with its name,
+severity, for-duration, words and by-hand check right above it (`volume_rule`, `keys_rule`,
+`_on_secondary`); BUILTIN_RULES at the end is their order, nothing more.
 
 Roles come from the storage truth first (which side's image is primary, as the probes see it);
 the configured roles are the expectation, and decide only where the storage truth is not
@@ -21,6 +23,9 @@ from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
 
 # -------------------------------------------------------------------- helpers
+
+# The by-hand check most rules share (their `verify` line).
+_CHECK_IMAGE = "rbd mirror image status POOL/IMAGE (on both sites)"
 
 
 def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster: str) -> str | None:
@@ -106,12 +111,19 @@ def _side_evidence(ctx: RuleContext, view: VolumeView) -> dict[str, object]:
 
 
 def _on_secondary(
-    kind: str, attr: str, rule_id: str
-) -> Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]:
+    kind: str,
+    attr: str,
+    rule_id: str,
+    severity: Severity,
+    for_: timedelta,
+    summary: str,
+    description: str,
+    verify: str,
+) -> Rule:
+    """An object of ``kind`` (the sides' ``attr``) where its image is non-primary."""
     noun = {PVC: "PVC", PV: "PV", VR: "VolumeReplication"}[kind]
 
     def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-        rule = RULES[rule_id]
         out: dict[str, Verdict] = {}
 
         def judge(key: ObjectKey, view: VolumeView | None) -> Verdict:
@@ -162,7 +174,47 @@ def _on_secondary(
                     out[str(key)] = judge(key, view)
         return out
 
-    return evaluate
+    rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+    return rule
+
+
+pvc_on_secondary = _on_secondary(
+    PVC,
+    "pvc",
+    "pvc-on-secondary",
+    "warning",
+    timedelta(0),
+    "A PVC exists where the image is non-primary",
+    "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
+    "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
+    "collides with the real one on failover.",
+    f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {_CHECK_IMAGE}",
+)
+
+
+pv_on_secondary = _on_secondary(
+    PV,
+    "pv",
+    "pv-on-secondary",
+    "warning",
+    timedelta(0),
+    "A PV exists where the image is non-primary",
+    "A PV bound to the non-primary replica outside a DR window.",
+    f"kubectl --context CLUSTER get pv NAME -o yaml; {_CHECK_IMAGE}",
+)
+
+
+vr_on_secondary = _on_secondary(
+    VR,
+    "vr",
+    "vr-on-secondary",
+    "warning",
+    timedelta(0),
+    "A VolumeReplication exists where the image is non-primary",
+    "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
+    "during cleanup is expected and not flagged).",
+    f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {_CHECK_IMAGE}",
+)
 
 
 def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
@@ -187,16 +239,47 @@ def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
 # ------------------------------------------------------------ volume rules
 
 
-def _volume_rule(
-    judge: Callable[[RuleContext, VolumeView], Verdict],
-) -> Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]:
-    def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-        return {str(v.id): judge(ctx, v) for v in ctx.volumes}
+def volume_rule(
+    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+) -> Callable[[Callable[[Rule, RuleContext, VolumeView], Verdict]], Rule]:
+    """A rule judged per volume: its name, severity, for-duration and words beside its
+    function (as Prometheus' AlertingRule keeps them beside its Eval). The function is given
+    its own rule, to word its findings: no rule looks itself up by name."""
 
-    return evaluate
+    def wrap(judge: Callable[[Rule, RuleContext, VolumeView], Verdict]) -> Rule:
+        def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+            return {str(v.id): judge(rule, ctx, v) for v in ctx.volumes}
+
+        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+        return rule
+
+    return wrap
 
 
-def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
+def keys_rule(
+    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+) -> Callable[[Callable[[Rule, RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]], Rule]:
+    """A rule judged on the keys a change touched (a pool, a stream, a site's clock)."""
+
+    def wrap(judge: Callable[[Rule, RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]) -> Rule:
+        def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+            return judge(rule, ctx, keys)
+
+        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+        return rule
+
+    return wrap
+
+
+@volume_rule(
+    "k8s-objects-on-both",
+    "warning",
+    timedelta(minutes=2),
+    "A PVC or VR for the same image on both clusters",
+    "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
+    f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {_CHECK_IMAGE}",
+)
+def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if any(s.blind for s in view.sides):
         return UNKNOWN
     if view.in_transition or ctx.in_window(view):
@@ -210,7 +293,7 @@ def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
     if not both:
         return None
     return _finding(
-        RULES["k8s-objects-on-both"],
+        rule,
         str(view.id),
         f"{' and '.join(both)} for image {view.id.pool}/{view.id.image} exist on both {a.cluster} and {b.cluster}",
         None,
@@ -220,8 +303,16 @@ def _objects_on_both(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
-    rule = RULES["split-brain"]
+@volume_rule(
+    "split-brain",
+    "critical",
+    timedelta(0),
+    "Both sites think they are primary",
+    "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
+    "both VolumeReplications Primary. Writes on both sides diverge: one side's data will be discarded.",
+    f"{_CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+)
+def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if not view.confirmed:
         return UNKNOWN
     reasons = []
@@ -270,7 +361,15 @@ def _split_brain(ctx: RuleContext, view: VolumeView) -> Verdict:
     return None
 
 
-def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "secondary-not-replaying",
+    "warning",
+    timedelta(minutes=5),
+    "The secondary image is not up+replaying",
+    "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
+    f"{_CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+)
+def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
         return None
     primary = view.primary_cluster
@@ -285,7 +384,7 @@ def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
     if state == "up+replaying":
         return None
     return _finding(
-        RULES["secondary-not-replaying"],
+        rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} on {secondary.cluster} (secondary) is {state}, not up+replaying",
         secondary.cluster,
@@ -295,7 +394,15 @@ def _secondary_not_replaying(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "primary-not-stopped",
+    "warning",
+    timedelta(minutes=5),
+    "The primary image is not up+stopped",
+    "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
+    _CHECK_IMAGE,
+)
+def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
         return None
     primary = view.primary_cluster
@@ -306,7 +413,7 @@ def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
     if state == "up+stopped":
         return None
     return _finding(
-        RULES["primary-not-stopped"],
+        rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} on {primary} (primary) is {state}, not up+stopped",
         primary,
@@ -316,7 +423,15 @@ def _primary_not_stopped(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "image-missing-on-peer",
+    "critical",
+    timedelta(minutes=5),
+    "A mirrored image is not on the peer",
+    "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
+    "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
+)
+def image_missing_on_peer(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = view.primary_cluster
     if primary is None:
         return UNKNOWN if not view.storage_known else None
@@ -326,7 +441,7 @@ def _image_missing_on_peer(ctx: RuleContext, view: VolumeView) -> Verdict:
     if peer.image is not None:
         return None
     return _finding(
-        RULES["image-missing-on-peer"],
+        rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is primary on {primary} but not listed on {peer.cluster}",
         peer.cluster,
@@ -365,8 +480,18 @@ def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -
         return None
 
 
-def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
-    rule = RULES["rpo-exceeded"]
+@volume_rule(
+    "rpo-exceeded",
+    "warning",
+    timedelta(0),
+    "Replication lag is past the RPO",
+    "Storage-truth lag: now minus the last snapshot the secondary has synced. Warning past 2x the "
+    "VolumeReplicationClass schedulingInterval, critical past 3x (like Ramen's "
+    "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
+    "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
+    "rbd mirror snapshot schedule status --pool POOL",
+)
+def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
         # Mid-switch the "secondary" is about to be primary (a planned switch syncs it with
         # the demotion snapshot) or just demoted, its record not yet carrying snapshot times:
@@ -420,8 +545,16 @@ def _rpo_exceeded(ctx: RuleContext, view: VolumeView) -> Verdict:
     return replace(finding, severity=level)
 
 
-def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
-    rule = RULES["lag-disagreement"]
+@volume_rule(
+    "lag-disagreement",
+    "warning",
+    timedelta(minutes=15),
+    "VolumeReplication and Ceph disagree on the last sync",
+    "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
+    "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
+    "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
+)
+def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
         return UNKNOWN  # as rpo-exceeded: lag means nothing mid-switch
     pv = _primary_vr(ctx, view)
@@ -466,7 +599,16 @@ def _lag_disagreement(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "vr-degraded",
+    "warning",
+    timedelta(minutes=5),
+    "The primary's VolumeReplication is Degraded or not Completed",
+    "Degraded=True or Completed=False on the VR where the image is primary. A secondary VR is "
+    "Degraded while it resyncs: that is not flagged.",
+    "kubectl -n NAMESPACE get volumereplication NAME -o yaml (status.conditions)",
+)
+def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     # Only the primary's VR: a healthy secondary is Degraded=True while it resyncs.
     pv = _primary_vr(ctx, view)
     if pv is None:
@@ -482,7 +624,7 @@ def _vr_degraded(ctx: RuleContext, view: VolumeView) -> Verdict:
         w for w, on in (("Degraded", degraded), ("not Completed", incomplete)) if on
     )
     return _finding(
-        RULES["vr-degraded"],
+        rule,
         str(view.id),
         f"VolumeReplication {side.vr.namespace}/{side.vr.name} on {side.cluster} (primary) is {what}"
         if side.vr
@@ -504,8 +646,16 @@ def _awaiting_evidence(ctx: RuleContext, view: VolumeView) -> bool:
     )
 
 
-def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
-    rule = RULES["unprotected-volume"]
+@volume_rule(
+    "unprotected-volume",
+    "warning",
+    timedelta(minutes=5),
+    "A mirrored volume has no VolumeReplication on its primary",
+    "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
+    "it: promotion and demotion will not be driven for it on failover.",
+    "kubectl -n NAMESPACE get volumereplication; rbd mirror image status POOL/IMAGE",
+)
+def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = _judged_primary(ctx, view)
     if primary is None:
         # Never mirrored at all: no site lists the image. A PVC of a storage class the pair
@@ -555,7 +705,18 @@ def _unprotected_volume(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "image-not-mirrored",
+    "critical",
+    timedelta(minutes=2),
+    "A protected volume's image is not mirrored at all",
+    "A Bound PVC with a VolumeReplication uses an image that neither site's mirror status lists: "
+    "the image was deleted or its mirroring disabled, so there is no replica. (A 2-minute "
+    "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
+    "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
+    "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
+)
+def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     """A live, protected volume whose image is in neither site's mirror status: deleted, or
     mirroring disabled. The loss DR exists to prevent, and no other rule sees it (there is no
     primary image left to compare with)."""
@@ -579,7 +740,7 @@ def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
         if vr.facts.get("replicationState") == "secondary":
             continue
         return _finding(
-            RULES["image-not-mirrored"],
+            rule,
             str(view.id),
             f"{view.id.pool}/{view.id.image} under PVC {side.pvc.namespace}/{side.pvc.name} on "
             f"{side.cluster} is not mirrored on either site (image deleted or mirroring disabled): "
@@ -594,7 +755,17 @@ def _image_not_mirrored(ctx: RuleContext, view: VolumeView) -> Verdict:
     return None
 
 
-def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "dr-window-overrun",
+    "critical",
+    timedelta(0),
+    "A failover or relocate is taking too long",
+    "A DR window (both sides demoted, or the primary's VR asking for secondary) has been open "
+    "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
+    "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
+    "rbd mirror image promote POOL/IMAGE on the intended primary",
+)
+def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     episode = ctx.windows.get(view.id)
     if episode is None or ctx.now is None:
         return None
@@ -604,7 +775,7 @@ def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
     if took <= deadline:
         return None
     return _finding(
-        RULES["dr-window-overrun"],
+        rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image}: a failover/relocate from {episode.from_cluster or '?'} has been "
         f"in progress for {durations.human(took)}, past its {durations.human(deadline)} deadline",
@@ -618,7 +789,20 @@ def _dr_window_overrun(ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
-def _old_primary_not_fenced(ctx: RuleContext, view: VolumeView) -> Verdict:
+@volume_rule(
+    "old-primary-not-fenced",
+    "warning",
+    timedelta(0),
+    "A failover left the unreachable old primary un-fenced",
+    "The survivor was promoted while the old primary's site could not be seen (a lost site, "
+    "a forced failover). The old side's image and PVC/PV/VR were primary when last seen: if it "
+    "returns as it was, both sides write (split brain). Resolved when the old side is seen "
+    "demoted by a record written after the failover, its PVC/PV deleted and its VR secondary.",
+    "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
+    "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
+    "(spec.clusterFence)",
+)
+def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     """A failover done while the old primary was unreachable leaves it primary, with its PVC,
     PV and VR, wherever it is: the day it comes back un-fenced, both sides write. One finding
     per volume until the old side is seen demoted (by a record written after the failover)
@@ -644,7 +828,7 @@ def _old_primary_not_fenced(ctx: RuleContext, view: VolumeView) -> Verdict:
         steps.append(f"{ctx_} delete pv {old.pv.name}")
     seen = "unreachable" if not old.storage_known else "still primary or not cleaned up"
     return _finding(
-        RULES["old-primary-not-fenced"],
+        rule,
         str(view.id),
         f"{image} failed over to {new.cluster} while {old.cluster} was unreachable: "
         f"{old.cluster}'s image and objects were primary when last seen ({seen}); fence, demote "
@@ -662,8 +846,16 @@ def _old_primary_not_fenced(ctx: RuleContext, view: VolumeView) -> Verdict:
 # -------------------------------------------------------------- pool rules
 
 
-def _pool_unhealthy(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-    rule = RULES["pool-mirroring-unhealthy"]
+@keys_rule(
+    "pool-mirroring-unhealthy",
+    "warning",
+    timedelta(minutes=2),
+    "Pool mirroring health is not OK",
+    "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
+    "daemon health other than OK: rbd-mirror is down or images are in error.",
+    "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
+)
+def pool_unhealthy(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
     for key in keys:
         if key.kind not in (RBD_POOL, CEPH_BLOCK_POOL.kind):
@@ -721,8 +913,19 @@ def _explained_by_switches(ctx: RuleContext, pool: ObjectKey) -> bool:
     )
 
 
-def _ceph_clock_skew(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-    rule = RULES["ceph-clock-skew"]
+@keys_rule(
+    "ceph-clock-skew",
+    "warning",
+    timedelta(minutes=5),
+    "A Ceph site's clock disagrees with auditd's",
+    "The times a site's rbd-mirror writes in its mirror status are further from auditd's clock "
+    "than one rewrite period explains. auditd moves that site's times onto its own clock (so "
+    "lag, staleness and switches are still judged right), but csi-addons, Ramen and the "
+    "snapshot schedules use the site's clock as it is.",
+    "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
+    "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
+)
+def ceph_clock_skew(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
     for key in keys:
         if key.kind != RBD_POOL:
@@ -770,7 +973,16 @@ def failing_probes(ctx: RuleContext, cluster: str) -> list[tuple[str, str, datet
     return out
 
 
-def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+@keys_rule(
+    "audit-blind-spot",
+    "critical",
+    timedelta(0),
+    "auditd cannot see a cluster",
+    "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
+    "nothing on that cluster is audited: unknown is not healthy.",
+    "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
+)
+def audit_blind_spot(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     """A watch stream blind, or a Ceph probe failing: either way that cluster's DR state is
     not known, and nobody must read the silence as healthy."""
     out: dict[str, Verdict] = {}
@@ -798,7 +1010,7 @@ def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, 
                 )
             )
         out[subject] = _finding(
-            RULES["audit-blind-spot"],
+            rule,
             subject,
             f"auditd cannot {' or '.join(what)} on {cluster}: its DR state there is unknown",
             cluster,
@@ -814,197 +1026,25 @@ def _audit_blind_spot(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, 
 # -------------------------------------------------------------- the catalogue
 
 
-_CHECK_IMAGE = "rbd mirror image status POOL/IMAGE (on both sites)"
 BUILTIN_RULES: tuple[Rule, ...] = (
-    Rule(
-        "pvc-on-secondary",
-        "warning",
-        timedelta(0),
-        "A PVC exists where the image is non-primary",
-        "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
-        "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
-        "collides with the real one on failover.",
-        f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {_CHECK_IMAGE}",
-        _on_secondary(PVC, "pvc", "pvc-on-secondary"),
-    ),
-    Rule(
-        "pv-on-secondary",
-        "warning",
-        timedelta(0),
-        "A PV exists where the image is non-primary",
-        "A PV bound to the non-primary replica outside a DR window.",
-        f"kubectl --context CLUSTER get pv NAME -o yaml; {_CHECK_IMAGE}",
-        _on_secondary(PV, "pv", "pv-on-secondary"),
-    ),
-    Rule(
-        "vr-on-secondary",
-        "warning",
-        timedelta(0),
-        "A VolumeReplication exists where the image is non-primary",
-        "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
-        "during cleanup is expected and not flagged).",
-        f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {_CHECK_IMAGE}",
-        _on_secondary(VR, "vr", "vr-on-secondary"),
-    ),
-    Rule(
-        "k8s-objects-on-both",
-        "warning",
-        timedelta(minutes=2),
-        "A PVC or VR for the same image on both clusters",
-        "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
-        f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {_CHECK_IMAGE}",
-        _volume_rule(_objects_on_both),
-    ),
-    Rule(
-        "split-brain",
-        "critical",
-        timedelta(0),
-        "Both sites think they are primary",
-        "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
-        "both VolumeReplications Primary. Writes on both sides diverge: one side's data will be discarded.",
-        f"{_CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
-        _volume_rule(_split_brain),
-    ),
-    Rule(
-        "secondary-not-replaying",
-        "warning",
-        timedelta(minutes=5),
-        "The secondary image is not up+replaying",
-        "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
-        f"{_CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
-        _volume_rule(_secondary_not_replaying),
-    ),
-    Rule(
-        "primary-not-stopped",
-        "warning",
-        timedelta(minutes=5),
-        "The primary image is not up+stopped",
-        "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
-        _CHECK_IMAGE,
-        _volume_rule(_primary_not_stopped),
-    ),
-    Rule(
-        "image-missing-on-peer",
-        "critical",
-        timedelta(minutes=5),
-        "A mirrored image is not on the peer",
-        "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
-        "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
-        _volume_rule(_image_missing_on_peer),
-    ),
-    Rule(
-        "image-not-mirrored",
-        "critical",
-        timedelta(minutes=2),
-        "A protected volume's image is not mirrored at all",
-        "A Bound PVC with a VolumeReplication uses an image that neither site's mirror status lists: "
-        "the image was deleted or its mirroring disabled, so there is no replica. (A 2-minute "
-        "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
-        "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
-        "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
-        _volume_rule(_image_not_mirrored),
-    ),
-    Rule(
-        "rpo-exceeded",
-        "warning",
-        timedelta(0),
-        "Replication lag is past the RPO",
-        "Storage-truth lag: now minus the last snapshot the secondary has synced. Warning past 2x the "
-        "VolumeReplicationClass schedulingInterval, critical past 3x (like Ramen's "
-        "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
-        "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
-        "rbd mirror snapshot schedule status --pool POOL",
-        _volume_rule(_rpo_exceeded),
-    ),
-    Rule(
-        "lag-disagreement",
-        "warning",
-        timedelta(minutes=15),
-        "VolumeReplication and Ceph disagree on the last sync",
-        "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
-        "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
-        "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
-        _volume_rule(_lag_disagreement),
-    ),
-    Rule(
-        "vr-degraded",
-        "warning",
-        timedelta(minutes=5),
-        "The primary's VolumeReplication is Degraded or not Completed",
-        "Degraded=True or Completed=False on the VR where the image is primary. A secondary VR is "
-        "Degraded while it resyncs: that is not flagged.",
-        "kubectl -n NAMESPACE get volumereplication NAME -o yaml (status.conditions)",
-        _volume_rule(_vr_degraded),
-    ),
-    Rule(
-        "unprotected-volume",
-        "warning",
-        timedelta(minutes=5),
-        "A mirrored volume has no VolumeReplication on its primary",
-        "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
-        "it: promotion and demotion will not be driven for it on failover.",
-        "kubectl -n NAMESPACE get volumereplication; rbd mirror image status POOL/IMAGE",
-        _volume_rule(_unprotected_volume),
-    ),
-    Rule(
-        "dr-window-overrun",
-        "critical",
-        timedelta(0),
-        "A failover or relocate is taking too long",
-        "A DR window (both sides demoted, or the primary's VR asking for secondary) has been open "
-        "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
-        "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
-        "rbd mirror image promote POOL/IMAGE on the intended primary",
-        _volume_rule(_dr_window_overrun),
-    ),
-    Rule(
-        "old-primary-not-fenced",
-        "warning",
-        timedelta(0),
-        "A failover left the unreachable old primary un-fenced",
-        "The survivor was promoted while the old primary's site could not be seen (a lost site, "
-        "a forced failover). The old side's image and PVC/PV/VR were primary when last seen: if it "
-        "returns as it was, both sides write (split brain). Resolved when the old side is seen "
-        "demoted by a record written after the failover, its PVC/PV deleted and its VR secondary.",
-        "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
-        "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
-        "(spec.clusterFence)",
-        _volume_rule(_old_primary_not_fenced),
-    ),
-    Rule(
-        "pool-mirroring-unhealthy",
-        "warning",
-        timedelta(minutes=2),
-        "Pool mirroring health is not OK",
-        "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
-        "daemon health other than OK: rbd-mirror is down or images are in error.",
-        "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
-        _pool_unhealthy,
-    ),
-    Rule(
-        "ceph-clock-skew",
-        "warning",
-        timedelta(minutes=5),
-        "A Ceph site's clock disagrees with auditd's",
-        "The times a site's rbd-mirror writes in its mirror status are further from auditd's clock "
-        "than one rewrite period explains. auditd moves that site's times onto its own clock (so "
-        "lag, staleness and switches are still judged right), but csi-addons, Ramen and the "
-        "snapshot schedules use the site's clock as it is.",
-        "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
-        "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
-        _ceph_clock_skew,
-    ),
-    Rule(
-        "audit-blind-spot",
-        "critical",
-        timedelta(0),
-        "auditd cannot see a cluster",
-        "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
-        "nothing on that cluster is audited: unknown is not healthy.",
-        "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
-        _audit_blind_spot,
-    ),
+    pvc_on_secondary,
+    pv_on_secondary,
+    vr_on_secondary,
+    objects_on_both,
+    split_brain,
+    secondary_not_replaying,
+    primary_not_stopped,
+    image_missing_on_peer,
+    image_not_mirrored,
+    rpo_exceeded,
+    lag_disagreement,
+    vr_degraded,
+    unprotected_volume,
+    dr_window_overrun,
+    old_primary_not_fenced,
+    pool_unhealthy,
+    ceph_clock_skew,
+    audit_blind_spot,
 )
-RULES = {r.id: r for r in BUILTIN_RULES}
 # The rules a refreshed lag alone can change: a probe cycle re-evaluates only these.
 LAG_RULES = frozenset({"rpo-exceeded", "lag-disagreement"})
