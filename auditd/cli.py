@@ -159,6 +159,19 @@ examples:
 """
 
 
+_PREFLIGHT_EPILOG = """\
+exit status:
+  0  GO: every volume (and application) can fail over to the target now
+  1  NO-GO: at least one cannot (the reasons say why)
+  2  bad config
+  3  could not see everything (a cluster, a probe, a record not settled): never a go
+
+examples:
+  auditd preflight dr1-dr2 --to dr2 -c auditd.toml
+  auditd preflight dr1-dr2 --namespace payments -o json
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditd",
@@ -252,6 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
         "default: table",
     )
     p.add_argument("--output-file", type=Path, metavar="FILE", help="write here, not stdout")
+
+    p = sub.add_parser(
+        "preflight",
+        help="go/no-go: can each volume of a pair fail over to a cluster now, and if not why",
+        description="One look, as `auditd check` takes it, then for each volume with a PVC or "
+        "VolumeReplication (and each application its VRG or DRPC groups): can it fail over (or "
+        "relocate) to the target cluster right now? Each reason is named with its evidence and "
+        "the command to verify it by hand: no switch in progress; no split brain; the target's "
+        "image exists and is up+replaying; the last synced snapshot within the RPO; no PVC, PV "
+        "or VR for it already on the target; its VolumeReplicationClass there; rbd-mirror up on "
+        "both sites; with Ramen, the DRPC not in a progression and PeerReady.",
+        epilog=_PREFLIGHT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config(p, required=True)
+    p.add_argument("pair", metavar="PAIR", help="the DR pair (see the config's [[pairs]])")
+    p.add_argument(
+        "--to",
+        metavar="CLUSTER",
+        help="the cluster to fail over to (default: each volume's current secondary)",
+    )
+    p.add_argument("--namespace", help="only volumes whose PVC is in this namespace")
+    _add_output(p)
 
     p = sub.add_parser(
         "history",
@@ -454,6 +490,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(config, args.dry_run, db_wait)
     if args.command == "check":
         return _check(load_config(args.config), args)
+    if args.command == "preflight":
+        return _preflight(load_config(args.config), args)
     config = load_config(getattr(args, "config", None))
     logs.configure("WARNING", config.log_format)
     url = args.db or config.effective_database_url()
@@ -499,6 +537,32 @@ def _check(config: Config, args: argparse.Namespace) -> int:
         print(f"wrote {args.output_file}: {output.EXIT_MEANING[result.exit_code]}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return result.exit_code
+
+
+def _preflight(config: Config, args: argparse.Namespace) -> int:
+    logs.configure("WARNING", config.log_format)
+    from auditd.check import judge, look, output, preflight
+    from auditd.rules.engine import configured_rules
+
+    configured_rules(config)
+    pairs = {p.name: p for p in config.pairs}
+    if args.pair not in pairs:
+        raise ConfigError("PAIR", f"no pair {args.pair!r} (configured: {', '.join(pairs)})")
+    if args.to is not None and args.to not in pairs[args.pair].clusters:
+        clusters = ", ".join(pairs[args.pair].clusters)
+        raise ConfigError("--to", f"{args.to!r} is not a cluster of {args.pair} ({clusters})")
+    seen = look.look(config)
+    result = preflight.preflight(
+        config,
+        judge.assess(config, seen),
+        seen.at,
+        tuple(seen.unseen),
+        args.to,
+        args.pair,
+        args.namespace,
+    )
+    _emit(args.format, result, output.preflight_json, output.preflight_table)
     return result.exit_code
 
 

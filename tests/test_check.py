@@ -159,3 +159,75 @@ def test_each_of_the_seeds_should_not_exist_on_dr2_fails_naming_the_object(
     [volume] = json.loads(out)["volumes"]
     violated = {(v["rule"], v["subject"]) for v in volume["verdicts"] if v["outcome"] == "violated"}
     assert (rule, f"dr2/{subject}") in violated, violated
+
+
+# ----------------------------------------------------------------- preflight
+
+
+def _preflight(pair: dict[str, Any], capsys: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    code = main(["preflight", "dr1-dr2", "-c", str(pair["config"]), "-o", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _reasons(doc: dict[str, Any]) -> dict[str, tuple[bool | None, str]]:
+    [volume] = doc["volumes"]
+    return {r["check"]: (r["ok"], r["evidence"]) for r in volume["reasons"]}
+
+
+@pytest.fixture
+def classes(pair: dict[str, Any]) -> dict[str, Any]:
+    """The VolumeReplicationClass the VR names, on both clusters, as Rook installs it."""
+    from auditd.sources.kube.kinds import VRC
+
+    for name in ("dr1", "dr2"):
+        pair[name].create(VRC, objects.vrc())
+    return pair
+
+
+def test_preflight_says_go_for_a_healthy_pair_with_every_reason(
+    classes: dict[str, Any], capsys: Any
+) -> None:
+    code, doc = _preflight(classes, capsys, "--to", "dr2")
+    assert code == 0, doc
+    [volume] = doc["volumes"]
+    assert (volume["from"], volume["to"], volume["decision"]) == ("dr1", "dr2", "GO")
+    reasons = _reasons(doc)
+    assert set(reasons) == {
+        "no-switch-in-progress", "no-split-brain", "target-replica", "rpo", "target-clean",
+        "target-vrc", "rbd-mirror-up",
+    }  # fmt: skip
+    assert all(ok is True for ok, _ in reasons.values()), reasons
+    assert "up+replaying" in reasons["target-replica"][1]
+    assert all(r["verify"] for r in volume["reasons"])
+
+
+def test_preflight_no_go_names_each_reason(classes: dict[str, Any], capsys: Any) -> None:
+    classes["dr2"].create(PVC, objects.pvc("data-1", "app", phase="Pending"))
+    code, doc = _preflight(classes, capsys)
+    assert code == 1, doc
+    reasons = _reasons(doc)
+    assert reasons["target-clean"] == (False, "already on dr2: PersistentVolumeClaim app/data-1")
+    code, doc = _preflight(classes, capsys, "--to", "dr1")
+    assert code == 1
+    assert _reasons(doc)["target-replica"] == (False, "already primary on dr1")
+
+
+def test_preflight_no_go_when_rbd_mirror_is_down_or_the_class_missing(
+    pair: dict[str, Any], capsys: Any
+) -> None:
+    code, doc = _preflight(pair, capsys)
+    assert code == 1
+    assert _reasons(doc)["target-vrc"][0] is False  # no class on dr2: its VR cannot be made
+    for site in pair["sites"].values():
+        site.scenario("mirror-daemon-down-t65s")
+    code, doc = _preflight(pair, capsys)
+    ok, evidence = _reasons(doc)["rbd-mirror-up"]
+    assert code == 1 and ok is False, evidence
+
+
+def test_preflight_never_says_go_without_seeing(classes: dict[str, Any], capsys: Any) -> None:
+    classes["sites"]["dr2"].scenario("auth")
+    code, doc = _preflight(classes, capsys)
+    assert code in (1, 3) and doc["volumes"][0]["decision"] != "GO", doc
+    assert doc["unseen"]
+    assert main(["preflight", "nope", "-c", str(classes["config"])]) == 2

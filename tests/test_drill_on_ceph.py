@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ceph_drill import IMAGE, POOL, Drill, Lab, app_images, wait_for
@@ -287,15 +288,23 @@ def test_a_probe_key_that_cannot_read_is_a_blind_spot_never_healthy(
 def test_check_on_the_lab_passes_a_steady_pair_and_says_switching_mid_switch(
     lab: Lab, tmp_path: Path
 ) -> None:
-    """`auditd check` on real Ceph: the steady pair is 0; with the image demoted on both
-    sites (a planned switch between its demote and its promote) it is 4, never 1."""
+    """`auditd check` and `preflight` on real Ceph: the steady pair is check 0 and preflight
+    GO; with rbd-mirror stopped on the target, preflight is NO-GO naming it; with the image
+    demoted on both sites (a planned switch between demote and promote) check is 4, never 1."""
+    import json
     import sys
 
+    from ceph_drill import LAB_SCRIPT
+
+    from auditd.sim import objects
     from auditd.sim.world import pair_config_toml
+    from auditd.sources.kube.kinds import VRC
 
     drill = Drill(lab, tmp_path, intervals=(10,))  # its fake clusters only; no daemon
     try:
         drill._volume("dr1", create=True)
+        for k in drill.kube.values():
+            k.create(VRC, objects.vrc())
         cfg = tmp_path / "check.toml"
         cfg.write_text(
             pair_config_toml(
@@ -317,6 +326,35 @@ def test_check_on_the_lab_passes_a_steady_pair_and_says_switching_mid_switch(
         code, took, out = check()
         assert code == 0, out
         print(f"auditd check on the lab: {took:.1f}s, exit {code}")
+
+        def preflight() -> tuple[int, dict[str, Any]]:
+            r = subprocess.run(
+                [sys.executable, "-m", "auditd", "preflight", "dr1-dr2", "--to", "dr2",
+                 "-c", str(cfg), "-o", "json"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            return r.returncode, json.loads(r.stdout)
+
+        code, doc = preflight()
+        assert code == 0, doc
+        mirror = [str(LAB_SCRIPT), "stop-mirror", "site-b"]
+        subprocess.run(mirror, check=True, capture_output=True, timeout=120, env=lab.env)
+        try:
+            went: list[dict[str, Any]] = []
+
+            def no_go() -> bool:
+                code, doc = preflight()
+                went.append(doc)
+                return code == 1
+
+            assert wait_for(no_go, 90, every=3), went[-1]
+            [volume] = [v for v in went[-1]["volumes"] if v["volume"].endswith(IMAGE)]
+            failed = {r["check"] for r in volume["reasons"] if r["ok"] is False}
+            assert failed & {"rbd-mirror-up", "target-replica"}, volume
+        finally:
+            mirror[1] = "start-mirror"
+            subprocess.run(mirror, check=True, capture_output=True, timeout=120, env=lab.env)
+            lab.wait_steady("dr1")
         lab.rbd("dr1", "mirror", "image", "demote", f"{POOL}/{IMAGE}")
         seen: list[tuple[int, str]] = []
 

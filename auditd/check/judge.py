@@ -16,7 +16,7 @@ from auditd.check.look import Look
 from auditd.config import Config
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
-from auditd.rules.model import Finding, Unknown
+from auditd.rules.model import Finding, Rule, Unknown, Verdict
 from auditd.rules.views import DRPC_MOVING, VolumeId, VolumeView
 
 Outcome = Literal["ok", "violated", "unknown", "switching"]
@@ -62,9 +62,18 @@ class Check:
         return EXIT_OK
 
 
-def judge(
-    config: Config, look: Look, pair: str | None = None, namespace: str | None = None
-) -> Check:
+@dataclass(frozen=True)
+class Seen:
+    """One look taken in by the daemon's core: what `auditd check` and `preflight` judge."""
+
+    inventory: Inventory
+    views: dict[VolumeId, VolumeView]  # every volume of every pair
+    switching: frozenset[VolumeId]
+    verdicts: dict[tuple[str, str], Verdict]
+    rules: dict[str, Rule]
+
+
+def assess(config: Config, look: Look) -> Seen:
     inventory = Inventory()
     engine = RuleEngine(config)
     for event in look.events:
@@ -83,11 +92,19 @@ def judge(
     # demote turns the pool's summary WARNING on both sites while the daemons are fine).
     switching = frozenset(vid for vid, v in every.items() if _switching(v))
     verdicts = engine.evaluate(inventory, set(inventory.objects), look.at, switching=switching)
-    views = {vid: v for vid, v in every.items() if _wanted(v, pair, namespace)}
+    return Seen(inventory, every, switching, verdicts, engine.rules)
+
+
+def judge(
+    config: Config, look: Look, pair: str | None = None, namespace: str | None = None
+) -> Check:
+    seen = assess(config, look)
+    switching, verdicts = seen.switching, seen.verdicts
+    views = {vid: v for vid, v in seen.views.items() if wanted(v, pair, namespace)}
     owners = _owners(views)
     rows: list[Row] = []
     for (rule_id, subject), verdict in sorted(verdicts.items()):
-        rule = engine.rules[rule_id]
+        rule = seen.rules[rule_id]
         volume = owners.get(subject)
         if volume is None:
             if not _outside_volumes_wanted(subject, config, pair, namespace):
@@ -127,7 +144,7 @@ def judge(
     )
 
 
-def _wanted(view: VolumeView, pair: str | None, namespace: str | None) -> bool:
+def wanted(view: VolumeView, pair: str | None, namespace: str | None) -> bool:
     if pair is not None and view.id.pair != pair:
         return False
     if namespace is None:

@@ -9,6 +9,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from auditd.check.judge import Check
+from auditd.check.preflight import Preflight
 from auditd.report.render import table
 
 EXIT_MEANING = {
@@ -121,3 +122,66 @@ def to_junit(check: Check) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
     )
+
+
+GO_MEANING = {
+    0: "GO: every volume can fail over now",
+    1: "NO-GO",
+    3: "could not see everything: not a go",
+}
+
+
+def _go(value: bool | None) -> str:
+    return {True: "GO", False: "NO-GO", None: "UNKNOWN"}[value]
+
+
+def preflight_doc(p: Preflight) -> dict[str, Any]:
+    return {
+        "at": p.at,
+        "exit_code": p.exit_code,
+        "meaning": GO_MEANING[p.exit_code],
+        "unseen": list(p.unseen),
+        "applications": {name: _go(go) for name, go in sorted(p.applications.items())},
+        "volumes": [
+            {
+                "volume": d.volume,
+                "application": d.application,
+                "from": d.source,
+                "to": d.target,
+                "decision": _go(d.go),
+                "reasons": [asdict(r) for r in d.reasons],
+            }
+            for d in p.decisions
+        ],
+    }
+
+
+def preflight_json(p: Preflight) -> str:
+    return json.dumps(preflight_doc(p), indent=2) + "\n"
+
+
+def preflight_table(p: Preflight) -> str:
+    lines = [f"auditd preflight at {p.at}: {GO_MEANING[p.exit_code]}", ""]
+    if p.unseen:
+        lines += ["COULD NOT SEE", *(f"  {u}" for u in p.unseen), ""]
+    if not p.decisions:
+        lines.append("no volume with a PVC or VolumeReplication to fail over")
+        return "\n".join(lines) + "\n"
+    rows = [
+        [d.volume, d.application or "-", d.source or "?", d.target or "?", _go(d.go)]
+        for d in p.decisions
+    ]
+    lines += [table(["VOLUME", "APPLICATION", "FROM", "TO", "DECISION"], rows), ""]
+    for d in p.decisions:
+        if d.go is True:
+            continue
+        lines.append(f"{d.volume}: {_go(d.go)}")
+        for r in d.reasons:
+            if r.ok is not True:
+                mark = "no-go" if r.ok is False else "unknown"
+                lines.append(f"  {mark:<7} {r.check}: {r.evidence}")
+                lines.append(f"          verify: {r.verify}")
+    if p.applications:
+        lines += ["", "APPLICATIONS"]
+        lines += [f"  {name}: {_go(go)}" for name, go in sorted(p.applications.items())]
+    return "\n".join(lines).rstrip() + "\n"
