@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,16 @@ def _add_db(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="database URL, overriding the config (default: SQLite in ./auditd-data)",
     )
+
+
+def _add_from_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from-db",
+        action="store_true",
+        help="judge the running daemon's stored state instead of looking again (for a runbook "
+        "that must not probe Ceph): the verdicts `auditd explain` shows",
+    )
+    p.add_argument("--db", metavar="URL", help="with --from-db: the history, overriding the config")
 
 
 def _add_output(p: argparse.ArgumentParser, formats: tuple[str, ...] = ("table", "json", "yaml"),
@@ -258,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p, required=True)
     p.add_argument("--pair", help="only this DR pair")
     p.add_argument("--namespace", help="only volumes whose PVC is in this namespace")
+    _add_from_db(p)
     _add_output(
         p,
         ("table", "json", "junit"),
@@ -287,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cluster to fail over to (default: each volume's current secondary)",
     )
     p.add_argument("--namespace", help="only volumes whose PVC is in this namespace")
+    _add_from_db(p)
     _add_output(p)
 
     p = sub.add_parser(
@@ -522,14 +534,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _check(config: Config, args: argparse.Namespace) -> int:
     logs.configure("WARNING", config.log_format)
-    from auditd.check import judge, look, output
+    from auditd.check import judge, output
     from auditd.rules.engine import configured_rules
 
     configured_rules(config)  # unknown rule ids are config errors here too
     pairs = [p.name for p in config.pairs]
     if args.pair is not None and args.pair not in pairs:
         raise ConfigError("--pair", f"no pair {args.pair!r} (configured: {', '.join(pairs)})")
-    result = judge.judge(config, look.look(config), args.pair, args.namespace)
+    found = _seen(config, args)
+    if found is None:
+        return EXIT_ERROR
+    seen, at, unseen = found
+    result = judge.judge(config, seen, at, unseen, args.pair, args.namespace)
     render = {"table": output.to_table, "json": output.to_json, "junit": output.to_junit}
     text = render[args.format](result)
     if args.output_file is not None:
@@ -542,7 +558,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 def _preflight(config: Config, args: argparse.Namespace) -> int:
     logs.configure("WARNING", config.log_format)
-    from auditd.check import judge, look, output, preflight
+    from auditd.check import output, preflight
     from auditd.rules.engine import configured_rules
 
     configured_rules(config)
@@ -552,18 +568,41 @@ def _preflight(config: Config, args: argparse.Namespace) -> int:
     if args.to is not None and args.to not in pairs[args.pair].clusters:
         clusters = ", ".join(pairs[args.pair].clusters)
         raise ConfigError("--to", f"{args.to!r} is not a cluster of {args.pair} ({clusters})")
-    seen = look.look(config)
-    result = preflight.preflight(
-        config,
-        judge.assess(config, seen),
-        seen.at,
-        tuple(seen.unseen),
-        args.to,
-        args.pair,
-        args.namespace,
-    )
+    found = _seen(config, args)
+    if found is None:
+        return EXIT_ERROR
+    seen, at, unseen = found
+    result = preflight.preflight(config, seen, at, unseen, args.to, args.pair, args.namespace)
     _emit(args.format, result, output.preflight_json, output.preflight_table)
     return result.exit_code
+
+
+def _seen(config: Config, args: argparse.Namespace) -> tuple[Any, datetime, tuple[str, ...]] | None:
+    """What check and preflight judge: a fresh look, or (--from-db) the running daemon's state
+    from its history, judged now as `explain` judges it. None after saying why not."""
+    from auditd.check import judge, look
+    from auditd.check.stored import assess_stored
+    from auditd.store.db import session_factory
+
+    if not args.from_db:
+        looked = look.look(config)
+        return judge.assess(config, looked), looked.at, tuple(looked.unseen)
+
+    url = args.db or config.effective_database_url()
+    problem = database_url_problem(url)
+    if problem:
+        print(f"auditd: database URL {redact_url(url)!r}: {problem}", file=sys.stderr)
+        return None
+    engine = _open_history(url)
+    if engine is None:
+        return None
+    now = CLOCK.now()
+    try:
+        with session_factory(engine)() as s:
+            seen, unseen = assess_stored(s, config, now)
+    finally:
+        engine.dispose()
+    return seen, now, unseen
 
 
 def _config_check(path: Path) -> int:

@@ -231,3 +231,44 @@ def test_preflight_never_says_go_without_seeing(classes: dict[str, Any], capsys:
     assert code in (1, 3) and doc["volumes"][0]["decision"] != "GO", doc
     assert doc["unseen"]
     assert main(["preflight", "nope", "-c", str(classes["config"])]) == 2
+
+
+# ------------------------------------------------------------------- --from-db
+
+
+def test_from_db_judges_what_the_daemon_holds_as_explain_does(tmp_path: Path) -> None:
+    """--from-db: no look at all; the stored state judged now gives the verdicts `auditd
+    explain` gives, volume by volume (the demo's history: a healthy replayed volume, and one
+    whose image Ceph never reported)."""
+    import subprocess
+
+    def auditd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "auditd", *args], capture_output=True, text=True, timeout=120
+        )
+
+    demo = auditd("demo", "--data-dir", str(tmp_path))
+    assert demo.returncode == 0, demo.stderr
+    cfg = str(tmp_path / "auditd.toml")
+    checked = auditd("check", "--from-db", "-c", cfg, "-o", "json")
+    assert checked.returncode in (0, 1, 3, 4), checked.stderr
+    doc = json.loads(checked.stdout)
+    by_volume = {v["volume"]: v for v in doc["volumes"]}
+    for target in ("payments/ledger", "shop/mysql-data"):
+        explained = json.loads(auditd("explain", "-c", cfg, target, "-o", "json").stdout)
+        volume = by_volume[explained["volume"]]
+        pools = [r for r in explained["verdicts"] if "/RbdPool/" in r["subject"]]
+        own = [r for r in explained["verdicts"] if r not in pools]
+        said = {
+            (r["rule"], r["subject"]): r["verdict"].lower() for r in own if r["verdict"] != "ok"
+        }
+        judged = {(r["rule"], r["subject"]): r["outcome"] for r in volume["verdicts"]}
+        assert judged == said, (target, judged, said)
+        assert set(volume["ok"]) == {r["rule"] for r in own if r["verdict"] == "ok"} - {
+            r for r, _ in said
+        }
+        # The pool's verdicts (about no one volume) are among the others, the same.
+        other = {(r["rule"], r["subject"]): r["outcome"] for r in doc["other"]}
+        assert pools and all(
+            other[(r["rule"], r["subject"])] == r["verdict"].lower() for r in pools
+        ), (pools, other)

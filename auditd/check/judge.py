@@ -10,6 +10,7 @@ makes transient is not called a violation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from auditd.check.look import Look
@@ -90,15 +91,19 @@ def assess(config: Config, look: Look) -> Seen:
     }
     # Mid-switch as one look can tell; the pool rule weighs it as it weighs a DR window (a
     # demote turns the pool's summary WARNING on both sites while the daemons are fine).
-    switching = frozenset(vid for vid, v in every.items() if _switching(v))
+    switching = frozenset(vid for vid, v in every.items() if switching_now(v))
     verdicts = engine.evaluate(inventory, set(inventory.objects), look.at, switching=switching)
     return Seen(inventory, every, switching, verdicts, engine.rules)
 
 
 def judge(
-    config: Config, look: Look, pair: str | None = None, namespace: str | None = None
+    config: Config,
+    seen: Seen,
+    at: datetime,
+    unseen: tuple[str, ...] = (),
+    pair: str | None = None,
+    namespace: str | None = None,
 ) -> Check:
-    seen = assess(config, look)
     switching, verdicts = seen.switching, seen.verdicts
     views = {vid: v for vid, v in seen.views.items() if wanted(v, pair, namespace)}
     owners = _owners(views)
@@ -135,9 +140,9 @@ def judge(
                 outcome = "switching"  # no primary yet: its lag cannot be known mid-switch
             rows.append(Row(where, rule_id, subject, outcome, rule.severity, rule.summary))
     return Check(
-        look.at.isoformat(),
+        at.isoformat(),
         tuple(rows),
-        tuple(look.unseen),
+        unseen,
         tuple(sorted(str(v) for v in switching if v in views)),
         tuple(str(v) for v in views),
         {str(vid): _by_hand(config, v) for vid, v in views.items()},
@@ -152,7 +157,7 @@ def wanted(view: VolumeView, pair: str | None, namespace: str | None) -> bool:
     return any(s.pvc is not None and s.pvc.namespace == namespace for s in view.sides)
 
 
-def _switching(view: VolumeView) -> bool:
+def switching_now(view: VolumeView) -> bool:
     """A switch under way, as far as one look can tell."""
     if view.in_transition or any(p in DRPC_MOVING for p in view.drpc_phases):
         return True
@@ -213,6 +218,11 @@ def _verify(template: str, subject: str, view: VolumeView | None) -> tuple[str, 
         text = text.replace("CLUSTER", parts[0]).replace("NAME", parts[2])
     if view is not None:
         text = text.replace("POOL/IMAGE", f"{view.id.pool}/{view.id.image}")
+        text = text.replace("POOL", view.id.pool)
+        side = next((s for s in view.sides if s.pvc is not None), None)
+        if side is not None and side.pvc is not None:
+            text = text.replace("NAMESPACE", side.pvc.namespace).replace("NAME", side.pvc.name)
+            text = text.replace("CLUSTER", side.cluster)
     return tuple(c.strip() for c in text.split(";") if c.strip())
 
 

@@ -19,8 +19,8 @@ EXIT_MEANING = {
     4: "a switch is in progress: what it makes transient is not judged",
 }
 NOTE = (
-    "One look: rules' for-durations do not apply (nothing has lasted yet); each finding is "
-    "reported as it stands."
+    "Verdicts as they stand now: rules' for-durations do not apply (nothing has lasted yet in "
+    "one look), as `auditd explain` shows them."
 )
 
 
