@@ -19,6 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # Each script's smallest size that still runs every part of it.
 SMOKE: dict[str, list[str]] = {
     "alert_latency.py": ["--alerts", "5"],
+    "check_scale.py": ["--volumes", "50"],
     "rbd_parse.py": ["--images", "50"],
     "rules_eval.py": ["--volumes", "50", "--changes", "20"],
     "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
