@@ -285,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
         "relocate) to the target cluster right now? Each reason is named with its evidence and "
         "the command to verify it by hand: no switch in progress; no split brain; the target's "
         "image exists and is up+replaying; the last synced snapshot within the RPO; no PVC, PV "
-        "or VR for it already on the target; its VolumeReplicationClass there; rbd-mirror up on "
-        "both sites; with Ramen, the DRPC not in a progression and PeerReady.",
+        "or VR for it already on the target; its VolumeReplicationClass and StorageClass there; "
+        "rbd-mirror up on both sites; with Ramen, the DRPC not in a progression and PeerReady.",
         epilog=_PREFLIGHT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -572,7 +572,9 @@ def _preflight(config: Config, args: argparse.Namespace) -> int:
     if found is None:
         return EXIT_ERROR
     seen, at, unseen = found
-    result = preflight.preflight(config, seen, at, unseen, args.to, args.pair, args.namespace)
+    result = preflight.preflight(
+        config, seen, at, unseen, args.to, args.pair, args.namespace, not args.from_db
+    )
     _emit(args.format, result, output.preflight_json, output.preflight_table)
     return result.exit_code
 

@@ -176,11 +176,13 @@ def _reasons(doc: dict[str, Any]) -> dict[str, tuple[bool | None, str]]:
 
 @pytest.fixture
 def classes(pair: dict[str, Any]) -> dict[str, Any]:
-    """The VolumeReplicationClass the VR names, on both clusters, as Rook installs it."""
-    from auditd.sources.kube.kinds import VRC
+    """The VolumeReplicationClass the VR names and the PVC's StorageClass, on both clusters,
+    as Rook installs them."""
+    from auditd.sources.kube.kinds import STORAGE_CLASS, VRC
 
     for name in ("dr1", "dr2"):
         pair[name].create(VRC, objects.vrc())
+        pair[name].create(STORAGE_CLASS, objects.storage_class())
     return pair
 
 
@@ -194,7 +196,7 @@ def test_preflight_says_go_for_a_healthy_pair_with_every_reason(
     reasons = _reasons(doc)
     assert set(reasons) == {
         "no-switch-in-progress", "no-split-brain", "target-replica", "rpo", "target-clean",
-        "target-vrc", "rbd-mirror-up",
+        "target-vrc", "target-storage-class", "rbd-mirror-up",
     }  # fmt: skip
     assert all(ok is True for ok, _ in reasons.values()), reasons
     assert "up+replaying" in reasons["target-replica"][1]
@@ -217,7 +219,9 @@ def test_preflight_no_go_when_rbd_mirror_is_down_or_the_class_missing(
 ) -> None:
     code, doc = _preflight(pair, capsys)
     assert code == 1
-    assert _reasons(doc)["target-vrc"][0] is False  # no class on dr2: its VR cannot be made
+    reasons = _reasons(doc)
+    assert reasons["target-vrc"][0] is False  # no class on dr2: its VR cannot be made
+    assert reasons["target-storage-class"] == (False, "StorageClass rook-ceph-block not on dr2")
     for site in pair["sites"].values():
         site.scenario("mirror-daemon-down-t65s")
     code, doc = _preflight(pair, capsys)

@@ -298,13 +298,14 @@ def test_check_on_the_lab_passes_a_steady_pair_and_says_switching_mid_switch(
 
     from auditd.sim import objects
     from auditd.sim.world import pair_config_toml
-    from auditd.sources.kube.kinds import VRC
+    from auditd.sources.kube.kinds import STORAGE_CLASS, VRC
 
     drill = Drill(lab, tmp_path, intervals=(10,))  # its fake clusters only; no daemon
     try:
         drill._volume("dr1", create=True)
         for k in drill.kube.values():
             k.create(VRC, objects.vrc())
+            k.create(STORAGE_CLASS, objects.storage_class())
         cfg = tmp_path / "check.toml"
         cfg.write_text(
             pair_config_toml(

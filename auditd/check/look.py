@@ -1,5 +1,5 @@
 """One look at everything `auditd check` judges: every configured cluster listed once (each
-kind the daemon watches), and every pool's mirror status probed once on each site that has
+kind the daemon watches, and StorageClasses for preflight), and every pool's mirror status probed once on each site that has
 Ceph access. The I/O edge of the check; judging is judge.py's, on what this returns.
 
 What could not be seen is said, never left out: a cluster that does not answer, a kind whose
@@ -20,7 +20,7 @@ from auditd.config import ClusterConfig, Config
 from auditd.inventory.facts import facts_of
 from auditd.sources.kube.events import KubeEvent
 from auditd.sources.kube.health import StreamHealth
-from auditd.sources.kube.kinds import ALL_KINDS
+from auditd.sources.kube.kinds import LOOKED_AT_KINDS, STORAGE_CLASS
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber, ProbeResult
 from auditd.sources.rbd.transport import transport_for
@@ -33,6 +33,7 @@ class Look:
     probes: list[ProbeResult] = field(default_factory=list)
     streams: list[dict[str, Any]] = field(default_factory=list)  # StreamHealth snapshots
     unseen: list[str] = field(default_factory=list)  # what could not be seen, and why
+    unlisted: list[str] = field(default_factory=list)  # StorageClasses not listed, and why
 
 
 def look(config: Config, clock: Clock = SYSTEM) -> Look:
@@ -61,7 +62,7 @@ def look(config: Config, clock: Clock = SYSTEM) -> Look:
 def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> Callable[[], None]:
     def run() -> None:
         events: list[KubeEvent] = []
-        for kind in ALL_KINDS:
+        for kind in LOOKED_AT_KINDS:
             health = StreamHealth(cluster.name, kind.kind, _clock=clock)
             watcher = ListWatcher(
                 cluster,
@@ -74,14 +75,19 @@ def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> 
                 clock=clock,
             )
             why = watcher.list_once()
+            if kind is STORAGE_CLASS and why is not None:
+                # Only preflight asks for StorageClasses (and an older reader role cannot list
+                # them): unlisted, its reason is unknown; the cluster is not blind for it.
+                out.unlisted.append(f"{cluster.name} {kind.kind}: {why}")
+                continue
             # list.append and += on a list are atomic under the GIL: threads share ``out``.
             out.streams.append(health.snapshot())
             if why is not None:
                 out.unseen.append(f"{cluster.name} {kind.kind}: {why}")
                 if why.startswith(("cluster unavailable", "connection:")):
                     # Every other kind would fail the same way: say so once, mark them all.
-                    for other in ALL_KINDS:
-                        if other is kind:
+                    for other in LOOKED_AT_KINDS:
+                        if other is kind or other is STORAGE_CLASS:
                             continue
                         h = StreamHealth(cluster.name, other.kind, _clock=clock)
                         h.mark_disconnected()

@@ -141,6 +141,7 @@ def preflight_doc(p: Preflight) -> dict[str, Any]:
         "exit_code": p.exit_code,
         "meaning": GO_MEANING[p.exit_code],
         "unseen": list(p.unseen),
+        "notes": list(p.notes),
         "applications": {name: _go(go) for name, go in sorted(p.applications.items())},
         "volumes": [
             {
@@ -161,7 +162,7 @@ def preflight_json(p: Preflight) -> str:
 
 
 def preflight_table(p: Preflight) -> str:
-    lines = [f"auditd preflight at {p.at}: {GO_MEANING[p.exit_code]}", ""]
+    lines = [f"auditd preflight at {p.at}: {GO_MEANING[p.exit_code]}", *p.notes, ""]
     if p.unseen:
         lines += ["COULD NOT SEE", *(f"  {u}" for u in p.unseen), ""]
     if not p.decisions:

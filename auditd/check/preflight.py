@@ -19,7 +19,8 @@ from auditd.inventory.inventory import ObjectKey
 from auditd.inventory.rbd_facts import RBD_POOL
 from auditd.rules.model import Finding, Unknown
 from auditd.rules.views import DRPC, DRPC_MOVING, PVC, VR, Side, VolumeView
-from auditd.sources.kube.kinds import VRC
+from auditd.sources.kube.health import AUDIT_STREAM
+from auditd.sources.kube.kinds import STORAGE_CLASS, VRC
 
 EXIT_GO, EXIT_NO_GO, EXIT_UNSEEN = 0, 1, 3
 
@@ -54,6 +55,7 @@ class Preflight:
     at: str
     decisions: tuple[Decision, ...]
     unseen: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def applications(self) -> dict[str, bool | None]:
@@ -89,13 +91,17 @@ def preflight(
     to: str | None = None,
     pair: str | None = None,
     namespace: str | None = None,
+    storage_classes: bool = True,
 ) -> Preflight:
+    """``storage_classes``: whether they were looked at (a stored history has none: that
+    reason is left out, and the output says so)."""
     decisions = [
-        _decide(config, seen, view, at, to)
+        _decide(config, seen, view, at, to, storage_classes)
         for vid, view in sorted(seen.views.items())
         if wanted(view, pair, namespace) and _has_workload(view)
     ]
-    return Preflight(at.isoformat(), tuple(decisions), unseen)
+    notes = () if storage_classes else ("StorageClasses are not in the history: not checked",)
+    return Preflight(at.isoformat(), tuple(decisions), unseen, notes)
 
 
 def _has_workload(view: VolumeView) -> bool:
@@ -104,7 +110,14 @@ def _has_workload(view: VolumeView) -> bool:
     return any(s.pvc is not None or s.vr is not None for s in view.sides)
 
 
-def _decide(config: Config, seen: Seen, view: VolumeView, at: datetime, to: str | None) -> Decision:
+def _decide(
+    config: Config,
+    seen: Seen,
+    view: VolumeView,
+    at: datetime,
+    to: str | None,
+    storage_classes: bool = True,
+) -> Decision:
     source = view.primary_cluster
     target = to or (view.peer(source).cluster if source is not None else None)
     image = f"{view.id.pool}/{view.id.image}"
@@ -127,6 +140,7 @@ def _decide(config: Config, seen: Seen, view: VolumeView, at: datetime, to: str 
         lambda: _rule_holds(seen, "rpo-exceeded", view, "rpo", _lag_text(view, at)),
         lambda: _target_clean(config, seen, view, t),
         lambda: _target_vrc(config, seen, view, t),
+        *([lambda: _target_storage_class(config, seen, view, t)] if storage_classes else []),
         lambda: _rbd_mirror_up(seen, view),
         *([lambda: _drpc_allows(seen, view)] if _drpcs(seen, view) else []),
     ]
@@ -223,6 +237,36 @@ def _target_vrc(config: Config, seen: Seen, view: VolumeView, t: Side) -> Reason
             verify,
         )  # fmt: skip
     return Reason("target-vrc", True, f"VolumeReplicationClass {', '.join(sorted(names))}", verify)
+
+
+def _target_storage_class(config: Config, seen: Seen, view: VolumeView, t: Side) -> Reason:
+    """The StorageClass the volume's PVC names exists on the target (the PVC that failover
+    creates there names it too)."""
+    ctx = config.cluster(t.cluster).context or t.cluster
+    verify = f"kubectl --context={ctx} get storageclass"
+    names = {
+        str(seen.inventory.objects[s.pvc].facts.get("storageClassName"))
+        for s in view.sides
+        if s.pvc is not None
+        and s.pvc in seen.inventory.objects
+        and seen.inventory.objects[s.pvc].facts.get("storageClassName")
+    }
+    if not names:
+        return Reason("target-storage-class", True, "the PVC names no StorageClass", verify)
+    stream = seen.inventory.objects.get(ObjectKey(t.cluster, AUDIT_STREAM, "", STORAGE_CLASS.kind))
+    listed = stream is not None and stream.facts.get("state") == "ok"
+    have = {k.name for k in seen.inventory.keys_of(t.cluster, STORAGE_CLASS.kind)}
+    missing = sorted(names - have)
+    if missing and not listed:
+        return Reason(
+            "target-storage-class", None, f"{t.cluster}'s StorageClasses not listed", verify
+        )
+    if missing:
+        return Reason(
+            "target-storage-class", False, f"StorageClass {', '.join(missing)} not on {t.cluster}",
+            verify,
+        )  # fmt: skip
+    return Reason("target-storage-class", True, f"StorageClass {', '.join(sorted(names))}", verify)
 
 
 def _rbd_mirror_up(seen: Seen, view: VolumeView) -> Reason:

@@ -125,6 +125,13 @@ def vrg_facts(obj: Obj) -> Facts:
     return facts
 
 
+def storageclass_facts(obj: Obj) -> Facts:
+    params = _get(obj, "parameters") or {}
+    if not isinstance(params, dict):
+        params = {}
+    return {"provisioner": _s(_get(obj, "provisioner")), "pool": _s(params.get("pool"))}
+
+
 def cephblockpool_facts(obj: Obj) -> Facts:
     summary = _get(obj, "status", "mirroringStatus", "summary") or {}
     if not isinstance(summary, dict):
@@ -148,6 +155,7 @@ EXTRACTORS: dict[str, Callable[[Obj], Facts]] = {
     kinds.DRPC.kind: drpc_facts,
     kinds.VRG.kind: vrg_facts,
     kinds.CEPH_BLOCK_POOL.kind: cephblockpool_facts,
+    kinds.STORAGE_CLASS.kind: storageclass_facts,
 }
 
 

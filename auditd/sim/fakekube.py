@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from auditd.clock import SYSTEM
-from auditd.sources.kube.kinds import PV, PVC, VR, VRC, Kind
+from auditd.sources.kube.kinds import PV, PVC, STORAGE_CLASS, VR, VRC, Kind
 
 # How often the server loop looks for a shutdown: stop() waits up to this (the standard
 # library's 0.5 s, paid twice per test, was most of many tests' time).
@@ -41,7 +41,7 @@ Obj = dict[str, Any]
 
 # The fake serves the daemon's own kind catalogue, so the two can never disagree on a path.
 ResourceType = Kind
-DEFAULT_RESOURCES = (PVC, PV, VR, VRC)
+DEFAULT_RESOURCES = (PVC, PV, VR, VRC, STORAGE_CLASS)  # what every cluster serves
 # Pods are served for the exec transport's toolbox lookup and `pods/exec`.
 POD = Kind("", "v1", "pods", "Pod", True)
 # Leases, for replicas that elect their leaders where auditd runs (daemon/lease.py).

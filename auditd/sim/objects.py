@@ -24,6 +24,18 @@ def pvc(name: str, namespace: str, volume: str | None = None, phase: str = "Boun
     }
 
 
+def storage_class(name: str = "rook-ceph-block", pool: str = "replicapool") -> Obj:
+    """The RBD StorageClass the PVCs name, as Rook's example installs it."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": "rook-ceph.rbd.csi.ceph.com",
+        "parameters": {"clusterID": "rook-ceph", "pool": pool},
+        "reclaimPolicy": "Delete",
+    }
+
+
 def pv(name: str, claim_ns: str, claim_name: str, image: str, pool: str = "replicapool") -> Obj:
     return {
         "apiVersion": "v1",

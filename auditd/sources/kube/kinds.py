@@ -42,3 +42,7 @@ CEPH_BLOCK_POOL = Kind("ceph.rook.io", "v1", "cephblockpools", "CephBlockPool", 
 
 ALL_KINDS = (PVC, PV, VR, VRC, VRG, DRPC, CEPH_BLOCK_POOL)
 BY_NAME = {k.kind: k for k in ALL_KINDS}
+# Listed by a one-shot look only (`auditd preflight` asks whether the target has the PVC's
+# StorageClass); the daemon does not watch it.
+STORAGE_CLASS = Kind("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+LOOKED_AT_KINDS = (*ALL_KINDS, STORAGE_CLASS)
