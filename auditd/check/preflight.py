@@ -213,17 +213,22 @@ def _target_clean(config: Config, seen: Seen, view: VolumeView, t: Side) -> Reas
     return Reason("target-clean", True, f"no PVC, PV or VR for it on {t.cluster}", verify)
 
 
+def _named(seen: Seen, keys: list[ObjectKey | None], fact: str) -> set[str]:
+    """The classes these objects name (a VR its VolumeReplicationClass, a PVC its
+    StorageClass)."""
+    out = set()
+    for key in keys:
+        known = seen.inventory.objects.get(key) if key is not None else None
+        if known is not None and known.facts.get(fact):
+            out.add(str(known.facts[fact]))
+    return out
+
+
 def _target_vrc(config: Config, seen: Seen, view: VolumeView, t: Side) -> Reason:
     """The VolumeReplicationClass the volume's VR names exists on the target (else the new
     primary's VR cannot be created)."""
     ctx = config.cluster(t.cluster).context or t.cluster
-    names = {
-        str(seen.inventory.objects[s.vr].facts.get("volumeReplicationClass"))
-        for s in view.sides
-        if s.vr is not None
-        and s.vr in seen.inventory.objects
-        and seen.inventory.objects[s.vr].facts.get("volumeReplicationClass")
-    }
+    names = _named(seen, [s.vr for s in view.sides], "volumeReplicationClass")
     verify = f"kubectl --context={ctx} get volumereplicationclass"
     if t.blind:
         return Reason("target-vrc", None, f"{t.cluster} cannot be seen", verify)
@@ -244,13 +249,7 @@ def _target_storage_class(config: Config, seen: Seen, view: VolumeView, t: Side)
     creates there names it too)."""
     ctx = config.cluster(t.cluster).context or t.cluster
     verify = f"kubectl --context={ctx} get storageclass"
-    names = {
-        str(seen.inventory.objects[s.pvc].facts.get("storageClassName"))
-        for s in view.sides
-        if s.pvc is not None
-        and s.pvc in seen.inventory.objects
-        and seen.inventory.objects[s.pvc].facts.get("storageClassName")
-    }
+    names = _named(seen, [s.pvc for s in view.sides], "storageClassName")
     if not names:
         return Reason("target-storage-class", True, "the PVC names no StorageClass", verify)
     stream = seen.inventory.objects.get(ObjectKey(t.cluster, AUDIT_STREAM, "", STORAGE_CLASS.kind))
