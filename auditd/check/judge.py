@@ -121,7 +121,8 @@ def judge(
             # auditd's own blindness: what it could not see is unknown, not a DR violation.
             rows.append(Row(where, rule_id, subject, "unknown", verdict.severity, verdict.summary))
         elif isinstance(verdict, Finding):
-            outcome: Outcome = "switching" if volume in switching else "violated"
+            mid_switch = volume in switching or _pool_mid_switch(verdict, switching)
+            outcome: Outcome = "switching" if mid_switch else "violated"
             rows.append(
                 Row(
                     where,
@@ -182,6 +183,17 @@ def _owners(views: dict[VolumeId, VolumeView]) -> dict[str, VolumeId]:
                     peer = view.peer(s.cluster).cluster
                     out.setdefault(str(key._replace(cluster=peer)), vid)
     return out
+
+
+def _pool_mid_switch(finding: Finding, switching: frozenset[VolumeId]) -> bool:
+    """A pool's summary WARNING with its rbd-mirror daemons OK, while one of its volumes is mid
+    switch: the summary reflects the switch (a demote turns it WARNING on both sites), and
+    one look cannot tell how long it lasts. The daemon gives it its 2-minute for-duration; the
+    images are judged by their own rules meanwhile. A daemon not OK is never excused."""
+    if finding.rule != "pool-mirroring-unhealthy" or finding.evidence.get("daemon_health") != "OK":
+        return False
+    pool = finding.subject.rsplit("/", 1)[-1]
+    return any(v.pair == finding.pair and v.pool == pool for v in switching)
 
 
 def _cluster_of(subject: str) -> str:

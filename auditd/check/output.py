@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from auditd.check.judge import Check
+from auditd.check.judge import Check, Row
 from auditd.check.preflight import Preflight
 from auditd.report.render import table
 
@@ -24,7 +24,17 @@ NOTE = (
 )
 
 
+def _by_volume(check: Check) -> dict[str, list[Row]]:
+    """Each volume's rows, grouped once (scanning every row per volume was O(volumes x rows):
+    a minute at 10,000 volumes)."""
+    out: dict[str, list[Row]] = {v: [] for v in check.volumes}
+    for r in check.rows:
+        out.setdefault(r.volume, []).append(r)
+    return out
+
+
 def doc(check: Check) -> dict[str, Any]:
+    rows = _by_volume(check)
     return {
         "at": check.at,
         "exit_code": check.exit_code,
@@ -35,8 +45,8 @@ def doc(check: Check) -> dict[str, Any]:
         "volumes": [
             {
                 "volume": v,
-                "verdicts": [_row(r) for r in check.rows if r.volume == v and r.outcome != "ok"],
-                "ok": sorted({r.rule for r in check.rows if r.volume == v and r.outcome == "ok"}),
+                "verdicts": [_row(r) for r in rows[v] if r.outcome != "ok"],
+                "ok": sorted({r.rule for r in rows[v] if r.outcome == "ok"}),
                 "verify_by_hand": list(check.commands.get(v, ())),
             }
             for v in check.volumes
@@ -64,12 +74,9 @@ def to_table(check: Check) -> str:
         for r in check.rows
         if r.outcome != "ok"
     ]
-    per_volume = {
-        v: sum(1 for r in check.rows if r.volume == v and r.outcome == "ok") for v in check.volumes
-    }
-    clean = [
-        v for v in check.volumes if all(r.outcome == "ok" for r in check.rows if r.volume == v)
-    ]
+    grouped = _by_volume(check)
+    per_volume = {v: sum(1 for r in grouped[v] if r.outcome == "ok") for v in check.volumes}
+    clean = [v for v in check.volumes if all(r.outcome == "ok" for r in grouped[v])]
     if rows:
         lines += [table(["VOLUME", "RULE", "VERDICT", "SEVERITY", "SUMMARY"], rows), ""]
         for r in check.rows:
