@@ -62,7 +62,7 @@ def look(config: Config, clock: Clock = SYSTEM) -> Look:
 def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> Callable[[], None]:
     def run() -> None:
         events: list[KubeEvent] = []
-        for kind in LOOKED_AT_KINDS:
+        for i, kind in enumerate(LOOKED_AT_KINDS):
             health = StreamHealth(cluster.name, kind.kind, _clock=clock)
             watcher = ListWatcher(
                 cluster,
@@ -85,9 +85,9 @@ def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> 
             if why is not None:
                 out.unseen.append(f"{cluster.name} {kind.kind}: {why}")
                 if why.startswith(("cluster unavailable", "connection:")):
-                    # Every other kind would fail the same way: say so once, mark them all.
-                    for other in LOOKED_AT_KINDS:
-                        if other is kind or other is STORAGE_CLASS:
+                    # Every kind after it would fail the same way: say so once, mark them.
+                    for other in LOOKED_AT_KINDS[i + 1 :]:
+                        if other is STORAGE_CLASS:
                             continue
                         h = StreamHealth(cluster.name, other.kind, _clock=clock)
                         h.mark_disconnected()
