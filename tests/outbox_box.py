@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.alerts.message import Alert
 from auditd.alerts.outbox import Dispatcher
-from auditd.alerts.render import render
 from auditd.alerts.sinks.slack import SlackSink
 from auditd.config import AlertsConfig
 from auditd.rules.lifecycle import Active, step
@@ -53,7 +53,7 @@ class Outbox:
     def write(self, active: Active | None, finding: Finding | None, now: datetime) -> None:
         change = step(active, finding, timedelta(0), now)
         assert change is not None and change.notify
-        payload = render(change.violation, change.violation.state, "rbd mirror image status x")
+        payload = Alert.of(change.violation, "rbd mirror image status x").to_json()
         with self.sessions.begin() as s:
             write_change(s, change, [PlannedNotification("slack", payload)], now)
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from auditd.alerts.message import Alert
 from auditd.alerts.outbox import Dispatcher
-from auditd.alerts.render import render
 from auditd.alerts.sinks.http import AlertmanagerSink
 from auditd.clock import ManualClock
 from auditd.config import AlertsConfig
@@ -94,7 +94,7 @@ def test_a_split_brain_stays_firing_in_alertmanager_until_auditd_resolves_it(
             active = load_open_violations(s).get(("split-brain", "p/replicapool/img"))
         change = step(active, finding, timedelta(0), am.clock.now())
         assert change is not None
-        payload = render(change.violation, change.violation.state, "")
+        payload = Alert.of(change.violation, "").to_json()
         with sessions.begin() as s:
             write_change(s, change, [PlannedNotification("alertmanager", payload)], am.clock.now())
 

@@ -213,7 +213,7 @@ def test_the_dockerfile_lints_clean() -> None:
 
 
 def test_every_rule_links_a_runbook_that_exists() -> None:
-    from auditd.alerts.render import runbook_url
+    from auditd.alerts.message import runbook_url
     from auditd.rules.builtin import BUILTIN_RULES
 
     operations = (ROOT / "docs" / "operations.md").read_text()

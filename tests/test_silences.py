@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from auditd.alerts.message import Alert
 from auditd.alerts.outbox import Dispatcher
-from auditd.alerts.render import render
 from auditd.alerts.silences import Silence, parse_matcher, silenced_by
 from auditd.alerts.sinks.slack import SlackSink
 from auditd.cli import main
@@ -63,7 +63,7 @@ def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: Fak
             return write_change(
                 s,
                 change,
-                [PlannedNotification("slack", render(change.violation, "firing", ""))],
+                [PlannedNotification("slack", Alert.of(change.violation, "").to_json())],
                 now,
             )
 
@@ -101,7 +101,7 @@ def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: Fak
         write_change(
             s,
             resolved,
-            [PlannedNotification("slack", render(resolved.violation, "resolved", ""))],
+            [PlannedNotification("slack", Alert.of(resolved.violation, "").to_json())],
             now,
         )
     d.drain_once(now=now + timedelta(hours=3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from auditd.alerts.message import Alert
+from auditd.alerts.render_group import words
 from auditd.alerts.sinks.build import build_sinks
 from auditd.alerts.sinks.console import LogSink
 from auditd.alerts.sinks.http import AlertmanagerSink, WebhookSink
@@ -35,6 +38,8 @@ PAYLOAD = {
         "subject": "p/replicapool/x",
     },
 }
+# Stored as the writer stores it (schema 2), then read back as the deliver stage does.
+ALERT = Alert.from_json({**PAYLOAD, "v": 2})
 
 
 class Receiver:
@@ -75,7 +80,7 @@ def receiver() -> Iterator[Receiver]:
 
 def test_webhook(receiver: Receiver) -> None:
     sink = WebhookSink(SecretStr(receiver.url + "/hook/SECRET"), 5)
-    assert sink.send(PAYLOAD, "auditd-notification-1").ok
+    assert sink.send(ALERT, "auditd-notification-1").ok
     path, body = receiver.posts[0]
     assert (
         path == "/hook/SECRET"
@@ -84,19 +89,19 @@ def test_webhook(receiver: Receiver) -> None:
     )
     assert "blocks" not in body and body["version"] == 1
     receiver.answers = [(429, {"Retry-After": "9"}), (503, {}), (400, {})]
-    r = sink.send(PAYLOAD, "k")
+    r = sink.send(ALERT, "k")
     assert not r.ok and not r.permanent and r.retry_after == 9
-    assert not sink.send(PAYLOAD, "k").permanent
-    r = sink.send(PAYLOAD, "k")
+    assert not sink.send(ALERT, "k").permanent
+    r = sink.send(ALERT, "k")
     assert r.permanent and "SECRET" not in (r.error or "")
-    dead = WebhookSink(SecretStr("http://127.0.0.1:9/x"), 2).send(PAYLOAD, "k")
+    dead = WebhookSink(SecretStr("http://127.0.0.1:9/x"), 2).send(ALERT, "k")
     assert not dead.ok and not dead.permanent
 
 
 def test_alertmanager(receiver: Receiver) -> None:
     sink = AlertmanagerSink(SecretStr(receiver.url), 5)
-    assert sink.send(PAYLOAD, "k").ok
-    assert sink.send({**PAYLOAD, "event": "resolved"}, "k").ok
+    assert sink.send(ALERT, "k").ok
+    assert sink.send(replace(ALERT, event="resolved"), "k").ok
     (path, [firing]), (_, [resolved]) = receiver.posts
     assert path == "/api/v2/alerts"
     assert firing["labels"] == {
@@ -122,7 +127,7 @@ def test_sinks_from_config_redacted_and_dry_run(
     assert sorted(build_sinks(config)) == ["alertmanager", "webhook"]
     dry = build_sinks(config, dry_run=True)
     assert list(dry) == ["log"] and isinstance(dry["log"], LogSink)
-    assert dry["log"].send(PAYLOAD, "k").ok and receiver.posts == []
+    assert dry["log"].send(ALERT, "k").ok and receiver.posts == []
     cfg = tmp_path / "a.toml"
     cfg.write_text(f'[alerts.webhook]\nurl = "{receiver.url}/SECRET"\n')
     assert main(["config", "check", "-c", str(cfg)]) == 0
@@ -138,17 +143,17 @@ def test_slack_incoming_webhook_mode(receiver: Receiver, monkeypatch: pytest.Mon
     config = parse_config({})
     sink = build_sinks(config)["slack"]
     assert isinstance(sink, SlackWebhookSink)
-    assert sink.send(PAYLOAD, "k").ok
+    assert sink.send(ALERT, "k").ok
     path, body = receiver.posts[0]
     assert (
         path == "/services/T000/B000/SECRETXYZ"
-        and body["text"] == PAYLOAD["text"]
+        and body["text"] == words(ALERT).text
         and body["blocks"]
     )
     receiver.answers = [(429, {"Retry-After": "4"}), (404, {})]
-    r = sink.send(PAYLOAD, "k")
+    r = sink.send(ALERT, "k")
     assert not r.ok and not r.permanent and r.retry_after == 4
-    r = sink.send(PAYLOAD, "k")
+    r = sink.send(ALERT, "k")
     assert r.permanent and "SECRETXYZ" not in (r.error or "")
     assert "SECRETXYZ" not in str(config.redacted())
 
@@ -163,11 +168,11 @@ def test_retry_after_as_seconds_or_an_http_date_on_the_servers_clock(receiver: R
 
     sink = WebhookSink(SecretStr(receiver.url + "/hook"), 5)
     receiver.answers = [(429, {"Retry-After": later(120)}), (429, {"Retry-After": "7"})]
-    assert sink.send(PAYLOAD, "k").retry_after == pytest.approx(120, abs=1)
-    assert sink.send(PAYLOAD, "k").retry_after == 7
+    assert sink.send(ALERT, "k").retry_after == pytest.approx(120, abs=1)
+    assert sink.send(ALERT, "k").retry_after == 7
     receiver.answers = [(429, {"Retry-After": "soon"}), (429, {})]
-    assert sink.send(PAYLOAD, "k").retry_after == 1.0  # unreadable: the default
-    assert sink.send(PAYLOAD, "k").retry_after == 1.0
+    assert sink.send(ALERT, "k").retry_after == 1.0  # unreadable: the default
+    assert sink.send(ALERT, "k").retry_after == 1.0
 
 
 @pytest.mark.parametrize(

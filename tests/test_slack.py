@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from auditd import logs
+from auditd.alerts.message import Words
 from auditd.alerts.outbox import Dispatcher
 from auditd.alerts.sinks.slack import SlackSink
 from auditd.clock import ManualClock
@@ -25,10 +26,12 @@ from auditd.store.models import NotificationRow
 from auditd.store.writer import PlannedNotification, write_change
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# A message as rows from before schema 2 hold it: already in words.
 PAYLOAD = {
     "text": "FIRING pvc-on-secondary",
     "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*x*"}}],
 }
+WORDS = Words.from_json(PAYLOAD)
 
 
 def sink_for(
@@ -38,7 +41,7 @@ def sink_for(
 
 
 def test_post_message(slack: FakeSlack) -> None:
-    result = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
+    result = sink_for(slack).send(WORDS, "auditd-notification-1")
     assert result.ok and result.external_id == slack.messages[0]["ts"]
     assert (
         slack.messages[0]["text"] == PAYLOAD["text"]
@@ -53,24 +56,24 @@ def test_permanent_errors(slack: FakeSlack, error: str) -> None:
         if error == "invalid_auth"
         else sink_for(slack, channel="#nope")
     )
-    result = sink.send(PAYLOAD, "auditd-notification-1")
+    result = sink.send(WORDS, "auditd-notification-1")
     assert not result.ok and result.permanent and result.error == f"slack: {error}"
 
 
 def test_transient_errors(slack: FakeSlack) -> None:
     slack.fail_next(status=429, retry_after=7)
-    r = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
+    r = sink_for(slack).send(WORDS, "auditd-notification-1")
     assert not r.ok and not r.permanent and r.retry_after == 7
     slack.fail_next(status=500)
-    r = sink_for(slack).send(PAYLOAD, "auditd-notification-1")
+    r = sink_for(slack).send(WORDS, "auditd-notification-1")
     assert not r.ok and not r.permanent
     slack.fail_next(delay=2)
-    r = sink_for(slack, timeout=1).send(PAYLOAD, "auditd-notification-1")
+    r = sink_for(slack, timeout=1).send(WORDS, "auditd-notification-1")
     assert not r.ok and not r.permanent and "unreachable" in (r.error or "")
     dead = FakeSlack().start()
     url = dead.base_url
     dead.stop()
-    r = SlackSink(SecretStr("xoxb-x"), "#dr-alerts", url, 2).send(PAYLOAD, "auditd-notification-1")
+    r = SlackSink(SecretStr("xoxb-x"), "#dr-alerts", url, 2).send(WORDS, "auditd-notification-1")
     assert not r.ok and not r.permanent
 
 
@@ -169,7 +172,7 @@ def test_token_never_appears_in_logs(
 def test_message_carries_its_key_and_can_be_found_again(slack: FakeSlack) -> None:
     sink = sink_for(slack)
     assert sink.find_sent("auditd-notification-7") is None
-    r = sink.send(PAYLOAD, "auditd-notification-7")
+    r = sink.send(WORDS, "auditd-notification-7")
     assert slack.messages[0]["metadata"] == {
         "event_type": "auditd_notification",
         "event_payload": {"key": "auditd-notification-7"},

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from auditd.alerts.message import Alert
+
 Event = Literal["firing", "update", "resolved", "repeat", "drop"]
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
@@ -32,7 +34,7 @@ class Member:
     violation_id: int
     state: str  # firing | resolved
     severity: str
-    payload: dict[str, Any]
+    alert: Alert
 
 
 def group_labels(labels: Mapping[str, Any], group_by: Iterable[str]) -> dict[str, str]:

@@ -1,16 +1,17 @@
-"""Turn a violation change into a message: Slack Block Kit plus a plain-text fallback.
+"""One alert in words: Slack Block Kit plus a plain-text line (what every text sink prints).
 
-Rendered once, when the change is stored, so a retried delivery sends exactly what was decided.
+Rendered at delivery, for the sink that sends it; the outbox holds the alert itself
+(``message.Alert``), so a retried delivery still says exactly what was decided.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from auditd import durations
-from auditd.alerts.labels import labels
-from auditd.rules.lifecycle import Active
+from auditd.alerts.message import Alert, Words
 
 ICON = {
     "critical": ":red_circle:",
@@ -31,30 +32,28 @@ def fields_block(*fields: tuple[str, str]) -> dict[str, Any]:
     }
 
 
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
+def render_alert(a: Alert) -> Words:
+    """The alert's words, with a note if it is delivered late. A row from before schema 2
+    says what it said then."""
+    return late_note(a.words if a.words is not None else _words(a), a.late)
 
 
-# Each rule's runbook: a section of docs/operations.md named after the rule.
-RUNBOOKS = "https://github.com/auditd/auditd/blob/main/docs/operations.md"
-
-
-def runbook_url(rule: str) -> str:
-    return f"{RUNBOOKS}#{rule}"
-
-
-def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
+def _words(v: Alert) -> Words:
+    event, remediation = v.event, v.verify
+    first_seen = v.first_seen or v.fired_at
     where = " / ".join(
         x for x in (v.pair and f"pair {v.pair}", v.cluster and f"cluster {v.cluster}") if x
     )
     if event == "resolved":
-        lasted = durations.human((v.resolved_at or v.first_seen) - (v.fired_at or v.first_seen))
+        start = v.fired_at or first_seen
+        end = v.resolved_at or start
+        lasted = durations.human(end - start) if start and end else "-"
         headline = f":white_check_mark: RESOLVED {v.rule} after {lasted}"
         text = f"RESOLVED [{v.severity}] {v.rule}: {v.summary} ({where}; firing for {lasted})"
     else:
         headline = f"{ICON.get(v.severity, '')} {v.severity.upper()} {v.rule}".strip()
         text = (
-            f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {utc_text(v.first_seen)})"
+            f"FIRING [{v.severity}] {v.rule}: {v.summary} ({where}; since {utc_text(first_seen)})"
         )
     sides = sorted({k.split(".", 1)[0] for k in v.evidence if k.endswith(".image")})
     per_side = {f"{c}.{f}" for c in sides for f in ("image", "probe", "pvc", "vr")}
@@ -68,7 +67,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
             ("Rule", v.rule),
             ("Severity", v.severity),
             ("Where", where or "-"),
-            ("First seen", utc_text(v.first_seen)),
+            ("First seen", utc_text(first_seen)),
         ),
     ]
     if sides:
@@ -102,7 +101,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Evidence*\n{evidence}"}}
         )
-    runbook = runbook_url(v.rule)
+    runbook = v.runbook_url
     if event != "resolved" and remediation:
         blocks.append(
             {
@@ -112,25 +111,7 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
                 ],
             }
         )
-    payload: dict[str, Any] = {
-        "event": event,
-        "rule": v.rule,
-        "subject": v.subject,
-        "severity": v.severity,
-        "summary": v.summary,
-        "verify": remediation,
-        "runbook_url": runbook,
-        "fired_at": _iso(v.fired_at or v.first_seen),
-        "resolved_at": _iso(v.resolved_at),
-        # What silences (and later routing) match on.
-        "labels": labels(v),
-        "text": text,
-        "blocks": blocks,
-    }
-    if event == "resolved":
-        # The incident's first message is edited to this, its final state.
-        payload["parent"] = {"text": text, "blocks": blocks}
-    return payload
+    return Words(text, blocks, Words(text, blocks) if event == "resolved" else None)
 
 
 # A message this much older than its event says so: a reader must not take an alert that sat in
@@ -138,16 +119,16 @@ def render(v: Active, event: str, remediation: str) -> dict[str, Any]:
 LATE = timedelta(minutes=2)
 
 
-def delivered_late(payload: dict[str, Any], late: timedelta) -> dict[str, Any]:
-    """The payload of a message delivered ``late`` after it was written, saying how late."""
+def late_note(words: Words, late: timedelta) -> Words:
+    """Words delivered ``late`` after they were written, saying how late (the incident's first
+    message, edited in place, stays as it is)."""
     if late < LATE:
-        return payload
+        return words
     note = f"Delivered {durations.human(late)} late (the sink was unreachable)."
-    out = dict(payload)
-    out["text"] = f"{payload.get('text', '')} [{note}]"
-    if isinstance(payload.get("blocks"), list):
-        out["blocks"] = [
-            *payload["blocks"],
+    blocks = words.blocks
+    if blocks is not None:
+        blocks = [
+            *blocks,
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{note}_"}]},
         ]
-    return out
+    return replace(words, text=f"{words.text} [{note}]", blocks=blocks)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from auditd.alerts.render import render
+from auditd.alerts.message import Alert
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.isolate import isolate
 from auditd.daemon.items import (
@@ -497,7 +497,8 @@ class Ingestor:
             return []
         v = change.violation
         rule = self.rules.rules.get(v.rule)
-        payload = render(v, v.state, rule.remediation if rule else "")
+        # What was decided, as data: each sink puts it in words when it delivers.
+        payload = Alert.of(v, rule.remediation if rule else "").to_json()
         return [PlannedNotification(sink, payload) for sink in self.sinks]
 
     def _stale_after(self) -> timedelta:

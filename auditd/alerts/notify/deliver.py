@@ -12,9 +12,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.alerts.message import delivered, read
 from auditd.alerts.notify.retrier import Retrier
 from auditd.alerts.notify.stage import Pass
-from auditd.alerts.render import delivered_late
 from auditd.alerts.sinks.base import SendResult, Sink
 from auditd.store.models import NotificationRow
 
@@ -97,10 +97,17 @@ class Deliver:
         """Deliver one message (or find that a crash already did); True if it reached the sink."""
         key = f"auditd-notification-{row.id}"
         parent = self._parent(row)
+        try:
+            message = read(row.payload, incident=row.violation_id is None)
+        except (ValueError, TypeError) as e:  # a row no version of auditd could have written
+            log.error("notification %d is unreadable (%s); dead-lettered", row.id, e)
+            error = f"unreadable notification: {type(e).__name__}"
+            self._record(row.id, SendResult(ok=False, error=error, permanent=True), 1, now)
+            return False
         if row.status == "sending":
             already = sink.find_sent(key, parent)
             if already is not None:
-                sink.completed(row.payload, parent)
+                sink.completed(message, parent)
                 log.info(
                     "notification %d was delivered before a restart; not sending again", row.id
                 )
@@ -111,7 +118,7 @@ class Deliver:
                 return True
         self._mark_sending(row.id)
         try:
-            result = sink.send(delivered_late(row.payload, now - row.created_at), key, parent)
+            result = sink.send(delivered(message, now - row.created_at), key, parent)
         except Exception as e:  # a payload the sink cannot take: dead-letter it, go on
             log.exception("sink %s failed on notification %d", row.sink, row.id)
             result = SendResult(ok=False, error=f"{row.sink}: {type(e).__name__}", permanent=True)

@@ -1,6 +1,6 @@
 """The flush stage: each open incident that owes its channel a message gets one, as an outbox
 row of its own (firing, update, resolved, or a repeat). When is decided by grouping.decide
-(pure); the words by render_group."""
+(pure); what it says by incident.incident (pure, data: each sink words it at delivery)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.grouping import Member, Timing, decide, diff, snapshot
+from auditd.alerts.incident import incident
+from auditd.alerts.message import Alert
 from auditd.alerts.notify.stage import Pass
-from auditd.alerts.render_group import render_group
 from auditd.store.models import AlertGroupRow, NotificationRow
 
 log = logging.getLogger(__name__)
@@ -41,22 +42,26 @@ class Flush:
                     and now < group.last_flush_at + self.timing.repeat_interval
                 ):
                     continue  # nothing new and no reminder due: skip loading its members
-                members = _members(session, group.id)
-                event = decide(
-                    group.opened_at, group.last_flush_at, announced, members, now, self.timing
-                )
+                try:
+                    members = _members(session, group.id)
+                    event = decide(
+                        group.opened_at, group.last_flush_at, announced, members, now, self.timing
+                    )
+                    if event is None or event == "drop":
+                        payload = None
+                    else:
+                        change = diff(announced, members)
+                        payload = incident(
+                            event, group.labels, members, change, group.opened_at, now
+                        ).to_json()
+                except Exception:  # one odd incident must not hold back every other one
+                    log.exception("cannot describe incident %d; will retry", group.id)
+                    continue
                 if event is None:
                     continue
                 if event == "drop":
                     group.closed_at = now
                     log.info("incident %d resolved before it was announced", group.id)
-                    continue
-                try:
-                    payload = render_group(
-                        event, group.labels, members, diff(announced, members), group.opened_at, now
-                    )
-                except Exception:  # one odd incident must not hold back every other one
-                    log.exception("cannot render incident %d; will retry", group.id)
                     continue
                 session.add(
                     NotificationRow(
@@ -86,5 +91,6 @@ def _members(session: Session, group_id: int) -> list[Member]:
         .order_by(NotificationRow.id)
     ):
         assert vid is not None
-        latest[vid] = Member(vid, event, str(payload.get("severity")), payload)
+        alert = Alert.from_json(payload)
+        latest[vid] = Member(vid, event, alert.severity, alert)
     return list(latest.values())

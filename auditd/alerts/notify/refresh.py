@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from auditd.alerts.message import Alert
 from auditd.alerts.notify.stage import Pass
 from auditd.alerts.sinks.base import Sink
 from auditd.store.models import NotificationRow, ViolationRow
@@ -34,19 +35,19 @@ class Refresh:
             if last is not None and p.now - last < refresher.every:
                 continue
             self._refreshed[name] = p.now
-            payloads = self._still_firing(name)
-            if not payloads:
+            alerts = self._still_firing(name)
+            if not alerts:
                 continue
-            result = refresher.resend(payloads, p.now)
+            result = refresher.resend(alerts, p.now)
             if not result.ok:
                 log.warning(
                     "re-sending %d firing alert(s) to %s failed: %s",
-                    len(payloads),
+                    len(alerts),
                     name,
                     result.error,
                 )
 
-    def _still_firing(self, sink: str) -> list[dict[str, object]]:
+    def _still_firing(self, sink: str) -> list[Alert]:
         n = NotificationRow
         with self.sessions() as session:
             latest = (
@@ -61,7 +62,7 @@ class Refresh:
                 .group_by(n.violation_id)
             )
             return [
-                payload
+                Alert.from_json(payload)
                 for payload, event in session.execute(
                     select(n.payload, n.event).where(n.id.in_(latest)).order_by(n.id)
                 )

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.grouping import group_key, group_labels
+from auditd.alerts.message import stored_labels
 from auditd.alerts.notify.muter import Muter
 from auditd.alerts.notify.stage import Pass
 from auditd.alerts.sinks.base import Sink
@@ -65,7 +66,7 @@ class Route:
                 if row.event == "resolved" and lane in quiet:
                     _hold(row, quiet[lane], "its firing notification was held back")
                     continue
-                muted = muter.mutes(row.payload.get("labels") or {}, row.event)
+                muted = muter.mutes(_labels(row), row.event)
                 if muted is not None:
                     _hold(row, muted.status, muted.reason)
                     quiet[lane] = muted.status
@@ -98,7 +99,7 @@ class Route:
             .order_by(NotificationRow.id)
         ).all()
         for row in held:
-            if muter.mutes(row.payload.get("labels") or {}, "firing") is None:
+            if muter.mutes(_labels(row), "firing") is None:
                 log.info(
                     "notification %d released: it was %s, nothing holds it now", row.id, row.status
                 )
@@ -121,7 +122,7 @@ class Route:
         )
         if current is not None or row.event != "firing":
             return current
-        labels = row.payload.get("labels") or {}
+        labels = _labels(row)
         key = group_key(labels, self.settings.group_by)
         group = session.scalar(
             select(AlertGroupRow).where(
@@ -148,3 +149,8 @@ def _hold(row: NotificationRow, status: str, reason: str) -> None:
     """Record a notification as silenced or inhibited: kept, never sent."""
     row.status, row.last_error = status, reason
     log.info("notification %d %s: %s", row.id, status, reason)
+
+
+def _labels(row: NotificationRow) -> Mapping[str, str | None]:
+    """What a violation's alert is matched and grouped on."""
+    return stored_labels(row.payload)

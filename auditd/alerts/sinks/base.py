@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
+
+from auditd.alerts.message import Alert, Message
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Refresher(Protocol):
 
     every: timedelta
 
-    def resend(self, payloads: list[dict[str, Any]], now: datetime) -> SendResult: ...
+    def resend(self, alerts: list[Alert], now: datetime) -> SendResult: ...
 
 
 class Sink(Protocol):
@@ -33,8 +35,9 @@ class Sink(Protocol):
     # Set by sinks that forget what they are not told again; None for the rest.
     refresher: Refresher | None
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
-        """Deliver; ``key`` identifies the notification (sinks that can, attach it).
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        """Deliver, in the sink's own words; ``key`` identifies the notification (sinks that
+        can, attach it). A sink that is not ``grouped`` gets only alerts.
         ``parent`` is the external id of the incident's first message, for threading."""
         ...
 
@@ -44,7 +47,7 @@ class Sink(Protocol):
         the message it replies to (a reply is in its thread, not in the channel's history)."""
         ...
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         """A delivery found by find_sent after a crash: finish what send would have done after
         posting (edit the incident's parent message to its current state)."""
         ...

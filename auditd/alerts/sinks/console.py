@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TextIO
 
+from auditd.alerts.message import Message
+from auditd.alerts.render_group import words
 from auditd.alerts.sinks.base import Refresher, SendResult
 
 log = logging.getLogger(__name__)
@@ -21,16 +23,17 @@ class ConsoleSink:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         pass
 
     def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # a line printed twice after a crash is harmless
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        text = words(message).text
         with self._lock:
             stream = self._stream or sys.stdout
-            stream.write(f"[alert] {payload['text']}\n")
+            stream.write(f"[alert] {text}\n")
             stream.flush()
         return SendResult(ok=True)
 
@@ -42,14 +45,13 @@ class LogSink:
     grouped = True
     refresher: Refresher | None = None
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         pass
 
     def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
-        log.warning(
-            "dry run, not sent: %s", payload.get("text"), extra={"rule": payload.get("rule")}
-        )
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        rule = getattr(message, "rule", None)
+        log.warning("dry run, not sent: %s", words(message).text, extra={"rule": rule})
         return SendResult(ok=True, external_id=f"dry-run:{key}")

@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from auditd.alerts.message import Alert, Message
+from auditd.alerts.render import render_alert
 from auditd.alerts.sinks.base import Refresher, SendResult
 from auditd.clock import SYSTEM, Clock
 from auditd.retry_after import retry_after as read_retry_after
@@ -45,8 +47,15 @@ def _post(url: str, body: Any, timeout: float, what: str) -> SendResult:
         return SendResult(ok=False, error=f"{what} unreachable: {type(e).__name__}")
 
 
+def _not_an_alert(what: str) -> SendResult:
+    # Only grouping sinks are given incidents: this is a wiring error, and retrying cannot help.
+    return SendResult(ok=False, error=f"{what}: given an incident, takes alerts", permanent=True)
+
+
 class WebhookSink:
-    """POSTs {"key", "event", "labels", "text", ...} to a URL of the team's choosing."""
+    """POSTs one alert as JSON (schema ``version`` 1: key, event, rule, subject, severity,
+    summary, labels, evidence, verify, runbook_url, times, and a ``text`` line) to a URL of the
+    team's choosing."""
 
     name = "webhook"
     grouped = False  # machine consumers get one alert per violation, to route on its labels
@@ -56,17 +65,21 @@ class WebhookSink:
         self._url = url
         self.timeout = timeout
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         pass
 
     def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # receivers deduplicate on "key"
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        if not isinstance(message, Alert):
+            return _not_an_alert("webhook")
         body = {
+            **{k: v for k, v in message.to_json().items() if k != "v"},
             "version": 1,
             "key": key,
-            **{k: v for k, v in payload.items() if k not in ("blocks", "parent")},
+            "runbook_url": message.runbook_url,
+            "text": render_alert(message).text,
         }
         return _post(self._url.get_secret_value(), body, self.timeout, "webhook")
 
@@ -91,38 +104,40 @@ class AlertmanagerSink:
         self.clock = clock
         self.refresher: Refresher | None = self
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         pass
 
     def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None
 
-    def alert(self, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """One Alertmanager alert from a notification payload, as of ``now``."""
-        labels = {k: v for k, v in (payload.get("labels") or {}).items() if v}
-        labels["alertname"] = labels.pop("rule", payload.get("rule", "auditd"))
-        subject = str(payload.get("subject") or labels.get("subject") or "")
+    def alert(self, a: Alert, now: datetime) -> dict[str, Any]:
+        """One Alertmanager alert, as of ``now``."""
+        labels = {k: str(v) for k, v in a.labels.items() if v}
+        labels.pop("rule", None)
+        labels["alertname"] = a.rule or "auditd"
         alert: dict[str, Any] = {
-            "labels": {k: str(v) for k, v in labels.items()},
+            "labels": labels,
             "annotations": {
-                "summary": str(payload.get("text", "")),
-                "verify": str(payload.get("verify") or ""),
-                "runbook_url": str(payload.get("runbook_url") or ""),
+                "summary": render_alert(a).text,
+                "verify": a.verify,
+                "runbook_url": a.runbook_url,
             },
-            "generatorURL": f"auditd://explain/{quote(subject, safe='/')}",
-            "startsAt": payload.get("fired_at") or now.isoformat(),
+            "generatorURL": f"auditd://explain/{quote(a.subject, safe='/')}",
+            "startsAt": (a.fired_at or now).isoformat(),
         }
-        if payload.get("event") == "resolved":
-            alert["endsAt"] = payload.get("resolved_at") or now.isoformat()
+        if a.event == "resolved":
+            alert["endsAt"] = (a.resolved_at or now).isoformat()
         else:
             alert["endsAt"] = (now + 4 * self.every).isoformat()
         return alert
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
-        return self.post([self.alert(payload, self.clock.now())])
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        if not isinstance(message, Alert):
+            return _not_an_alert("alertmanager")
+        return self.post([self.alert(message, self.clock.now())])
 
-    def resend(self, payloads: list[dict[str, Any]], now: datetime) -> SendResult:
-        return self.post([self.alert(p, now) for p in payloads])
+    def resend(self, alerts: list[Alert], now: datetime) -> SendResult:
+        return self.post([self.alert(a, now) for a in alerts])
 
     def post(self, alerts: list[dict[str, Any]]) -> SendResult:
         base = self._url.get_secret_value().rstrip("/")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydantic import SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from auditd.alerts.message import Message, Words
+from auditd.alerts.render_group import words
 from auditd.alerts.sinks.base import Refresher, SendResult
 from auditd.retry_after import retry_after as read_retry_after
 
@@ -79,33 +80,35 @@ class SlackSink:
                 return str(msg.get("ts") or "") or None
         return None
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
-        if parent is not None and payload.get("parent"):
-            self._update_parent(parent, payload["parent"])
+    def completed(self, message: Message, parent: str | None) -> None:
+        view = words(message).parent
+        if parent is not None and view is not None:
+            self._update_parent(parent, view)
 
-    def _update_parent(self, parent: str, view: dict[str, Any]) -> None:
+    def _update_parent(self, parent: str, view: Words) -> None:
         """The parent shows the incident's current state, edited in place. Best effort: the
         reply is already posted, and failing here would make the outbox post it again."""
         try:
             self._client.chat_update(
-                channel=self.channel, ts=parent, text=view["text"], blocks=view.get("blocks")
+                channel=self.channel, ts=parent, text=view.text, blocks=view.blocks
             )
         except (SlackApiError, OSError, ValueError) as e:
             log.warning("could not update the incident's parent message: %s", type(e).__name__)
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        said = words(message)
         try:
             resp = self._client.chat_postMessage(
                 channel=self.channel,
-                text=payload["text"],
-                blocks=payload.get("blocks"),
+                text=said.text,
+                blocks=said.blocks,
                 # An update to an incident is a reply in its thread.
                 thread_ts=parent,
                 # Lets find_sent recognise this message after a crash (no double post).
                 metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
             )
-            if parent is not None and payload.get("parent"):
-                self._update_parent(parent, payload["parent"])
+            if parent is not None and said.parent is not None:
+                self._update_parent(parent, said.parent)
         except SlackApiError as e:
             error = str(e.response.get("error") or f"http_{e.response.status_code}")
             retry_after = (
@@ -133,15 +136,16 @@ class SlackWebhookSink:
     def __init__(self, url: SecretStr, timeout: float = 10) -> None:
         self._client = WebhookClient(url.get_secret_value(), timeout=int(timeout))
 
-    def completed(self, payload: dict[str, Any], parent: str | None) -> None:
+    def completed(self, message: Message, parent: str | None) -> None:
         pass
 
     def find_sent(self, key: str, parent: str | None = None) -> str | None:
         return None  # a webhook cannot look back: a crash mid-send may post twice
 
-    def send(self, payload: dict[str, Any], key: str, parent: str | None = None) -> SendResult:
+    def send(self, message: Message, key: str, parent: str | None = None) -> SendResult:
+        said = words(message)
         try:
-            resp = self._client.send(text=payload["text"], blocks=payload.get("blocks"))
+            resp = self._client.send(text=said.text, blocks=said.blocks)
         except (OSError, ValueError) as e:
             return SendResult(ok=False, error=f"slack webhook unreachable: {type(e).__name__}")
         if resp.status_code == 200:
