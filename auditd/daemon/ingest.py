@@ -1,7 +1,11 @@
-"""The single writer: events -> inventory -> transitions -> rules -> lifecycle -> one commit.
+"""The single writer: a queue of what was seen -> the auditor -> one commit per batch.
 
-Every watcher thread feeds one queue; this thread owns the inventory and the open violations,
-so no locks are needed around them, and SQLite sees exactly one writer.
+Every watcher thread feeds one queue; this thread owns the auditor (the inventory, the rules'
+state, the open violations), so no locks are needed around them, and SQLite sees exactly one
+writer. What happens to a batch is decided in stages: leadership (what this replica writes,
+follows or holds), isolation (a batch that cannot be taken in is halved until the item that
+breaks it is quarantined), the auditor (daemon/auditor.py: the verdicts, no I/O), and the
+history write (daemon/store_link.py: retries, the fence, the one transaction).
 """
 
 from __future__ import annotations
@@ -12,19 +16,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.alerts.message import Alert
 from auditd.clock import SYSTEM, Clock
+from auditd.daemon.auditor import Auditor, Commit, ViolationKey
 from auditd.daemon.isolate import isolate
 from auditd.daemon.items import (
-    Downtime,
-    HealthReport,
     Item,
-    Tick,
     by_time,
     describe_item,
     halves,
@@ -35,23 +37,12 @@ from auditd.daemon.leader import Leadership, NotLeader
 from auditd.daemon.led import Led
 from auditd.daemon.scopes import Scopes
 from auditd.daemon.store_link import Abandoned, StoreLink
-from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
+from auditd.inventory.inventory import Checkpoint, Inventory
 from auditd.inventory.probe_book import ProbeBook
 from auditd.logs import describe
 from auditd.rules.engine import RuleEngine
-from auditd.rules.lifecycle import Active, Change, due, step
-from auditd.rules.model import Finding, Unknown, Verdict
-from auditd.rules.views import PV, PVC, VR, VolumeId
-from auditd.rules.windows import Episode
-from auditd.sources.kube.events import (
-    KubeEvent,
-    Observed,
-    SnapshotEnd,
-    SnapshotPage,
-    SnapshotStart,
-)
-from auditd.sources.kube.health import health_rows
-from auditd.sources.rbd.probe import ProbeResult
+from auditd.rules.lifecycle import Active, Change
+from auditd.sources.kube.events import Observed, SnapshotEnd, SnapshotPage, SnapshotStart
 from auditd.store.load import load_state
 from auditd.store.writer import (
     PlannedNotification,
@@ -69,12 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ViolationKey = tuple[str, str]  # rule, subject
 T = TypeVar("T")
-
-
-# The kinds whose appearance is judged against storage evidence newer than it.
-APPEARING = frozenset({PVC, PV, VR})
 
 
 class Ingestor:
@@ -100,9 +86,6 @@ class Ingestor:
         self.want_probes = want_probes
         self.clock = clock
         self.metrics = metrics
-        self.inventory = inventory
-        self.rules = rules
-        self.active = active
         self.sinks = list(sinks)
         self.on_commit = on_commit
         self.batch_max = batch_max
@@ -113,7 +96,6 @@ class Ingestor:
         self._page_slots = threading.Semaphore(pages_in_flight)
         self._stop = threading.Event()
         self.committed_batches = 0
-        self.probe_book = ProbeBook(rules.config.probe.sample_every)
         # What could not be taken in: quarantined items (recorded) and dropped ones (logged).
         self.quarantined = 0
         self.dropped = 0
@@ -126,9 +108,33 @@ class Ingestor:
         # items and evaluates their rules; it follows the others in memory.
         self.leadership = leadership or Leadership()
         self.scopes = Scopes.of(rules.config)
-        self.led = Led(
-            self.scopes, frozenset(s for s in self.scopes.all if self.leadership.state(s) == "lead")
-        )
+        led = frozenset(s for s in self.scopes.all if self.leadership.state(s) == "lead")
+        self.auditor = Auditor(inventory, rules, active, Led(self.scopes, led))
+
+    # What the auditor holds, as the runner, status and tests read it.
+    @property
+    def inventory(self) -> Inventory:
+        return self.auditor.inventory
+
+    @property
+    def rules(self) -> RuleEngine:
+        return self.auditor.rules
+
+    @property
+    def active(self) -> dict[ViolationKey, Active]:
+        return self.auditor.active
+
+    @property
+    def probe_book(self) -> ProbeBook:
+        return self.auditor.probe_book
+
+    @property
+    def led(self) -> Led:
+        return self.auditor.led
+
+    @led.setter
+    def led(self, led: Led) -> None:
+        self.auditor.led = led
 
     def put(self, item: Item) -> None:
         if isinstance(item, SnapshotPage):
@@ -201,19 +207,11 @@ class Ingestor:
                 newly = led - self.led.led
                 if newly:
                     self._take_over(newly)
-                self._follow(theirs)
+                self.auditor.follow(theirs)
                 self.process_isolating(mine)
                 return
             except NotLeader:
                 continue  # memory is back to what is stored; decide again
-
-    def _follow(self, batch: Sequence[Item]) -> None:
-        """A standby's part: what the clusters and Ceph say, kept in memory, written nowhere."""
-        for item in batch:
-            if isinstance(item, ProbeResult):
-                self.inventory.apply_probe(item, self._stale_after())
-            elif isinstance(item, KubeEvent):
-                self.inventory.apply(item)
 
     def _take_over(self, scopes: frozenset[str]) -> None:
         """Become the writer of these scopes: reload the history as their last leader left it,
@@ -238,9 +236,7 @@ class Ingestor:
         )
 
     def led_active(self) -> dict[ViolationKey, Active]:
-        if self.led.everything:
-            return self.active
-        return {k: v for k, v in self.active.items() if self.led.mine(v.pair, v.cluster)}
+        return self.auditor.led_active()
 
     def _abandon(self, batch: Sequence[Item], e: Abandoned) -> None:
         """Shutting down with a database that cannot be written: say what was not recorded."""
@@ -328,169 +324,41 @@ class Ingestor:
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Memory back to what the database holds (the one loader, as at start), keeping the
         lists in progress: the failed batch never happened as far as state is concerned."""
-        state = self.store.run("reload state", lambda s: load_state(s, self.rules.config))
-        inventory, rules, active = state
-        inventory.resume(checkpoint)
-        # The scopes another replica writes are ahead in memory of what it has stored yet:
-        # keep them as watched, ready for a takeover.
-        followed = self.led.followed_clusters()
-        if followed:
-            inventory.transplant(self.inventory, followed)
-        rules.carry_over(self.rules)
-        self.inventory, self.rules = inventory, rules
-        self.active.clear()
-        self.active.update(active)
+        stored = self.store.run("reload state", lambda s: load_state(s, self.rules.config))
+        self.auditor.reload(stored, checkpoint)
 
     def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
+        """One batch through the auditor, and what it decided written in one transaction."""
         # The time the batch was observed, not when it is written: after a database outage,
         # violations and object state carry the times things happened.
-        now = now or max(observed_at(i) for i in batch)
-        delta = Delta()
-        timers = False
-        health: HealthReport | None = None
-        listed = False
-        probe_rows: list[dict[str, Any]] = []
-        samples: list[dict[str, Any]] = []
-        lags: list[tuple[str, str, str, float | None]] = []
-        lag_refreshed: set[VolumeId] = set()
-        for item in batch:
-            if isinstance(item, Tick):
-                timers = True
-            elif isinstance(item, ProbeResult):
-                self.inventory.apply_probe(item, self._stale_after(), delta)
-                lag_refreshed |= self.rules.record_probe(item)
-                probe_rows.append(self.probe_book.health_row(item))
-                item_lags = self.probe_book.lags(item, self.inventory)
-                samples.extend(self.probe_book.samples(item, item_lags))
-                lags.extend(item_lags)
-            elif isinstance(item, Downtime):
-                blind_after = self.rules.config.watch.blind_spot_after
-                self.inventory.apply_downtime(
-                    item.clusters, item.down_at, item.up_at, blind_after, delta
-                )
-            elif isinstance(item, HealthReport):
-                health = item
-                watch = self.rules.config.watch
-                self.inventory.apply_health(
-                    item.streams, item.at, watch.blind_spot_after, watch.stale_after, delta
-                )
-            else:
-                self.inventory.apply(item, delta)
-                listed = listed or isinstance(item, SnapshotEnd)
-        # A window can overrun with no event: timers re-evaluate the volumes in one.
-        in_window = self.rules.open_windows() if timers else set()
-        changes = self._changes(delta, timers, now, in_window, lag_refreshed)
-        wanted = self.rules.drain_wanted_probes()
-        if wanted:
-            self.want_probes(wanted)  # only asks: the scheduler runs them on its own threads
-        episodes = self.rules.windows.drain()
-        if not delta and not changes and health is None and not probe_rows and not episodes:
+        commit = self.auditor.step(batch, now or max(observed_at(i) for i in batch))
+        if commit.wanted:
+            self.want_probes(commit.wanted)  # only asks: the scheduler runs them on its own threads
+        if commit.empty:
             return
-        plans = [(c, self._notifications(c)) for c in changes]
-        watch = self.rules.config.watch
-        stream_rows = (
-            []
-            if health is None
-            else health_rows(health.streams, health.at, watch.blind_spot_after, watch.stale_after)
-        )
-        self._commit(delta, plans, now, stream_rows, probe_rows, samples, episodes)
-        for change in changes:
+        plans = [(c, self._notifications(c)) for c in commit.changes]
+        self._commit(commit, plans)
+        self.auditor.accept(commit)
+        for change in commit.changes:
             v = change.violation
-            key = (v.rule, v.subject)
-            if v.state in ("pending", "firing"):
-                self.active[key] = v
-            else:
-                self.active.pop(key, None)
             log.info("violation %s %s: %s", v.rule, v.state, v.subject, extra={"rule": v.rule})
         self.committed_batches += 1
         if self.metrics is not None:
-            probes = [i for i in batch if isinstance(i, ProbeResult)]
-            firing = self.led_active()
-            self.metrics.observe(probes, delta.transitions, lags, changes, firing)
+            self.metrics.observe(
+                commit.probes,
+                commit.delta.transitions,
+                commit.lags,
+                commit.changes,
+                self.led_active(),
+            )
         if plans:
             self.on_commit()
-        if listed:
+        if commit.listed:
             # The inventory is now mostly long-lived, acyclic dicts. Left in the collected
             # generations, every later collection rescans all of them: decoding a watch event
             # then costs 3x more (bench/watch_scale.py). Frozen, they are still freed by
             # reference counting when replaced; only cycle detection skips them.
             gc.freeze()
-
-    def _changes(
-        self,
-        delta: Delta,
-        timers: bool,
-        now: datetime,
-        also: set[VolumeId],
-        lag_only: set[VolumeId],
-    ) -> list[Change]:
-        # A first-ever list is the baseline, not an appearance: those objects were there before
-        # auditd looked (and nothing is judged against storage before the first probe anyway).
-        appeared = {
-            t.key: t.observed_at
-            for t in delta.transitions
-            if t.field == EXISTS
-            and t.new == "true"
-            and t.source != "list"
-            and t.key.kind in APPEARING
-        }
-        touched = delta.touched
-        if timers:
-            # A pending violation whose `for` has passed fires only on a verdict of now: its
-            # condition may have stopped holding with no event reaching it (memory reloaded).
-            keys, volumes = self.rules.judged(k[1] for k in self._due(now))
-            touched, also = touched | keys, also | volumes
-        verdicts = (
-            self.rules.evaluate(self.inventory, touched, now, also, lag_only, appeared)
-            if touched or also or lag_only
-            else {}
-        )
-        if timers:
-            for key, verdict in self.rules.timer_verdicts(self.inventory, now).items():
-                verdicts.setdefault(key, verdict)
-        changes: list[Change] = []
-        for key in sorted(verdicts):
-            verdict = verdicts[key]
-            if isinstance(verdict, Unknown):
-                continue  # unknowable right now: neither fire nor resolve
-            if not self._decides(key, verdict):
-                continue  # another replica leads that pair
-            rule = self.rules.rules[key[0]]
-            change = step(self.active.get(key), verdict, rule.for_, now)
-            if change is not None:
-                changes.append(change)
-        if timers:
-            for key in sorted(self.active):
-                v = self.active[key]
-                if (
-                    key in verdicts
-                    or key[0] not in self.rules.rules
-                    or not self.led.mine(v.pair, v.cluster)
-                ):
-                    continue
-                change = due(self.active[key], self.rules.rules[key[0]].for_, now)
-                if change is not None:
-                    changes.append(change)
-        return changes
-
-    def _due(self, now: datetime) -> list[ViolationKey]:
-        """The pending violations of this writer whose for-duration has passed."""
-        rules = self.rules.rules
-        return [
-            key
-            for key, v in self.active.items()
-            if v.state == "pending"
-            and key[0] in rules
-            and due(v, rules[key[0]].for_, now) is not None
-            and self.led.mine(v.pair, v.cluster)
-        ]
-
-    def _decides(self, key: ViolationKey, verdict: Verdict) -> bool:
-        """This process's verdict counts: the violation belongs to a scope it leads."""
-        if isinstance(verdict, Finding):
-            return self.led.mine(verdict.pair, verdict.cluster)
-        held = self.active.get(key)
-        return held is None or self.led.mine(held.pair, held.cluster)
 
     def _notifications(self, change: Change) -> list[PlannedNotification]:
         if not change.notify:
@@ -501,32 +369,23 @@ class Ingestor:
         payload = Alert.of(v, rule.remediation if rule else "").to_json()
         return [PlannedNotification(sink, payload) for sink in self.sinks]
 
-    def _stale_after(self) -> timedelta:
-        return self.rules.config.probe.record_stale_after
-
     def _commit(
-        self,
-        delta: Delta,
-        plans: list[tuple[Change, list[PlannedNotification]]],
-        now: datetime,
-        health_rows: list[dict[str, Any]],
-        probe_rows: list[dict[str, Any]],
-        samples: list[dict[str, Any]],
-        episodes: list[Episode],
+        self, commit: Commit, plans: list[tuple[Change, list[PlannedNotification]]]
     ) -> None:
+        now = commit.now
+
         def write(session: Session) -> None:
-            write_delta(session, delta, now)
-            write_stream_health(session, health_rows)
-            write_probe_health(session, probe_rows)
-            write_measurements(session, samples)
-            write_episodes(session, episodes)
-            write_image_records(session, delta.records, delta.records_gone)
+            write_delta(session, commit.delta, now)
+            write_stream_health(session, commit.stream_rows)
+            write_probe_health(session, commit.probe_rows)
+            write_measurements(session, commit.samples)
+            write_episodes(session, commit.episodes)
+            write_image_records(session, commit.delta.records, commit.delta.records_gone)
             for c, notes in plans:
                 write_change(session, c, notes, now)
 
-        self.store.run(
-            "history write", write, len(delta.transitions), commit=True, scopes=self.led.led
-        )
+        transitions = len(commit.delta.transitions)
+        self.store.run("history write", write, transitions, commit=True, scopes=self.led.led)
 
 
 def resync(watched: Inventory, now: datetime, clusters: set[str]) -> list[Item]:
