@@ -46,3 +46,20 @@ def test_a_standby_follows_without_judging() -> None:
     a.led = Led(a.led.scopes, frozenset())
     a.follow([*volume("dr2"), probe("dr1", "healthy"), probe("dr2", "healthy")])
     assert a.inventory.objects and not a.active
+
+
+def test_a_batch_taken_again_after_a_failed_write_makes_the_same_rows() -> None:
+    """The write of a step can fail (the database went away); the writer takes the same batch
+    in again, and its samples and probe health must be those of the first try, not lost as
+    "already sampled" nor counted twice."""
+    a = auditor()
+    batch = [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy"), Tick(T0)]
+    tried = a.step(batch, T0)
+    assert tried.samples  # the first sample of each image
+    again = a.step(batch, T0)  # the first was never accepted
+    assert again.samples == tried.samples
+    assert again.probe_rows == tried.probe_rows
+    a.accept(again)
+    later = T0 + timedelta(seconds=30)
+    # Sampled once an interval (an hour by default): the next probe makes no sample.
+    assert not a.step([probe("dr1", "healthy"), Tick(later)], later).samples

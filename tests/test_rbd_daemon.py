@@ -72,6 +72,10 @@ def test_probes_record_transitions_samples_and_health(
                 )
             ]
 
+    def sampled() -> int:
+        with sessions() as s:
+            return s.scalar(select(func.count()).select_from(MeasurementRow)) or 0
+
     try:
         wait_until(
             lambda: ("dr2", "state", None, "up+replaying") in probe_transitions(), timeout=30
@@ -87,6 +91,8 @@ def test_probes_record_transitions_samples_and_health(
         wait_until(
             lambda: ("dr1", "state", "up+stopped", "up+unknown") in probe_transitions(), timeout=15
         )
+        # Both sites have now shown their four images (one each before): each sampled once.
+        wait_until(lambda: sampled() == 4 + 4, timeout=15)
         b.scenario("auth")  # site-b's credentials break
         wait_until(
             lambda: any(
@@ -106,10 +112,9 @@ def test_probes_record_transitions_samples_and_health(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    with sessions() as s:
-        samples = s.scalar(select(func.count()).select_from(MeasurementRow))
+    samples = sampled()
     engine.dispose()
-    assert samples == 4 + 4  # one per image and site: sample_every is an hour
+    assert samples == 4 + 4  # probed every second, sampled no more: sample_every is an hour
     # One `mirror pool status` call per site per cycle, never one per image.
     calls = (a.dir / "calls.log").read_text().splitlines()
     assert calls and all(

@@ -76,6 +76,8 @@ class Auditor:
 
     def step(self, batch: Sequence[Item], now: datetime) -> Commit:
         """Take a batch into memory; what it changes in the history is the Commit."""
+        # Whatever a step before this one staged was never accepted: its write failed.
+        self.probe_book.discard()
         commit = Commit(now, Delta())
         delta = commit.delta
         timers = False
@@ -120,6 +122,7 @@ class Auditor:
 
     def accept(self, commit: Commit) -> None:
         """The commit stood: the open violations are what it wrote."""
+        self.probe_book.accept()
         for change in commit.changes:
             v = change.violation
             key = (v.rule, v.subject)

@@ -5,11 +5,14 @@ coarse interval never hides a spike from the report's worst lag.
 
 Pure: probe results and the inventory in, rows out; the ingest writer stores them. Lag itself
 is the record book's (``RecordBook.lag``), the same number the rpo rule judges.
+
+What a batch changes here is staged until its commit stood (``accept``): a batch whose write
+failed is taken in again, and must make the same rows (its samples, its failure count) again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,14 +31,34 @@ class _Pool:
     sampled_at: dict[str, datetime] = field(default_factory=dict)  # image -> last sample
     peak_lag: dict[str, float] = field(default_factory=dict)  # image -> worst since then
 
+    def copy(self) -> _Pool:
+        return replace(self, sampled_at=dict(self.sampled_at), peak_lag=dict(self.peak_lag))
+
 
 class ProbeBook:
     def __init__(self, sample_every: timedelta) -> None:
         self.sample_every = sample_every
         self._pools: dict[tuple[str, str], _Pool] = {}
+        # Copy-on-write for the batch in progress (a copy per pool probed, once per probe
+        # interval: cheap beside the probe itself).
+        self._staged: dict[tuple[str, str], _Pool] = {}
 
     def _pool(self, r: ProbeResult) -> _Pool:
-        return self._pools.setdefault((r.cluster, r.pool), _Pool())
+        key = (r.cluster, r.pool)
+        staged = self._staged.get(key)
+        if staged is None:
+            kept = self._pools.get(key)
+            staged = self._staged[key] = kept.copy() if kept is not None else _Pool()
+        return staged
+
+    def accept(self) -> None:
+        """The batch's commit stood: what it staged is kept."""
+        self._pools.update(self._staged)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        """The batch in progress did not stand (or was never written): forget what it staged."""
+        self._staged.clear()
 
     def health_row(self, r: ProbeResult) -> dict[str, Any]:
         """The pool's probe_health row after this result."""
