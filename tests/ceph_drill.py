@@ -119,6 +119,29 @@ class Lab:
         p, s = self.status(primary, image), self.status(other, image)
         return p.get("state") == "up+stopped" and s.get("state") == "up+replaying"
 
+    def is_primary(self, cluster: str, image: str = IMAGE) -> bool:
+        r = self.rbd(cluster, "info", f"{POOL}/{image}", "--format", "json", check=False)
+        return (
+            r.returncode == 0 and json.loads(r.stdout).get("mirroring", {}).get("primary") is True
+        )
+
+    def daemon_health(self, cluster: str) -> str | None:
+        """The pool summary's daemon_health: the manager's view of the site's rbd-mirror."""
+        r = self.rbd(cluster, "mirror", "pool", "status", POOL, "--format", "json", check=False)
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout).get("summary", {}).get("daemon_health")
+
+    def wait_daemons_ok(self, timeout: float = 240) -> None:
+        """Both sites' rbd-mirror reported to their managers. Image states alone do not say it:
+        after a site's return its images are `up+stopped` while its manager still answers
+        daemon_health UNKNOWN, which `auditd check` rightly counts against the pair."""
+        if wait_for(lambda: all(self.daemon_health(c) == "OK" for c in SITE), timeout, every=3):
+            return
+        raise TimeoutError(
+            f"rbd-mirror daemon health: { {c: self.daemon_health(c) for c in SITE} }"
+        )
+
     def ensure_images(self, images: tuple[str, ...], primary: str = "dr1") -> None:
         """The images exist, mirrored (snapshot mode) from ``primary`` and replaying on its
         peer: what an application's PVCs are after provisioning."""
