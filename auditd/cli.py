@@ -367,11 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     sa = ssub.add_parser(
         "add",
         help="add a silence",
-        description="Add a silence. Patterns are shell globs.",
-        epilog="example: auditd silence add --match rule=secondary-not-replaying "
-        '--match cluster=dr2 --for 2h --comment "rbd-mirror upgrade, CHG-1234"',
+        description="Add a silence: a notification matching every --match is held back. "
+        "Matchers as Alertmanager writes them: LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX, "
+        "LABEL!~REGEX (a regex matches the whole value; = and != also take shell globs).",
+        epilog="examples:\n"
+        "  auditd silence add --match rule=secondary-not-replaying --match cluster=dr2 "
+        '--for 2h --comment "rbd-mirror upgrade, CHG-1234"\n'
+        "  auditd silence add --match 'rule=~rpo-exceeded|lag-disagreement' "
+        "--match 'namespace!=prod-*' --for 1d --comment \"WAN maintenance\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sa.add_argument("--match", action="append", required=True, metavar="LABEL=PATTERN")
+    sa.add_argument("--match", action="append", required=True, metavar="MATCHER")
     sa.add_argument(
         "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1h30m, 1w"
     )
@@ -876,7 +882,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
             rows: list[dict[str, Any]] = [
                 {
                     "id": x.id,
-                    "matchers": [f"{k}={v}" for k, v in x.matchers],
+                    "matchers": [str(m) for m in x.matchers],
                     "starts_at": x.starts_at.isoformat(),
                     "ends_at": x.ends_at.isoformat(),
                     "expired_at": x.expired_at.isoformat() if x.expired_at else None,

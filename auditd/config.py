@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from auditd import durations
+from auditd.alerts.inhibit import DEFAULT_RULES, InhibitRule
 
 # Read as Kubernetes writes durations (1h30m, 7d); shown the same way by `config show`.
 Duration = Annotated[
@@ -250,6 +251,25 @@ class HttpSinkConfig(Strict):
         return v
 
 
+class InhibitRuleConfig(Strict):
+    """While an alert matching every source matcher fires, alerts matching every target
+    matcher with the same values of the ``equal`` labels are held back (alerts/inhibit.py)."""
+
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[GroupLabel] = []
+
+    @model_validator(mode="after")
+    def _matchers_read(self) -> InhibitRuleConfig:
+        self.rule()  # a matcher that does not read fails the config, saying which and why
+        return self
+
+    def rule(self) -> InhibitRule:
+        return InhibitRule.of(
+            self.source_matchers, self.target_matchers, self.equal, get_args(GroupLabel)
+        )
+
+
 class AlertsConfig(Strict):
     # A transient failure (connection error, 5xx, 429) is retried with backoff from
     # retry_initial to retry_max until the message is give_up_after old; a permanent one
@@ -276,6 +296,11 @@ class AlertsConfig(Strict):
     group_interval: Duration = timedelta(minutes=1)
     # ...and reminds in its thread when it is still firing and nothing changed for this long.
     repeat_interval: Duration = timedelta(hours=4)
+    # Inhibition, as Alertmanager's inhibit_rules; setting any replaces auditd's two defaults
+    # (a blind cluster holds back its other alerts; an unhealthy pool its per-volume ones).
+    inhibit_rules: list[InhibitRuleConfig] = Field(
+        default_factory=lambda: [InhibitRuleConfig(**r) for r in DEFAULT_RULES]
+    )
 
     @field_validator("group_by")
     @classmethod

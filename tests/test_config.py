@@ -36,6 +36,26 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         ({"clusters": [{"name": "DR 1", "role": "primary"}]}, "clusters[0].name"),
         ({"watch": {"read_timeout": "soon"}}, "watch.read_timeout"),
         ({"slack": {"tokn": "x"}}, "slack.tokn"),
+        (
+            {
+                "alerts": {
+                    "inhibit_rules": [
+                        {"source_matchers": ["rule=~(("], "target_matchers": ["rule=x"]}
+                    ]
+                }
+            },
+            "alerts.inhibit_rules[0]",
+        ),
+        (
+            {
+                "alerts": {
+                    "inhibit_rules": [
+                        {"source_matchers": ["rule=x"], "target_matchers": ["colour=red"]}
+                    ]
+                }
+            },
+            "alerts.inhibit_rules[0]",
+        ),
     ],
 )
 def test_errors_name_the_offending_key(raw: dict[str, object], key: str) -> None:
@@ -250,3 +270,16 @@ def test_the_config_names_every_watched_kind_and_only_those() -> None:
     extractor, and only those."""
     assert set(get_args(KindName)) == set(BY_NAME)
     assert set(EXTRACTORS) == {k.kind for k in LOOKED_AT_KINDS} > set(BY_NAME)
+
+
+def test_the_examples_inhibit_rules_are_the_built_in_defaults() -> None:
+    """config.example.toml shows the default inhibit rules commented out (setting any replaces
+    them): uncommented, they must be what auditd runs with."""
+    import tomllib
+
+    text = (ROOT / "config.example.toml").read_text()
+    start = text.index("# [[alerts.inhibit_rules]]")
+    block = text[start : text.index("\n\n", start)]
+    raw = tomllib.loads("[alerts]\n" + "\n".join(line[2:] for line in block.splitlines()))
+    assert len(raw["alerts"]["inhibit_rules"]) == 2
+    assert parse_config(raw).alerts.inhibit_rules == parse_config({}).alerts.inhibit_rules

@@ -9,6 +9,7 @@ from pathlib import Path
 from outbox_box import Outbox
 from sqlalchemy import select
 
+from auditd.alerts.silences import parse_matcher
 from auditd.rules.lifecycle import Active
 from auditd.rules.model import Finding
 from auditd.sim.fakeslack import FakeSlack
@@ -83,7 +84,12 @@ def test_an_alert_silenced_is_announced_when_the_silence_ends_if_still_firing(
     box = _box(tmp_path, slack)
     with box.sessions.begin() as s:
         silence = add_silence(
-            s, [("rule", "secondary-not-replaying")], T, T + timedelta(hours=2), "sre", "drill"
+            s,
+            [parse_matcher("rule=secondary-not-replaying")],
+            T,
+            T + timedelta(hours=2),
+            "sre",
+            "drill",
         )
     box.fire("img-1", T)
     box.dispatcher.drain_once(now=T)
@@ -95,3 +101,67 @@ def test_an_alert_silenced_is_announced_when_the_silence_ends_if_still_firing(
     [post] = box.posts()
     assert post["text"].startswith("FIRING") and "secondary-not-replaying" in post["text"]
     box.engine.dispose()
+
+
+def test_inhibit_rules_are_config_data_and_replace_the_defaults(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    """An Alertmanager-style rule from the config holds back its targets; the two defaults
+    (a blind cluster, an unhealthy pool) are gone once rules are set, and [] means none."""
+    split = Finding(
+        "split-brain", "p/replicapool/img-9", "critical", "both primary", "dr1", "p",
+        {"namespace": "app"},
+    )  # fmt: skip
+    rule = {
+        "source_matchers": ['rule="split-brain"', "severity=critical"],
+        "target_matchers": ["severity=~warning|info"],
+        "equal": ["pair"],
+    }
+    box = Outbox(
+        tmp_path, slack, group_wait=timedelta(0), group_interval=timedelta(0), inhibit_rules=[rule]
+    )
+    _blind(box, T)
+    box.fire("img-1", T)  # dr2 blind, but no rule says a blind spot holds anything back now
+    box.dispatcher.drain_once(now=T)
+    box.write(None, split, T + timedelta(seconds=10))
+    box.fire("img-2", T + timedelta(seconds=10))  # a warning on the pair while it has split brain
+    for i in range(3):
+        box.dispatcher.drain_once(now=T + timedelta(seconds=10 + i))
+    statuses = _statuses(box)
+    assert statuses.count(("secondary-not-replaying", "firing", "inhibited")) == 1, statuses
+    assert [m for m in box.posts() if "split-brain" in m["text"]], box.posts()
+    with box.sessions() as s:
+        [held] = s.scalars(select(NotificationRow).where(NotificationRow.status == "inhibited"))
+        assert held.payload["labels"]["subject"].endswith("img-2")
+        assert "inhibited by split-brain p/replicapool/img-9" in (held.last_error or ""), (
+            held.last_error
+        )
+    box.engine.dispose()
+
+    (tmp_path / "none").mkdir()
+    none = Outbox(tmp_path / "none", slack, group_wait=timedelta(0), inhibit_rules=[])
+    _blind(none, T)
+    none.fire("img-1", T)
+    none.dispatcher.drain_once(now=T)
+    assert ("secondary-not-replaying", "firing", "inhibited") not in _statuses(none)
+    none.engine.dispose()
+
+
+def test_an_inhibit_rule_reads_as_alertmanagers() -> None:
+    """Source and target matchers, `equal` labels set and equal on both, and Alertmanager's
+    two-sided rule: an alert that could be a source is not held back by one that could be a
+    target (two alerts never hold each other back)."""
+    from auditd.alerts.inhibit import InhibitRule, inhibited_by
+    from auditd.alerts.labels import NAMES
+
+    warn = {"rule": "rpo-exceeded", "severity": "warning", "pair": "p", "subject": "p/a"}
+    crit = {"rule": "split-brain", "severity": "critical", "pair": "p", "subject": "p/b"}
+    by_severity = InhibitRule.of(["severity=critical"], ["severity!=critical"], ["pair"], NAMES)
+    assert by_severity.inhibits(crit, warn) and not by_severity.inhibits(warn, crit)
+    assert not by_severity.inhibits(crit, {**warn, "pair": "q"})  # another pair
+    assert not by_severity.inhibits({**crit, "pair": None}, {**warn, "pair": None})  # unset
+    assert inhibited_by([by_severity], [warn, crit], warn) == crit
+    # Any rule holds any other back; the two-sided rule keeps two equals from holding each other.
+    mutual = InhibitRule.of(["rule=~.+"], ["rule=~.+"], ["pair"], NAMES)
+    assert not mutual.inhibits(crit, warn) and not mutual.inhibits(warn, crit)
+    assert inhibited_by([mutual], [crit], crit) is None  # never itself

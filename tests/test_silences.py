@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,21 +23,55 @@ from auditd.rules.model import Finding
 from auditd.sim.fakeslack import FakeSlack
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
-from auditd.store.models import NotificationRow
-from auditd.store.silence_store import add_silence
+from auditd.store.models import NotificationRow, SilenceRow
+from auditd.store.silence_store import add_silence, list_silences
 from auditd.store.writer import PlannedNotification, write_change
 
 T = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def test_matchers() -> None:
-    assert parse_matcher("rule=pvc-on-secondary") == ("rule", "pvc-on-secondary")
-    for bad in ("rule", "colour=red", "rule="):
-        with pytest.raises(ValueError):
+def test_matchers_read_as_alertmanager_writes_them() -> None:
+    """=, !=, =~, !~; quoted values; a regex anchored at both ends; = and != also globs."""
+    labels = {"rule": "rpo-exceeded", "cluster": "dr2", "namespace": None, "subject": "dr2/x"}
+    cases = {
+        "rule=rpo-exceeded": True,
+        'rule="rpo-exceeded"': True,
+        "rule = rpo-exceeded": True,
+        "rule=rpo": False,
+        "rule=rpo-*": True,
+        "rule!=rpo-*": False,
+        "cluster!=dr1": True,
+        "rule=~rpo-exceeded|lag-disagreement": True,
+        "rule=~rpo": False,  # anchored: a regex matches the whole value, not a part
+        "rule=~.*exceed.*": True,
+        "rule!~split-brain|rpo-.*": False,
+        'namespace=""': True,  # a label the alert does not carry reads as empty
+        'namespace!=""': False,
+        "subject=~dr2/.+": True,
+        "subject=dr2/*": True,
+    }
+    for text, expected in cases.items():
+        assert parse_matcher(text).matches(labels) is expected, text
+    assert str(parse_matcher('rule=~"rpo-.*"')) == "rule=~rpo-.*"
+    assert str(parse_matcher('subject="a b"')) == 'subject="a b"'
+    for text in ("rule=~rpo-.*", 'subject="a \\"b\\""', "namespace!=team-*"):
+        m = parse_matcher(text)
+        assert parse_matcher(str(m)) == m, text  # what list prints reads back the same
+    for bad, says in (
+        ("rule", "LABEL=VALUE"),
+        ("colour=red", "no label 'colour'"),
+        ("rule=", 'rule=""'),
+        ("rule=~((", "not a regex"),
+        ("=x", "LABEL=VALUE"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
             parse_matcher(bad)
+
+
+def test_a_silence_holds_while_active_and_every_matcher_matches() -> None:
     s = Silence(
         1,
-        (("rule", "secondary-*"), ("cluster", "dr2")),
+        (parse_matcher("rule=secondary-*"), parse_matcher("cluster!=dr1")),
         T,
         T + timedelta(hours=2),
         "ana",
@@ -46,6 +81,34 @@ def test_matchers() -> None:
     assert s.matches(labels) and not s.matches({**labels, "cluster": "dr1"})
     assert silenced_by([s], labels, T + timedelta(hours=1)) is s
     assert silenced_by([s], labels, T + timedelta(hours=3)) is None  # ended
+
+
+def test_silences_stored_before_operators_still_match_as_globs(tmp_path: Path) -> None:
+    """Rows written before matchers had operators hold [label, glob]: they keep meaning
+    label=glob. A row that cannot be read (edited by hand) silences nothing and says so."""
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine).begin() as s:
+        for matchers in (
+            [["rule", "secondary-*"], ["cluster", "dr2"]],
+            [["rule", "=~", "(("]],
+        ):
+            s.add(
+                SilenceRow(
+                    matchers={"matchers": matchers},
+                    starts_at=T,
+                    ends_at=T + timedelta(hours=2),
+                    author="ana",
+                    comment="from an older auditd",
+                    created_at=T,
+                )
+            )
+    with session_factory(engine)() as s:
+        [old] = list_silences(s, T + timedelta(minutes=1))
+    engine.dispose()
+    assert old.matchers == (parse_matcher("rule=secondary-*"), parse_matcher("cluster=dr2"))
+    assert old.matches({"rule": "secondary-not-replaying", "cluster": "dr2"})
 
 
 def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: FakeSlack) -> None:
@@ -72,7 +135,7 @@ def test_silenced_notifications_are_recorded_not_sent(tmp_path: Path, slack: Fak
     with sessions.begin() as s:
         add_silence(
             s,
-            [("rule", "secondary-*"), ("cluster", "dr2")],
+            [parse_matcher("rule=secondary-*"), parse_matcher("cluster=dr2")],
             now - timedelta(minutes=1),
             now + timedelta(hours=2),
             "ana",
@@ -124,6 +187,8 @@ def test_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                 "rule=pvc-on-secondary",
                 "--match",
                 "namespace=team-*",
+                "--match",
+                "cluster!~dr1|dr3",
                 "--for",
                 "2h",
                 "--comment",
@@ -138,7 +203,7 @@ def test_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["silence", "list", "--db", url, "--format", "json"]) == 0
     [s] = json.loads(capsys.readouterr().out)
     assert (
-        s["matchers"] == ["rule=pvc-on-secondary", "namespace=team-*"]
+        s["matchers"] == ["rule=pvc-on-secondary", "namespace=team-*", "cluster!~dr1|dr3"]
         and s["author"] == "ana"
         and s["active"]
     )

@@ -1,4 +1,6 @@
-"""Inhibition, as in Alertmanager: a firing parent alert holds back the child alerts it explains.
+"""Inhibition, as Alertmanager's ``inhibit_rules``: while a source alert fires, the target
+alerts with the same values of the ``equal`` labels are held back (recorded "inhibited", never
+sent). The rules are data (``[[alerts.inhibit_rules]]`` in the config); these are the defaults:
 
 * `audit-blind-spot` on a cluster holds back every other alert about that cluster: while auditd
   cannot see it, child alerts would be guesses. Not `old-primary-not-fenced`: it is about that
@@ -12,48 +14,85 @@ the resolve of a child whose firing was itself held back).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-VOLUME_STORAGE_RULES = frozenset(
+from auditd.alerts import matchers
+from auditd.alerts.matchers import Matcher
+
+Labels = Mapping[str, str | None]
+
+# As config data, so `auditd config show` prints them and a config can start from them.
+DEFAULT_RULES: tuple[dict[str, list[str]], ...] = (
     {
-        "secondary-not-replaying",
-        "primary-not-stopped",
-        "image-missing-on-peer",
-        "rpo-exceeded",
-        "lag-disagreement",
-    }
+        "source_matchers": ['rule="audit-blind-spot"'],
+        "target_matchers": ['rule!~"audit-blind-spot|old-primary-not-fenced"'],
+        "equal": ["cluster"],
+    },
+    {
+        "source_matchers": ['rule="pool-mirroring-unhealthy"'],
+        "target_matchers": [
+            'rule=~"secondary-not-replaying|primary-not-stopped|image-missing-on-peer'
+            '|rpo-exceeded|lag-disagreement"'
+        ],
+        "equal": ["pair"],
+    },
 )
-PARENT_RULES = frozenset({"audit-blind-spot", "pool-mirroring-unhealthy"})
-# Findings about a cluster that hold precisely while it is blind: never held back by that.
-ABOUT_BLINDNESS = frozenset({"old-primary-not-fenced"})
 
 
 @dataclass(frozen=True)
-class Parent:
-    rule: str
-    subject: str
-    cluster: str | None
-    pair: str | None
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls,
+        source: Iterable[str],
+        target: Iterable[str],
+        equal: Iterable[str],
+        labels: Sequence[str],
+    ) -> InhibitRule:
+        return cls(
+            tuple(matchers.parse(m, labels) for m in source),
+            tuple(matchers.parse(m, labels) for m in target),
+            tuple(equal),
+        )
+
+    def may_source(self, rule: str) -> bool:
+        """Alerts of this rule could be sources (their other labels decide): which firing
+        violations are worth loading at all."""
+        return all(m.matches({"rule": rule}) for m in self.source if m.label == "rule")
+
+    def inhibits(self, source: Labels, target: Labels) -> bool:
+        if not (_all(self.target, target) and _all(self.source, source)):
+            return False
+        # Alertmanager counts two missing labels as equal; not here: a source with no cluster
+        # would hold back every alert that has none.
+        if not all(
+            source.get(label) and source.get(label) == target.get(label) for label in self.equal
+        ):
+            return False
+        # As Alertmanager: an alert that could itself be a source is not held back by an equal
+        # source that could be a target too (two alerts never silence each other).
+        return not (_all(self.source, target) and _all(self.target, source))
 
 
-def inhibited_by(parents: Iterable[Parent], labels: Mapping[str, str | None]) -> Parent | None:
-    rule = labels.get("rule")
-    for p in parents:
-        if p.rule == rule:
-            continue
-        if (
-            p.rule == "audit-blind-spot"
-            and p.cluster
-            and labels.get("cluster") == p.cluster
-            and rule not in ABOUT_BLINDNESS
+def _all(ms: Iterable[Matcher], labels: Labels) -> bool:
+    return all(m.matches(labels) for m in ms)
+
+
+def inhibited_by(
+    rules: Iterable[InhibitRule], parents: Iterable[Labels], labels: Labels
+) -> Labels | None:
+    """The firing alert (its labels) that holds this one back, or None."""
+    rules = tuple(rules)
+    for parent in parents:
+        if parent.get("rule") == labels.get("rule") and parent.get("subject") == labels.get(
+            "subject"
         ):
-            return p
-        if (
-            p.rule == "pool-mirroring-unhealthy"
-            and rule in VOLUME_STORAGE_RULES
-            and p.pair
-            and labels.get("pair") == p.pair
-        ):
-            return p
+            continue  # itself
+        if any(r.inhibits(parent, labels) for r in rules):
+            return parent
     return None

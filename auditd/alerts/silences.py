@@ -1,23 +1,24 @@
 """Silences, as in Alertmanager: label matchers, a time range, an author and a comment.
 
-Pure matching here; the outbox applies it at the notify stage, so a silenced notification is
-recorded (status "silenced") and never sent.
+Pure matching here (the matcher grammar is ``alerts/matchers.py``); the outbox applies it at the
+notify stage, so a silenced notification is recorded (status "silenced") and never sent.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from auditd.alerts import matchers
 from auditd.alerts.labels import NAMES as LABELS  # what a notification can be matched on
+from auditd.alerts.matchers import Matcher
 
 
 @dataclass(frozen=True)
 class Silence:
     id: int
-    matchers: tuple[tuple[str, str], ...]
+    matchers: tuple[Matcher, ...]
     starts_at: datetime
     ends_at: datetime
     author: str
@@ -28,20 +29,12 @@ class Silence:
         return self.expired_at is None and self.starts_at <= now < self.ends_at
 
     def matches(self, labels: Mapping[str, str | None]) -> bool:
-        return all(
-            fnmatch.fnmatchcase(labels.get(k) or "", pattern) for k, pattern in self.matchers
-        )
+        return all(m.matches(labels) for m in self.matchers)
 
 
-def parse_matcher(text: str) -> tuple[str, str]:
-    """'rule=pvc-on-secondary' or 'subject=dr2/*' -> (label, pattern)."""
-    label, sep, pattern = text.partition("=")
-    label = label.strip()
-    if not sep or label not in LABELS or not pattern:
-        raise ValueError(
-            f"not a matcher: {text!r} (use LABEL=PATTERN, LABEL one of {', '.join(LABELS)})"
-        )
-    return label, pattern.strip()
+def parse_matcher(text: str) -> Matcher:
+    """'rule=pvc-on-secondary', 'subject=dr2/*', 'cluster!=dr1', 'rule=~"rpo-.*"'."""
+    return matchers.parse(text, LABELS)
 
 
 def silenced_by(

@@ -303,7 +303,8 @@ class SilenceRow(Base):
     __table_args__ = (Index(None, "ends_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # {"matchers": [[label, pattern], ...]}; patterns are shell globs (fnmatch)
+    # {"matchers": [[label, op, value], ...]} (alerts/matchers.py); rows from before operators
+    # hold [label, glob], read as label=glob
     matchers: Mapped[dict[str, Any]]
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]

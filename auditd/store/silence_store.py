@@ -1,20 +1,34 @@
-"""Silences in the database."""
+"""Silences in the database. Matchers are stored as ``[label, op, value]``; rows from before
+operators existed hold ``[label, glob]``, read as ``label=glob`` (what they always meant)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auditd.alerts.matchers import Matcher
 from auditd.alerts.silences import Silence
 from auditd.store.models import SilenceRow
+
+log = logging.getLogger(__name__)
+
+
+def _matcher(stored: Sequence[Any]) -> Matcher:
+    if len(stored) == 2:
+        return Matcher(str(stored[0]), "=", str(stored[1]))
+    label, op, value = stored
+    return Matcher(str(label), op, str(value))
 
 
 def _silence(r: SilenceRow) -> Silence:
     return Silence(
         id=r.id,
-        matchers=tuple((str(k), str(v)) for k, v in r.matchers.get("matchers", [])),
+        matchers=tuple(_matcher(m) for m in r.matchers.get("matchers", [])),
         starts_at=r.starts_at,
         ends_at=r.ends_at,
         author=r.author,
@@ -25,14 +39,14 @@ def _silence(r: SilenceRow) -> Silence:
 
 def add_silence(
     session: Session,
-    matchers: list[tuple[str, str]],
+    matchers: Sequence[Matcher],
     starts_at: datetime,
     ends_at: datetime,
     author: str,
     comment: str,
 ) -> int:
     row = SilenceRow(
-        matchers={"matchers": [list(m) for m in matchers]},
+        matchers={"matchers": [[m.label, m.op, m.value] for m in matchers]},
         starts_at=starts_at,
         ends_at=ends_at,
         author=author,
@@ -48,7 +62,15 @@ def list_silences(session: Session, now: datetime, include_ended: bool = False) 
     q = select(SilenceRow).order_by(SilenceRow.id)
     if not include_ended:
         q = q.where(SilenceRow.expired_at.is_(None), SilenceRow.ends_at > now)
-    return [_silence(r) for r in session.scalars(q)]
+    out = []
+    for r in session.scalars(q):
+        try:
+            out.append(_silence(r))
+        except (ValueError, TypeError) as e:
+            # Only a hand-edited row gets here (the CLI checks every matcher): it silences
+            # nothing, and says so, rather than stopping every notification behind it.
+            log.error("silence %s cannot be read, so it silences nothing: %s", r.id, e)
+    return out
 
 
 def expire_silence(session: Session, silence_id: int, now: datetime) -> bool:

@@ -7,14 +7,15 @@ released while its violation still fires.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditd.alerts.inhibit import PARENT_RULES, Parent, inhibited_by
+from auditd.alerts.inhibit import InhibitRule, Labels, inhibited_by
+from auditd.alerts.labels import NAMES as LABELS
 from auditd.alerts.silences import Silence, silenced_by
 from auditd.store.models import ViolationRow
 from auditd.store.silence_store import list_silences
@@ -29,22 +30,24 @@ class Muted:
 @dataclass(frozen=True)
 class Muter:
     silences: tuple[Silence, ...]
-    parents: tuple[Parent, ...]
+    inhibit_rules: tuple[InhibitRule, ...]
+    parents: tuple[Labels, ...]  # the firing alerts that may hold others back
     now: datetime
 
     @classmethod
-    def load(cls, session: Session, now: datetime) -> Muter:
+    def load(cls, session: Session, now: datetime, inhibit_rules: Sequence[InhibitRule]) -> Muter:
+        firing = (ViolationRow.state == "firing", ViolationRow.resolved_at.is_(None))
+        rules = session.scalars(select(ViolationRow.rule).where(*firing).distinct()).all()
+        sources = [r for r in rules if any(i.may_source(r) for i in inhibit_rules)]
         parents = tuple(
-            Parent(v.rule, v.subject, v.cluster, v.pair)
-            for v in session.scalars(
-                select(ViolationRow).where(
-                    ViolationRow.rule.in_(PARENT_RULES),
-                    ViolationRow.state == "firing",
-                    ViolationRow.resolved_at.is_(None),
-                )
+            {name: getattr(v, name) for name in LABELS}  # a violation row has each label
+            for v in (
+                session.scalars(select(ViolationRow).where(*firing, ViolationRow.rule.in_(sources)))
+                if sources
+                else ()
             )
         )
-        return cls(tuple(list_silences(session, now)), parents, now)
+        return cls(tuple(list_silences(session, now)), tuple(inhibit_rules), parents, now)
 
     def mutes(self, labels: Mapping[str, str | None], event: str) -> Muted | None:
         """Why this notification is held back, or None. Only a firing is inhibited: a child
@@ -54,7 +57,9 @@ class Muter:
             return Muted(
                 "silenced", f"silenced by {silence.id} ({silence.author}: {silence.comment})"
             )
-        parent = inhibited_by(self.parents, labels) if event == "firing" else None
+        if event != "firing":
+            return None
+        parent = inhibited_by(self.inhibit_rules, self.parents, labels)
         if parent is not None:
-            return Muted("inhibited", f"inhibited by {parent.rule} {parent.subject}")
+            return Muted("inhibited", f"inhibited by {parent.get('rule')} {parent.get('subject')}")
         return None

@@ -31,12 +31,13 @@ class Route:
         self.sessions = sessions
         self.sinks = sinks
         self.settings = settings
+        self.inhibit_rules = tuple(r.rule() for r in settings.inhibit_rules)
 
     def run(self, p: Pass) -> None:
         """Fills ``p.alone``: alerts of grouping sinks that still go out on their own (the
         resolve of an alert that was itself sent on its own, before grouping existed)."""
         with self.sessions.begin() as session:
-            muter = Muter.load(session, p.now)
+            muter = Muter.load(session, p.now, self.inhibit_rules)
             self._release(session, muter)
             rows = session.scalars(
                 select(NotificationRow)
