@@ -151,7 +151,7 @@ def test_an_inhibit_rule_reads_as_alertmanagers() -> None:
     """Source and target matchers, `equal` labels set and equal on both, and Alertmanager's
     two-sided rule: an alert that could be a source is not held back by one that could be a
     target (two alerts never hold each other back)."""
-    from auditd.alerts.inhibit import InhibitRule, inhibited_by
+    from auditd.alerts.inhibit import Inhibitor, InhibitRule
     from auditd.alerts.labels import NAMES
 
     warn = {"rule": "rpo-exceeded", "severity": "warning", "pair": "p", "subject": "p/a"}
@@ -160,8 +160,8 @@ def test_an_inhibit_rule_reads_as_alertmanagers() -> None:
     assert by_severity.inhibits(crit, warn) and not by_severity.inhibits(warn, crit)
     assert not by_severity.inhibits(crit, {**warn, "pair": "q"})  # another pair
     assert not by_severity.inhibits({**crit, "pair": None}, {**warn, "pair": None})  # unset
-    assert inhibited_by([by_severity], [warn, crit], warn) == crit
+    assert Inhibitor([by_severity], [warn, crit]).held_by(warn) == crit
     # Any rule holds any other back; the two-sided rule keeps two equals from holding each other.
     mutual = InhibitRule.of(["rule=~.+"], ["rule=~.+"], ["pair"], NAMES)
     assert not mutual.inhibits(crit, warn) and not mutual.inhibits(warn, crit)
-    assert inhibited_by([mutual], [crit], crit) is None  # never itself
+    assert Inhibitor([mutual], [crit]).held_by(crit) is None  # never itself

@@ -65,6 +65,9 @@ class InhibitRule:
         violations are worth loading at all."""
         return all(m.matches({"rule": rule}) for m in self.source if m.label == "rule")
 
+    def key(self, labels: Labels) -> tuple[str | None, ...]:
+        return tuple(labels.get(label) or None for label in self.equal)
+
     def inhibits(self, source: Labels, target: Labels) -> bool:
         if not (_all(self.target, target) and _all(self.source, source)):
             return False
@@ -83,16 +86,31 @@ def _all(ms: Iterable[Matcher], labels: Labels) -> bool:
     return all(m.matches(labels) for m in ms)
 
 
-def inhibited_by(
-    rules: Iterable[InhibitRule], parents: Iterable[Labels], labels: Labels
-) -> Labels | None:
-    """The firing alert (its labels) that holds this one back, or None."""
-    rules = tuple(rules)
-    for parent in parents:
-        if parent.get("rule") == labels.get("rule") and parent.get("subject") == labels.get(
-            "subject"
-        ):
-            continue  # itself
-        if any(r.inhibits(parent, labels) for r in rules):
-            return parent
-    return None
+class Inhibitor:
+    """The firing alerts that may hold others back, filed per rule under their ``equal``
+    labels: asking about one alert costs a lookup per rule, not a scan of every firing one
+    (a storm routes thousands of alerts past thousands of firing parents)."""
+
+    def __init__(self, rules: Iterable[InhibitRule], parents: Iterable[Labels]) -> None:
+        self._rules: list[tuple[InhibitRule, dict[tuple[str | None, ...], list[Labels]]]] = []
+        parents = tuple(parents)
+        for rule in rules:
+            filed: dict[tuple[str | None, ...], list[Labels]] = {}
+            for parent in parents:
+                key = rule.key(parent)
+                if all(key) and _all(rule.source, parent):
+                    filed.setdefault(key, []).append(parent)
+            self._rules.append((rule, filed))
+
+    def held_by(self, labels: Labels) -> Labels | None:
+        """The firing alert (its labels) that holds this one back, or None."""
+        for rule, filed in self._rules:
+            for parent in filed.get(rule.key(labels), ()):
+                if not _same(parent, labels) and rule.inhibits(parent, labels):
+                    return parent
+        return None
+
+
+def _same(a: Labels, b: Labels) -> bool:
+    """One alert: a violation is its rule and subject."""
+    return a.get("rule") == b.get("rule") and a.get("subject") == b.get("subject")

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditd.alerts.inhibit import InhibitRule, Labels, inhibited_by
+from auditd.alerts.inhibit import Inhibitor, InhibitRule
 from auditd.alerts.labels import NAMES as LABELS
 from auditd.alerts.silences import Silence, silenced_by
 from auditd.store.models import ViolationRow
@@ -30,8 +30,7 @@ class Muted:
 @dataclass(frozen=True)
 class Muter:
     silences: tuple[Silence, ...]
-    inhibit_rules: tuple[InhibitRule, ...]
-    parents: tuple[Labels, ...]  # the firing alerts that may hold others back
+    inhibitor: Inhibitor  # the firing alerts that may hold others back, and by which rule
     now: datetime
 
     @classmethod
@@ -47,7 +46,7 @@ class Muter:
                 else ()
             )
         )
-        return cls(tuple(list_silences(session, now)), tuple(inhibit_rules), parents, now)
+        return cls(tuple(list_silences(session, now)), Inhibitor(inhibit_rules, parents), now)
 
     def mutes(self, labels: Mapping[str, str | None], event: str) -> Muted | None:
         """Why this notification is held back, or None. Only a firing is inhibited: a child
@@ -59,7 +58,7 @@ class Muter:
             )
         if event != "firing":
             return None
-        parent = inhibited_by(self.inhibit_rules, self.parents, labels)
+        parent = self.inhibitor.held_by(labels)
         if parent is not None:
             return Muted("inhibited", f"inhibited by {parent.get('rule')} {parent.get('subject')}")
         return None
