@@ -29,6 +29,7 @@ from pydantic import (
 
 from auditd import durations
 from auditd.alerts.inhibit import DEFAULT_RULES, InhibitRule
+from auditd.sources.kube.kinds import BY_NAME
 
 # Read as Kubernetes writes durations (1h30m, 7d); shown the same way by `config show`.
 Duration = Annotated[
@@ -86,15 +87,6 @@ class PairConfig(Strict):
     mirrored_storage_classes: list[str] = []
 
 
-KindName = Literal[
-    "PersistentVolumeClaim",
-    "PersistentVolume",
-    "VolumeReplication",
-    "VolumeReplicationClass",
-    "VolumeReplicationGroup",
-    "DRPlacementControl",
-    "CephBlockPool",
-]
 _NAMESPACE = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
 
@@ -111,8 +103,9 @@ class WatchConfig(Strict):
     # (PersistentVolume, VolumeReplicationClass) are not filtered.
     namespaces: list[_NAMESPACE] = []
     exclude_namespaces: list[_NAMESPACE] = []
-    # A label selector per kind, applied by the API server.
-    label_selectors: dict[KindName, str] = {}
+    # A label selector per kind (its name as the watch catalogue has it), applied by the API
+    # server.
+    label_selectors: dict[str, str] = {}
     # How often to look again for an optional CRD (Ramen, Rook) that is not installed.
     crd_recheck: Duration = timedelta(minutes=5)
     # A cluster/kind that cannot be watched for this long is an audit blind spot.
@@ -121,6 +114,16 @@ class WatchConfig(Strict):
     # last-known state, so verdicts weighing it against its peer wait (UNKNOWN) until it is
     # back. Longer than a routine reconnect (the server ending a watch, a dropped connection).
     stale_after: Duration = timedelta(seconds=10)
+
+    @field_validator("label_selectors")
+    @classmethod
+    def _selectors_name_watched_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(BY_NAME))
+        if unknown:
+            raise ValueError(
+                f"not a watched kind: {', '.join(unknown)} (one of {', '.join(BY_NAME)})"
+            )
+        return v
 
 
 class ProbeConfig(Strict):

@@ -3,12 +3,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import get_args
 
 import pytest
 
 from auditd.cli import main
-from auditd.config import ConfigError, KindName, load_config, parse_config, redact_url
+from auditd.config import ConfigError, load_config, parse_config, redact_url
 from auditd.inventory.facts import EXTRACTORS
 from auditd.sources.kube.kinds import BY_NAME, LOOKED_AT_KINDS
 
@@ -268,8 +267,32 @@ def test_the_config_names_every_watched_kind_and_only_those() -> None:
     """Kind names had five owners (issue 21): the config's list must be the watch catalogue's,
     and every kind looked at (the watched ones, and StorageClass for preflight) has its fact
     extractor, and only those."""
-    assert set(get_args(KindName)) == set(BY_NAME)
+    assert parse_config({"watch": {"label_selectors": {k: "app=x" for k in BY_NAME}}})
+    with pytest.raises(ConfigError, match="not a watched kind: StorageClass"):
+        parse_config({"watch": {"label_selectors": {"StorageClass": "app=x"}}})
     assert set(EXTRACTORS) == {k.kind for k in LOOKED_AT_KINDS} > set(BY_NAME)
+
+
+def test_a_watched_kind_without_facts_stops_the_start_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21: a kind in the watch catalogue with no facts extractor would be stored as
+    nothing; `auditd run` refuses to start, in one line naming the kind and where to add it."""
+    from auditd.daemon import runner
+    from auditd.sources.kube.kinds import Kind
+
+    vgr = Kind(
+        "replication.storage.openshift.io", "v1alpha1", "volumegroupreplications",
+        "VolumeGroupReplication", True, False,
+    )  # fmt: skip
+    monkeypatch.setattr(runner, "WATCHED_KINDS", (*runner.WATCHED_KINDS, vgr))
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(f'database_url = "sqlite:///{tmp_path / "h.db"}"\n')
+    assert main(["run", "-c", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "no facts extractor for watched kind(s) VolumeGroupReplication" in err, err
+    assert "inventory/facts.py" in err and "Traceback" not in err
+    assert not (tmp_path / "h.db").exists()  # refused before anything was opened
 
 
 def test_the_examples_inhibit_rules_are_the_built_in_defaults() -> None:

@@ -71,7 +71,7 @@ def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> 
                 events.append,
                 health,
                 normalize=facts_of,
-                label_selector=config.watch.label_selectors.get(kind.kind),  # type: ignore[call-overload]
+                label_selector=config.watch.label_selectors.get(kind.kind),
                 clock=clock,
             )
             why = watcher.list_once()

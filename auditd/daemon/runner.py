@@ -35,7 +35,7 @@ from auditd.daemon.lease import Leases
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.daemon.scopes import GLOBAL, Scopes
-from auditd.inventory.facts import facts_of
+from auditd.inventory.facts import EXTRACTORS, facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
@@ -152,6 +152,13 @@ class Daemon:
         saying so: in Kubernetes a slow database is not worth a CrashLoopBackOff), then start
         every thread."""
         cfg = self.config
+        unread = [k.kind for k in WATCHED_KINDS if k.kind not in EXTRACTORS]
+        if unread:
+            # A kind watched without its facts would be stored as nothing and judged as absent.
+            raise RuntimeError(
+                f"no facts extractor for watched kind(s) {', '.join(unread)}: "
+                "add one to inventory/facts.py EXTRACTORS (the fields whose change matters)"
+            )
         url = cfg.effective_database_url()
         log.info("history database: %s", redact_url(url))
         database = sqlite_path(url)
@@ -244,7 +251,7 @@ class Daemon:
                     self.ingestor.put,
                     health,
                     normalize=facts_of,
-                    label_selector=cfg.watch.label_selectors.get(kind.kind),  # type: ignore[call-overload]
+                    label_selector=cfg.watch.label_selectors.get(kind.kind),
                     clock=self.clock,
                 )
                 self._watchers.append(watcher)
