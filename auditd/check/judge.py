@@ -18,7 +18,7 @@ from auditd.config import Config
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Finding, Rule, Unknown, Verdict
-from auditd.rules.views import DRPC_MOVING, VolumeId, VolumeView
+from auditd.rules.views import DRPC_MOVING, PV, PVC, VR, VolumeId, VolumeView
 
 Outcome = Literal["ok", "violated", "unknown", "switching"]
 
@@ -223,10 +223,10 @@ def _verify(template: str, subject: str, view: VolumeView | None) -> tuple[str, 
     """The rule's by-hand commands with the real names filled in."""
     text = template
     parts = subject.split("/")
-    if len(parts) >= 3 and parts[1] in {"PersistentVolumeClaim", "VolumeReplication"}:
+    if len(parts) >= 3 and parts[1] in {PVC, VR}:
         text = text.replace("CLUSTER", parts[0]).replace("NAMESPACE", parts[2])
         text = text.replace("NAME", parts[-1])
-    elif len(parts) == 3 and parts[1] == "PersistentVolume":
+    elif len(parts) == 3 and parts[1] == PV:
         text = text.replace("CLUSTER", parts[0]).replace("NAME", parts[2])
     if view is not None:
         text = text.replace("POOL/IMAGE", f"{view.id.pool}/{view.id.image}")

@@ -26,7 +26,7 @@ from auditd.sources.kube import kinds
 from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
 
 PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
-VRG, DRPC = "VolumeReplicationGroup", "DRPlacementControl"
+VRG, DRPC = kinds.VRG.kind, kinds.DRPC.kind
 # DRPC phases of an action in progress (Ramen's DRState).
 DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser"})
 # What a site's record says about its peer that contradicts the peer claiming primary.
