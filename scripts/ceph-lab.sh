@@ -21,7 +21,7 @@ POOL=replicapool
 IMAGE=csi-vol-0001
 SITES=(site-a site-b)
 PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-common rbd-mirror)
-# The read-only caps auditd's probes need (checked by tests/test_ceph_lab.py).
+# The read-only caps auditd's probes need (checked by tests/sources/test_ceph_lab.py).
 # The minimal caps that work on Pacific 16.2.15 (README, "Ceph access" has the experiments):
 # `--verbose` opens each image and registers a watch on its header, which read-only OSD caps
 # refuse; the daemon summary needs the two mon service commands.

@@ -1,6 +1,6 @@
 """A DR drill on real Ceph: Ramen-style switches on the two-site lab (scripts/ceph-lab.sh), the
 Kubernetes side on fake API servers, watched by real `auditd run` processes (one per probe
-interval) that post to a fake Slack. Used by tests/test_drill_on_ceph.py and bench/failover_drill.py.
+interval) that post to a fake Slack. Used by tests/system/test_drill_on_ceph.py and bench/failover_drill.py.
 
 One switch, as Ramen does it: (optionally a DRPC enters Relocating/FailingOver), the old
 primary's VR asks for secondary, `rbd mirror image demote` there, `promote` on the new side

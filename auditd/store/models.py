@@ -1,5 +1,5 @@
 """The history database schema. Alembic migrations in ``migrations/`` are the only thing that
-creates it; ``tests/test_migrations.py`` proves these models and the migrations agree."""
+creates it; ``tests/store/test_store.py`` proves these models and the migrations agree."""
 
 from __future__ import annotations
 

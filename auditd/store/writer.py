@@ -89,7 +89,7 @@ def write_measurements(session: Session, rows: list[dict[str, Any]]) -> None:
 # The two statements on the hot path (every watch event) go straight to the DBAPI's
 # executemany: SQLAlchemy's per-row bind processing cost 3x the insert itself
 # (bench/watch_scale.py). The values are exactly what the ORM types would bind:
-# tests/test_store.py reads these rows back through the ORM on both databases.
+# tests/store/test_store.py reads these rows back through the ORM on both databases.
 _TRANSITION_COLUMNS = (
     "cluster, kind, namespace, name, field, old, new, observed_at, source, late, resource_version"
 )

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from auditd.alerts.sinks.base import SendResult
 from auditd.config import AlertsConfig
 
+# Jitter from a generator of its own: the global one belongs to whoever embeds or tests auditd.
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -46,7 +49,7 @@ class Retrier:
 
     def delay(self, attempts: int, result: SendResult) -> float:
         base = self.settings.retry_initial.total_seconds() * (2.0 ** (attempts - 1))
-        delay = min(self.settings.retry_max.total_seconds(), base) * random.uniform(0.8, 1.2)
+        delay = min(self.settings.retry_max.total_seconds(), base) * _JITTER.uniform(0.8, 1.2)
         return max(delay, result.retry_after or 0.0)
 
     def due_rechecks(self, now: datetime) -> list[str]:

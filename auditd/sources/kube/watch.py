@@ -50,6 +50,8 @@ from auditd.sources.kube.observe import observe
 from auditd.sources.text import storable
 
 log = logging.getLogger(__name__)
+# Jitter from a generator of its own: the global one belongs to whoever embeds or tests auditd.
+_JITTER = random.Random()
 
 # An HTTP status that is not worth a tight retry: credentials, RBAC, a missing CRD.
 _SLOW_RETRY = {401, 403, 404}
@@ -400,7 +402,7 @@ class ListWatcher:
             ("resourceVersion", self._rv),
             ("allowWatchBookmarks", "true"),
             # Randomized like client-go so that many watchers do not reconnect in lockstep.
-            ("timeoutSeconds", random.randint(max(1, timeout // 2), max(1, timeout))),
+            ("timeoutSeconds", _JITTER.randint(max(1, timeout // 2), max(1, timeout))),
         ]
         if self.label_selector:
             query.append(("labelSelector", self.label_selector))

@@ -4,7 +4,7 @@ probed through the real `direct` transport as the restricted cephx user client.a
 Runs when the lab is up ($AUDITD_CEPH_LAB, default /tmp/auditd-ceph-lab, holds `.up`), or starts
 it with AUDITD_CEPH_LAB_START=1. Skipped otherwise, unless AUDITD_REQUIRE_CEPH=1 (CI).
 The tests run in file order on one lab and leave it as they found it (csi-vol-0001 primary on
-site-a); the forced promotion (split brain) is tests/test_drill_on_ceph.py's, last of all.
+site-a); the forced promotion (split brain) is tests/system/test_drill_on_ceph.py's, last of all.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from auditd.inventory.inventory import Inventory
 from auditd.sources.rbd.probe import PoolProber, ProbeResult
 from auditd.sources.rbd.transport import DirectTransport
 
 pytestmark = pytest.mark.ceph
-ROOT = Path(__file__).resolve().parent.parent
 LAB_SCRIPT = ROOT / "scripts" / "ceph-lab.sh"
 IMAGE = "csi-vol-0001"
 STALE = timedelta(minutes=3)

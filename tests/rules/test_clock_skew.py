@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paths import RBD
 from sqlalchemy import select
 
 from auditd.clock import ManualClock
@@ -34,7 +35,7 @@ from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import MeasurementRow, ObjectRow, TransitionRow, ViolationRow
 
-HEALTHY = Path(__file__).parent / "data" / "rbd" / "healthy"
+HEALTHY = RBD / "healthy"
 SITE = {"dr1": "site-a", "dr2": "site-b"}  # dr1's image is primary in this capture
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

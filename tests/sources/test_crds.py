@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import DATA as TEST_DATA
 
 from auditd.inventory.facts import facts_of
 from auditd.sim.fakekube import FakeKubeAPI, kind_from_crd
 from auditd.sources.kube.kinds import BY_NAME
 
-DATA = Path(__file__).parent / "data" / "crds"
+DATA = TEST_DATA / "crds"
 
 
 def load(path: Path) -> dict[str, Any]:

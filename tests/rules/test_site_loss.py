@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paths import RBD
 from switch_replay import CLAIM, NS, Capture, Replay, ramen_switches
 
 from auditd.sim import objects
@@ -89,7 +90,7 @@ def test_the_lost_site_returning_primary_is_split_brain_then_recovered(tmp_path:
 
 # ------------------------------------------------- a site loss captured on the lab
 
-LOSS = Capture.load(Path(__file__).parent / "data" / "rbd" / "site-loss")
+LOSS = Capture.load(RBD / "site-loss")
 L_START = min(t[0] for t in LOSS.times.values())
 L_LOST = LOSS.action("lose site-a")
 L_PROMOTED = LOSS.action("promoted site-b")

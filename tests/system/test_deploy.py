@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import ROOT
 
 from auditd.cli import main
 from auditd.daemon.metrics import Metrics
 from auditd.sim.fakekube import write_kubeconfig
 
-ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ["sqlite-single", "postgres-ha"]
 K8S_VERSION = "1.30"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from paths import RBD
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -30,7 +31,7 @@ from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow
 
-DATA = Path(__file__).parent / "data" / "rbd"
+DATA = RBD
 N = 500
 
 

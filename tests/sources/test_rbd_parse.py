@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paths import RBD
 
 from auditd.sources.rbd.parse import (
     RbdParseError,
@@ -20,7 +21,7 @@ from auditd.sources.rbd.parse import (
     split_description,
 )
 
-DATA = Path(__file__).parent / "data" / "rbd"
+DATA = RBD
 STALE = timedelta(minutes=3)  # three 60 s probe intervals
 CAPTURED = {
     row["file"]: parse_time(row["captured_at"].replace("T", " ").rstrip("Z"))

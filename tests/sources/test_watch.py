@@ -10,12 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from helpers import wait_until
+from paths import DATA
 
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.inventory.facts import facts_of
@@ -377,12 +377,7 @@ def test_missing_crd_is_logged_once_and_found_later(
         time.sleep(1.0)  # several rechecks
         assert not api.list_requests(DRPC.plural) and health.errors == 0
         assert sum("is not served" in r.getMessage() for r in caplog.records) == 1
-        crd = (
-            Path(__file__).parent
-            / "data"
-            / "crds"
-            / "ramendr.openshift.io_drplacementcontrols.yaml"
-        )
+        crd = DATA / "crds" / "ramendr.openshift.io_drplacementcontrols.yaml"
         installed = api.install_crd(yaml.safe_load(crd.read_text()))  # Ramen arrives
         assert installed.plural == DRPC.plural
         api.create(

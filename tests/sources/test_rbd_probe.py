@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from paths import RBD
 from rbd_site import Site
 
 from auditd.inventory.inventory import Inventory
@@ -15,7 +16,7 @@ from auditd.sources.rbd.parse import parse_pool_status
 from auditd.sources.rbd.probe import PoolProber, ProbeResult
 from auditd.sources.rbd.transport import DirectTransport, ProbeFailure, classify_failure
 
-DATA = Path(__file__).parent / "data" / "rbd"
+DATA = RBD
 FAKE_RBD = [sys.executable, "-m", "auditd.sim.fakerbd"]
 STALE = timedelta(days=3650)  # the captures are from the past; staleness is tested elsewhere
 

@@ -3,7 +3,7 @@
 
 Golden files in tests/golden/ pin every format; the same history on SQLite and PostgreSQL must
 give byte-identical reports (the aggregation is SQL on both). To accept a deliberate change:
-AUDITD_UPDATE_GOLDEN=1 pytest tests/test_report.py, then read the diff.
+AUDITD_UPDATE_GOLDEN=1 pytest tests/report/test_report.py, then read the diff.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import GOLDEN
 from story_history import SINCE, T0, UNTIL, played, report
 
 from auditd.cli import main
@@ -26,8 +27,6 @@ from auditd.report.html import to_html
 from auditd.report.query import Filters, ReportData, load_report
 from auditd.report.render import to_json, to_markdown, to_table
 from auditd.store.db import make_engine, session_factory
-
-GOLDEN = Path(__file__).parent / "golden"
 
 
 def golden(name: str, text: str) -> None:
@@ -202,7 +201,7 @@ def test_html_report_renders_in_headless_chromium(story_db: str, tmp_path: Path)
         shutil.copy(shot, Path(os.environ["AUDITD_ARTIFACTS"]) / "report.png")
 
 
-if __name__ == "__main__":  # regenerate the goldens by hand: python tests/test_report.py
+if __name__ == "__main__":  # regenerate the goldens by hand: python tests/report/test_report.py
     os.environ["AUDITD_UPDATE_GOLDEN"] = "1"
     sys.exit(pytest.main([__file__, "-q"]))
 
