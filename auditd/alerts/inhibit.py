@@ -22,7 +22,7 @@ from auditd.alerts.matchers import Matcher
 
 Labels = Mapping[str, str | None]
 
-# As config data, so `auditd config show` prints them and a config can start from them.
+# As config data: the config's default, and what config.example.toml shows (a test holds them).
 DEFAULT_RULES: tuple[dict[str, list[str]], ...] = (
     {
         "source_matchers": ['rule="audit-blind-spot"'],
