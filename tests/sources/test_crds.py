@@ -101,3 +101,65 @@ def test_drpc_and_pool_status_facts() -> None:
     f = facts_of("CephBlockPool", pool)
     assert (f["mirroring.health"], f["mirroring.daemon_health"]) == ("WARNING", "OK")
     assert f["mirroring.states"] == '{"replaying":3,"unknown":1}'
+
+
+def test_a_kind_added_to_the_catalogue_alone_is_watched_stored_and_shown(
+    monkeypatch: pytest.MonkeyPatch, make_config: Any, clusters: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 21, item 2: a kind is its catalogue entry (coordinates) and its facts extractor.
+    Adding VolumeGroupReplication that way, and nothing else, makes `auditd run` list and
+    watch it on both clusters, store its objects and their transitions, and show its streams
+    in `auditd status`. (Joining it to volumes is a rule's business: issue 23.)"""
+    from helpers import history, wait_until
+    from sqlalchemy import select
+
+    from auditd.clock import SYSTEM
+    from auditd.daemon import runner
+    from auditd.inventory.facts import EXTRACTORS
+    from auditd.report.status import load_status, status_table
+    from auditd.sources.kube.kinds import Kind
+    from auditd.store.models import ObjectRow, TransitionRow
+
+    crd = load(
+        DATA / "not-watched" / "replication.storage.openshift.io_volumegroupreplications.yaml"
+    )
+    served = kind_from_crd(crd)
+    vgr = Kind(served.group, served.version, served.plural, served.kind, True, required=False)
+    monkeypatch.setattr(runner, "WATCHED_KINDS", (*runner.WATCHED_KINDS, vgr))
+    monkeypatch.setitem(
+        EXTRACTORS, vgr.kind, lambda obj: {"state": (obj.get("status") or {}).get("state")}
+    )
+    for name in ("dr1", "dr2"):
+        clusters[name].install_crd(crd)
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    daemon = runner.Daemon(make_config(database_url=url))
+    daemon.start()
+    try:
+        assert daemon.wait_synced(20)
+        group = {
+            "metadata": {"name": "app-group", "namespace": "app"},
+            "spec": {"replicationState": "primary", "source": {"selector": {}}},
+            "status": {"state": "Primary"},
+        }
+        clusters["dr1"].create(served, group)
+
+        def stored() -> dict[str, str | None]:
+            with history(url) as s:
+                return {
+                    r.name: r.facts.get("state")
+                    for r in s.scalars(select(ObjectRow).where(ObjectRow.kind == vgr.kind))
+                }
+
+        wait_until(lambda: stored() == {"app-group": "Primary"}, 20)
+        with history(url) as s:
+            fields = {
+                t.field
+                for t in s.scalars(select(TransitionRow).where(TransitionRow.kind == vgr.kind))
+            }
+            doc = load_status(s, SYSTEM.now())
+        assert {"exists", "state"} <= fields, fields
+        streams = {(st["cluster"], st["kind"]): st["state"] for st in doc["streams"]}
+        assert streams[("dr1", vgr.kind)] == streams[("dr2", vgr.kind)] == "ok", streams
+        assert "VolumeGroupReplication" in status_table(doc, SYSTEM.now())
+    finally:
+        daemon.stop()
