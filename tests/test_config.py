@@ -306,3 +306,24 @@ def test_the_examples_inhibit_rules_are_the_built_in_defaults() -> None:
     raw = tomllib.loads("[alerts]\n" + "\n".join(line[2:] for line in block.splitlines()))
     assert len(raw["alerts"]["inhibit_rules"]) == 2
     assert parse_config(raw).alerts.inhibit_rules == parse_config({}).alerts.inhibit_rules
+
+
+@pytest.mark.parametrize(
+    "matcher", ['rule="split-brian"', 'rule=~"split-brain|rpo-exceded"', "rule!=audit-blindspot"]
+)
+def test_an_inhibit_rule_naming_no_rule_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], matcher: str
+) -> None:
+    """A misspelt rule id would make the inhibit rule hold nothing back, silently: `config
+    check` (and `auditd run`) says which one, in one line. Globs and real regexes pass."""
+    cfg = tmp_path / "auditd.toml"
+    cfg.write_text(
+        "[[alerts.inhibit_rules]]\n"
+        f"source_matchers = ['{matcher}']\n"
+        "target_matchers = ['severity=warning', 'rule=~\"secondary-.*\"', 'rule!=rpo-*']\n"
+        'equal = ["pair"]\n'
+    )
+    assert main(["config", "check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "alerts.inhibit_rules[0]" in err and "no rule" in err and "known:" in err, err

@@ -18,6 +18,8 @@ from typing import Literal
 Op = Literal["=", "!=", "=~", "!~"]
 OPS: tuple[Op, ...] = ("=", "!=", "=~", "!~")
 
+# A regex that only lists names: "split-brain|rpo-exceeded".
+_ALTERNATION = re.compile(r"[\w-]+(\|[\w-]+)*")
 # The label is a plain name; the operator is the first one after it, longest form first.
 _FORM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
 
@@ -47,6 +49,13 @@ class Matcher:
         else:
             hit = fnmatch.fnmatchcase(have, self.value)
         return hit if self.op in ("=", "=~") else not hit
+
+    def names(self) -> tuple[str, ...]:
+        """The values this matcher spells out (``rule=split-brain``, ``rule=~"a|b"``), so a
+        config can be told it names a rule that does not exist; () for a glob or a real regex."""
+        if self._regex is None:
+            return () if any(c in self.value for c in "*?[") else (self.value,)
+        return tuple(self.value.split("|")) if _ALTERNATION.fullmatch(self.value) else ()
 
     def __str__(self) -> str:
         plain = self.value and re.fullmatch(r"[^\s\"]+", self.value)

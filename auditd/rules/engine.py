@@ -30,6 +30,17 @@ def configured_rules(config: Config) -> dict[str, Rule]:
             raise ConfigError(
                 f"rules.{rule_id}", f"unknown rule (known: {', '.join(sorted(known))})"
             )
+    for i, inhibit in enumerate(config.alerts.inhibit_rules):
+        spelt = inhibit.rule()
+        for matcher in (*spelt.source, *spelt.target):
+            unknown = [n for n in matcher.names() if matcher.label == "rule" and n not in known]
+            if unknown:
+                # A misspelt rule id would make the inhibit rule hold nothing back, silently.
+                raise ConfigError(
+                    f"alerts.inhibit_rules[{i}]",
+                    f"{matcher}: no rule {', '.join(map(repr, unknown))} "
+                    f"(known: {', '.join(sorted(known))})",
+                )
     out: dict[str, Rule] = {}
     for rule in BUILTIN_RULES:
         override = config.rules.get(rule.id)
