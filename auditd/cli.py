@@ -853,7 +853,9 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
 
 def _silence(url: str, args: argparse.Namespace) -> int:
     from auditd.alerts.silences import parse_matcher
+    from auditd.matchers import unknown_names
     from auditd.report.render import table
+    from auditd.rules.builtin import BUILTIN_RULES
     from auditd.store.db import session_factory
     from auditd.store.silence_store import add_silence, expire_silence, list_silences
 
@@ -867,6 +869,13 @@ def _silence(url: str, args: argparse.Namespace) -> int:
                 try:
                     matchers = [parse_matcher(m) for m in args.match]
                     duration = durations.parse(args.duration)
+                    known = {r.id for r in BUILTIN_RULES}
+                    unknown = unknown_names(matchers, "rule", known)
+                    if unknown:
+                        raise ValueError(
+                            f"no rule {', '.join(map(repr, unknown))}: the silence would match "
+                            f"nothing (rules: {', '.join(sorted(known))})"
+                        )
                 except ValueError as e:
                     print(f"auditd: {e}", file=sys.stderr)
                     return EXIT_USAGE

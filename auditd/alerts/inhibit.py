@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from auditd.alerts import matchers
-from auditd.alerts.matchers import Matcher
+from auditd import matchers
+from auditd.matchers import Matcher
 
 Labels = Mapping[str, str | None]
 

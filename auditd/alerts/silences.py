@@ -1,6 +1,6 @@
 """Silences, as in Alertmanager: label matchers, a time range, an author and a comment.
 
-Pure matching here (the matcher grammar is ``alerts/matchers.py``); the outbox applies it at the
+Pure matching here (the matcher grammar is ``matchers.py``); the outbox applies it at the
 notify stage, so a silenced notification is recorded (status "silenced") and never sent.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from auditd.alerts import matchers
+from auditd import matchers
 from auditd.alerts.labels import NAMES as LABELS  # what a notification can be matched on
-from auditd.alerts.matchers import Matcher
+from auditd.matchers import Matcher
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from auditd.config import MIRROR_REFRESH, Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
+from auditd.matchers import unknown_names
 from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.subjects import judged
@@ -32,15 +33,12 @@ def configured_rules(config: Config) -> dict[str, Rule]:
             )
     for i, inhibit in enumerate(config.alerts.inhibit_rules):
         spelt = inhibit.rule()
-        for matcher in (*spelt.source, *spelt.target):
-            unknown = [n for n in matcher.names() if matcher.label == "rule" and n not in known]
-            if unknown:
-                # A misspelt rule id would make the inhibit rule hold nothing back, silently.
-                raise ConfigError(
-                    f"alerts.inhibit_rules[{i}]",
-                    f"{matcher}: no rule {', '.join(map(repr, unknown))} "
-                    f"(known: {', '.join(sorted(known))})",
-                )
+        unknown = unknown_names((*spelt.source, *spelt.target), "rule", known)
+        if unknown:
+            raise ConfigError(
+                f"alerts.inhibit_rules[{i}]",
+                f"no rule {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})",
+            )
     out: dict[str, Rule] = {}
     for rule in BUILTIN_RULES:
         override = config.rules.get(rule.id)

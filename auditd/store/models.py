@@ -303,7 +303,7 @@ class SilenceRow(Base):
     __table_args__ = (Index(None, "ends_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # {"matchers": [[label, op, value], ...]} (alerts/matchers.py); rows from before operators
+    # {"matchers": [[label, op, value], ...]} (matchers.py); rows from before operators
     # hold [label, glob], read as label=glob
     matchers: Mapped[dict[str, Any]]
     starts_at: Mapped[datetime]

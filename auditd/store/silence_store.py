@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditd.alerts.matchers import Matcher
 from auditd.alerts.silences import Silence
+from auditd.matchers import Matcher
 from auditd.store.models import SilenceRow
 
 log = logging.getLogger(__name__)

@@ -229,3 +229,11 @@ def test_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         )
         == 2
     )
+    capsys.readouterr()
+    # A misspelt rule id would silence nothing: refused, naming it (a glob is not checked).
+    typo = ["silence", "add", "--db", url, "--match", "rule=split-brian", "--for", "1h"]
+    assert main([*typo, "--comment", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "no rule 'split-brian'" in err and len(err.strip().splitlines()) == 1, err
+    glob = ["silence", "add", "--db", url, "--match", "rule=split-*", "--for", "1h"]
+    assert main([*glob, "--comment", "x"]) == 0

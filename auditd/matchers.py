@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,6 +60,12 @@ class Matcher:
     def __str__(self) -> str:
         plain = self.value and re.fullmatch(r"[^\s\"]+", self.value)
         return f"{self.label}{self.op}{self.value if plain else _quoted(self.value)}"
+
+
+def unknown_names(matchers: Iterable[Matcher], label: str, known: Collection[str]) -> list[str]:
+    """The values the matchers on ``label`` spell out that are not ``known``: a misspelt rule
+    id, which would make a silence or an inhibit rule match nothing, silently."""
+    return [n for m in matchers if m.label == label for n in m.names() if n not in known]
 
 
 def parse(text: str, labels: Collection[str]) -> Matcher:
