@@ -278,14 +278,14 @@ def test_a_watched_kind_without_facts_stops_the_start_saying_so(
 ) -> None:
     """Issue 21: a kind in the watch catalogue with no facts extractor would be stored as
     nothing; `auditd run` refuses to start, in one line naming the kind and where to add it."""
-    from auditd.daemon import runner
+    from auditd.sources.kube import kinds
     from auditd.sources.kube.kinds import Kind
 
     vgr = Kind(
         "replication.storage.openshift.io", "v1alpha1", "volumegroupreplications",
         "VolumeGroupReplication", True, False,
     )  # fmt: skip
-    monkeypatch.setattr(runner, "WATCHED_KINDS", (*runner.WATCHED_KINDS, vgr))
+    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, vgr))
     cfg = tmp_path / "auditd.toml"
     cfg.write_text(f'database_url = "sqlite:///{tmp_path / "h.db"}"\n')
     assert main(["run", "-c", str(cfg)]) == 1

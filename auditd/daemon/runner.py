@@ -41,9 +41,9 @@ from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
+from auditd.sources.kube import kinds
 from auditd.sources.kube.client import ClusterUnavailable, api_client
 from auditd.sources.kube.health import StreamHealth
-from auditd.sources.kube.kinds import ALL_KINDS, Kind
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import transport_for
@@ -57,7 +57,6 @@ from auditd.store.writer_lock import WriterLock, sqlite_path
 
 log = logging.getLogger(__name__)
 
-WATCHED_KINDS: tuple[Kind, ...] = ALL_KINDS
 # Seconds between stream-health samples; `auditd status` calls a daemon silent for 3x this
 # long "not reporting".
 HEALTH_INTERVAL = 5
@@ -152,7 +151,7 @@ class Daemon:
         saying so: in Kubernetes a slow database is not worth a CrashLoopBackOff), then start
         every thread."""
         cfg = self.config
-        unread = [k.kind for k in WATCHED_KINDS if k.kind not in EXTRACTORS]
+        unread = [k.kind for k in kinds.ALL_KINDS if k.kind not in EXTRACTORS]
         if unread:
             # A kind watched without its facts would be stored as nothing and judged as absent.
             raise RuntimeError(
@@ -241,7 +240,7 @@ class Daemon:
                 )
             self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
         for cluster in cfg.clusters:
-            for kind in WATCHED_KINDS:
+            for kind in kinds.ALL_KINDS:
                 health = StreamHealth(cluster.name, kind.kind, _clock=self.clock)
                 self.health[(cluster.name, kind.kind)] = health
                 watcher = ListWatcher(

@@ -19,6 +19,7 @@ from auditd.report.render import table
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Finding, Unknown
 from auditd.rules.views import Side, VolumeView
+from auditd.sources.kube import kinds
 from auditd.store.load import load_state
 from auditd.store.models import ViolationRow
 
@@ -87,7 +88,7 @@ def explain_doc(
         return None
     subjects = (
         {str(view.id)}
-        | {str(k) for s in view.sides for k in (s.pvc, s.pv, s.vr) if k is not None}
+        | {str(k) for s in view.sides for k in (s.pvc, s.pv, *s.joined) if k is not None}
         | {str(ObjectKey(s.cluster, RBD_POOL, "", view.id.pool)) for s in view.sides}
     )
     rows = []
@@ -145,6 +146,7 @@ def explain_doc(
                 "pv": _name(s.pv),
                 "vr": _name(s.vr),
                 "vrg": _name(s.vrg),
+                "joined": [f"{k.kind} {_name(k)}" for k in s.joined],
                 "image": _image_seen(s, now, config.probe.record_stale_after),
                 "record_written_at": (
                     s.record.updated_at.isoformat() if s.record and s.record.updated_at else None
@@ -225,6 +227,12 @@ def explain_text(doc: dict[str, Any]) -> str:
             ],
         )
     )
+    for s in doc["sides"]:
+        # The VR has its column; the rest joined through the kind catalogue (Ramen's VRG and
+        # DRPC, groups) are listed under the table.
+        others = [j for j in s.get("joined", ()) if j != f"{kinds.VR.kind} {s['vr']}"]
+        if others:
+            lines.append(f"{s['cluster']} joined: {', '.join(others)}")
     if doc.get("note"):
         lines += ["", f"note: {doc['note']}"]
     lines += [

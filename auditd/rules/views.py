@@ -3,8 +3,9 @@
 The key is (pair, pool, image): the PV's CSI volumeAttributes pool + imageName, and the RBD
 image of that name that the probes see (its global_id confirms the match across sites). Each
 side joins the PV, its PVC (PV claimRef / PVC volumeName), the VR naming that PVC, and the
-image's mirror status. Volumes seen on one side only, and images with no Kubernetes object,
-still get a view.
+image's mirror status, and every object of a kind the catalogue says joins a volume
+(``kinds.Join``: by the PVC it names, as a VR does, or by the PVC's namespace, as Ramen's VRG and
+DRPC do). Volumes seen on one side only, and images with no Kubernetes object, still get a view.
 
 ``Correlator`` keeps the reverse indexes incrementally, so a change re-evaluates only the
 volumes it touches.
@@ -24,6 +25,7 @@ from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.inventory.records import ImageRecord
 from auditd.sources.kube import kinds
 from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
+from auditd.sources.kube.kinds import Kind
 
 PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
 VRG, DRPC = kinds.VRG.kind, kinds.DRPC.kind
@@ -61,14 +63,17 @@ class Side:
     configured_role: str
     pvc: ObjectKey | None
     pv: ObjectKey | None
-    vr: ObjectKey | None
+    vr: ObjectKey | None  # the first joined VolumeReplication
     image: Facts | None  # RbdImage facts, None when the probe does not list it
-    vrg: ObjectKey | None  # Ramen's VolumeReplicationGroup in the PVC's namespace, if any
+    vrg: ObjectKey | None  # the first joined VolumeReplicationGroup (Ramen), if any
     pool_probe: str | None  # ok | failing | None (never probed / no ceph access)
     # A watch stream of this cluster is blind or reconnecting: its objects here are last-known,
     # not current, and never count as present (or absent) against the peer.
     blind: bool
     record: ImageRecord | None = None  # when this site's rbd-mirror wrote its status, and more
+    # Every object joined to this side's PVC through the kind catalogue (VR, VRG, DRPC, and any
+    # kind added with a Join), in key order.
+    joined: tuple[ObjectKey, ...] = ()
 
     @cached_property
     def storage_known(self) -> bool:
@@ -171,19 +176,28 @@ class VolumeView:
 class Correlator:
     """Reverse indexes from objects to volumes, maintained from the keys each batch touched."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, catalogue: Iterable[Kind] | None = None) -> None:
         self.config = config
+        # Read at construction, not import, so that the one catalogue is what every engine sees.
+        catalogue = kinds.ALL_KINDS if catalogue is None else tuple(catalogue)
+        # kind -> the fact naming the PVC it joins; the kinds that join a whole namespace.
+        self._claim_fact = {
+            k.kind: k.joins.fact for k in catalogue if k.joins and k.joins.by == "claim"
+        }
+        self._namespace_kinds = tuple(
+            k.kind for k in catalogue if k.joins and k.joins.by == "namespace"
+        )
         self._pair_of: dict[str, str] = {c: p.name for p in config.pairs for c in p.clusters}
         self._pools = {p.name: set(p.pools) for p in config.pairs}
         self._pv_volume: dict[ObjectKey, VolumeId] = {}
         self._volume_pvs: dict[VolumeId, set[ObjectKey]] = {}
         self._images: dict[VolumeId, set[ObjectKey]] = {}
-        # (cluster, "namespace/pvc") -> the PV claiming it, and the VRs naming that PVC.
+        # (cluster, "namespace/pvc") -> the PV claiming it, and the objects naming that PVC.
         self._pv_by_claim: dict[tuple[str, str], ObjectKey] = {}
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
-        self._vrs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
-        self._claim_of_vr: dict[ObjectKey, tuple[str, str]] = {}
-        # (pair, namespace) -> volumes whose PV claims a PVC there: what a VRG/DRPC touches.
+        self._by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
+        self._claim_of: dict[ObjectKey, tuple[str, str]] = {}
+        # (pair, namespace) -> volumes whose PV claims a PVC there: what a namespace join touches.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
 
     def volume_of_image(self, cluster: str, pool: str, image: str) -> VolumeId | None:
@@ -234,21 +248,22 @@ class Correlator:
                     else:
                         self._images.setdefault(vid, set()).add(key)
                     affected.add(vid)
-            elif key.kind in (PVC, VR):
-                if key.kind == VR:
-                    # A VR deleted or renamed its claim: the volume it named is affected too.
-                    was = self._claim_of_vr.get(key)
+            elif key.kind == PVC or key.kind in self._claim_fact:
+                if key.kind != PVC:
+                    # It was deleted or names another claim now: the volume it named is
+                    # affected too.
+                    was = self._claim_of.get(key)
                     if was is not None:
                         pv = self._pv_by_claim.get(was)
                         if pv is not None and pv in self._pv_volume:
                             affected.add(self._pv_volume[pv])
-                    self._index_vr(key, known.facts if known else None)
+                    self._index_claim(key, known.facts if known else None)
                 claimed = self._volume_of_claim(inventory, key) or self.peer_claim_volume(
                     inventory, key
                 )
                 if claimed is not None:
                     affected.add(claimed)
-            elif key.kind in (VRG, DRPC):
+            elif key.kind in self._namespace_kinds:
                 pair = self._pair_of.get(key.cluster)
                 if pair is not None:
                     affected |= self._ns_volumes.get((pair, key.namespace), set())
@@ -261,23 +276,28 @@ class Correlator:
             affected |= {v for v in self.volumes() if v.pair in whole_pairs}
         return affected
 
-    def _index_vr(self, key: ObjectKey, facts: Facts | None) -> None:
-        old = self._claim_of_vr.pop(key, None)
+    def _index_claim(self, key: ObjectKey, facts: Facts | None) -> None:
+        old = self._claim_of.pop(key, None)
         if old is not None:
-            self._vrs_by_claim.get(old, set()).discard(key)
-        source = facts.get("dataSource") if facts else None
+            self._by_claim.get(old, set()).discard(key)
+        source = facts.get(self._claim_fact[key.kind]) if facts else None
         if source:
             claim = (key.cluster, f"{key.namespace}/{source}")
-            self._claim_of_vr[key] = claim
-            self._vrs_by_claim.setdefault(claim, set()).add(key)
+            self._claim_of[key] = claim
+            self._by_claim.setdefault(claim, set()).add(key)
+
+    def _claim_name(self, inventory: Inventory, key: ObjectKey) -> str | None:
+        """The PVC's own name, or the name of the PVC a claim-joined object names."""
+        if key.kind == PVC:
+            return key.name
+        known = inventory.objects.get(key)
+        return known.facts.get(self._claim_fact[key.kind]) if known else None
 
     def _volume_of_claim(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
-        """The volume of a PVC, or of the PVC a VR names: through the PV that claims it (by
-        claimRef, which also finds it when the PVC was just deleted), else by volumeName."""
-        known = inventory.objects.get(key)
-        pvc_name = (
-            key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
-        )
+        """The volume of a PVC, or of the PVC a claim-joined object names: through the PV that
+        claims it (by claimRef, which also finds it when the PVC was just deleted), else by
+        volumeName."""
+        pvc_name = self._claim_name(inventory, key)
         if not pvc_name:
             return None
         pv = self._pv_by_claim.get((key.cluster, f"{key.namespace}/{pvc_name}"))
@@ -288,22 +308,23 @@ class Correlator:
         return self._pv_volume.get(pv) if pv is not None else None
 
     def unlinked(self, inventory: Inventory, clusters: Iterable[str]) -> list[ObjectKey]:
-        """The PVCs and VRs of these clusters that no PV links to a volume (a PVC whose PV has
-        not arrived, a VR naming such a PVC): a whole-pair re-evaluation reaches them only
-        through their keys, not through any view."""
+        """The PVCs and claim-joined objects of these clusters that no PV links to a volume (a
+        PVC whose PV has not arrived, a VR naming such a PVC): a whole-pair re-evaluation
+        reaches them only through their keys, not through any view."""
         return [
             key
             for cluster in clusters
-            for kind in (PVC, VR)
+            for kind in (PVC, *self._claim_fact)
             for key in inventory.keys_of(cluster, kind)
             if self._volume_of_claim(inventory, key) is None
         ]
 
     def volume_of(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
-        """The volume a PVC, PV or VR belongs to, as far as the indexes link it now."""
+        """The volume a PVC, PV or claim-joined object (a VR) belongs to, as far as the indexes
+        link it now."""
         if key.kind == PV:
             return self._pv_volume.get(key)
-        if key.kind in (PVC, VR):
+        if key.kind == PVC or key.kind in self._claim_fact:
             return self._volume_of_claim(inventory, key) or self.peer_claim_volume(inventory, key)
         return None
 
@@ -311,10 +332,7 @@ class Correlator:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
         the same namespace/name lives on the peer cluster. DR keeps an application's claim
         names across sites, so this is the same volume, seen from the other side."""
-        known = inventory.objects.get(key)
-        pvc_name = (
-            key.name if key.kind == PVC else (known.facts.get("dataSource") if known else None)
-        )
+        pvc_name = self._claim_name(inventory, key)
         pair = self._pair_of.get(key.cluster)
         if not pvc_name or pair is None:
             return None
@@ -336,24 +354,14 @@ class Correlator:
         sides = []
         for cluster in pair.clusters:
             pv = next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
-            pvc = vr = None
+            pvc = None
             if pv is not None:
                 claim = inventory.objects[pv].facts.get("claimRef")
                 if claim and "/" in claim:
                     ns, name = claim.split("/", 1)
                     candidate = ObjectKey(cluster, PVC, ns, name)
                     pvc = candidate if candidate in inventory.objects else None
-            if pvc is not None:
-                vrs = self._vrs_by_claim.get((cluster, f"{pvc.namespace}/{pvc.name}"), set())
-                vr = min((k for k in vrs if k in inventory.objects), default=None)
-            vrg = (
-                min(
-                    (k for k in inventory.keys_of(cluster, VRG) if k.namespace == pvc.namespace),
-                    default=None,
-                )
-                if pvc is not None
-                else None
-            )
+            joined = self._joined(inventory, pvc) if pvc is not None else ()
             image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
             pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
             blind = not_current(inventory, cluster)
@@ -363,12 +371,13 @@ class Correlator:
                     configured_role=self.config.cluster(cluster).role,
                     pvc=pvc,
                     pv=pv,
-                    vr=vr,
+                    vr=next((k for k in joined if k.kind == VR), None),
                     image=image.facts if image else None,
-                    vrg=vrg,
+                    vrg=next((k for k in joined if k.kind == VRG), None),
                     pool_probe=pool.facts.get("probe") if pool else None,
                     blind=blind,
                     record=inventory.records.get(cluster, vid.pool, vid.image),
+                    joined=joined,
                 )
             )
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
@@ -381,3 +390,14 @@ class Correlator:
             )
         )
         return VolumeView(vid, (sides[0], sides[1]), phases)
+
+    def _joined(self, inventory: Inventory, pvc: ObjectKey) -> tuple[ObjectKey, ...]:
+        """The objects of the PVC's cluster that name it, then those covering its namespace."""
+        named = self._by_claim.get((pvc.cluster, f"{pvc.namespace}/{pvc.name}"), ())
+        covering = (
+            k
+            for kind in self._namespace_kinds
+            for k in inventory.keys_of(pvc.cluster, kind)
+            if k.namespace == pvc.namespace
+        )
+        return (*sorted(k for k in named if k in inventory.objects), *sorted(covering))

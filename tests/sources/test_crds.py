@@ -103,36 +103,48 @@ def test_drpc_and_pool_status_facts() -> None:
     assert f["mirroring.states"] == '{"replaying":3,"unknown":1}'
 
 
-def test_a_kind_added_to_the_catalogue_alone_is_watched_stored_and_shown(
+def test_a_kind_added_to_the_catalogue_alone_is_watched_stored_joined_and_shown(
     monkeypatch: pytest.MonkeyPatch, make_config: Any, clusters: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Issue 21, item 2: a kind is its catalogue entry (coordinates) and its facts extractor.
-    Adding VolumeGroupReplication that way, and nothing else, makes `auditd run` list and
-    watch it on both clusters, store its objects and their transitions, and show its streams
-    in `auditd status`. (Joining it to volumes is a rule's business: issue 23.)"""
+    """Issue 21, item 2: a kind is its catalogue entry (coordinates, and how it joins a volume)
+    and its facts extractor. Adding VolumeGroupReplication that way, and nothing else, makes
+    `auditd run` list and watch it on both clusters, store its objects and their transitions,
+    show its streams in `auditd status`, and join it to the volumes of its namespace in the
+    pair view `auditd explain` shows."""
     from helpers import history, wait_until
     from sqlalchemy import select
 
     from auditd.clock import SYSTEM
     from auditd.daemon import runner
     from auditd.inventory.facts import EXTRACTORS
+    from auditd.report.explain import explain_doc, explain_text
     from auditd.report.status import load_status, status_table
-    from auditd.sources.kube.kinds import Kind
+    from auditd.sim import objects
+    from auditd.sources.kube import kinds
+    from auditd.sources.kube.kinds import PV, PVC, Join, Kind
     from auditd.store.models import ObjectRow, TransitionRow
 
     crd = load(
         DATA / "not-watched" / "replication.storage.openshift.io_volumegroupreplications.yaml"
     )
     served = kind_from_crd(crd)
-    vgr = Kind(served.group, served.version, served.plural, served.kind, True, required=False)
-    monkeypatch.setattr(runner, "WATCHED_KINDS", (*runner.WATCHED_KINDS, vgr))
+    vgr = Kind(
+        served.group, served.version, served.plural, served.kind, True, required=False,
+        joins=Join("namespace"),
+    )  # fmt: skip
+    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, vgr))
     monkeypatch.setitem(
         EXTRACTORS, vgr.kind, lambda obj: {"state": (obj.get("status") or {}).get("state")}
     )
     for name in ("dr1", "dr2"):
         clusters[name].install_crd(crd)
-    url = f"sqlite:///{tmp_path / 'h.db'}"
-    daemon = runner.Daemon(make_config(database_url=url))
+    clusters["dr1"].create(PVC, objects.pvc("data", "app", volume="pv-data"))
+    clusters["dr1"].create(PV, objects.pv("pv-data", "app", "data", image="csi-vol-data"))
+    clusters["dr1"].create(PVC, objects.pvc("other", "elsewhere", volume="pv-other"))
+    clusters["dr1"].create(PV, objects.pv("pv-other", "elsewhere", "other", image="csi-vol-o"))
+    config = make_config(database_url=f"sqlite:///{tmp_path / 'h.db'}")
+    url = config.database_url
+    daemon = runner.Daemon(config)
     daemon.start()
     try:
         assert daemon.wait_synced(20)
@@ -157,9 +169,16 @@ def test_a_kind_added_to_the_catalogue_alone_is_watched_stored_and_shown(
                 for t in s.scalars(select(TransitionRow).where(TransitionRow.kind == vgr.kind))
             }
             doc = load_status(s, SYSTEM.now())
+            joined = explain_doc(s, config, "app/data", SYSTEM.now())
+            apart = explain_doc(s, config, "elsewhere/other", SYSTEM.now())
         assert {"exists", "state"} <= fields, fields
         streams = {(st["cluster"], st["kind"]): st["state"] for st in doc["streams"]}
         assert streams[("dr1", vgr.kind)] == streams[("dr2", vgr.kind)] == "ok", streams
         assert "VolumeGroupReplication" in status_table(doc, SYSTEM.now())
+        assert joined is not None and apart is not None
+        sides = {side["cluster"]: side["joined"] for side in joined["sides"]}
+        assert sides == {"dr1": ["VolumeGroupReplication app/app-group"], "dr2": []}, sides
+        assert "dr1 joined: VolumeGroupReplication app/app-group" in explain_text(joined)
+        assert [side["joined"] for side in apart["sides"]] == [[], []]  # another namespace
     finally:
         daemon.stop()

@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Join:
+    """How an object of a kind belongs to mirrored volumes, for the volume views.
+
+    ``claim``: it names one PVC of its own namespace in the fact ``fact`` (a VolumeReplication's
+    ``dataSource``), so it joins that PVC's volume on its cluster. ``namespace``: it covers
+    every volume whose PVC lives in its namespace on its cluster (Ramen's VRG and DRPC)."""
+
+    by: Literal["claim", "namespace"]
+    fact: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.by == "claim") != bool(self.fact):
+            raise ValueError("a claim join names the fact that holds the PVC's name, only it")
 
 
 @dataclass(frozen=True)
@@ -14,6 +31,8 @@ class Kind:
     namespaced: bool
     # Built-in or installed by csi-addons on every DR cluster; the rest are optional CRDs.
     required: bool = True
+    # None: its objects are audited alone (a PVC and PV make the volume; a class stands apart).
+    joins: Join | None = None
 
     @property
     def api_version(self) -> str:
@@ -34,10 +53,28 @@ _RAMEN = "ramendr.openshift.io"
 
 PVC = Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 PV = Kind("", "v1", "persistentvolumes", "PersistentVolume", False)
-VR = Kind(_REPL, "v1alpha1", "volumereplications", "VolumeReplication", True)
+VR = Kind(
+    _REPL,
+    "v1alpha1",
+    "volumereplications",
+    "VolumeReplication",
+    True,
+    joins=Join("claim", "dataSource"),
+)
 VRC = Kind(_REPL, "v1alpha1", "volumereplicationclasses", "VolumeReplicationClass", False)
-VRG = Kind(_RAMEN, "v1alpha1", "volumereplicationgroups", "VolumeReplicationGroup", True, False)
-DRPC = Kind(_RAMEN, "v1alpha1", "drplacementcontrols", "DRPlacementControl", True, False)
+_BY_NAMESPACE = Join("namespace")
+VRG = Kind(
+    _RAMEN,
+    "v1alpha1",
+    "volumereplicationgroups",
+    "VolumeReplicationGroup",
+    True,
+    False,
+    _BY_NAMESPACE,
+)
+DRPC = Kind(
+    _RAMEN, "v1alpha1", "drplacementcontrols", "DRPlacementControl", True, False, _BY_NAMESPACE
+)
 CEPH_BLOCK_POOL = Kind("ceph.rook.io", "v1", "cephblockpools", "CephBlockPool", True, False)
 
 ALL_KINDS = (PVC, PV, VR, VRC, VRG, DRPC, CEPH_BLOCK_POOL)
