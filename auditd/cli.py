@@ -855,7 +855,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
     from auditd.alerts.silences import parse_matcher
     from auditd.matchers import unknown_names
     from auditd.report.render import table
-    from auditd.rules.builtin import BUILTIN_RULES
+    from auditd.rules.catalogue import BUILTIN_RULES
     from auditd.store.db import session_factory
     from auditd.store.silence_store import add_silence, expire_silence, list_silences
 

@@ -281,16 +281,13 @@ def test_a_watched_kind_without_facts_stops_the_start_saying_so(
     from auditd.sources.kube import kinds
     from auditd.sources.kube.kinds import Kind
 
-    vgr = Kind(
-        "replication.storage.openshift.io", "v1alpha1", "volumegroupreplications",
-        "VolumeGroupReplication", True, False,
-    )  # fmt: skip
-    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, vgr))
+    policy = Kind("ramendr.openshift.io", "v1alpha1", "drpolicies", "DRPolicy", False, False)
+    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, policy))
     cfg = tmp_path / "auditd.toml"
     cfg.write_text(f'database_url = "sqlite:///{tmp_path / "h.db"}"\n')
     assert main(["run", "-c", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "no facts extractor for watched kind(s) VolumeGroupReplication" in err, err
+    assert "no facts extractor for watched kind(s) DRPolicy" in err, err
     assert "inventory/facts.py" in err and "Traceback" not in err
     assert not (tmp_path / "h.db").exists()  # refused before anything was opened
 

@@ -93,6 +93,27 @@ def vr_facts(obj: Obj) -> Facts:
     return facts
 
 
+def vgr_facts(obj: Obj) -> Facts:
+    refs = _get(obj, "status", "persistentVolumeClaimsRefList")
+    members = sorted(
+        {
+            ref["name"]
+            for ref in (refs if isinstance(refs, list) else [])
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]
+        }
+    )
+    facts: Facts = {
+        "replicationState": _s(_get(obj, "spec", "replicationState")),
+        "volumeGroupReplicationClassName": _s(_get(obj, "spec", "volumeGroupReplicationClassName")),
+        "state": _s(_get(obj, "status", "state")),
+        # The PVCs of its namespace it replicates, as its controller resolved the selector.
+        "members": ",".join(members) or None,
+        "deletionTimestamp": _s(_get(obj, "metadata", "deletionTimestamp")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
 def vrc_facts(obj: Obj) -> Facts:
     params = _get(obj, "spec", "parameters") or {}
     if not isinstance(params, dict):
@@ -152,6 +173,9 @@ EXTRACTORS: dict[str, Callable[[Obj], Facts]] = {
     kinds.PV.kind: pv_facts,
     kinds.VR.kind: vr_facts,
     kinds.VRC.kind: vrc_facts,
+    kinds.VGR.kind: vgr_facts,
+    # A group class carries the same provisioner and scheduling parameters as a VR class.
+    kinds.VGRC.kind: vrc_facts,
     kinds.DRPC.kind: drpc_facts,
     kinds.VRG.kind: vrg_facts,
     kinds.CEPH_BLOCK_POOL.kind: cephblockpool_facts,

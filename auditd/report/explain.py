@@ -33,7 +33,7 @@ def rules_doc(session: Session, config: Config) -> list[dict[str, Any]]:
             .group_by(ViolationRow.rule)
         ).all()
     )
-    from auditd.rules.builtin import BUILTIN_RULES
+    from auditd.rules.catalogue import BUILTIN_RULES
 
     out = []
     for rule in BUILTIN_RULES:

@@ -1,6 +1,7 @@
 """The built-in rules. Each is a pure function of the facts it is given, with its name,
 severity, for-duration, words and by-hand check right above it (`volume_rule`, `keys_rule`,
-`_on_secondary`); BUILTIN_RULES at the end is their order, nothing more.
+`_on_secondary`); RULES at the end is their order, nothing more (catalogue.py adds the group
+rules).
 
 Roles come from the storage truth first (which side's image is primary, as the probes see it);
 the configured roles are the expectation, and decide only where the storage truth is not
@@ -309,7 +310,7 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     timedelta(0),
     "Both sites think they are primary",
     "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
-    "both VolumeReplications Primary. Writes on both sides diverge: one side's data will be discarded.",
+    "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
     f"{_CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
 )
 def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -333,14 +334,20 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
             and "split-brain" in (s.image.get("description") or "")
         ):
             reasons.append(f"{s.cluster} reports split-brain")
-    vr_states = [
-        ctx.inventory.objects[s.vr].facts.get("state")
-        for s in view.sides
-        if s.vr and s.vr in ctx.inventory.objects and not s.blind
+    drivers = [s.replicated_by for s in view.sides if not s.blind]
+    states = [
+        ctx.inventory.objects[k].facts.get("state")
+        for k in drivers
+        if k is not None and k in ctx.inventory.objects
     ]
-    if len(vr_states) == 2 and all(v == "Primary" for v in vr_states):
-        # Only VRs both seen now: a lost site's last-known VR says nothing of today.
-        reasons.append("both VolumeReplications are Primary")
+    if len(states) == 2 and all(v == "Primary" for v in states):
+        # Only VRs (or groups) both seen now: a lost site's last-known one says nothing of today.
+        kinds_ = {k.kind for k in drivers if k is not None}
+        reasons.append(
+            "both VolumeReplications are Primary"
+            if kinds_ == {VR}
+            else f"both sides' {' and '.join(sorted(kinds_))} are Primary"
+        )
     if reasons:
         return _finding(
             rule,
@@ -604,18 +611,25 @@ def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     "warning",
     timedelta(minutes=5),
     "The primary's VolumeReplication is Degraded or not Completed",
-    "Degraded=True or Completed=False on the VR where the image is primary. A secondary VR is "
-    "Degraded while it resyncs: that is not flagged.",
-    "kubectl -n NAMESPACE get volumereplication NAME -o yaml (status.conditions)",
+    "Degraded=True or Completed=False on the VR where the image is primary (or, for a volume in "
+    "a consistency group, on its VolumeGroupReplication). A secondary VR is Degraded while it "
+    "resyncs: that is not flagged.",
+    "kubectl -n NAMESPACE get volumereplication,volumegroupreplication NAME -o yaml "
+    "(status.conditions)",
 )
 def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
-    # Only the primary's VR: a healthy secondary is Degraded=True while it resyncs.
-    pv = _primary_vr(ctx, view)
-    if pv is None:
-        return UNKNOWN if _judged_primary(ctx, view) is None else None
-    side, facts = pv
+    # Only the primary's VR (or group): a healthy secondary is Degraded=True while it resyncs.
+    primary = _judged_primary(ctx, view)
+    if primary is None:
+        return UNKNOWN
+    side = view.side(primary)
+    driver = side.replicated_by
+    known = ctx.inventory.objects.get(driver) if driver else None
+    if driver is None or known is None:
+        return None
     if side.blind:
         return UNKNOWN
+    facts = known.facts
     degraded = (facts.get("condition.Degraded") or "").startswith("True")
     incomplete = (facts.get("condition.Completed") or "").startswith("False")
     if not (degraded or incomplete):
@@ -626,9 +640,7 @@ def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     return _finding(
         rule,
         str(view.id),
-        f"VolumeReplication {side.vr.namespace}/{side.vr.name} on {side.cluster} (primary) is {what}"
-        if side.vr
-        else what,
+        f"{driver.kind} {driver.namespace}/{driver.name} on {side.cluster} (primary) is {what}",
         side.cluster,
         ctx,
         pair=view.id.pair,
@@ -652,8 +664,10 @@ def _awaiting_evidence(ctx: RuleContext, view: VolumeView) -> bool:
     timedelta(minutes=5),
     "A mirrored volume has no VolumeReplication on its primary",
     "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
-    "it: promotion and demotion will not be driven for it on failover.",
-    "kubectl -n NAMESPACE get volumereplication; rbd mirror image status POOL/IMAGE",
+    "it and no VolumeGroupReplication lists it among its members: promotion and demotion will "
+    "not be driven for it on failover.",
+    "kubectl -n NAMESPACE get volumereplication,volumegroupreplication; "
+    "rbd mirror image status POOL/IMAGE",
 )
 def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = _judged_primary(ctx, view)
@@ -670,7 +684,7 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
                 if (
                     side.pvc
                     and pvc
-                    and side.vr is None
+                    and side.replicated_by is None
                     and pvc.facts.get("storageClassName") in classes
                 ):
                     return _finding(
@@ -690,13 +704,13 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
     side = view.side(primary)
     if side.blind:
         return UNKNOWN
-    if side.vr is not None or side.pvc is None:
-        return None
+    if side.replicated_by is not None or side.pvc is None:
+        return None  # a VR, or a consistency group that lists the PVC, drives it
     return _finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is mirrored and its PVC {side.pvc.namespace}/{side.pvc.name} on "
-        f"{primary} has no VolumeReplication",
+        f"{primary} has no VolumeReplication and no VolumeGroupReplication lists it",
         primary,
         ctx,
         pair=view.id.pair,
@@ -731,10 +745,10 @@ def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
     if _awaiting_evidence(ctx, view):
         return UNKNOWN  # a probe from before the PVC/VR cannot list its image: not news
     for side in view.sides:
-        if side.pvc is None or side.vr is None:
-            continue  # no VR: unprotected-volume says it; no PVC: nothing is using it
+        if side.pvc is None or side.replicated_by is None:
+            continue  # no VR or group: unprotected-volume says it; no PVC: nothing uses it
         pvc = ctx.inventory.objects.get(side.pvc)
-        vr = ctx.inventory.objects.get(side.vr)
+        vr = ctx.inventory.objects.get(side.replicated_by)
         if pvc is None or vr is None or pvc.facts.get("phase") != "Bound":
             continue
         if vr.facts.get("replicationState") == "secondary":
@@ -1026,7 +1040,7 @@ def audit_blind_spot(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) ->
 # -------------------------------------------------------------- the catalogue
 
 
-BUILTIN_RULES: tuple[Rule, ...] = (
+RULES: tuple[Rule, ...] = (
     pvc_on_secondary,
     pv_on_secondary,
     vr_on_secondary,

@@ -10,7 +10,7 @@ from auditd.config import MIRROR_REFRESH, Config, ConfigError
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.matchers import unknown_names
-from auditd.rules.builtin import BUILTIN_RULES, LAG_RULES
+from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.subjects import judged
 from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId
@@ -202,6 +202,7 @@ class RuleEngine:
             if episode is not None and episode.peer_lost:
                 peer_lost[view.id] = episode
         probed = self._probed_clusters(inventory)
+        by_id = {v.id: v for v in views}
         ctx = RuleContext(
             inventory,
             self.config,
@@ -214,6 +215,10 @@ class RuleEngine:
             peer_lost,
             switching | frozenset(v for v, e in self.windows.open.items() if e.switching),
             lambda key: self.correlator.peer_claim_volume(inventory, key),
+            lambda key: tuple(
+                by_id.get(vid) or self.correlator.view(inventory, vid)
+                for vid in sorted(self.correlator.claimed_volumes(inventory, key))
+            ),
         )
         if observe:
             self._want_probes(ctx, inventory, keys, probed)

@@ -28,11 +28,17 @@ from auditd.sources.kube.health import AUDIT_STREAM, NOT_CURRENT
 from auditd.sources.kube.kinds import Kind
 
 PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
-VRG, DRPC = kinds.VRG.kind, kinds.DRPC.kind
+VRG, DRPC, VGR = kinds.VRG.kind, kinds.DRPC.kind, kinds.VGR.kind
 # DRPC phases of an action in progress (Ramen's DRState).
 DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser"})
 # What a site's record says about its peer that contradicts the peer claiming primary.
 _PEER_NOT_PRIMARY = frozenset({"remote image demoted", "remote image is not primary"})
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    """A claim fact's PVC names: one name, or several joined by commas (which a Kubernetes
+    name never holds)."""
+    return tuple(n for n in value.split(",") if n) if value else ()
 
 
 def not_current(inventory: Inventory, cluster: str) -> bool:
@@ -74,6 +80,16 @@ class Side:
     # Every object joined to this side's PVC through the kind catalogue (VR, VRG, DRPC, and any
     # kind added with a Join), in key order.
     joined: tuple[ObjectKey, ...] = ()
+
+    @cached_property
+    def group(self) -> ObjectKey | None:
+        """The VolumeGroupReplication (csi-addons consistency group) listing this PVC, if any."""
+        return next((k for k in self.joined if k.kind == VGR), None)
+
+    @cached_property
+    def replicated_by(self) -> ObjectKey | None:
+        """What drives this side's replication: its VolumeReplication, else its group."""
+        return self.vr or self.group
 
     @cached_property
     def storage_known(self) -> bool:
@@ -196,7 +212,7 @@ class Correlator:
         self._pv_by_claim: dict[tuple[str, str], ObjectKey] = {}
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
         self._by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
-        self._claim_of: dict[ObjectKey, tuple[str, str]] = {}
+        self._claims_of: dict[ObjectKey, tuple[tuple[str, str], ...]] = {}
         # (pair, namespace) -> volumes whose PV claims a PVC there: what a namespace join touches.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
 
@@ -250,19 +266,14 @@ class Correlator:
                     affected.add(vid)
             elif key.kind == PVC or key.kind in self._claim_fact:
                 if key.kind != PVC:
-                    # It was deleted or names another claim now: the volume it named is
+                    # It was deleted or names other claims now: the volumes it named are
                     # affected too.
-                    was = self._claim_of.get(key)
-                    if was is not None:
+                    for was in self._claims_of.get(key, ()):
                         pv = self._pv_by_claim.get(was)
                         if pv is not None and pv in self._pv_volume:
                             affected.add(self._pv_volume[pv])
                     self._index_claim(key, known.facts if known else None)
-                claimed = self._volume_of_claim(inventory, key) or self.peer_claim_volume(
-                    inventory, key
-                )
-                if claimed is not None:
-                    affected.add(claimed)
+                affected |= self.claimed_volumes(inventory, key)
             elif key.kind in self._namespace_kinds:
                 pair = self._pair_of.get(key.cluster)
                 if pair is not None:
@@ -277,35 +288,55 @@ class Correlator:
         return affected
 
     def _index_claim(self, key: ObjectKey, facts: Facts | None) -> None:
-        old = self._claim_of.pop(key, None)
-        if old is not None:
+        for old in self._claims_of.pop(key, ()):
             self._by_claim.get(old, set()).discard(key)
-        source = facts.get(self._claim_fact[key.kind]) if facts else None
-        if source:
-            claim = (key.cluster, f"{key.namespace}/{source}")
-            self._claim_of[key] = claim
-            self._by_claim.setdefault(claim, set()).add(key)
+        names = _names(facts.get(self._claim_fact[key.kind]) if facts else None)
+        if names:
+            claims = tuple((key.cluster, f"{key.namespace}/{n}") for n in names)
+            self._claims_of[key] = claims
+            for claim in claims:
+                self._by_claim.setdefault(claim, set()).add(key)
 
-    def _claim_name(self, inventory: Inventory, key: ObjectKey) -> str | None:
-        """The PVC's own name, or the name of the PVC a claim-joined object names."""
+    def claimed_volumes(self, inventory: Inventory, key: ObjectKey) -> set[VolumeId]:
+        """The volumes of the PVCs a PVC or claim-joined object names: linked on its own
+        cluster, else through the PVC of the same name on the peer."""
+        out: set[VolumeId] = set()
+        for name in self._claim_names(inventory, key):
+            vid = self._volume_of_pvc(
+                inventory, key.cluster, key.namespace, name
+            ) or self._peer_volume(key.cluster, key.namespace, name)
+            if vid is not None:
+                out.add(vid)
+        return out
+
+    def _claim_names(self, inventory: Inventory, key: ObjectKey) -> tuple[str, ...]:
+        """The PVC's own name, or the names of the PVCs a claim-joined object names (one for a
+        VR, a group's members for a VolumeGroupReplication)."""
         if key.kind == PVC:
-            return key.name
-        known = inventory.objects.get(key)
-        return known.facts.get(self._claim_fact[key.kind]) if known else None
+            return (key.name,)
+        fact = self._claim_fact.get(key.kind)
+        known = inventory.objects.get(key) if fact else None
+        return _names(known.facts.get(fact)) if known and fact else ()
+
+    def _volume_of_pvc(
+        self, inventory: Inventory, cluster: str, namespace: str, pvc_name: str
+    ) -> VolumeId | None:
+        """Through the PV that claims it (by claimRef, which also finds it when the PVC was
+        just deleted), else by the PVC's volumeName."""
+        pv = self._pv_by_claim.get((cluster, f"{namespace}/{pvc_name}"))
+        if pv is None:
+            pvc = inventory.objects.get(ObjectKey(cluster, PVC, namespace, pvc_name))
+            volume_name = pvc.facts.get("volumeName") if pvc else None
+            pv = ObjectKey(cluster, PV, "", volume_name) if volume_name else None
+        return self._pv_volume.get(pv) if pv is not None else None
 
     def _volume_of_claim(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
-        """The volume of a PVC, or of the PVC a claim-joined object names: through the PV that
-        claims it (by claimRef, which also finds it when the PVC was just deleted), else by
-        volumeName."""
-        pvc_name = self._claim_name(inventory, key)
-        if not pvc_name:
-            return None
-        pv = self._pv_by_claim.get((key.cluster, f"{key.namespace}/{pvc_name}"))
-        if pv is None:
-            pvc = inventory.objects.get(ObjectKey(key.cluster, PVC, key.namespace, pvc_name))
-            volume_name = pvc.facts.get("volumeName") if pvc else None
-            pv = ObjectKey(key.cluster, PV, "", volume_name) if volume_name else None
-        return self._pv_volume.get(pv) if pv is not None else None
+        """The volume of a PVC, or of the first PVC a claim-joined object names that has one."""
+        for name in self._claim_names(inventory, key):
+            vid = self._volume_of_pvc(inventory, key.cluster, key.namespace, name)
+            if vid is not None:
+                return vid
+        return None
 
     def unlinked(self, inventory: Inventory, clusters: Iterable[str]) -> list[ObjectKey]:
         """The PVCs and claim-joined objects of these clusters that no PV links to a volume (a
@@ -332,14 +363,20 @@ class Correlator:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
         the same namespace/name lives on the peer cluster. DR keeps an application's claim
         names across sites, so this is the same volume, seen from the other side."""
-        pvc_name = self._claim_name(inventory, key)
-        pair = self._pair_of.get(key.cluster)
-        if not pvc_name or pair is None:
+        for name in self._claim_names(inventory, key):
+            vid = self._peer_volume(key.cluster, key.namespace, name)
+            if vid is not None:
+                return vid
+        return None
+
+    def _peer_volume(self, cluster: str, namespace: str, pvc_name: str) -> VolumeId | None:
+        pair = self._pair_of.get(cluster)
+        if pair is None:
             return None
         for peer in next(p.clusters for p in self.config.pairs if p.name == pair):
-            if peer == key.cluster:
+            if peer == cluster:
                 continue
-            pv = self._pv_by_claim.get((peer, f"{key.namespace}/{pvc_name}"))
+            pv = self._pv_by_claim.get((peer, f"{namespace}/{pvc_name}"))
             if pv is not None and pv in self._pv_volume:
                 return self._pv_volume[pv]
         return None

@@ -469,7 +469,7 @@ def test_pvc_of_a_mirrored_class_never_enabled_for_mirroring_is_unprotected() ->
 
 
 def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
-    from auditd.rules.builtin import LAG_RULES
+    from auditd.rules.catalogue import LAG_RULES
 
     inv, engine = Inventory(), RuleEngine(config(**{"rpo-exceeded": {"rpo": "1m"}}))
     for item in [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")]:

@@ -214,7 +214,7 @@ def test_the_dockerfile_lints_clean() -> None:
 
 def test_every_rule_links_a_runbook_that_exists() -> None:
     from auditd.alerts.message import runbook_url
-    from auditd.rules.builtin import BUILTIN_RULES
+    from auditd.rules.catalogue import BUILTIN_RULES
 
     operations = (ROOT / "docs" / "operations.md").read_text()
     for rule in BUILTIN_RULES:

@@ -10,8 +10,9 @@ from typing import Literal
 class Join:
     """How an object of a kind belongs to mirrored volumes, for the volume views.
 
-    ``claim``: it names one PVC of its own namespace in the fact ``fact`` (a VolumeReplication's
-    ``dataSource``), so it joins that PVC's volume on its cluster. ``namespace``: it covers
+    ``claim``: it names PVCs of its own namespace in the fact ``fact`` (one, as a
+    VolumeReplication's ``dataSource``; or several joined by commas, as a VolumeGroupReplication's
+    members), so it joins those PVCs' volumes on its cluster. ``namespace``: it covers
     every volume whose PVC lives in its namespace on its cluster (Ramen's VRG and DRPC)."""
 
     by: Literal["claim", "namespace"]
@@ -75,9 +76,23 @@ VRG = Kind(
 DRPC = Kind(
     _RAMEN, "v1alpha1", "drplacementcontrols", "DRPlacementControl", True, False, _BY_NAMESPACE
 )
+# Consistency groups (csi-addons): a VGR's members are the PVCs its controller lists in
+# status.persistentVolumeClaimsRefList (what its selector matched), exact where a selector is not.
+VGR = Kind(
+    _REPL,
+    "v1alpha1",
+    "volumegroupreplications",
+    "VolumeGroupReplication",
+    True,
+    False,
+    Join("claim", "members"),
+)
+VGRC = Kind(
+    _REPL, "v1alpha1", "volumegroupreplicationclasses", "VolumeGroupReplicationClass", False, False
+)
 CEPH_BLOCK_POOL = Kind("ceph.rook.io", "v1", "cephblockpools", "CephBlockPool", True, False)
 
-ALL_KINDS = (PVC, PV, VR, VRC, VRG, DRPC, CEPH_BLOCK_POOL)
+ALL_KINDS = (PVC, PV, VR, VRC, VGR, VGRC, VRG, DRPC, CEPH_BLOCK_POOL)
 BY_NAME = {k.kind: k for k in ALL_KINDS}
 # Listed by a one-shot look only (`auditd preflight` asks whether the target has the PVC's
 # StorageClass); the daemon does not watch it.

@@ -1,0 +1,135 @@
+"""Rules on consistency groups (csi-addons VolumeGroupReplication), judged per group object.
+
+A group's members are the PVCs its controller lists (its ``members`` fact); each member's volume
+is judged by the volume rules as any other, and a PVC a group lists counts as protected
+(``unprotected-volume``). What only the group as a whole can say is here: its members' images
+are primary on different sites (the group is no longer one consistent unit), and the group
+object stands where all its members' images are non-primary.
+
+Each finding's subject is the group object (cluster/VolumeGroupReplication/namespace/name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from auditd.inventory.inventory import ObjectKey
+from auditd.rules.builtin import _CHECK_IMAGE, _finding, _role, keys_rule
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
+from auditd.rules.views import VolumeView
+from auditd.sources.kube.kinds import VGR
+
+_GET_GROUP = "kubectl --context CLUSTER -n NAMESPACE get volumegroupreplication NAME -o yaml"
+
+
+def _groups(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
+    """The groups to judge: those a change touched, and those of the volumes it touched."""
+    found = {k for k in keys if k.kind == VGR.kind}
+    found |= {s.group for v in ctx.volumes for s in v.sides if s.group is not None}
+    return sorted(found)
+
+
+def _switching(ctx: RuleContext, members: tuple[VolumeView, ...]) -> bool:
+    return any(v.id in ctx.switching for v in members)
+
+
+@keys_rule(
+    "group-split",
+    "critical",
+    timedelta(minutes=2),
+    "A consistency group's images are primary on different sites",
+    "Some members of one VolumeGroupReplication have their image primary on one site and others "
+    "on the other: the group no longer fails over as one crash-consistent unit, and the "
+    "application's volumes are split between sites. (Two minutes cover records that lag a "
+    "group's switch by up to one rbd-mirror rewrite.)",
+    f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
+)
+def group_split(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for key in _groups(ctx, keys):
+        if key not in ctx.inventory.objects:
+            out[str(key)] = None
+            continue
+        members = ctx.members(key)
+        if _switching(ctx, members):
+            out[str(key)] = None  # a failover or relocate of the group in progress
+            continue
+        primaries = {v.id: v.primary_cluster for v in members}
+        sites = {c for c in primaries.values() if c is not None}
+        if len(sites) > 1:
+            by_site = {
+                site: ", ".join(
+                    f"{v.pool}/{v.image}" for v, c in sorted(primaries.items()) if c == site
+                )
+                for site in sorted(sites)
+            }
+            out[str(key)] = _finding(
+                rule,
+                str(key),
+                f"group {key.namespace}/{key.name}: members primary on "
+                + " and on ".join(f"{site} ({names})" for site, names in by_site.items()),
+                key.cluster,
+                ctx,
+                namespace=key.namespace,
+                name=key.name,
+                **{f"{site}.primary": names for site, names in by_site.items()},
+            )
+        elif any(c is None for c in primaries.values()) or not all(
+            v.storage_known for v in members
+        ):
+            out[str(key)] = UNKNOWN  # a member's storage truth is not known (yet) on both sites
+        else:
+            out[str(key)] = None
+    return out
+
+
+@keys_rule(
+    "group-on-secondary",
+    "warning",
+    timedelta(0),
+    "A VolumeGroupReplication exists where its members' images are non-primary",
+    "The group object is on a cluster where every member's image is non-primary, outside a DR "
+    "window: the group's VolumeReplication work belongs with the primary. (A group with "
+    "replicationState: secondary is Ramen or an operator cleaning up: not flagged.)",
+    f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
+)
+def group_on_secondary(
+    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
+) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for key in _groups(ctx, keys):
+        known = ctx.inventory.objects.get(key)
+        members = ctx.members(key)
+        if known is None or not members or _switching(ctx, members):
+            out[str(key)] = None
+            continue
+        if known.facts.get("replicationState") == "secondary":
+            out[str(key)] = None
+            continue
+        roles = [
+            _role(v, next((s for s in v.sides if s.cluster == key.cluster), None), ctx, key.cluster)
+            for v in members
+        ]
+        if any(r in ("primary", "window") for r in roles):
+            out[str(key)] = None
+        elif any(r is None for r in roles):
+            out[str(key)] = UNKNOWN
+        else:
+            out[str(key)] = _finding(
+                rule,
+                str(key),
+                f"VolumeGroupReplication {key.namespace}/{key.name} exists on {key.cluster}, "
+                f"where all {len(members)} of its members' images are non-primary",
+                key.cluster,
+                ctx,
+                cluster=key.cluster,
+                namespace=key.namespace,
+                name=key.name,
+                member_images=", ".join(f"{v.id.pool}/{v.id.image}" for v in members),
+                **{k: v for k, v in known.facts.items() if v is not None},
+            )
+    return out
+
+
+RULES: tuple[Rule, ...] = (group_split, group_on_secondary)
