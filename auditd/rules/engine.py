@@ -217,7 +217,7 @@ class RuleEngine:
             lambda key: self.correlator.peer_claim_volume(inventory, key),
             lambda key: tuple(
                 by_id.get(vid) or self.correlator.view(inventory, vid)
-                for vid in sorted(self.correlator.claimed_volumes(inventory, key))
+                for vid in sorted(self.correlator.joined_volumes(inventory, key))
             ),
         )
         if observe:

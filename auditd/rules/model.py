@@ -69,8 +69,8 @@ class RuleContext:
     # The volume whose PVC of the same namespace/name is on the peer cluster (the Correlator's
     # index): how a PVC or VR not linked to a PV of its own finds its volume.
     peer_claim: Callable[[ObjectKey], VolumeId | None] = lambda _key: None
-    # The pair views of every volume a claim-joined object names (a consistency group's
-    # members), evaluated in this round or not.
+    # The pair views of every volume an object joins (a consistency group's members, a Ramen
+    # VRG's namespace), evaluated in this round or not.
     members: Callable[[ObjectKey], tuple[VolumeView, ...]] = lambda _key: ()
 
     @cached_property

@@ -273,7 +273,7 @@ class Correlator:
                         if pv is not None and pv in self._pv_volume:
                             affected.add(self._pv_volume[pv])
                     self._index_claim(key, known.facts if known else None)
-                affected |= self.claimed_volumes(inventory, key)
+                affected |= self.joined_volumes(inventory, key)
             elif key.kind in self._namespace_kinds:
                 pair = self._pair_of.get(key.cluster)
                 if pair is not None:
@@ -297,9 +297,17 @@ class Correlator:
             for claim in claims:
                 self._by_claim.setdefault(claim, set()).add(key)
 
-    def claimed_volumes(self, inventory: Inventory, key: ObjectKey) -> set[VolumeId]:
-        """The volumes of the PVCs a PVC or claim-joined object names: linked on its own
-        cluster, else through the PVC of the same name on the peer."""
+    def joined_volumes(self, inventory: Inventory, key: ObjectKey) -> set[VolumeId]:
+        """The volumes an object joins: those of the PVCs a PVC or claim-joined object names
+        (linked on its own cluster, else through the PVC of the same name on the peer), or
+        every live volume with a PVC in a namespace-joined object's namespace."""
+        if key.kind in self._namespace_kinds:
+            pair = self._pair_of.get(key.cluster)
+            return {
+                v
+                for v in self._ns_volumes.get((pair or "", key.namespace), ())
+                if self._volume_pvs.get(v) or self._images.get(v)
+            }
         out: set[VolumeId] = set()
         for name in self._claim_names(inventory, key):
             vid = self._volume_of_pvc(

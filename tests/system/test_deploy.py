@@ -161,6 +161,25 @@ def test_watched_cluster_rbac_is_read_only_and_exec_is_opt_in() -> None:
     assert role["metadata"]["namespace"] == "rook-ceph"  # scoped to Rook's namespace only
 
 
+def test_the_reader_role_grants_every_kind_auditd_watches_or_looks_at() -> None:
+    """A kind added to the catalogue but not to the role is a 403 on every cluster: a stream
+    blind forever in production, though every test against the fake API server passes."""
+    from auditd.sources.kube.kinds import ALL_KINDS, LOOKED_AT_KINDS
+
+    (role,) = _by_kind(render(DEPLOY / "watched-cluster"), "ClusterRole")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for kind in LOOKED_AT_KINDS:
+        verbs = {"get", "list", "watch"} if kind in ALL_KINDS else {"get", "list"}
+        missing = {v for v in verbs if (kind.group, kind.plural, v) not in granted}
+        assert not missing, f"{kind.kind}: the reader role lacks {sorted(missing)}"
+
+
 def _metric_names() -> set[str]:
     names = {"up"}
     for family in Metrics(lambda: {}).registry.collect():
