@@ -346,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "explain",
-        help="one volume's view across both clusters and every rule's verdict",
-        description="Show the pair view of one mirrored volume (PVC, PV, VolumeReplication and "
-        "RBD image state on each cluster, from the stored state) and the verdict of every rule "
-        "on it, with the evidence. VOLUME is pool/image (replicapool/csi-vol-0001) or "
-        "namespace/pvc (shop/mysql-data).",
+        help="one volume's (or application's) view across both clusters and every verdict",
+        description="Show the pair view of one mirrored volume (PVC, PV, VolumeReplication, "
+        "its group and Ramen objects, and RBD image state on each cluster, from the stored "
+        "state) and the verdict of every rule on it, with the evidence. VOLUME is pool/image "
+        "(replicapool/csi-vol-0001) or namespace/pvc (shop/mysql-data); drpc/namespace/name "
+        "shows a Ramen application instead: its DRPC, each of its volumes with its primary, "
+        "lag and group, and the verdicts on them.",
     )
     p.add_argument("volume", metavar="VOLUME")
     _add_db(p)
@@ -843,7 +845,7 @@ def _rules_or_explain(url: str, config: Config, args: argparse.Namespace) -> int
         hint = (
             "no pairs configured: pass the daemon's config with -c"
             if not config.pairs
-            else "use pool/image or namespace/pvc"
+            else "use pool/image, namespace/pvc or drpc/namespace/name"
         )
         print(f"auditd: no volume {args.volume!r} ({hint})", file=sys.stderr)
         return EXIT_ERROR

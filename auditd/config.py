@@ -74,8 +74,15 @@ class ClusterConfig(Strict):
     name: Name
     kubeconfig: Path | None = None  # None: in-cluster service account, then ~/.kube/config
     context: str | None = None
-    role: Literal["primary", "secondary"]
+    # A hub (Ramen's: DRPolicy, DRCluster, DRPlacementControl) holds no volumes; a pair names it.
+    role: Literal["primary", "secondary", "hub"]
     ceph: CephAccess | None = None  # None: no RBD probes for this cluster
+
+    @model_validator(mode="after")
+    def _hub_is_not_probed(self) -> ClusterConfig:
+        if self.role == "hub" and self.ceph is not None:
+            raise ValueError("a hub holds no RBD images: it has no ceph access to probe")
+        return self
 
 
 class PairConfig(Strict):
@@ -85,6 +92,8 @@ class PairConfig(Strict):
     # PVCs of these storage classes must be replicated: one with no VolumeReplication on its
     # primary is an unprotected volume, even when its image was never enabled for mirroring.
     mirrored_storage_classes: list[str] = []
+    # The hub cluster (role "hub") whose Ramen DRPCs protect this pair's applications, if any.
+    hub: Name | None = None
 
 
 _NAMESPACE = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -440,6 +449,21 @@ class Config(Strict):
                 raise ValueError(
                     f"pairs[{i}].clusters: a pair needs one primary and one secondary cluster"
                 )
+            if pair.hub is not None:
+                hub = by_name.get(pair.hub)
+                if hub is None:
+                    raise ValueError(f"pairs[{i}].hub: unknown cluster {pair.hub!r}")
+                if hub.role != "hub":
+                    raise ValueError(
+                        f"pairs[{i}].hub: cluster {pair.hub!r} has role {hub.role!r}, not 'hub'"
+                    )
+        served = {p.hub for p in self.pairs}
+        idle = [c.name for c in self.clusters if c.role == "hub" and c.name not in served]
+        if idle:
+            raise ValueError(
+                f"clusters: hub {', '.join(map(repr, idle))} serves no pair "
+                "(name it as a pair's hub, or remove it)"
+            )
         return self
 
     def effective_database_url(self) -> str:
@@ -458,6 +482,10 @@ class Config(Strict):
 
     def pair_of(self, cluster: str) -> PairConfig | None:
         return next((p for p in self.pairs if cluster in p.clusters), None)
+
+    def pairs_of(self, cluster: str) -> list[PairConfig]:
+        """The pairs a cluster belongs to: its own (a DR cluster), or those it is the hub of."""
+        return [p for p in self.pairs if cluster in p.clusters or cluster == p.hub]
 
     def cluster(self, name: str) -> ClusterConfig:
         return next(c for c in self.clusters if c.name == name)

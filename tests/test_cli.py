@@ -160,6 +160,18 @@ def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
     doc = json.loads(p.stdout)
     assert [s["pvc"] for s in doc["sides"]] == [None, "payments/ledger"]
     assert {r["verdict"] for r in doc["verdicts"]} == {"ok"}
+    # The live part's application: Ramen's DRPC on the hub, three volumes, two in a group.
+    p = auditd("explain", "-c", cfg, "drpc/shop/shop", "--format", "json")
+    doc = json.loads(p.stdout)
+    assert [(d["cluster"], d["phase"]) for d in doc["drpcs"]] == [("hub", "Deployed")]
+    assert [(v["pvc"], v["group"]) for v in doc["volumes"]] == [
+        ("shop/mysql-data", None),
+        ("shop/mysql-logs", "shop/shop-group"),
+        ("shop/uploads", "shop/shop-group"),
+    ]
+    verdicts = {(r["rule"], r["subject"]): r["verdict"] for r in doc["verdicts"]}
+    assert verdicts[("vrg-not-protected", "dr1/VolumeReplicationGroup/shop/shop")] == "ok"
+    assert verdicts[("unprotected-volume", "dr1-dr2/replicapool/csi-vol-77a0")] == "ok"
     p = subprocess.run(
         [sys.executable, "-m", "auditd", "explain", "-c", cfg, "nope/none"],
         capture_output=True,

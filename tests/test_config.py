@@ -74,6 +74,55 @@ def test_pairs_must_reference_one_primary_and_one_secondary() -> None:
         parse_config({"clusters": clusters, "pairs": [{"name": "p", "clusters": ["a", "c"]}]})
 
 
+def test_a_hub_is_a_cluster_of_role_hub_that_a_pair_names() -> None:
+    from auditd.daemon.scopes import Scopes
+    from auditd.sources.kube.kinds import DR_CLUSTER, DR_POLICY, DRPC, PVC, kinds_for
+
+    dr = [{"name": "a", "role": "primary"}, {"name": "b", "role": "secondary"}]
+    hub = {"name": "h", "role": "hub"}
+    cfg = parse_config(
+        {"clusters": [*dr, hub], "pairs": [{"name": "p", "clusters": ["a", "b"], "hub": "h"}]}
+    )
+    assert [p.name for p in cfg.pairs_of("h")] == [p.name for p in cfg.pairs_of("a")] == ["p"]
+    assert Scopes.of(cfg).of_cluster("h") == "pair/p"  # led with the pair it serves
+    assert set(kinds_for("hub")) == {DRPC, DR_POLICY, DR_CLUSTER}
+    assert PVC in kinds_for("primary") and DR_POLICY not in kinds_for("secondary")
+    for raw, message in (
+        ({"clusters": [*dr, hub], "pairs": [{"name": "p", "clusters": ["a", "b"]}]},
+         "hub 'h' serves no pair"),
+        ({"clusters": dr, "pairs": [{"name": "p", "clusters": ["a", "b"], "hub": "h"}]},
+         "pairs[0].hub: unknown cluster 'h'"),
+        ({"clusters": [*dr, {"name": "h", "role": "primary"}],
+          "pairs": [{"name": "p", "clusters": ["a", "b"], "hub": "h"}]},
+         "has role 'primary', not 'hub'"),
+        ({"clusters": [*dr, {**hub, "ceph": {"transport": "exec"}}],
+          "pairs": [{"name": "p", "clusters": ["a", "b"], "hub": "h"}]},
+         "a hub holds no RBD images"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            parse_config(raw)
+
+
+def test_a_hub_of_several_pairs_is_a_scope_of_its_own() -> None:
+    from auditd.daemon.scopes import Scopes
+
+    clusters = [
+        {"name": n, "role": r}
+        for n, r in [("a", "primary"), ("b", "secondary"), ("c", "primary"), ("d", "secondary")]
+    ]
+    cfg = parse_config(
+        {
+            "clusters": [*clusters, {"name": "h", "role": "hub"}],
+            "pairs": [
+                {"name": "p1", "clusters": ["a", "b"], "hub": "h"},
+                {"name": "p2", "clusters": ["c", "d"], "hub": "h"},
+            ],
+        }
+    )
+    assert Scopes.of(cfg).of_cluster("h") == "cluster/h"
+    assert [p.name for p in cfg.pairs_of("h")] == ["p1", "p2"]
+
+
 def test_n_pairs_and_cluster_in_one_pair_only() -> None:
     clusters = [
         {"name": n, "role": r}
@@ -281,13 +330,13 @@ def test_a_watched_kind_without_facts_stops_the_start_saying_so(
     from auditd.sources.kube import kinds
     from auditd.sources.kube.kinds import Kind
 
-    policy = Kind("ramendr.openshift.io", "v1alpha1", "drpolicies", "DRPolicy", False, False)
-    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, policy))
+    mirror = Kind("ceph.rook.io", "v1", "cephrbdmirrors", "CephRBDMirror", True, False)
+    monkeypatch.setattr(kinds, "ALL_KINDS", (*kinds.ALL_KINDS, mirror))
     cfg = tmp_path / "auditd.toml"
     cfg.write_text(f'database_url = "sqlite:///{tmp_path / "h.db"}"\n')
     assert main(["run", "-c", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "no facts extractor for watched kind(s) DRPolicy" in err, err
+    assert "no facts extractor for watched kind(s) CephRBDMirror" in err, err
     assert "inventory/facts.py" in err and "Traceback" not in err
     assert not (tmp_path / "h.db").exists()  # refused before anything was opened
 

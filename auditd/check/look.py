@@ -20,7 +20,7 @@ from auditd.config import ClusterConfig, Config
 from auditd.inventory.facts import facts_of
 from auditd.sources.kube.events import KubeEvent
 from auditd.sources.kube.health import StreamHealth
-from auditd.sources.kube.kinds import LOOKED_AT_KINDS, STORAGE_CLASS
+from auditd.sources.kube.kinds import LOOKED_AT_KINDS, STORAGE_CLASS, kinds_for
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber, ProbeResult
 from auditd.sources.rbd.transport import transport_for
@@ -62,7 +62,9 @@ def look(config: Config, clock: Clock = SYSTEM) -> Look:
 def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> Callable[[], None]:
     def run() -> None:
         events: list[KubeEvent] = []
-        for i, kind in enumerate(LOOKED_AT_KINDS):
+        # A hub holds Ramen's objects only; a DR cluster the rest, StorageClasses included.
+        looked = kinds_for(cluster.role, LOOKED_AT_KINDS)
+        for i, kind in enumerate(looked):
             health = StreamHealth(cluster.name, kind.kind, _clock=clock)
             watcher = ListWatcher(
                 cluster,
@@ -86,7 +88,7 @@ def _lister(config: Config, cluster: ClusterConfig, out: Look, clock: Clock) -> 
                 out.unseen.append(f"{cluster.name} {kind.kind}: {why}")
                 if why.startswith(("cluster unavailable", "connection:")):
                     # Every kind after it would fail the same way: say so once, mark them.
-                    for other in LOOKED_AT_KINDS[i + 1 :]:
+                    for other in looked[i + 1 :]:
                         if other is STORAGE_CLASS:
                             continue
                         h = StreamHealth(cluster.name, other.kind, _clock=clock)

@@ -240,7 +240,7 @@ class Daemon:
                 )
             self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
         for cluster in cfg.clusters:
-            for kind in kinds.ALL_KINDS:
+            for kind in kinds.kinds_for(cluster.role):
                 health = StreamHealth(cluster.name, kind.kind, _clock=self.clock)
                 self.health[(cluster.name, kind.kind)] = health
                 watcher = ListWatcher(

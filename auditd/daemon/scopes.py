@@ -1,4 +1,5 @@
-"""What one leader is responsible for: a DR pair, an unpaired cluster, or auditd's own chores.
+"""What one leader is responsible for: a DR pair (with its hub, if only it has that hub), an
+unpaired cluster, or auditd's own chores.
 
 Replicas on one PostgreSQL history split the work by scope (daemon/leader.py): each DR pair is
 led by one replica, which writes its history and evaluates its rules, so N replicas spread N
@@ -28,6 +29,13 @@ class Scopes:
         for pair in config.pairs:
             for name in pair.clusters:
                 by_cluster[name] = f"pair/{pair.name}"
+        # A hub of one pair is that pair's: its DRPC actions are judged with the pair's volumes
+        # by the pair's leader. A hub of several pairs is a scope of its own; each pair's leader
+        # follows it in memory (what it sees is judged with the pair's next change).
+        for c in config.clusters:
+            served = [p.name for p in config.pairs if p.hub == c.name]
+            if len(served) == 1:
+                by_cluster[c.name] = f"pair/{served[0]}"
         return cls(by_cluster)
 
     # Computed once: the ingest writer asks for them on every batch and verdict.

@@ -128,6 +128,8 @@ def vrc_facts(obj: Obj) -> Facts:
 def drpc_facts(obj: Obj) -> Facts:
     facts: Facts = {
         "action": _s(_get(obj, "spec", "action")),
+        "preferredCluster": _s(_get(obj, "spec", "preferredCluster")),
+        "failoverCluster": _s(_get(obj, "spec", "failoverCluster")),
         "phase": _s(_get(obj, "status", "phase")),
         "progression": _s(_get(obj, "status", "progression")),
         "lastGroupSyncTime": _s(_get(obj, "status", "lastGroupSyncTime")),
@@ -141,6 +143,27 @@ def vrg_facts(obj: Obj) -> Facts:
         "replicationState": _s(_get(obj, "spec", "replicationState")),
         "state": _s(_get(obj, "status", "state")),
         "lastGroupSyncTime": _s(_get(obj, "status", "lastGroupSyncTime")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
+def drpolicy_facts(obj: Obj) -> Facts:
+    clusters = _get(obj, "spec", "drClusters")
+    facts: Facts = {
+        "drClusters": ",".join(sorted(c for c in clusters if isinstance(c, str)))
+        if isinstance(clusters, list)
+        else None,
+        "schedulingInterval": _s(_get(obj, "spec", "schedulingInterval")),
+    }
+    _conditions(obj, facts)
+    return facts
+
+
+def drcluster_facts(obj: Obj) -> Facts:
+    facts: Facts = {
+        "clusterFence": _s(_get(obj, "spec", "clusterFence")),
+        "phase": _s(_get(obj, "status", "phase")),
     }
     _conditions(obj, facts)
     return facts
@@ -178,6 +201,8 @@ EXTRACTORS: dict[str, Callable[[Obj], Facts]] = {
     kinds.VGRC.kind: vrc_facts,
     kinds.DRPC.kind: drpc_facts,
     kinds.VRG.kind: vrg_facts,
+    kinds.DR_POLICY.kind: drpolicy_facts,
+    kinds.DR_CLUSTER.kind: drcluster_facts,
     kinds.CEPH_BLOCK_POOL.kind: cephblockpool_facts,
     kinds.STORAGE_CLASS.kind: storageclass_facts,
 }

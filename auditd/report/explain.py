@@ -17,7 +17,7 @@ from auditd.inventory.rbd_facts import RBD_POOL
 from auditd.report.query import silent_since
 from auditd.report.render import table
 from auditd.rules.engine import RuleEngine
-from auditd.rules.model import Finding, Unknown
+from auditd.rules.model import Finding, Verdict
 from auditd.rules.views import Side, VolumeView
 from auditd.sources.kube import kinds
 from auditd.store.load import load_state
@@ -78,48 +78,26 @@ def rules_table(doc: list[dict[str, Any]]) -> str:
 def explain_doc(
     session: Session, config: Config, target: str, now: datetime
 ) -> dict[str, Any] | None:
-    """The pair view of the volume named by pool/image or namespace/pvc, and every verdict, as
-    the daemon judges at ``now``: the same loader (facts, image records, open DR windows) and
-    the same engine."""
+    """The pair view of the volume named by pool/image or namespace/pvc, or the application
+    named by drpc/namespace/name, and every verdict, as the daemon judges at ``now``: the same
+    loader (facts, image records, open DR windows) and the same engine."""
     inventory, engine, _ = load_state(session, config)
     verdicts = engine.evaluate(inventory, set(inventory.objects), now)
+    silent = silent_since(session, now)
+    kind, _, rest = target.partition("/")
+    if kind == "drpc" and rest.count("/") == 1:
+        return _application_doc(inventory, engine, verdicts, rest, now, silent)
     view = _find(engine, inventory, target)
     if view is None:
         return None
     subjects = (
         {str(view.id)}
-        | {str(k) for s in view.sides for k in (s.pvc, s.pv, *s.joined) if k is not None}
+        # Its own objects; what it shares with other volumes (a group, Ramen's VRG and DRPC)
+        # is the application's: `explain drpc/NAMESPACE/NAME`, and check's "other".
+        | {str(k) for s in view.sides for k in (s.pvc, s.pv, s.vr) if k is not None}
         | {str(ObjectKey(s.cluster, RBD_POOL, "", view.id.pool)) for s in view.sides}
     )
-    rows = []
-    for (rule, subject), verdict in sorted(verdicts.items()):
-        if subject not in subjects:
-            continue
-        if isinstance(verdict, Finding):
-            rows.append(
-                {
-                    "rule": rule,
-                    "subject": subject,
-                    "verdict": "VIOLATED",
-                    "severity": verdict.severity,
-                    "summary": verdict.summary,
-                    "evidence": verdict.evidence,
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "rule": rule,
-                    "subject": subject,
-                    "verdict": "unknown" if isinstance(verdict, Unknown) else "ok",
-                }
-            )
-    silent = silent_since(session, now)
-    if silent is not None:
-        # Nobody is watching: what was fine when auditd last looked is not known to be now.
-        for row in rows:
-            if row["verdict"] == "ok":
-                row["verdict"] = "unknown"
+    rows = _verdict_rows(verdicts, subjects, silent)
     window = engine.windows.open.get(view.id)
     return {
         "volume": str(view.id),
@@ -166,6 +144,129 @@ def explain_doc(
     }
 
 
+def _verdict_rows(
+    verdicts: dict[tuple[str, str], Verdict], subjects: set[str], silent: datetime | None
+) -> list[dict[str, Any]]:
+    """Every verdict on these subjects; none is "ok" while auditd is not reporting."""
+    rows: list[dict[str, Any]] = []
+    for (rule, subject), verdict in sorted(verdicts.items()):
+        if subject not in subjects:
+            continue
+        if isinstance(verdict, Finding):
+            rows.append(
+                {
+                    "rule": rule,
+                    "subject": subject,
+                    "verdict": "VIOLATED",
+                    "severity": verdict.severity,
+                    "summary": verdict.summary,
+                    "evidence": verdict.evidence,
+                }
+            )
+        else:
+            # Nobody watching: what was fine when auditd last looked is not known to be now.
+            fine = verdict is None and silent is None
+            rows.append(
+                {
+                    "rule": rule,
+                    "subject": subject,
+                    "verdict": "ok" if fine else "unknown",
+                }
+            )
+    return rows
+
+
+_DRPC_FACTS = ("action", "phase", "progression", "preferredCluster", "failoverCluster")
+
+
+def _application_doc(
+    inventory: Inventory,
+    engine: RuleEngine,
+    verdicts: dict[tuple[str, str], Verdict],
+    name: str,
+    now: datetime,
+    silent: datetime | None,
+) -> dict[str, Any] | None:
+    """A Ramen application (its DRPC, on the hub or a DR cluster), its volumes and verdicts."""
+    namespace, _, drpc = name.partition("/")
+    keys = sorted(
+        k
+        for cluster in engine.config.clusters
+        for k in inventory.keys_of(cluster.name, kinds.DRPC.kind)
+        if (k.namespace, k.name) == (namespace, drpc)
+    )
+    if not keys:
+        return None
+    vids = sorted({v for k in keys for v in engine.correlator.joined_volumes(inventory, k)})
+    views = [engine.correlator.view(inventory, v) for v in vids]
+    # The application's objects and volumes, and what joined them (its VRG, its groups).
+    subjects = (
+        {str(k) for k in keys}
+        | {str(v.id) for v in views}
+        | {str(k) for v in views for side in v.sides for k in side.joined}
+    )
+    return {
+        "application": f"{namespace}/{drpc}",
+        "at": now.isoformat(),
+        "drpcs": [
+            {
+                "cluster": k.cluster,
+                **{f: inventory.objects[k].facts.get(f) for f in _DRPC_FACTS},
+                "last_group_sync": inventory.objects[k].facts.get("lastGroupSyncTime"),
+            }
+            for k in keys
+        ],
+        "volumes": [_volume_row(v, now) for v in views],
+        "verdicts": _verdict_rows(verdicts, subjects, silent),
+        "note": (
+            f"auditd has not reported since {silent.isoformat()}: the state shown is the last it "
+            "saw, and nothing is known to be fine now"
+            if silent is not None
+            else None
+        ),
+    }
+
+
+def _volume_row(view: VolumeView, now: datetime) -> dict[str, Any]:
+    pvc = next((s.pvc for s in view.sides if s.pvc is not None), None)
+    group = next((s.group for s in view.sides if s.group is not None), None)
+    return {
+        "volume": str(view.id),
+        "pvc": _name(pvc),
+        "primary": view.primary_cluster,
+        "settled": view.settled,
+        "synced_at": view.synced_at.isoformat() if view.synced_at else None,
+        "lag_seconds": (now - view.synced_at).total_seconds() if view.synced_at else None,
+        "group": _name(group),
+    }
+
+
+def application_text(doc: dict[str, Any]) -> str:
+    drpcs = table(
+        ["CLUSTER", "ACTION", "PHASE", "PROGRESSION", "LAST GROUP SYNC"],
+        [
+            [
+                d["cluster"],
+                *(d[f] or "-" for f in ("action", "phase", "progression", "last_group_sync")),
+            ]
+            for d in doc["drpcs"]
+        ],
+    )
+    volumes = table(
+        ["VOLUME", "PVC", "PRIMARY", "LAG", "GROUP"],
+        [
+            [v["volume"], v["pvc"] or "-", v["primary"] or "unknown", _lag(v), v["group"] or "-"]
+            for v in doc["volumes"]
+        ],
+    )
+    return _verdicts_text([f"application {doc['application']}", "", drpcs, "", volumes], doc)
+
+
+def _lag(volume: dict[str, Any]) -> str:
+    seconds = volume["lag_seconds"]
+    return "unknown" if seconds is None else durations.human(timedelta(seconds=seconds))
+
+
 def _image_seen(side: Side, now: datetime, stale_after: timedelta) -> dict[str, Any] | None:
     """The image as the last probe said, except that nothing is healthy while the probe fails
     or when the last probe that listed it is old (auditd not running, say)."""
@@ -197,6 +298,8 @@ def _find(engine: RuleEngine, inventory: Inventory, target: str) -> VolumeView |
 
 
 def explain_text(doc: dict[str, Any]) -> str:
+    if "application" in doc:
+        return application_text(doc)
     lines = [
         f"volume {doc['volume']}   primary: {doc['primary'] or 'unknown'}"
         + ("" if doc["settled"] else "   (storage records still catching up with a role change)")
@@ -233,6 +336,10 @@ def explain_text(doc: dict[str, Any]) -> str:
         others = [j for j in s.get("joined", ()) if j != f"{kinds.VR.kind} {s['vr']}"]
         if others:
             lines.append(f"{s['cluster']} joined: {', '.join(others)}")
+    return _verdicts_text(lines, doc)
+
+
+def _verdicts_text(lines: list[str], doc: dict[str, Any]) -> str:
     if doc.get("note"):
         lines += ["", f"note: {doc['note']}"]
     lines += [

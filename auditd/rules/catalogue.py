@@ -9,4 +9,4 @@ from auditd.rules.model import Rule
 
 BUILTIN_RULES: tuple[Rule, ...] = (*builtin.RULES, *groups.RULES, *ramen.RULES)
 # The rules a refreshed lag alone can change: a probe cycle re-evaluates only these.
-LAG_RULES = builtin.LAG_RULES
+LAG_RULES = builtin.LAG_RULES | {"ramen-rpo-disagreement"}

@@ -1,23 +1,25 @@
-"""Rules on what Ramen says of an application on a managed cluster: its VolumeReplicationGroup.
+"""Rules on what Ramen says of an application: its VolumeReplicationGroup on a managed cluster,
+its DRPlacementControl (on the hub, or wherever it is watched).
 
 Ramen's own alert (WorkloadUnprotected) is computed on the hub from the DRPC's Protected
 condition, which walks the VRG's conditions; a team without the hub's Prometheus never sees it,
 and it goes stale across an action (RamenDR/ramen#2811). Here the VRG's own conditions are read
 where the VRG lives, next to what Ceph says of its volumes.
 
-Each finding's subject is the VRG (cluster/VolumeReplicationGroup/namespace/name).
+Each finding's subject is the Ramen object judged (cluster/Kind/namespace/name).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from auditd import durations
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.builtin import _finding, keys_rule
+from auditd.rules.builtin import _finding, _interval, keys_rule
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
 from auditd.rules.views import not_current
-from auditd.sources.kube.kinds import VRG
+from auditd.sources.kube.kinds import DRPC, VRG
 
 # The VRG conditions that say the application's data is protected, in the order Ramen weighs
 # them for the DRPC's Protected condition (internal/controller/protected_condition.go).
@@ -83,4 +85,153 @@ def vrg_not_protected(
     return out
 
 
-RULES: tuple[Rule, ...] = (vrg_not_protected,)
+# A DRPC at rest: the last action done. Anything else is an action under way (or paused).
+_AT_REST = frozenset({"Deployed", "FailedOver", "Relocated"})
+
+
+@keys_rule(
+    "drpc-progression-stuck",
+    "critical",
+    timedelta(minutes=30),
+    "A Ramen DRPlacementControl has been in an action for 30 minutes",
+    "The DRPC's progression is not Completed (or its phase is not Deployed, FailedOver or "
+    "Relocated) for 30 minutes: a failover or relocate that Ramen has not finished. The "
+    "application may be down, or running with its volumes on one site and its placement on "
+    "the other. Set a deadline of your own with [rules.drpc-progression-stuck] for.",
+    "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (status.progression, "
+    "status.conditions); on the managed clusters: kubectl get vrg -n NAMESPACE",
+)
+def drpc_progression_stuck(
+    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
+) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for key in sorted({k for k in keys if k.kind == DRPC.kind}):
+        known = ctx.inventory.objects.get(key)
+        if known is None:
+            out[str(key)] = None
+            continue
+        phase, progression = known.facts.get("phase"), known.facts.get("progression")
+        if not_current(ctx.inventory, key.cluster):
+            out[str(key)] = UNKNOWN
+        elif phase is None and progression is None:
+            out[str(key)] = UNKNOWN  # Ramen has not reported on it yet
+        elif progression in (None, "Completed") and (phase is None or phase in _AT_REST):
+            out[str(key)] = None
+        else:
+            # On a hub of one pair, the finding is that pair's (the scope that leads it).
+            served = ctx.config.pairs_of(key.cluster)
+            out[str(key)] = _finding(
+                rule,
+                str(key),
+                f"DRPlacementControl {key.namespace}/{key.name} on {key.cluster}: "
+                f"{known.facts.get('action') or 'action'} in phase {phase or '?'}, progression "
+                f"{progression or '?'}",
+                key.cluster,
+                ctx,
+                cluster=key.cluster,
+                namespace=key.namespace,
+                name=key.name,
+                pair=served[0].name if len(served) == 1 else None,
+                **{k: v for k, v in known.facts.items() if v is not None},
+            )
+    return out
+
+
+def _at_rest(facts: dict[str, str | None]) -> bool:
+    phase, progression = facts.get("phase"), facts.get("progression")
+    return progression in (None, "Completed") and phase in _AT_REST
+
+
+def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
+    """The DRPCs to judge: those a change touched, and those of the volumes judged (a probe
+    cycle that refreshed their lag judges them too: Ramen's word may have stood still)."""
+    return sorted(
+        {k for k in keys if k.kind == DRPC.kind} | {k for v in ctx.volumes for k in v.drpcs}
+    )
+
+
+@keys_rule(
+    "ramen-rpo-disagreement",
+    "warning",
+    timedelta(minutes=15),
+    "Ramen and Ceph disagree on an application's last sync",
+    "The DRPC's lastGroupSyncTime (what Ramen, its UI and its VolumeSynchronizationDelay alert "
+    "take as the RPO) and Ceph's oldest last synced snapshot among the application's volumes "
+    "differ by more than the tolerance (default: twice the volumes' schedulingInterval, at "
+    "least 10 minutes). Ramen's time stands still when its VRG or DRPC stops being refreshed "
+    "(RamenDR/ramen#1869, #2811): it then says protected while storage is behind, or the "
+    "reverse. Never judged while the DRPC is in an action (its time is the last action's).",
+    "kubectl --context HUB -n NAMESPACE get drpc NAME -o jsonpath='{.status.lastGroupSyncTime}'; "
+    "rbd mirror image status POOL/IMAGE for each volume",
+)
+def ramen_rpo_disagreement(
+    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
+) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for key in _drpcs(ctx, keys):
+        known = ctx.inventory.objects.get(key)
+        members = ctx.members(key)
+        if known is None or not members or not _at_rest(known.facts):
+            out[str(key)] = None
+            continue
+        if any(v.id in ctx.switching for v in members):
+            out[str(key)] = None
+            continue
+        text = known.facts.get("lastGroupSyncTime")
+        synced = [v.synced_at for v in members]
+        if not text or ctx.now is None or any(t is None for t in synced):
+            out[str(key)] = UNKNOWN  # one side of the comparison is not known
+            continue
+        try:
+            ramen = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            out[str(key)] = UNKNOWN
+            continue
+        # Ramen's time is ceph-csi's snapshot time, on the primary Ceph site's clock (as
+        # lag-disagreement weighs a VR's); put it on auditd's when that clock is measured.
+        primaries = {v.primary_cluster for v in members} - {None}
+        primary = next(iter(primaries)) if len(primaries) == 1 else None
+        if primary is None or not all(
+            ctx.inventory.records.clocks.measured(primary, v.id.pool) for v in members
+        ):
+            out[str(key)] = UNKNOWN
+            continue
+        ramen -= ctx.inventory.records.clocks.offset(primary)
+        oldest = min(t for t in synced if t is not None)
+        gap = abs(ramen - oldest)
+        override = ctx.config.rules.get(rule.id)
+        intervals = [
+            i
+            for v in members
+            if (vr := v.side(primary).vr) is not None
+            and (facts := ctx.inventory.objects.get(vr)) is not None
+            and (i := _interval(ctx, primary, facts.facts)) is not None
+        ]
+        tolerance = (override.tolerance if override else None) or max(
+            timedelta(minutes=10), 2 * max(intervals, default=timedelta(0))
+        )
+        if gap <= tolerance:
+            out[str(key)] = None
+            continue
+        served = ctx.config.pairs_of(key.cluster)
+        out[str(key)] = _finding(
+            rule,
+            str(key),
+            f"application {key.namespace}/{key.name}: Ramen's last group sync and Ceph's "
+            f"oldest synced snapshot of its {len(members)} volume(s) differ by {durations.human(gap)}",
+            key.cluster,
+            ctx,
+            cluster=key.cluster,
+            namespace=key.namespace,
+            name=key.name,
+            pair=served[0].name if len(served) == 1 else None,
+            ramen_last_group_sync=text,
+            ceph_oldest_synced_at=oldest.isoformat(),
+            ramen_age=durations.human(ctx.now - ramen),
+            ceph_lag=durations.human(ctx.now - oldest),
+            tolerance=durations.human(tolerance),
+        )
+    return out
+
+
+RULES: tuple[Rule, ...] = (vrg_not_protected, drpc_progression_stuck, ramen_rpo_disagreement)

@@ -107,8 +107,10 @@ class Side:
 class VolumeView:
     id: VolumeId
     sides: tuple[Side, Side]
-    # Ramen DRPlacementControl phases for the volume's namespace (on any watched cluster).
+    # Ramen DRPlacementControl phases for the volume's namespace (on any watched cluster, its
+    # pair's hub included), and those DRPCs.
     drpc_phases: tuple[str, ...] = ()
+    drpcs: tuple[ObjectKey, ...] = ()
 
     def side(self, cluster: str) -> Side:
         return next(s for s in self.sides if s.cluster == cluster)
@@ -204,6 +206,11 @@ class Correlator:
             k.kind for k in catalogue if k.joins and k.joins.by == "namespace"
         )
         self._pair_of: dict[str, str] = {c: p.name for p in config.pairs for c in p.clusters}
+        # A DR cluster's pair, or every pair a hub serves: where a namespace-joined object
+        # (a VRG on a DR cluster, a DRPC on the hub) finds its volumes.
+        self._pairs_of: dict[str, tuple[str, ...]] = {
+            c.name: tuple(p.name for p in config.pairs_of(c.name)) for c in config.clusters
+        }
         self._pools = {p.name: set(p.pools) for p in config.pairs}
         self._pv_volume: dict[ObjectKey, VolumeId] = {}
         self._volume_pvs: dict[VolumeId, set[ObjectKey]] = {}
@@ -275,14 +282,11 @@ class Correlator:
                     self._index_claim(key, known.facts if known else None)
                 affected |= self.joined_volumes(inventory, key)
             elif key.kind in self._namespace_kinds:
-                pair = self._pair_of.get(key.cluster)
-                if pair is not None:
-                    affected |= self._ns_volumes.get((pair, key.namespace), set())
+                affected |= self.joined_volumes(inventory, key)
             elif key.kind in (RBD_POOL, AUDIT_STREAM):
-                # A pool probe or a stream changing state touches every volume of that cluster.
-                pair = self._pair_of.get(key.cluster)
-                if pair is not None:
-                    whole_pairs.add(pair)
+                # A pool probe or a stream changing state touches every volume of that cluster
+                # (of a hub: of every pair it serves).
+                whole_pairs.update(self._pairs_of.get(key.cluster, ()))
         if whole_pairs:  # expanded once per batch, not once per touched key
             affected |= {v for v in self.volumes() if v.pair in whole_pairs}
         return affected
@@ -302,10 +306,10 @@ class Correlator:
         (linked on its own cluster, else through the PVC of the same name on the peer), or
         every live volume with a PVC in a namespace-joined object's namespace."""
         if key.kind in self._namespace_kinds:
-            pair = self._pair_of.get(key.cluster)
             return {
                 v
-                for v in self._ns_volumes.get((pair or "", key.namespace), ())
+                for pair in self._pairs_of.get(key.cluster, ())
+                for v in self._ns_volumes.get((pair, key.namespace), ())
                 if self._volume_pvs.get(v) or self._images.get(v)
             }
         out: set[VolumeId] = set()
@@ -426,15 +430,22 @@ class Correlator:
                 )
             )
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
-        phases = tuple(
+        drpcs = tuple(
             sorted(
-                str(inventory.objects[k].facts.get("phase"))
-                for c in pair.clusters
+                k
+                for c in (*pair.clusters, *([pair.hub] if pair.hub else []))
                 for k in inventory.keys_of(c, DRPC)
-                if k.namespace in namespaces and inventory.objects[k].facts.get("phase")
+                if k.namespace in namespaces
             )
         )
-        return VolumeView(vid, (sides[0], sides[1]), phases)
+        phases = tuple(
+            sorted(
+                str(phase)
+                for k in drpcs
+                if (phase := inventory.objects[k].facts.get("phase")) is not None
+            )
+        )
+        return VolumeView(vid, (sides[0], sides[1]), phases, drpcs)
 
     def _joined(self, inventory: Inventory, pvc: ObjectKey) -> tuple[ObjectKey, ...]:
         """The objects of the PVC's cluster that name it, then those covering its namespace."""

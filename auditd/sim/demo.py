@@ -21,10 +21,10 @@ from auditd.daemon.runner import Daemon
 from auditd.report.query import load_report
 from auditd.report.render import to_table
 from auditd.sim import objects
-from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.fakekube import DEFAULT_RESOURCES, FakeKubeAPI, write_kubeconfig
 from auditd.sim.story import LENGTH, POOL, replay
 from auditd.sim.world import pair_config_toml
-from auditd.sources.kube.kinds import PV, PVC, VR
+from auditd.sources.kube.kinds import DRPC, PV, PVC, VGR, VR, VRG, kinds_for
 from auditd.store.db import make_engine, session_factory
 from auditd.store.models import AlertGroupRow, NotificationRow, ViolationRow
 
@@ -68,13 +68,16 @@ def run_demo(
     started = SYSTEM.now() - timedelta(seconds=1)
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="auditd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    dr1 = FakeKubeAPI("dr1", bookmark_interval=5).start()
-    dr2 = FakeKubeAPI("dr2", bookmark_interval=5).start()
+    dr_kinds = (*DEFAULT_RESOURCES, VGR, VRG)
+    dr1 = FakeKubeAPI("dr1", dr_kinds, bookmark_interval=5).start()
+    dr2 = FakeKubeAPI("dr2", dr_kinds, bookmark_interval=5).start()
+    hub = FakeKubeAPI("hub", kinds_for("hub"), bookmark_interval=5).start()
     kubeconfig = workdir / "kubeconfig"
-    write_kubeconfig(str(kubeconfig), {"dr1": dr1.url, "dr2": dr2.url})
+    write_kubeconfig(str(kubeconfig), {"dr1": dr1.url, "dr2": dr2.url, "hub": hub.url})
     toml = pair_config_toml(
         kubeconfig,
         f"sqlite:///{(workdir / 'auditd.db').resolve()}",
+        hub_context="hub",
         data_dir=workdir,
         sections={"alerts": {"console": True}},
         pools=(POOL,),
@@ -94,15 +97,20 @@ def run_demo(
             return 2
     daemon = Daemon(config)
     try:
-        _say("Live: two simulated Kubernetes API servers on 127.0.0.1, auditd watching both")
-        dr1.create(PVC, objects.pvc("mysql-data", "shop", volume="pvc-4f1c"))
-        dr1.create(PV, objects.pv("pvc-4f1c", "shop", "mysql-data", "csi-vol-4f1c"))
-        dr1.create(VR, objects.vr("mysql-data", "shop", "mysql-data"))
+        _say(
+            "Live: three simulated Kubernetes API servers on 127.0.0.1 (dr1, dr2 and Ramen's "
+            "hub), auditd watching all three"
+        )
+        _application(dr1, hub)
         daemon.start()
         if not daemon.wait_synced(20):
             print("the simulated clusters did not sync in time", file=sys.stderr)
             return 1
-        print("    both clusters listed and watched; shop/mysql-data on dr1 only: no violation")
+        print(
+            "    the application shop (Ramen DRPC on the hub, deployed on dr1): mysql-data with "
+            "its VolumeReplication,\n    mysql-logs and uploads in a consistency group; on dr1 "
+            "only: no violation"
+        )
 
         _say("Live: someone applies the PVC shop/mysql-data on dr2, the DR secondary")
         dr2.create(PVC, objects.pvc("mysql-data", "shop", phase="Pending"))
@@ -118,8 +126,8 @@ def run_demo(
             return 1
     finally:
         daemon.stop()
-        dr1.stop()
-        dr2.stop()
+        for cluster in (dr1, dr2, hub):
+            cluster.stop()
 
     # The hour before, replayed through the same pipeline on a simulated clock.
     story_start = started - LENGTH - timedelta(minutes=2)
@@ -142,7 +150,23 @@ def run_demo(
     )
     print(f"    auditd history -c {workdir / 'auditd.toml'} payments/ledger")
     print(f"    auditd explain -c {workdir / 'auditd.toml'} shop/mysql-data")
+    print(f"    auditd explain -c {workdir / 'auditd.toml'} drpc/shop/shop")
     return 0
+
+
+def _application(dr1: FakeKubeAPI, hub: FakeKubeAPI) -> None:
+    """Ramen's application shop, primary on dr1: a DRPC on the hub, a VRG on dr1, and three
+    volumes (one with its own VolumeReplication, two replicated as a consistency group)."""
+    dr1.create(PVC, objects.pvc("mysql-data", "shop", volume="pvc-4f1c"))
+    dr1.create(PV, objects.pv("pvc-4f1c", "shop", "mysql-data", "csi-vol-4f1c"))
+    dr1.create(VR, objects.vr("mysql-data", "shop", "mysql-data"))
+    members = [("mysql-logs", "pvc-77a0", "csi-vol-77a0"), ("uploads", "pvc-9b3e", "csi-vol-9b3e")]
+    for claim, volume, image in members:
+        dr1.create(PVC, objects.pvc(claim, "shop", volume=volume))
+        dr1.create(PV, objects.pv(volume, "shop", claim, image))
+    dr1.create(VGR, objects.vgr("shop-group", "shop", [claim for claim, _, _ in members]))
+    dr1.create(VRG, objects.vrg("shop", "shop"))
+    hub.create(DRPC, objects.drpc("shop", "shop", "dr1"))
 
 
 def _act(title: str) -> None:

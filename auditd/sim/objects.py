@@ -87,3 +87,51 @@ def vrc(name: str = "rbd-volumereplicationclass", interval: str = "1m") -> Obj:
             "parameters": {"mirroringMode": "snapshot", "schedulingInterval": interval},
         },
     }
+
+
+def vgr(name: str, namespace: str, members: list[str], state: str = "primary") -> Obj:
+    """A csi-addons VolumeGroupReplication whose controller has resolved its selector to
+    ``members`` (status.persistentVolumeClaimsRefList)."""
+    return {
+        "apiVersion": "replication.storage.openshift.io/v1alpha1",
+        "kind": "VolumeGroupReplication",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicationState": state,
+            "volumeGroupReplicationClassName": "rbd-volumegroupreplicationclass",
+            "source": {"selector": {"matchLabels": {"app": namespace}}},
+        },
+        "status": {
+            "state": state.capitalize(),
+            "persistentVolumeClaimsRefList": [{"name": m} for m in members],
+        },
+    }
+
+
+def vrg(name: str, namespace: str, state: str = "primary") -> Obj:
+    """Ramen's VolumeReplicationGroup for an application, its data protected."""
+    conditions = ("DataReady", "DataProtected", "ClusterDataReady", "ClusterDataProtected")
+    return {
+        "apiVersion": "ramendr.openshift.io/v1alpha1",
+        "kind": "VolumeReplicationGroup",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1},
+        "spec": {"replicationState": state, "pvcSelector": {"matchLabels": {"app": namespace}}},
+        "status": {
+            "state": state.capitalize(),
+            "conditions": [
+                {"type": c, "status": "True", "reason": "Ready", "observedGeneration": 1}
+                for c in conditions
+            ],
+        },
+    }
+
+
+def drpc(name: str, namespace: str, cluster: str) -> Obj:
+    """Ramen's DRPlacementControl on the hub: deployed on ``cluster``, at rest."""
+    return {
+        "apiVersion": "ramendr.openshift.io/v1alpha1",
+        "kind": "DRPlacementControl",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"preferredCluster": cluster, "drPolicyRef": {"name": "dr-policy-1m"}},
+        "status": {"phase": "Deployed", "progression": "Completed"},
+    }

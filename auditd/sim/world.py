@@ -27,8 +27,10 @@ def pair_config_toml(
     log_level: str = "INFO",
     pools: tuple[str, ...] = (),
     ceph: dict[str, dict[str, str]] | None = None,
+    hub_context: str | None = None,
 ) -> str:
-    """A config for clusters dr1 (primary) and dr2 (secondary) behind one kubeconfig.
+    """A config for clusters dr1 (primary) and dr2 (secondary) behind one kubeconfig, and with
+    ``hub_context`` a Ramen hub named hub, the pair's.
 
     Without ``slack_base_url`` Slack is disabled. ``sections`` adds or overrides keys of
     top-level tables, e.g. ``{"watch": {"blind_spot_after": "2s"}}``; ``ceph`` gives clusters
@@ -61,7 +63,18 @@ def pair_config_toml(
         if ceph and name in ceph:
             access = ", ".join(f"{k} = {_toml_value(v)}" for k, v in ceph[name].items())
             lines.append(f"ceph = {{ {access} }}")
+    if hub_context is not None:
+        lines += [
+            "",
+            "[[clusters]]",
+            'name = "hub"',
+            f"kubeconfig = {_toml_value(kubeconfig)}",
+            f"context = {_toml_value(hub_context)}",
+            'role = "hub"',
+        ]
     lines += ["", "[[pairs]]", 'name = "dr1-dr2"', 'clusters = ["dr1", "dr2"]']
+    if hub_context is not None:
+        lines.append('hub = "hub"')
     if pools:
         lines.append("pools = [" + ", ".join(_toml_value(p) for p in pools) + "]")
     for name, values in tables.items():

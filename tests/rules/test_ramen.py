@@ -21,8 +21,14 @@ PROTECTED = {"DataReady": "True", "DataProtected": "True", "ClusterDataProtected
 def config() -> Config:
     return parse_config(
         {
-            "clusters": [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}],
-            "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
+            "clusters": [
+                {"name": "dr1", "role": "primary"},
+                {"name": "dr2", "role": "secondary"},
+                {"name": "hub", "role": "hub"},
+            ],
+            "pairs": [
+                {"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"], "hub": "hub"}
+            ],
         }
     )
 
@@ -44,12 +50,24 @@ def vrg(
     return k8s(cluster, "VolumeReplicationGroup", obj)
 
 
-def drpc(phase: str) -> Any:
-    obj = {"metadata": {"name": "app", "namespace": "app"}, "status": {"phase": phase}}
-    return k8s("dr1", "DRPlacementControl", obj)
+def drpc(
+    phase: str | None,
+    progression: str | None = None,
+    cluster: str = "hub",
+    synced: str | None = None,
+) -> Any:
+    status = {"phase": phase, "progression": progression} if phase or progression else {}
+    if synced:
+        status["lastGroupSyncTime"] = synced
+    obj = {
+        "metadata": {"name": "app", "namespace": "app"},
+        "spec": {"action": "Failover", "failoverCluster": "dr2"},
+        "status": status,
+    }
+    return k8s(cluster, "DRPlacementControl", obj)
 
 
-def verdict(items: list[Any]) -> Any:
+def verdict(items: list[Any], rule: str = "vrg-not-protected", subject: str = VRG) -> Any:
     inv, engine = Inventory(), RuleEngine(config())
     for item in items:
         if isinstance(item, ProbeResult):
@@ -58,7 +76,7 @@ def verdict(items: list[Any]) -> Any:
         else:
             delta = inv.apply(item)
         engine.evaluate(inv, delta.touched, T)
-    return engine.evaluate(inv, set(inv.objects), T).get(("vrg-not-protected", VRG), "absent")
+    return engine.evaluate(inv, set(inv.objects), T).get((rule, subject), "absent")
 
 
 def test_a_protected_primary_vrg_is_fine() -> None:
@@ -83,7 +101,53 @@ def test_conditions_not_reported_or_from_an_older_generation_are_unknown_not_fin
     assert verdict([*volume("dr1"), stale, *HEALTHY]) is UNKNOWN
 
 
-def test_an_action_in_progress_holds_it_back() -> None:
+def test_an_action_in_progress_holds_it_back_whether_its_drpc_is_on_the_hub_or_not() -> None:
     bad = vrg({**PROTECTED, "DataReady": "False"})
     assert isinstance(verdict([*volume("dr1"), bad, *HEALTHY]), Finding)
     assert verdict([*volume("dr1"), bad, drpc("FailingOver"), *HEALTHY]) is None
+    assert verdict([*volume("dr1"), bad, drpc("FailingOver", cluster="dr1"), *HEALTHY]) is None
+    # A DRPC of another namespace is another application's action.
+    other = k8s("hub", "DRPlacementControl", {"metadata": {"name": "x", "namespace": "other"},
+                                               "status": {"phase": "FailingOver"}})  # fmt: skip
+    assert isinstance(verdict([*volume("dr1"), bad, other, *HEALTHY]), Finding)
+
+
+STUCK = ("drpc-progression-stuck", "hub/DRPlacementControl/app/app")
+
+
+def test_a_drpc_in_an_action_is_pending_toward_stuck_and_at_rest_is_fine() -> None:
+    found = verdict([*volume("dr1"), drpc("FailingOver", "WaitForReadiness"), *HEALTHY], *STUCK)
+    assert isinstance(found, Finding) and found.severity == "critical"
+    assert found.pair == "p" and found.cluster == "hub"  # the pair its hub serves
+    assert "Failover in phase FailingOver, progression WaitForReadiness" in found.summary
+    assert found.evidence["failoverCluster"] == "dr2"
+    paused = verdict([drpc("FailedOver", "Paused")], *STUCK)
+    assert isinstance(paused, Finding)
+    assert verdict([drpc("FailedOver", "Completed")], *STUCK) is None
+    assert verdict([drpc("Deployed")], *STUCK) is None
+    assert verdict([drpc(None)], *STUCK) is UNKNOWN  # Ramen has not reported yet
+
+
+RPO = ("ramen-rpo-disagreement", "hub/DRPlacementControl/app/app")
+# The healthy capture's secondary synced its last snapshot at 09:48:00 (Ceph's word).
+CEPH_SYNCED = "2026-11-26T09:48:00Z"
+
+
+def test_ramen_and_ceph_agreeing_on_the_last_sync_is_fine() -> None:
+    at_rest = drpc("Deployed", "Completed", synced=CEPH_SYNCED)
+    assert verdict([*volume("dr1"), at_rest, *HEALTHY], *RPO) is None
+
+
+def test_a_ramen_sync_time_standing_still_while_ceph_syncs_fires() -> None:
+    stale = drpc("Deployed", "Completed", synced="2026-11-26T07:48:00Z")
+    found = verdict([*volume("dr1"), stale, *HEALTHY], *RPO)
+    assert isinstance(found, Finding) and found.pair == "p"
+    assert "differ by 2h" in found.summary, found.summary
+    assert found.evidence["ceph_oldest_synced_at"] == "2026-11-26T09:48:00+00:00"
+    assert found.evidence["tolerance"] == "10m"
+
+
+def test_ramens_time_is_not_weighed_mid_action_nor_when_it_says_none() -> None:
+    moving = drpc("FailingOver", "WaitForReadiness", synced="2026-11-26T07:48:00Z")
+    assert verdict([*volume("dr1"), moving, *HEALTHY], *RPO) is None
+    assert verdict([*volume("dr1"), drpc("Deployed", "Completed"), *HEALTHY], *RPO) is UNKNOWN

@@ -472,7 +472,10 @@ def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
     from auditd.rules.catalogue import LAG_RULES
 
     inv, engine = Inventory(), RuleEngine(config(**{"rpo-exceeded": {"rpo": "1m"}}))
-    for item in [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")]:
+    # Its application's DRPC too: Ramen's word on the last sync is weighed against the lag.
+    app = {"metadata": {"name": "app", "namespace": "app"}, "status": {"phase": "Deployed"}}
+    drpc = k8s("dr1", "DRPlacementControl", app)
+    for item in [*volume("dr1"), drpc, probe("dr1", "healthy"), probe("dr2", "healthy")]:
         if isinstance(item, ProbeResult):
             inv.apply_probe(item, timedelta(days=3650))
             engine.record_probe(item)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+Site = Literal["dr", "hub"]
+
 
 @dataclass(frozen=True)
 class Join:
@@ -34,6 +36,8 @@ class Kind:
     required: bool = True
     # None: its objects are audited alone (a PVC and PV make the volume; a class stands apart).
     joins: Join | None = None
+    # Where it lives: a DR cluster (role primary or secondary), a hub (Ramen's), or both.
+    sites: frozenset[Site] = frozenset({"dr"})
 
     @property
     def api_version(self) -> str:
@@ -73,9 +77,21 @@ VRG = Kind(
     False,
     _BY_NAMESPACE,
 )
+# Ramen keeps DRPCs, DRPolicies and DRClusters on its hub. A DRPC is also watched on the DR
+# clusters, where a setup without a configured hub (or a test) may keep it.
 DRPC = Kind(
-    _RAMEN, "v1alpha1", "drplacementcontrols", "DRPlacementControl", True, False, _BY_NAMESPACE
+    _RAMEN,
+    "v1alpha1",
+    "drplacementcontrols",
+    "DRPlacementControl",
+    True,
+    False,
+    _BY_NAMESPACE,
+    frozenset({"dr", "hub"}),
 )
+_HUB: frozenset[Site] = frozenset({"hub"})
+DR_POLICY = Kind(_RAMEN, "v1alpha1", "drpolicies", "DRPolicy", False, False, sites=_HUB)
+DR_CLUSTER = Kind(_RAMEN, "v1alpha1", "drclusters", "DRCluster", False, False, sites=_HUB)
 # Consistency groups (csi-addons): a VGR's members are the PVCs its controller lists in
 # status.persistentVolumeClaimsRefList (what its selector matched), exact where a selector is not.
 VGR = Kind(
@@ -92,9 +108,15 @@ VGRC = Kind(
 )
 CEPH_BLOCK_POOL = Kind("ceph.rook.io", "v1", "cephblockpools", "CephBlockPool", True, False)
 
-ALL_KINDS = (PVC, PV, VR, VRC, VGR, VGRC, VRG, DRPC, CEPH_BLOCK_POOL)
+ALL_KINDS = (PVC, PV, VR, VRC, VGR, VGRC, VRG, DRPC, DR_POLICY, DR_CLUSTER, CEPH_BLOCK_POOL)
 BY_NAME = {k.kind: k for k in ALL_KINDS}
 # Listed by a one-shot look only (`auditd preflight` asks whether the target has the PVC's
 # StorageClass); the daemon does not watch it.
 STORAGE_CLASS = Kind("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 LOOKED_AT_KINDS = (*ALL_KINDS, STORAGE_CLASS)
+
+
+def kinds_for(role: str, catalogue: tuple[Kind, ...] | None = None) -> tuple[Kind, ...]:
+    """The kinds watched on a cluster of this role (primary, secondary or hub)."""
+    site: Site = "hub" if role == "hub" else "dr"
+    return tuple(k for k in (ALL_KINDS if catalogue is None else catalogue) if site in k.sites)
