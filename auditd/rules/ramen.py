@@ -24,6 +24,10 @@ from auditd.sources.kube.kinds import DRPC, VRG
 # The VRG conditions that say the application's data is protected, in the order Ramen weighs
 # them for the DRPC's Protected condition (internal/controller/protected_condition.go).
 PROTECTION = ("DataReady", "DataProtected", "ClusterDataProtected")
+# False for these reasons is Ramen at work (a new VRG, a resync after a failover, which can take
+# hours for a big image): not known to be protected, not known to be failing either. Errors
+# (Error, UnknownError, UploadError) are failing. (Ramen's docs/vrg-status-conditions.md.)
+_UNDER_WAY = frozenset({"Initializing", "Progressing"})
 
 
 def _vrgs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
@@ -38,7 +42,8 @@ def _vrgs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     "critical",
     timedelta(minutes=10),
     "A primary Ramen VolumeReplicationGroup says its data is not protected",
-    "DataReady, DataProtected or ClusterDataProtected is False on the VRG that Ramen keeps "
+    "DataReady, DataProtected or ClusterDataProtected is False for an error (not while Ramen "
+    "is Initializing or Progressing, which is unknown) on the VRG that Ramen keeps "
     "primary (spec.replicationState: primary), outside a DR window, for 10 minutes: Ramen "
     "itself says the application's volumes or its cluster data (PV/PVC metadata in S3) are not "
     "protected, so a failover may come up without them. Ramen's WorkloadUnprotected alert "
@@ -63,7 +68,11 @@ def vrg_not_protected(
             out[str(key)] = UNKNOWN  # its cluster's watch is blind: last-known is not now
             continue
         said = {c: known.facts.get(f"condition.{c}") for c in PROTECTION}
-        false = [c for c, v in said.items() if v is not None and v.startswith("False")]
+        false = [
+            c
+            for c, v in said.items()
+            if v is not None and v.startswith("False") and v.partition("/")[2] not in _UNDER_WAY
+        ]
         if false:
             out[str(key)] = _finding(
                 rule,

@@ -34,7 +34,11 @@ def config() -> Config:
 
 
 def vrg(
-    conditions: dict[str, str], state: str = "primary", observed: int = 1, cluster: str = "dr1"
+    conditions: dict[str, str],
+    state: str = "primary",
+    observed: int = 1,
+    cluster: str = "dr1",
+    reason: str = "Error",
 ) -> Any:
     obj = {
         "metadata": {"name": "app-vrg", "namespace": "app", "generation": 1},
@@ -42,7 +46,7 @@ def vrg(
         "status": {
             "state": state.capitalize(),
             "conditions": [
-                {"type": t, "status": s, "reason": "Test", "observedGeneration": observed}
+                {"type": t, "status": s, "reason": reason, "observedGeneration": observed}
                 for t, s in conditions.items()
             ],
         },
@@ -86,9 +90,16 @@ def test_a_protected_primary_vrg_is_fine() -> None:
 def test_data_not_protected_on_the_primary_vrg_fires_with_ramens_words() -> None:
     found = verdict([*volume("dr1"), vrg({**PROTECTED, "DataProtected": "False"}), *HEALTHY])
     assert isinstance(found, Finding) and found.severity == "critical"
-    assert "DataProtected is False/Test" in found.summary
+    assert "DataProtected is False/Error" in found.summary
     assert found.evidence["namespace"] == "app" and found.evidence["state"] == "Primary"
-    assert found.evidence["condition.DataReady"] == "True/Test"
+    assert found.evidence["condition.DataReady"] == "True/Error"  # this test's one reason
+
+
+def test_ramen_still_at_work_is_unknown_not_failing_nor_fine() -> None:
+    """After a failover the new primary's VRG says DataReady False/Progressing until its
+    volumes are resynced, which can take hours: not a failure, not known to be protected."""
+    working = vrg({**PROTECTED, "DataReady": "False"}, reason="Progressing")
+    assert verdict([*volume("dr1"), working, *HEALTHY]) is UNKNOWN
 
 
 def test_a_secondary_vrg_is_not_judged_by_primary_conditions() -> None:
