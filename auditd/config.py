@@ -77,6 +77,9 @@ class ClusterConfig(Strict):
     # A hub (Ramen's: DRPolicy, DRCluster, DRPlacementControl) holds no volumes; a pair names it.
     role: Literal["primary", "secondary", "hub"]
     ceph: CephAccess | None = None  # None: no RBD probes for this cluster
+    # Its name in Ramen (its DRCluster, what a DRPC's preferredCluster and failoverCluster say),
+    # when that is not ``name``.
+    ramen_name: str | None = None
 
     @model_validator(mode="after")
     def _hub_is_not_probed(self) -> ClusterConfig:
@@ -482,6 +485,12 @@ class Config(Strict):
 
     def pair_of(self, cluster: str) -> PairConfig | None:
         return next((p for p in self.pairs if cluster in p.clusters), None)
+
+    def cluster_named_by_ramen(self, pair: PairConfig, ramen_name: str) -> str | None:
+        """The pair's cluster Ramen calls ``ramen_name`` (its ramen_name, else its name)."""
+        return next(
+            (n for n in pair.clusters if (self.cluster(n).ramen_name or n) == ramen_name), None
+        )
 
     def pairs_of(self, cluster: str) -> list[PairConfig]:
         """The pairs a cluster belongs to: its own (a DR cluster), or those it is the hub of."""

@@ -243,4 +243,80 @@ def ramen_rpo_disagreement(
     return out
 
 
-RULES: tuple[Rule, ...] = (vrg_not_protected, drpc_progression_stuck, ramen_rpo_disagreement)
+# Where a DRPC at rest says its application runs: the phase names the action last done.
+def _placed_on(facts: dict[str, str | None]) -> str | None:
+    if facts.get("phase") == "FailedOver":
+        return facts.get("failoverCluster")
+    return facts.get("preferredCluster")
+
+
+@keys_rule(
+    "drpc-placement-disagrees",
+    "warning",
+    timedelta(minutes=5),
+    "Ramen places an application where its images are not primary",
+    "The DRPC is at rest (its action Completed) and names the cluster the application runs on "
+    "(failoverCluster after a failover, else preferredCluster), but Ceph's settled records put "
+    "some of its volumes' primary images on the other cluster: the application runs on "
+    "replicas it cannot write, or Ramen and the storage went separate ways during an action. "
+    "Five minutes cover records catching up after the action (one rbd-mirror rewrite, 30 s). "
+    "Ramen's cluster names are matched to auditd's by clusters.ramen_name.",
+    "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (spec, status.phase); "
+    "rbd mirror image status POOL/IMAGE on both sites for each volume",
+)
+def drpc_placement_disagrees(
+    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
+) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
+    for key in _drpcs(ctx, keys):
+        known = ctx.inventory.objects.get(key)
+        members = ctx.members(key)
+        if known is None or not members or not _at_rest(known.facts):
+            out[str(key)] = None
+            continue
+        if any(v.id in ctx.switching for v in members):
+            out[str(key)] = None
+            continue
+        placed = _placed_on(known.facts)
+        pairs = {p.name: p for p in ctx.config.pairs}
+        # Each volume's pair's cluster of that name (a hub may serve several pairs).
+        targets = {
+            v.id: ctx.config.cluster_named_by_ramen(pairs[v.id.pair], placed) if placed else None
+            for v in members
+        }
+        if any(t is None for t in targets.values()):
+            out[str(key)] = UNKNOWN  # no placement yet, or a name auditd cannot place
+            continue
+        elsewhere = [v for v in members if v.primary_cluster not in (None, targets[v.id])]
+        if elsewhere:
+            out[str(key)] = _finding(
+                rule,
+                str(key),
+                f"application {key.namespace}/{key.name}: Ramen places it on {placed}, but "
+                f"{len(elsewhere)} of its {len(members)} volume(s) are primary on "
+                + ", ".join(sorted({str(v.primary_cluster) for v in elsewhere})),
+                key.cluster,
+                ctx,
+                cluster=key.cluster,
+                namespace=key.namespace,
+                name=key.name,
+                pair=next(iter(in_pairs))
+                if len(in_pairs := {v.id.pair for v in members}) == 1
+                else None,
+                placed_on=placed,
+                phase=known.facts.get("phase"),
+                volumes_elsewhere=", ".join(f"{v.id.pool}/{v.id.image}" for v in elsewhere),
+            )
+        elif any(v.primary_cluster is None for v in members):
+            out[str(key)] = UNKNOWN
+        else:
+            out[str(key)] = None
+    return out
+
+
+RULES: tuple[Rule, ...] = (
+    vrg_not_protected,
+    drpc_progression_stuck,
+    ramen_rpo_disagreement,
+    drpc_placement_disagrees,
+)

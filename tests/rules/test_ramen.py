@@ -18,11 +18,11 @@ HEALTHY = [probe("dr1", "healthy"), probe("dr2", "healthy")]
 PROTECTED = {"DataReady": "True", "DataProtected": "True", "ClusterDataProtected": "True"}
 
 
-def config() -> Config:
+def config(ramen_name: str | None = None) -> Config:
     return parse_config(
         {
             "clusters": [
-                {"name": "dr1", "role": "primary"},
+                {"name": "dr1", "role": "primary", "ramen_name": ramen_name},
                 {"name": "dr2", "role": "secondary"},
                 {"name": "hub", "role": "hub"},
             ],
@@ -59,20 +59,26 @@ def drpc(
     progression: str | None = None,
     cluster: str = "hub",
     synced: str | None = None,
+    preferred: str = "dr1",
 ) -> Any:
     status = {"phase": phase, "progression": progression} if phase or progression else {}
     if synced:
         status["lastGroupSyncTime"] = synced
     obj = {
         "metadata": {"name": "app", "namespace": "app"},
-        "spec": {"action": "Failover", "failoverCluster": "dr2"},
+        "spec": {"action": "Failover", "failoverCluster": "dr2", "preferredCluster": preferred},
         "status": status,
     }
     return k8s(cluster, "DRPlacementControl", obj)
 
 
-def verdict(items: list[Any], rule: str = "vrg-not-protected", subject: str = VRG) -> Any:
-    inv, engine = Inventory(), RuleEngine(config())
+def verdict(
+    items: list[Any],
+    rule: str = "vrg-not-protected",
+    subject: str = VRG,
+    cfg: Config | None = None,
+) -> Any:
+    inv, engine = Inventory(), RuleEngine(cfg or config())
     for item in items:
         if isinstance(item, ProbeResult):
             delta = inv.apply_probe(item, timedelta(days=3650))
@@ -162,3 +168,21 @@ def test_ramens_time_is_not_weighed_mid_action_nor_when_it_says_none() -> None:
     moving = drpc("FailingOver", "WaitForReadiness", synced="2026-11-26T07:48:00Z")
     assert verdict([*volume("dr1"), moving, *HEALTHY], *RPO) is None
     assert verdict([*volume("dr1"), drpc("Deployed", "Completed"), *HEALTHY], *RPO) is UNKNOWN
+
+
+PLACED = ("drpc-placement-disagrees", "hub/DRPlacementControl/app/app")
+
+
+def test_ramen_placing_the_application_where_its_images_are_primary_is_fine() -> None:
+    assert verdict([*volume("dr1"), drpc("Deployed", "Completed"), *HEALTHY], *PLACED) is None
+    # Ramen's own name for dr1, mapped by clusters.ramen_name.
+    east = drpc("Deployed", "Completed", preferred="east")
+    assert verdict([*volume("dr1"), east, *HEALTHY], *PLACED, cfg=config("east")) is None
+    assert verdict([*volume("dr1"), east, *HEALTHY], *PLACED) is UNKNOWN  # a name not placed
+
+
+def test_ramen_saying_failed_over_while_ceph_keeps_the_old_primary_fires() -> None:
+    found = verdict([*volume("dr1"), drpc("FailedOver", "Completed"), *HEALTHY], *PLACED)
+    assert isinstance(found, Finding) and found.pair == "p"
+    assert "Ramen places it on dr2, but 1 of its 1 volume(s) are primary on dr1" in found.summary
+    assert found.evidence["volumes_elsewhere"] == "replicapool/csi-vol-0001"

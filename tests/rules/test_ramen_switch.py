@@ -29,7 +29,13 @@ WITH_HUB = {
 # Every Ramen and group rule at once, but the one whose finding is "an action is under way".
 AT_ONCE = {
     rule: {"for": "0s"}
-    for rule in ("vrg-not-protected", "group-split", "group-on-secondary", "ramen-rpo-disagreement")
+    for rule in (
+        "vrg-not-protected",
+        "group-split",
+        "group-on-secondary",
+        "ramen-rpo-disagreement",
+        "drpc-placement-disagrees",
+    )
 }
 ACTIONS = (("dr1", "dr2", "Failover", "FailingOver", "FailedOver"),
            ("dr2", "dr1", "Relocate", "Relocating", "Relocated"))  # fmt: skip
@@ -47,9 +53,11 @@ class Ramen:
         self.seen.add((cluster, kind))
         return self.r.event(cluster, kind, obj, typ)
 
-    def drpc(self, action: str | None, phase: str, progression: str, on: str) -> Item:
-        obj = objects.drpc("app", NS, on)
-        obj["spec"]["action"] = action
+    def drpc(self, action: str | None, phase: str, progression: str, failover_to: str) -> Item:
+        """As Ramen keeps it: preferredCluster stays where the application was deployed (and
+        where a relocate brings it back), failoverCluster names where a failover takes it."""
+        obj = objects.drpc("app", NS, "dr1")
+        obj["spec"].update(action=action, failoverCluster=failover_to)
         obj["status"] = {"phase": phase, "progression": progression}
         return self.put("hub", "DRPlacementControl", obj)
 
@@ -67,12 +75,12 @@ class Ramen:
 
 
 def plan(
-    r: Replay, broken_vrg: bool = False, finishes: bool = True
+    r: Replay, broken_vrg: bool = False, finishes: bool = True, failover_to: str = "dr2"
 ) -> list[tuple[datetime, list[Item]]]:
     ramen = Ramen(r)
     steps = ramen_switches(r, CAPTURE, START)
     steps.append(
-        (START, [ramen.drpc(None, "Deployed", "Completed", "dr1"), ramen.vrg("dr1", "primary"),
+        (START, [ramen.drpc(None, "Deployed", "Completed", failover_to), ramen.vrg("dr1", "primary"),
                  ramen.group("dr1", "primary")])
     )  # fmt: skip
     after = START
@@ -81,7 +89,7 @@ def plan(
         moved = CAPTURE.action(f"k8s-moved {SITE_OF[old]}", after=at_vr)
         after = moved
         steps += [
-            (at_vr - timedelta(seconds=2), [ramen.drpc(action, moving, "PreparingFinalSync", new)]),
+            (at_vr - timedelta(seconds=2), [ramen.drpc(action, moving, "PreparingFinalSync", failover_to)]),
             (at_vr, [ramen.vrg(old, "secondary"), ramen.group(old, "secondary")]),
             (moved, [ramen.vrg(new, "primary", reason="Progressing"), ramen.group(new, "primary")]),
             (moved + timedelta(seconds=20),
@@ -89,7 +97,10 @@ def plan(
         ]  # fmt: skip
         if finishes:
             steps.append(
-                (moved + timedelta(seconds=30), [ramen.drpc(action, done, "Completed", new)])
+                (
+                    moved + timedelta(seconds=30),
+                    [ramen.drpc(action, done, "Completed", failover_to)],
+                )
             )
     return sorted(steps, key=lambda s: s[0])
 
@@ -103,6 +114,16 @@ def test_a_ramen_application_switched_twice_is_silent_with_one_episode_each(
     episodes = r.episodes()
     assert [(e.from_cluster, e.to_cluster) for e in episodes] == [("dr1", "dr2"), ("dr2", "dr1")]
     assert all(e.ended_at is not None for e in episodes)
+
+
+def test_ramen_placing_the_failover_where_ceph_did_not_promote_fires(tmp_path: Path) -> None:
+    """The same storage switches, but Ramen's DRPC says it failed over to dr1 (a
+    failoverCluster naming the wrong site): at rest after the failover, it disagrees with
+    Ceph, which promoted dr2."""
+    r = Replay(tmp_path, CAPTURE, 10, sections=WITH_HUB, **AT_ONCE)
+    r.run(END, plan(r, failover_to="dr1"))
+    fired = {(rule, subject) for rule, subject, _ in r.fired()}
+    assert fired == {("drpc-placement-disagrees", "hub/DRPlacementControl/app/app")}, fired
 
 
 def test_a_vrg_that_errors_after_the_switch_fires(tmp_path: Path) -> None:
