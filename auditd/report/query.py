@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 from auditd.inventory.inventory import EXISTS, QUARANTINED
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
+from auditd.report.applications import applications
 from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
 from auditd.sources.kube.kinds import PV
 from auditd.store import episode_steps
@@ -77,6 +78,7 @@ class ReportData:
     transitions: list[dict[str, Any]]
     transitions_total: int
     notes: list[str] = field(default_factory=list)
+    applications: list[dict[str, Any]] = field(default_factory=list)  # Ramen's, if any
 
 
 def iso_utc(t: datetime | None) -> str | None:
@@ -124,6 +126,15 @@ def load_report(
     volumes = _volumes(session, since, until, f)
     step("episodes")
     episodes = _episodes(session, since, until, f)
+    step("applications")
+    apps = applications(
+        session,
+        since,
+        until,
+        lambda: (_volume_labels(session), _worst_lags(session, since, until, f)),
+        f.namespace,
+        f.clusters,
+    )
     step("blind spots")
     silent = silent_since(session, until)
     blind = _blind_spots(session, since, until, f, silent)
@@ -150,6 +161,7 @@ def load_report(
         transitions,
         total,
         notes,
+        apps,
     )
 
 

@@ -21,6 +21,7 @@ def to_json(data: ReportData) -> str:
         "open_incidents": data.open_incidents,
         "volumes": data.volumes,
         "episodes": data.episodes,
+        "applications": data.applications,
         "blind_spots": data.blind_spots,
         "delivery": data.delivery,
         "violations": data.violations,

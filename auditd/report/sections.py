@@ -147,6 +147,8 @@ def sections(data: ReportData) -> list[Section]:
             ],
         )
     )
+    if data.applications:
+        out.append(_applications(data))
     out.append(
         Section(
             "blind_spots",
@@ -225,6 +227,36 @@ def sections(data: ReportData) -> list[Section]:
         )
     )
     return out
+
+
+def _applications(data: ReportData) -> Section:
+    rows = []
+    for a in data.applications:
+        act = a["last_action"]
+        rows.append(
+            [
+                a["application"],
+                f"{a['phase'] or '?'}" + (f" ({a['progression']})" if a["progression"] else ""),
+                f"{act['phase']} {short_time(act['started_at'])}" if act else "-",
+                (_secs(act["ramen_seconds"]) if act["ended_at"] else "in progress") if act else "-",
+                _secs(act["storage_rto_seconds"]) if act else "-",
+                _secs(a["ramen_rpo_seconds"]),
+                _secs(a["ceph_worst_lag_seconds"]),
+                str(a["volumes"]),
+            ]
+        )
+    return Section(
+        "applications",
+        "Applications (Ramen)",
+        ["APPLICATION", "PHASE", "LAST ACTION", "RTO (RAMEN)", "RTO (STORAGE)",
+         "RPO (RAMEN)", "WORST LAG (CEPH)", "VOLUMES"],
+        rows,
+        notes=[
+            "RTO as Ramen's DRPC measures it (action to rest) and as storage does (the slowest "
+            "of its volumes' switches); RPO as Ramen's lastGroupSyncTime says it now, and the "
+            "worst lag Ceph showed in the window"
+        ],
+    )  # fmt: skip
 
 
 def _counts(by_status: dict[str, int]) -> str:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from switch_replay import CLAIM, CONFIG, NS, SITE_OF, Capture, Replay, ramen_switches
 
 from auditd.daemon.items import Item
@@ -48,29 +49,31 @@ class Ramen:
         self.r = r
         self.seen: set[tuple[str, str]] = set()
 
-    def put(self, cluster: str, kind: str, obj: dict[str, Any]) -> Item:
+    def put(self, cluster: str, kind: str, obj: dict[str, Any], at: datetime) -> Item:
         typ = "MODIFIED" if (cluster, kind) in self.seen else "ADDED"
         self.seen.add((cluster, kind))
-        return self.r.event(cluster, kind, obj, typ)
+        return self.r.world.event(cluster, kind, obj, typ, at)  # type: ignore[arg-type]
 
-    def drpc(self, action: str | None, phase: str, progression: str, failover_to: str) -> Item:
+    def drpc(
+        self, at: datetime, action: str | None, phase: str, progression: str, failover_to: str
+    ) -> Item:
         """As Ramen keeps it: preferredCluster stays where the application was deployed (and
         where a relocate brings it back), failoverCluster names where a failover takes it."""
         obj = objects.drpc("app", NS, "dr1")
         obj["spec"].update(action=action, failoverCluster=failover_to)
         obj["status"] = {"phase": phase, "progression": progression}
-        return self.put("hub", "DRPlacementControl", obj)
+        return self.put("hub", "DRPlacementControl", obj, at)
 
-    def vrg(self, cluster: str, state: str, reason: str | None = None) -> Item:
+    def vrg(self, at: datetime, cluster: str, state: str, reason: str | None = None) -> Item:
         obj = objects.vrg("app", NS, state)
         if reason is not None:  # DataReady not True yet, for this reason
             ready = obj["status"]["conditions"][0]
             ready["status"], ready["reason"] = "False", reason
-        return self.put(cluster, "VolumeReplicationGroup", obj)
+        return self.put(cluster, "VolumeReplicationGroup", obj, at)
 
-    def group(self, cluster: str, state: str) -> Item:
+    def group(self, at: datetime, cluster: str, state: str) -> Item:
         return self.put(
-            cluster, "VolumeGroupReplication", objects.vgr("app-group", NS, [CLAIM], state)
+            cluster, "VolumeGroupReplication", objects.vgr("app-group", NS, [CLAIM], state), at
         )
 
 
@@ -80,28 +83,28 @@ def plan(
     ramen = Ramen(r)
     steps = ramen_switches(r, CAPTURE, START)
     steps.append(
-        (START, [ramen.drpc(None, "Deployed", "Completed", failover_to), ramen.vrg("dr1", "primary"),
-                 ramen.group("dr1", "primary")])
+        (START, [ramen.drpc(START, None, "Deployed", "Completed", failover_to),
+                 ramen.vrg(START, "dr1", "primary"), ramen.group(START, "dr1", "primary")])
     )  # fmt: skip
     after = START
     for old, new, action, moving, done in ACTIONS:
         at_vr = CAPTURE.action(f"vr-secondary {SITE_OF[old]}", after=after)
         moved = CAPTURE.action(f"k8s-moved {SITE_OF[old]}", after=at_vr)
         after = moved
+        begun, ready, rest = (
+            at_vr - timedelta(seconds=2),
+            moved + timedelta(seconds=20),
+            moved + timedelta(seconds=30),
+        )
         steps += [
-            (at_vr - timedelta(seconds=2), [ramen.drpc(action, moving, "PreparingFinalSync", failover_to)]),
-            (at_vr, [ramen.vrg(old, "secondary"), ramen.group(old, "secondary")]),
-            (moved, [ramen.vrg(new, "primary", reason="Progressing"), ramen.group(new, "primary")]),
-            (moved + timedelta(seconds=20),
-             [ramen.vrg(new, "primary", reason="Error" if broken_vrg else None)]),
+            (begun, [ramen.drpc(begun, action, moving, "PreparingFinalSync", failover_to)]),
+            (at_vr, [ramen.vrg(at_vr, old, "secondary"), ramen.group(at_vr, old, "secondary")]),
+            (moved, [ramen.vrg(moved, new, "primary", reason="Progressing"),
+                     ramen.group(moved, new, "primary")]),
+            (ready, [ramen.vrg(ready, new, "primary", reason="Error" if broken_vrg else None)]),
         ]  # fmt: skip
         if finishes:
-            steps.append(
-                (
-                    moved + timedelta(seconds=30),
-                    [ramen.drpc(action, done, "Completed", failover_to)],
-                )
-            )
+            steps.append((rest, [ramen.drpc(rest, action, done, "Completed", failover_to)]))
     return sorted(steps, key=lambda s: s[0])
 
 
@@ -147,3 +150,27 @@ def test_a_drpc_that_never_finishes_fires_and_holds_back_what_its_action_explain
     fired = {(rule, subject) for rule, subject, _ in r.fired()}
     # The broken VRG is part of an action Ramen has not finished: that action is the alert.
     assert fired == {("drpc-progression-stuck", "hub/DRPlacementControl/app/app")}, fired
+
+
+def test_the_report_shows_the_application_its_last_action_and_both_rtos(tmp_path: Path) -> None:
+    from auditd.report.query import load_report
+    from auditd.report.render import to_table
+
+    r = Replay(tmp_path, CAPTURE, 10, sections=WITH_HUB)
+    r.run(END, plan(r))
+    with r.sessions() as s:
+        data = load_report(s, START, END)
+    [app] = data.applications
+    assert (app["application"], app["cluster"], app["phase"]) == ("app/app", "hub", "Relocated")
+    assert app["volumes"] == 1
+    action = app["last_action"]
+    relocate = CAPTURE.action("vr-secondary site-b")
+    moved = CAPTURE.action("k8s-moved site-b", after=relocate)
+    assert (action["phase"], action["done"]) == ("Relocating", "Relocated")
+    # From the DRPC moving (2 s before the VR asked) to it at rest (30 s after the move).
+    assert action["ramen_seconds"] == pytest.approx((moved - relocate).total_seconds() + 32, abs=1)
+    storage = r.episodes()[-1].rto_seconds
+    assert action["storage_rto_seconds"] == storage and storage is not None
+    assert app["ramen_rpo_seconds"] is None  # Ramen said no lastGroupSyncTime here
+    table = to_table(data)
+    assert "APPLICATIONS (RAMEN)" in table and "Relocated (Completed)" in table

@@ -1,0 +1,128 @@
+"""The report's applications: each Ramen DRPC auditd knows, the volumes of its namespace, its
+last action and how long it took as Ramen and as storage measured it, and its RPO as Ramen and
+as Ceph see it. Empty without Ramen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from auditd.sources.kube.kinds import DRPC
+from auditd.store.models import EpisodeRow, ObjectRow, TransitionRow
+
+# Ramen's DRState: an action under way, and the phases it comes to rest in.
+_MOVING = frozenset({"Initiating", "FailingOver", "Relocating"})
+_AT_REST = frozenset({"Deployed", "FailedOver", "Relocated"})
+# A volume's switch may begin a little before the DRPC says so (its VR asked first).
+_EARLY = timedelta(minutes=1)
+
+Image = tuple[str, str, str]  # cluster, pool, image
+
+
+def applications(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    volumes: Callable[[], tuple[Mapping[Image, str], Mapping[Image, float | None]]],
+    namespace: str | None = None,
+    clusters: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """``volumes``: (cluster, pool, image) -> namespace/pvc of the PVs known now, and the worst
+    lag sampled in the window per image; read only when there is an application at all."""
+    drpcs = session.scalars(
+        select(ObjectRow).where(ObjectRow.kind == DRPC.kind).order_by(ObjectRow.namespace)
+    ).all()
+    if not drpcs:
+        return []
+    labels, worst_lags = volumes()
+    t = TransitionRow
+    phases = session.execute(
+        select(t.cluster, t.namespace, t.name, t.new, t.observed_at)
+        .where(t.kind == DRPC.kind, t.field == "phase", t.observed_at < until)
+        .order_by(t.observed_at, t.id)
+    ).all()
+    out = []
+    for d in drpcs:
+        if namespace and d.namespace != namespace:
+            continue
+        images = sorted(
+            {(p, i) for (c, p, i), claim in labels.items()
+             if claim.split("/", 1)[0] == d.namespace and (not clusters or c in clusters)}
+        )  # fmt: skip
+        if clusters and not images:
+            continue  # another pair's application
+        moves = [
+            (new, at)
+            for c, ns, n, new, at in phases
+            if (c, ns, n) == (d.cluster, d.namespace, d.name)
+        ]
+        action = _last_action(moves, since)
+        lags = [
+            lag for (_, p, i), lag in worst_lags.items() if (p, i) in images and lag is not None
+        ]
+        synced = d.facts.get("lastGroupSyncTime")
+        ramen_rpo = (
+            (until - datetime.fromisoformat(synced.replace("Z", "+00:00"))).total_seconds()
+            if synced and d.facts.get("phase") in _AT_REST
+            else None
+        )
+        out.append(
+            {
+                "application": f"{d.namespace}/{d.name}",
+                "cluster": d.cluster,
+                "phase": d.facts.get("phase"),
+                "progression": d.facts.get("progression"),
+                "volumes": len(images),
+                "last_action": action
+                and {**action, "storage_rto_seconds": _storage_rto(session, images, action)},
+                "ramen_rpo_seconds": ramen_rpo,
+                "ceph_worst_lag_seconds": max(lags, default=None),
+            }
+        )
+    return out
+
+
+def _last_action(
+    moves: list[tuple[str | None, datetime]], since: datetime
+) -> dict[str, Any] | None:
+    """The last action that began (or was still under way) in the window: when the DRPC
+    entered a moving phase, and when it came to rest after it (None: still under way)."""
+    started: tuple[str, datetime] | None = None
+    last: dict[str, Any] | None = None
+    for phase, at in moves:
+        if phase in _MOVING and started is None:
+            started = (phase, at)
+        elif phase in _AT_REST and started is not None:
+            last = {"phase": started[0], "started_at": started[1], "ended_at": at, "rest": phase}
+            started = None
+    if started is not None:
+        last = {"phase": started[0], "started_at": started[1], "ended_at": None, "rest": None}
+    if last is None or (last["ended_at"] is not None and last["ended_at"] < since):
+        return None
+    ended = last["ended_at"]
+    return {
+        "phase": last["phase"],
+        "done": last["rest"],
+        "started_at": last["started_at"].isoformat(),
+        "ended_at": ended.isoformat() if ended else None,
+        "ramen_seconds": (ended - last["started_at"]).total_seconds() if ended else None,
+    }
+
+
+def _storage_rto(
+    session: Session, images: list[tuple[str, str]], action: dict[str, Any]
+) -> float | None:
+    """The slowest of its volumes' switches that began with the action: storage's RTO."""
+    if not images:
+        return None
+    start = datetime.fromisoformat(action["started_at"]) - _EARLY
+    end = datetime.fromisoformat(action["ended_at"]) if action["ended_at"] else None
+    e = EpisodeRow
+    scope = [e.started_at >= start] + ([e.started_at <= end] if end else [])
+    rows = session.execute(select(e.pool, e.image, e.rto_seconds).where(*scope)).all()
+    rtos = [rto for p, i, rto in rows if (p, i) in images and rto is not None]
+    return max(rtos, default=None)
