@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from auditd.config import Config
 from auditd.inventory.facts import facts_of
+from auditd.inventory.inventory import Inventory
+from auditd.rules.engine import RuleEngine
+from auditd.rules.model import Finding
 from auditd.sim import objects
 from auditd.sources.kube.events import ObjectEvent, Observed
 from auditd.sources.rbd.parse import parse_pool_status
@@ -60,3 +64,28 @@ def failed(cluster: str) -> ProbeResult:
     return ProbeResult(
         cluster, "replicapool", "status", T, 20, failure=ProbeFailure("timeout", "no answer")
     )
+
+
+def judge_all(
+    items: list[Any], config: Config, now: datetime | None = None
+) -> dict[tuple[str, str], Any]:
+    """Take the items in one by one, as the writer does (each change judged as it comes), then
+    every rule on everything held: the verdicts by (rule, subject)."""
+    inv, engine = Inventory(), RuleEngine(config)
+    for item in items:
+        if isinstance(item, ProbeResult):
+            delta = inv.apply_probe(item, timedelta(days=3650))
+            engine.record_probe(item)
+        else:
+            delta = inv.apply(item)
+        engine.evaluate(inv, delta.touched, now)
+    return engine.evaluate(inv, set(inv.objects), now)
+
+
+def fired(verdicts: dict[tuple[str, str], Any]) -> dict[str, list[str]]:
+    """The subjects each rule found violated."""
+    out: dict[str, list[str]] = {}
+    for (rule, subject), v in sorted(verdicts.items()):
+        if isinstance(v, Finding):
+            out.setdefault(rule, []).append(subject)
+    return out

@@ -11,14 +11,14 @@ Each finding's subject is the Ramen object judged (cluster/Kind/namespace/name).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from auditd import durations
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules.builtin import _finding, _interval, keys_rule
-from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
-from auditd.rules.views import not_current
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
+from auditd.rules.views import VolumeView, not_current
 from auditd.sources.kube.kinds import DRPC, VRG
 
 # The VRG conditions that say the application's data is protected, in the order Ramen weighs
@@ -151,6 +151,21 @@ def _at_rest(facts: dict[str, str | None]) -> bool:
     return progression in (None, "Completed") and phase in _AT_REST
 
 
+def _resting(
+    ctx: RuleContext, key: ObjectKey
+) -> tuple[dict[str, str | None], tuple[VolumeView, ...]] | None:
+    """A DRPC's facts and its volumes' views when it is at rest and none of its volumes is in
+    a DR window; None when there is nothing to weigh now (its time, its placement are the last
+    action's until it is done)."""
+    known = ctx.inventory.objects.get(key)
+    members = ctx.members(key)
+    if known is None or not members or not _at_rest(known.facts):
+        return None
+    if any(v.id in ctx.switching for v in members):
+        return None
+    return known.facts, members
+
+
 def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     """The DRPCs to judge: those a change touched, and those of the volumes judged (a probe
     cycle that refreshed their lag judges them too: Ramen's word may have stood still)."""
@@ -159,7 +174,35 @@ def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     )
 
 
-@keys_rule(
+Facts = dict[str, str | None]
+
+
+def resting_drpc_rule(
+    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+) -> Callable[
+    [Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict]], Rule
+]:
+    """A rule judged per DRPC at rest, given its facts and its volumes' views (those a change
+    touched, and those of the volumes judged); a DRPC in an action, or with a volume in a DR
+    window, is None: what it says is the last action's until it is done."""
+
+    def wrap(
+        judge: Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict],
+    ) -> Rule:
+        @keys_rule(rule_id, severity, for_, summary, description, verify)
+        def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+            out: dict[str, Verdict] = {}
+            for key in _drpcs(ctx, keys):
+                resting = _resting(ctx, key)
+                out[str(key)] = None if resting is None else judge(rule, ctx, key, *resting)
+            return out
+
+        return evaluate
+
+    return wrap
+
+
+@resting_drpc_rule(
     "ramen-rpo-disagreement",
     "warning",
     timedelta(minutes=15),
@@ -174,73 +217,56 @@ def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     "rbd mirror image status POOL/IMAGE for each volume",
 )
 def ramen_rpo_disagreement(
-    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
-) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for key in _drpcs(ctx, keys):
-        known = ctx.inventory.objects.get(key)
-        members = ctx.members(key)
-        if known is None or not members or not _at_rest(known.facts):
-            out[str(key)] = None
-            continue
-        if any(v.id in ctx.switching for v in members):
-            out[str(key)] = None
-            continue
-        text = known.facts.get("lastGroupSyncTime")
-        synced = [v.synced_at for v in members]
-        if not text or ctx.now is None or any(t is None for t in synced):
-            out[str(key)] = UNKNOWN  # one side of the comparison is not known
-            continue
-        try:
-            ramen = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            out[str(key)] = UNKNOWN
-            continue
-        # Ramen's time is ceph-csi's snapshot time, on the primary Ceph site's clock (as
-        # lag-disagreement weighs a VR's); put it on auditd's when that clock is measured.
-        primaries = {v.primary_cluster for v in members} - {None}
-        primary = next(iter(primaries)) if len(primaries) == 1 else None
-        if primary is None or not all(
-            ctx.inventory.records.clocks.measured(primary, v.id.pool) for v in members
-        ):
-            out[str(key)] = UNKNOWN
-            continue
-        ramen -= ctx.inventory.records.clocks.offset(primary)
-        oldest = min(t for t in synced if t is not None)
-        gap = abs(ramen - oldest)
-        override = ctx.config.rules.get(rule.id)
-        intervals = [
-            i
-            for v in members
-            if (vr := v.side(primary).vr) is not None
-            and (facts := ctx.inventory.objects.get(vr)) is not None
-            and (i := _interval(ctx, primary, facts.facts)) is not None
-        ]
-        tolerance = (override.tolerance if override else None) or max(
-            timedelta(minutes=10), 2 * max(intervals, default=timedelta(0))
-        )
-        if gap <= tolerance:
-            out[str(key)] = None
-            continue
-        served = ctx.config.pairs_of(key.cluster)
-        out[str(key)] = _finding(
-            rule,
-            str(key),
-            f"application {key.namespace}/{key.name}: Ramen's last group sync and Ceph's "
-            f"oldest synced snapshot of its {len(members)} volume(s) differ by {durations.human(gap)}",
-            key.cluster,
-            ctx,
-            cluster=key.cluster,
-            namespace=key.namespace,
-            name=key.name,
-            pair=served[0].name if len(served) == 1 else None,
-            ramen_last_group_sync=text,
-            ceph_oldest_synced_at=oldest.isoformat(),
-            ramen_age=durations.human(ctx.now - ramen),
-            ceph_lag=durations.human(ctx.now - oldest),
-            tolerance=durations.human(tolerance),
-        )
-    return out
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    text = facts.get("lastGroupSyncTime")
+    synced = [v.synced_at for v in members]
+    if not text or ctx.now is None or any(t is None for t in synced):
+        return UNKNOWN  # one side of the comparison is not known
+    try:
+        ramen = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return UNKNOWN
+    # Ramen's time is ceph-csi's snapshot time, on the primary Ceph site's clock (as
+    # lag-disagreement weighs a VR's); put it on auditd's when that clock is measured.
+    primaries = {v.primary_cluster for v in members} - {None}
+    primary = next(iter(primaries)) if len(primaries) == 1 else None
+    clocks = ctx.inventory.records.clocks
+    if primary is None or not all(clocks.measured(primary, v.id.pool) for v in members):
+        return UNKNOWN
+    ramen -= clocks.offset(primary)
+    oldest = min(t for t in synced if t is not None)
+    gap = abs(ramen - oldest)
+    override = ctx.config.rules.get(rule.id)
+    intervals = [
+        i
+        for v in members
+        if (vr := v.side(primary).vr) is not None
+        and (vr_known := ctx.inventory.objects.get(vr)) is not None
+        and (i := _interval(ctx, primary, vr_known.facts)) is not None
+    ]
+    tolerance = (override.tolerance if override else None) or max(
+        timedelta(minutes=10), 2 * max(intervals, default=timedelta(0))
+    )
+    if gap <= tolerance:
+        return None
+    return _finding(
+        rule,
+        str(key),
+        f"application {key.namespace}/{key.name}: Ramen's last group sync and Ceph's "
+        f"oldest synced snapshot of its {len(members)} volume(s) differ by {durations.human(gap)}",
+        key.cluster,
+        ctx,
+        cluster=key.cluster,
+        namespace=key.namespace,
+        name=key.name,
+        pair=_pair_of(members),
+        ramen_last_group_sync=text,
+        ceph_oldest_synced_at=oldest.isoformat(),
+        ramen_age=durations.human(ctx.now - ramen),
+        ceph_lag=durations.human(ctx.now - oldest),
+        tolerance=durations.human(tolerance),
+    )
 
 
 # Where a DRPC at rest says its application runs: the phase names the action last done.
@@ -250,7 +276,7 @@ def _placed_on(facts: dict[str, str | None]) -> str | None:
     return facts.get("preferredCluster")
 
 
-@keys_rule(
+@resting_drpc_rule(
     "drpc-placement-disagrees",
     "warning",
     timedelta(minutes=5),
@@ -265,53 +291,42 @@ def _placed_on(facts: dict[str, str | None]) -> str | None:
     "rbd mirror image status POOL/IMAGE on both sites for each volume",
 )
 def drpc_placement_disagrees(
-    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
-) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for key in _drpcs(ctx, keys):
-        known = ctx.inventory.objects.get(key)
-        members = ctx.members(key)
-        if known is None or not members or not _at_rest(known.facts):
-            out[str(key)] = None
-            continue
-        if any(v.id in ctx.switching for v in members):
-            out[str(key)] = None
-            continue
-        placed = _placed_on(known.facts)
-        pairs = {p.name: p for p in ctx.config.pairs}
-        # Each volume's pair's cluster of that name (a hub may serve several pairs).
-        targets = {
-            v.id: ctx.config.cluster_named_by_ramen(pairs[v.id.pair], placed) if placed else None
-            for v in members
-        }
-        if any(t is None for t in targets.values()):
-            out[str(key)] = UNKNOWN  # no placement yet, or a name auditd cannot place
-            continue
-        elsewhere = [v for v in members if v.primary_cluster not in (None, targets[v.id])]
-        if elsewhere:
-            out[str(key)] = _finding(
-                rule,
-                str(key),
-                f"application {key.namespace}/{key.name}: Ramen places it on {placed}, but "
-                f"{len(elsewhere)} of its {len(members)} volume(s) are primary on "
-                + ", ".join(sorted({str(v.primary_cluster) for v in elsewhere})),
-                key.cluster,
-                ctx,
-                cluster=key.cluster,
-                namespace=key.namespace,
-                name=key.name,
-                pair=next(iter(in_pairs))
-                if len(in_pairs := {v.id.pair for v in members}) == 1
-                else None,
-                placed_on=placed,
-                phase=known.facts.get("phase"),
-                volumes_elsewhere=", ".join(f"{v.id.pool}/{v.id.image}" for v in elsewhere),
-            )
-        elif any(v.primary_cluster is None for v in members):
-            out[str(key)] = UNKNOWN
-        else:
-            out[str(key)] = None
-    return out
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    placed = _placed_on(facts)
+    pairs = {p.name: p for p in ctx.config.pairs}
+    # Each volume's pair's cluster of that name (a hub may serve several pairs).
+    targets = {
+        v.id: ctx.config.cluster_named_by_ramen(pairs[v.id.pair], placed) if placed else None
+        for v in members
+    }
+    if any(t is None for t in targets.values()):
+        return UNKNOWN  # no placement yet, or a name auditd cannot place
+    elsewhere = [v for v in members if v.primary_cluster not in (None, targets[v.id])]
+    if not elsewhere:
+        return UNKNOWN if any(v.primary_cluster is None for v in members) else None
+    return _finding(
+        rule,
+        str(key),
+        f"application {key.namespace}/{key.name}: Ramen places it on {placed}, but "
+        f"{len(elsewhere)} of its {len(members)} volume(s) are primary on "
+        + ", ".join(sorted({str(v.primary_cluster) for v in elsewhere})),
+        key.cluster,
+        ctx,
+        cluster=key.cluster,
+        namespace=key.namespace,
+        name=key.name,
+        pair=_pair_of(members),
+        placed_on=placed,
+        phase=facts.get("phase"),
+        volumes_elsewhere=", ".join(f"{v.id.pool}/{v.id.image}" for v in elsewhere),
+    )
+
+
+def _pair_of(members: tuple[VolumeView, ...]) -> str | None:
+    """The pair of an application's volumes (None if a hub's DRPC spans several)."""
+    pairs = {v.id.pair for v in members}
+    return next(iter(pairs)) if len(pairs) == 1 else None
 
 
 RULES: tuple[Rule, ...] = (

@@ -4,17 +4,13 @@ and a healthy group says nothing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from captured_pair import T, k8s, probe
+from captured_pair import T, fired, judge_all, k8s, probe
 
 from auditd.config import Config, parse_config
-from auditd.inventory.inventory import Inventory
-from auditd.rules.engine import RuleEngine
 from auditd.rules.model import UNKNOWN, Finding
 from auditd.sim import objects
-from auditd.sources.rbd.probe import ProbeResult
 
 IMAGES = ("csi-vol-0001", "csi-vol-0002", "csi-vol-0003", "csi-vol-0004")
 MEMBERS = [f"data-{image[-1]}" for image in IMAGES]
@@ -65,23 +61,7 @@ def group(cluster: str, state: str = "primary", members: list[str] = MEMBERS) ->
 
 
 def evaluate(items: list[Any]) -> dict[tuple[str, str], Any]:
-    inv, engine = Inventory(), RuleEngine(config())
-    for item in items:
-        if isinstance(item, ProbeResult):
-            delta = inv.apply_probe(item, timedelta(days=3650))
-            engine.record_probe(item)
-        else:
-            delta = inv.apply(item)
-        engine.evaluate(inv, delta.touched, T)
-    return engine.evaluate(inv, set(inv.objects), T)
-
-
-def fired(verdicts: dict[tuple[str, str], Any]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for (rule, subject), v in sorted(verdicts.items()):
-        if isinstance(v, Finding):
-            out.setdefault(rule, []).append(subject)
-    return out
+    return judge_all(items, config(), T)
 
 
 HEALTHY = [probe("dr1", "multi-image"), probe("dr2", "multi-image")]

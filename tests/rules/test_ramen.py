@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from captured_pair import T, k8s, probe, volume
+from captured_pair import T, judge_all, k8s, probe, volume
 
 from auditd.config import Config, parse_config
-from auditd.inventory.inventory import Inventory
-from auditd.rules.engine import RuleEngine
 from auditd.rules.model import UNKNOWN, Finding
-from auditd.sources.rbd.probe import ProbeResult
 
 VRG = "dr1/VolumeReplicationGroup/app/app-vrg"
 HEALTHY = [probe("dr1", "healthy"), probe("dr2", "healthy")]
@@ -78,15 +74,7 @@ def verdict(
     subject: str = VRG,
     cfg: Config | None = None,
 ) -> Any:
-    inv, engine = Inventory(), RuleEngine(cfg or config())
-    for item in items:
-        if isinstance(item, ProbeResult):
-            delta = inv.apply_probe(item, timedelta(days=3650))
-            engine.record_probe(item)
-        else:
-            delta = inv.apply(item)
-        engine.evaluate(inv, delta.touched, T)
-    return engine.evaluate(inv, set(inv.objects), T).get((rule, subject), "absent")
+    return judge_all(items, cfg or config(), T).get((rule, subject), "absent")
 
 
 def test_a_protected_primary_vrg_is_fine() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from captured_pair import DATA, SITE, T, failed, k8s, probe, volume
+from captured_pair import DATA, SITE, T, failed, fired, judge_all, k8s, probe, volume
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,23 +32,7 @@ def config(**rules: Any) -> Config:
 def evaluate(
     items: list[Any], cfg: Config | None = None, now: datetime | None = None
 ) -> dict[tuple[str, str], Any]:
-    inv, engine = Inventory(), RuleEngine(cfg or config())
-    for item in items:
-        if isinstance(item, ProbeResult):
-            delta = inv.apply_probe(item, timedelta(days=3650))
-            engine.record_probe(item)
-        else:
-            delta = inv.apply(item)
-        engine.evaluate(inv, delta.touched, now)
-    return engine.evaluate(inv, set(inv.objects), now)
-
-
-def fired(verdicts: dict[tuple[str, str], Any]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for (rule, subject), v in sorted(verdicts.items()):
-        if isinstance(v, Finding):
-            out.setdefault(rule, []).append(subject)
-    return out
+    return judge_all(items, cfg or config(), now)
 
 
 # ------------------------------------------------------------------ scenarios
