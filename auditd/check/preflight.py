@@ -18,7 +18,7 @@ from auditd.config import Config
 from auditd.inventory.inventory import ObjectKey
 from auditd.inventory.rbd_facts import RBD_POOL
 from auditd.rules.model import Finding, Unknown
-from auditd.rules.views import DRPC, DRPC_MOVING, PVC, VR, Side, VolumeView
+from auditd.rules.views import DRPC_MOVING, PVC, VR, Side, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.kube.kinds import STORAGE_CLASS, VRC
 
@@ -283,13 +283,8 @@ def _rbd_mirror_up(seen: Seen, view: VolumeView) -> Reason:
 
 
 def _drpcs(seen: Seen, view: VolumeView) -> list[ObjectKey]:
-    namespaces = {s.pvc.namespace for s in view.sides if s.pvc is not None}
-    return [
-        k
-        for s in view.sides
-        for k in seen.inventory.keys_of(s.cluster, DRPC)
-        if k.namespace in namespaces
-    ]
+    """The volume's DRPCs (its namespace's, on its pair's hub too), still held."""
+    return [k for k in view.drpcs if k in seen.inventory.objects]
 
 
 def _drpc_allows(seen: Seen, view: VolumeView) -> Reason:

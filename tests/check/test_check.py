@@ -229,6 +229,48 @@ def test_preflight_no_go_when_rbd_mirror_is_down_or_the_class_missing(
     assert code == 1 and ok is False, evidence
 
 
+def test_preflight_reads_the_drpc_on_the_pairs_ramen_hub(
+    classes: dict[str, Any], capsys: Any
+) -> None:
+    """With Ramen, the DRPC lives on the hub: an action under way there is a no-go here."""
+    from auditd.sim.fakekube import write_kubeconfig
+    from auditd.sources.kube.kinds import DRPC, kinds_for
+
+    hub = FakeKubeAPI("hub", kinds_for("hub")).start()
+    try:
+        urls = {"dr1": classes["dr1"].url, "dr2": classes["dr2"].url, "hub": hub.url}
+        write_kubeconfig(str(classes["kubeconfig"]), urls)
+        sites = classes["sites"]
+        classes["config"].write_text(
+            pair_config_toml(
+                classes["kubeconfig"],
+                f"sqlite:///{classes['db']}",
+                pools=("replicapool",),
+                ceph={
+                    name: {
+                        "conf": str(site.dir / "ceph.conf"),
+                        "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+                    }
+                    for name, site in sites.items()
+                },
+                hub_context="hub",
+            )
+        )
+        drpc = objects.drpc("app", "app", "dr1")
+        drpc["status"]["conditions"] = [{"type": "PeerReady", "status": "True", "reason": "Ok"}]
+        hub.create(DRPC, drpc)
+        code, doc = _preflight(classes, capsys, "--to", "dr2")
+        assert code == 0, doc
+        assert _reasons(doc)["drpc-allows"] == (True, "no DRPC progression, peer ready")
+        drpc["status"]["phase"] = "FailingOver"
+        hub.replace(DRPC, drpc)
+        code, doc = _preflight(classes, capsys, "--to", "dr2")
+        assert code == 1, doc
+        assert _reasons(doc)["drpc-allows"] == (False, "DRPC app/app is FailingOver")
+    finally:
+        hub.stop()
+
+
 def test_preflight_never_says_go_without_seeing(classes: dict[str, Any], capsys: Any) -> None:
     classes["sites"]["dr2"].scenario("auth")
     code, doc = _preflight(classes, capsys)
