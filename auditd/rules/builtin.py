@@ -1,7 +1,7 @@
 """The built-in rules. Each is a pure function of the facts it is given, with its name,
 severity, for-duration, words and by-hand check right above it (`volume_rule`, `keys_rule`,
 `_on_secondary`); RULES at the end is their order, nothing more (catalogue.py adds the group
-rules).
+and Ramen rules).
 
 Roles come from the storage truth first (which side's image is primary, as the probes see it);
 the configured roles are the expectation, and decide only where the storage truth is not
