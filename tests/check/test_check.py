@@ -22,6 +22,25 @@ from auditd.sources.kube.kinds import PV, PVC, VR
 IMAGE = "csi-vol-0001"  # the captures' image
 
 
+def _config(
+    kubeconfig: Path, db: Path, sites: dict[str, Site], hub_context: str | None = None
+) -> str:
+    """The pair's config: each site's Ceph answered by the replayed captures (fakerbd)."""
+    return pair_config_toml(
+        kubeconfig,
+        f"sqlite:///{db}",
+        pools=("replicapool",),
+        ceph={
+            name: {
+                "conf": str(site.dir / "ceph.conf"),
+                "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
+            }
+            for name, site in sites.items()
+        },
+        hub_context=hub_context,
+    )
+
+
 @pytest.fixture
 def pair(tmp_path: Path, clusters: dict[str, Any]) -> dict[str, Any]:
     """dr1 primary with its PVC/PV/VR, dr2 the replica with nothing; both sites healthy."""
@@ -29,20 +48,7 @@ def pair(tmp_path: Path, clusters: dict[str, Any]) -> dict[str, Any]:
     for site in sites.values():
         (site.dir / "retime").write_text("5")  # the capture, as if written 5 s ago
     cfg = tmp_path / "auditd.toml"
-    cfg.write_text(
-        pair_config_toml(
-            clusters["kubeconfig"],
-            f"sqlite:///{tmp_path / 'never-made.db'}",
-            pools=("replicapool",),
-            ceph={
-                name: {
-                    "conf": str(site.dir / "ceph.conf"),
-                    "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
-                }
-                for name, site in sites.items()
-            },
-        )
-    )
+    cfg.write_text(_config(clusters["kubeconfig"], tmp_path / "never-made.db", sites))
     dr1: FakeKubeAPI = clusters["dr1"]
     dr1.create(PV, objects.pv("pv-1", "app", "data-1", IMAGE))
     dr1.create(PVC, objects.pvc("data-1", "app", volume="pv-1"))
@@ -240,21 +246,8 @@ def test_preflight_reads_the_drpc_on_the_pairs_ramen_hub(
     try:
         urls = {"dr1": classes["dr1"].url, "dr2": classes["dr2"].url, "hub": hub.url}
         write_kubeconfig(str(classes["kubeconfig"]), urls)
-        sites = classes["sites"]
         classes["config"].write_text(
-            pair_config_toml(
-                classes["kubeconfig"],
-                f"sqlite:///{classes['db']}",
-                pools=("replicapool",),
-                ceph={
-                    name: {
-                        "conf": str(site.dir / "ceph.conf"),
-                        "rbd_command": [sys.executable, "-m", "auditd.sim.fakerbd"],
-                    }
-                    for name, site in sites.items()
-                },
-                hub_context="hub",
-            )
+            _config(classes["kubeconfig"], classes["db"], classes["sites"], hub_context="hub")
         )
         drpc = objects.drpc("app", "app", "dr1")
         drpc["status"]["conditions"] = [{"type": "PeerReady", "status": "True", "reason": "Ok"}]
