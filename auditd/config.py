@@ -486,6 +486,9 @@ class Config(Strict):
     def pair_of(self, cluster: str) -> PairConfig | None:
         return next((p for p in self.pairs if cluster in p.clusters), None)
 
+    def pair_named(self, name: str) -> PairConfig:
+        return next(p for p in self.pairs if p.name == name)
+
     def cluster_named_by_ramen(self, pair: PairConfig, ramen_name: str) -> str | None:
         """The pair's cluster Ramen calls ``ramen_name`` (its ramen_name, else its name)."""
         return next(

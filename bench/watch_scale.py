@@ -16,14 +16,21 @@ process (`auditd run`), as in production. Measured, on SQLite and on PostgreSQL:
 Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <= 250 MB.
 
     python bench/watch_scale.py [--volumes 10000] [--events 20000] [--db sqlite|postgresql|both]
+                                [--profile DIR]
+
+--profile samples the daemon with py-spy (pip install py-spy) during the burst, writes its
+collapsed stacks to DIR/<db>.txt and prints where the ingest thread's time went.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -196,7 +203,54 @@ def baseline(lines: list[bytes], db: str, url: str) -> float:
     return len(lines) / (time.perf_counter() - t0)
 
 
-def run_db(db: str, volumes: int, events: int) -> dict[str, float]:
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--function"]
+    cmd += ["--nonblocking", "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches before the burst starts
+    return proc
+
+
+def profile_summary(path: Path, top: int = 25) -> None:
+    """Self and inclusive time of the busiest thread's frames, from py-spy's collapsed stacks."""
+    by_thread: collections.Counter[str] = collections.Counter()
+    stacks: list[tuple[str, list[str], int]] = []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        by_thread[frames[0]] += n
+        stacks.append((frames[0], frames[1:], n))
+    if not stacks:
+        print(f"  no samples in {path}")
+        return
+    thread, total = by_thread.most_common(1)[0]
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    for t, frames, n in stacks:
+        if t != thread or not frames:
+            continue
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+    print(f"  profile of {thread} ({total} samples), {path}")
+    print(f"  {'self':>6} {'incl':>6}  frame")
+    for frame, n in own.most_common(top):
+        print(f"  {100 * n / total:5.1f}% {100 * inclusive[frame] / total:5.1f}%  {frame}")
+    modules: collections.Counter[str] = collections.Counter()
+    for frame, n in own.items():
+        where = frame.rpartition("(")[2].rstrip(")").split(":")[0]
+        modules["/".join(Path(where).parts[-2:])] += n
+    print(
+        "  self time by file: "
+        + ", ".join(f"{m} {100 * n / total:.0f}%" for m, n in modules.most_common(12))
+    )
+
+
+def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="auditd-bench-"))
     dr1 = FakeKubeAPI("dr1", bookmark_interval=30).start()
     dr2 = FakeKubeAPI("dr2", bookmark_interval=30).start()
@@ -241,12 +295,17 @@ def run_db(db: str, volumes: int, events: int) -> dict[str, float]:
             dr1.wait_watchers(3)
             base = scalar(url, "SELECT count(*) FROM transitions")
             lines = burst_lines(dr1, volumes, events)
+            spy = start_profile(proc.pid, profile / f"{db}.txt") if profile else None
             t1 = time.monotonic()
             for i in range(0, len(lines), 500):
                 dr1.inject(b"\n".join(lines[i : i + 500]) + b"\n", plural=PVC.plural)
             done = wait_count(url, "SELECT count(*) FROM transitions", base + events, 120, proc)
             eps = events / (done - t1)
             rss = peak_rss_mb(proc.pid)
+            if spy is not None and profile is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+                profile_summary(profile / f"{db}.txt")
         finally:
             proc.terminate()
             proc.communicate(timeout=30)
@@ -295,13 +354,16 @@ def main() -> int:
     ap.add_argument("--volumes", type=int, default=10_000)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--profile", type=Path, help="sample the daemon with py-spy into this dir")
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     print(
         f"watch scale: {args.volumes} volumes ({3 * args.volumes} objects), burst of {args.events} events"
     )
     results = {}
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-        results[db] = run_db(db, args.volumes, args.events)
+        results[db] = run_db(db, args.volumes, args.events, args.profile)
     on, off = gc_relist(args.volumes)
     print()
     print(

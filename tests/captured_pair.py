@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from auditd.config import Config
+from auditd.daemon.items import HealthReport
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Finding
 from auditd.sim import objects
 from auditd.sources.kube.events import ObjectEvent, Observed
+from auditd.sources.kube.health import StreamHealth
 from auditd.sources.rbd.parse import parse_pool_status
 from auditd.sources.rbd.probe import ProbeResult
 from auditd.sources.rbd.transport import ProbeFailure
@@ -76,10 +78,20 @@ def judge_all(
         if isinstance(item, ProbeResult):
             delta = inv.apply_probe(item, timedelta(days=3650))
             engine.record_probe(item)
+        elif isinstance(item, HealthReport):  # the watch streams' health, as the writer takes it
+            delta = inv.apply_health(item.streams, item.at, timedelta(minutes=5),
+                                     timedelta(seconds=10))  # fmt: skip
         else:
             delta = inv.apply(item)
         engine.evaluate(inv, delta.touched, now)
     return engine.evaluate(inv, set(inv.objects), now)
+
+
+def lost_watch(cluster: str, kind: str, at: datetime = T) -> HealthReport:
+    """A health report at ``at``: this cluster's stream of this kind lost an hour before."""
+    health = StreamHealth(cluster, kind, connected=False, synced=True)
+    health.disconnected_since = at - timedelta(hours=1)
+    return HealthReport(at, [health.snapshot()])
 
 
 def fired(verdicts: dict[tuple[str, str], Any]) -> dict[str, list[str]]:

@@ -44,6 +44,8 @@ def pvc_facts(obj: Obj) -> Facts:
         "volumeName": _s(_get(obj, "spec", "volumeName")),
         "storageClassName": _s(_get(obj, "spec", "storageClassName")),
         "deletionTimestamp": _s(_get(obj, "metadata", "deletionTimestamp")),
+        # What a label selector (a Ramen VRG's pvcSelector) reads of it; None when unlabelled.
+        "labels": _s(_get(obj, "metadata", "labels") or None),
     }
 
 
@@ -125,8 +127,20 @@ def vrc_facts(obj: Obj) -> Facts:
     }
 
 
+def _namespaces(values: Any) -> str | None:
+    """A list of namespace names as one fact (comma-joined, sorted); None when it lists none."""
+    if not isinstance(values, list):
+        return None
+    return ",".join(sorted({v for v in values if isinstance(v, str) and v})) or None
+
+
 def drpc_facts(obj: Obj) -> Facts:
     facts: Facts = {
+        # Where its application's volumes are: the namespaces it protects (a discovered
+        # application), else its VRG's as the managed cluster reported it (an ApplicationSet's
+        # DRPC lives in the GitOps namespace), else (None) its own.
+        "namespaces": _namespaces(_get(obj, "spec", "protectedNamespaces"))
+        or _namespaces([_get(obj, "status", "resourceConditions", "resourceMeta", "namespace")]),
         "action": _s(_get(obj, "spec", "action")),
         "preferredCluster": _s(_get(obj, "spec", "preferredCluster")),
         "failoverCluster": _s(_get(obj, "spec", "failoverCluster")),
@@ -139,10 +153,28 @@ def drpc_facts(obj: Obj) -> Facts:
 
 
 def vrg_facts(obj: Obj) -> Facts:
+    protected = _get(obj, "status", "protectedPVCs")
+    own = _get(obj, "metadata", "namespace")
     facts: Facts = {
         "replicationState": _s(_get(obj, "spec", "replicationState")),
         "state": _s(_get(obj, "status", "state")),
         "lastGroupSyncTime": _s(_get(obj, "status", "lastGroupSyncTime")),
+        # Which PVCs of its namespace it is meant to protect (an empty selector: all of them)...
+        "pvcSelector": json.dumps(_get(obj, "spec", "pvcSelector") or {}, sort_keys=True),
+        # A discovered application's VRG lives in Ramen's ops namespace and lists the
+        # namespaces it protects; None: its own.
+        "namespaces": _namespaces(_get(obj, "spec", "protectedNamespaces")),
+        # ... and those it says it does, as namespace/name ("" when it lists none; None before
+        # it reports).
+        "protectedPVCs": None
+        if not isinstance(protected, list)
+        else ",".join(
+            sorted(
+                f"{p.get('namespace') or own}/{p['name']}"
+                for p in protected
+                if isinstance(p, dict) and isinstance(p.get("name"), str) and p["name"]
+            )
+        ),
     }
     _conditions(obj, facts)
     return facts

@@ -1,4 +1,4 @@
-"""The report's applications: each Ramen DRPC auditd knows, the volumes of its namespace, its
+"""The report's applications: each Ramen DRPC auditd knows, the volumes of its namespaces, its
 last action and how long it took as Ramen and as storage measured it, and its RPO as Ramen and
 as Ceph see it. Empty without Ramen."""
 
@@ -47,11 +47,12 @@ def applications(
     ).all()
     out = []
     for d in drpcs:
-        if namespace and d.namespace != namespace:
+        covers = _covers(d.namespace, d.facts)
+        if namespace and namespace not in covers:
             continue
         images = sorted(
             {(p, i) for (c, p, i), claim in labels.items()
-             if claim.split("/", 1)[0] == d.namespace and (not clusters or c in clusters)}
+             if claim.split("/", 1)[0] in covers and (not clusters or c in clusters)}
         )  # fmt: skip
         if clusters and not images:
             continue  # another pair's application
@@ -84,6 +85,12 @@ def applications(
             }
         )
     return out
+
+
+def _covers(namespace: str, facts: Mapping[str, str | None]) -> tuple[str, ...]:
+    """The namespaces of a DRPC's application (an ApplicationSet's DRPC lives elsewhere)."""
+    join = DRPC.joins
+    return join.covers(namespace, facts) if join is not None else (namespace,)
 
 
 def _last_action(

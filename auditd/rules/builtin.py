@@ -21,7 +21,7 @@ from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
 from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView, not_current
 from auditd.sources.kube.health import AUDIT_STREAM
-from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
+from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC, Kind
 
 # -------------------------------------------------------------------- helpers
 
@@ -82,6 +82,24 @@ def _finding(
         cluster=where,
         pair=pair_name,
         evidence=facts,
+    )
+
+
+def _object_finding(
+    rule: Rule, ctx: RuleContext, key: ObjectKey, summary: str, **evidence: object
+) -> Finding:
+    """A finding about one Kubernetes object: it is the subject, and where it lives the
+    evidence."""
+    return _finding(
+        rule,
+        str(key),
+        summary,
+        key.cluster,
+        ctx,
+        cluster=key.cluster,
+        namespace=key.namespace,
+        name=key.name,
+        **evidence,
     )
 
 
@@ -268,6 +286,46 @@ def keys_rule(
 
         rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
         return rule
+
+    return wrap
+
+
+Facts = dict[str, str | None]
+JudgeObject = Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict]
+
+
+def object_rule(
+    kind: Kind,
+    rule_id: str,
+    severity: Severity,
+    for_: timedelta,
+    summary: str,
+    description: str,
+    verify: str,
+) -> Callable[[JudgeObject], Rule]:
+    """A rule judged per object of ``kind`` that joins volumes (a Ramen VRG, a consistency
+    group): those a change touched, and those joined to the volumes it touched. The function
+    gets the object's key, its facts and the views of every volume it joins. An object gone is
+    fine, and so is one with a volume in a DR window: what it says moves with the action."""
+
+    def wrap(judge: JudgeObject) -> Rule:
+        @keys_rule(rule_id, severity, for_, summary, description, verify)
+        def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
+            found = {k for k in keys if k.kind == kind.kind}
+            found |= {
+                k for v in ctx.volumes for s in v.sides for k in s.joined if k.kind == kind.kind
+            }
+            out: dict[str, Verdict] = {}
+            for key in sorted(found):
+                known = ctx.inventory.objects.get(key)
+                members = ctx.members(key) if known is not None else ()
+                if known is None or any(v.id in ctx.switching for v in members):
+                    out[str(key)] = None
+                else:
+                    out[str(key)] = judge(rule, ctx, key, known.facts, members)
+            return out
+
+        return evaluate
 
     return wrap
 

@@ -11,11 +11,10 @@ Each finding's subject is the group object (cluster/VolumeGroupReplication/names
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import timedelta
 
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.builtin import _CHECK_IMAGE, _finding, _role, keys_rule
+from auditd.rules.builtin import _CHECK_IMAGE, Facts, _object_finding, _role, object_rule
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
 from auditd.rules.views import VolumeView
 from auditd.sources.kube.kinds import VGR
@@ -23,18 +22,8 @@ from auditd.sources.kube.kinds import VGR
 _GET_GROUP = "kubectl --context CLUSTER -n NAMESPACE get volumegroupreplication NAME -o yaml"
 
 
-def _groups(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
-    """The groups to judge: those a change touched, and those of the volumes it touched."""
-    found = {k for k in keys if k.kind == VGR.kind}
-    found |= {s.group for v in ctx.volumes for s in v.sides if s.group is not None}
-    return sorted(found)
-
-
-def _switching(ctx: RuleContext, members: tuple[VolumeView, ...]) -> bool:
-    return any(v.id in ctx.switching for v in members)
-
-
-@keys_rule(
+@object_rule(
+    VGR,
     "group-split",
     "critical",
     timedelta(minutes=2),
@@ -45,46 +34,33 @@ def _switching(ctx: RuleContext, members: tuple[VolumeView, ...]) -> bool:
     "group's switch by up to one rbd-mirror rewrite.)",
     f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
 )
-def group_split(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for key in _groups(ctx, keys):
-        if key not in ctx.inventory.objects:
-            out[str(key)] = None
-            continue
-        members = ctx.members(key)
-        if _switching(ctx, members):
-            out[str(key)] = None  # a failover or relocate of the group in progress
-            continue
-        primaries = {v.id: v.primary_cluster for v in members}
-        sites = {c for c in primaries.values() if c is not None}
-        if len(sites) > 1:
-            by_site = {
-                site: ", ".join(
-                    f"{v.pool}/{v.image}" for v, c in sorted(primaries.items()) if c == site
-                )
-                for site in sorted(sites)
-            }
-            out[str(key)] = _finding(
-                rule,
-                str(key),
-                f"group {key.namespace}/{key.name}: members primary on "
-                + " and on ".join(f"{site} ({names})" for site, names in by_site.items()),
-                key.cluster,
-                ctx,
-                namespace=key.namespace,
-                name=key.name,
-                **{f"{site}.primary": names for site, names in by_site.items()},
+def group_split(
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    primaries = {v.id: v.primary_cluster for v in members}
+    sites = {c for c in primaries.values() if c is not None}
+    if len(sites) > 1:
+        by_site = {
+            site: ", ".join(
+                f"{v.pool}/{v.image}" for v, c in sorted(primaries.items()) if c == site
             )
-        elif any(c is None for c in primaries.values()) or not all(
-            v.storage_known for v in members
-        ):
-            out[str(key)] = UNKNOWN  # a member's storage truth is not known (yet) on both sites
-        else:
-            out[str(key)] = None
-    return out
+            for site in sorted(sites)
+        }
+        return _object_finding(
+            rule,
+            ctx,
+            key,
+            f"group {key.namespace}/{key.name}: members primary on "
+            + " and on ".join(f"{site} ({names})" for site, names in by_site.items()),
+            **{f"{site}.primary": names for site, names in by_site.items()},
+        )
+    if any(c is None for c in primaries.values()) or not all(v.storage_known for v in members):
+        return UNKNOWN  # a member's storage truth is not known (yet) on both sites
+    return None
 
 
-@keys_rule(
+@object_rule(
+    VGR,
     "group-on-secondary",
     "warning",
     timedelta(0),
@@ -95,41 +71,27 @@ def group_split(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict
     f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
 )
 def group_on_secondary(
-    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
-) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for key in _groups(ctx, keys):
-        known = ctx.inventory.objects.get(key)
-        members = ctx.members(key)
-        if known is None or not members or _switching(ctx, members):
-            out[str(key)] = None
-            continue
-        if known.facts.get("replicationState") == "secondary":
-            out[str(key)] = None
-            continue
-        roles = [
-            _role(v, next((s for s in v.sides if s.cluster == key.cluster), None), ctx, key.cluster)
-            for v in members
-        ]
-        if any(r in ("primary", "window") for r in roles):
-            out[str(key)] = None
-        elif any(r is None for r in roles):
-            out[str(key)] = UNKNOWN
-        else:
-            out[str(key)] = _finding(
-                rule,
-                str(key),
-                f"VolumeGroupReplication {key.namespace}/{key.name} exists on {key.cluster}, "
-                f"where all {len(members)} of its members' images are non-primary",
-                key.cluster,
-                ctx,
-                cluster=key.cluster,
-                namespace=key.namespace,
-                name=key.name,
-                member_images=", ".join(f"{v.id.pool}/{v.id.image}" for v in members),
-                **{k: v for k, v in known.facts.items() if v is not None},
-            )
-    return out
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    if not members or facts.get("replicationState") == "secondary":
+        return None
+    roles = [
+        _role(v, next((s for s in v.sides if s.cluster == key.cluster), None), ctx, key.cluster)
+        for v in members
+    ]
+    if any(r in ("primary", "window") for r in roles):
+        return None
+    if any(r is None for r in roles):
+        return UNKNOWN
+    return _object_finding(
+        rule,
+        ctx,
+        key,
+        f"VolumeGroupReplication {key.namespace}/{key.name} exists on {key.cluster}, "
+        f"where all {len(members)} of its members' images are non-primary",
+        member_images=", ".join(f"{v.id.pool}/{v.id.image}" for v in members),
+        **{k: v for k, v in facts.items() if v is not None},
+    )
 
 
 RULES: tuple[Rule, ...] = (group_split, group_on_secondary)

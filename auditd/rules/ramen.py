@@ -11,15 +11,29 @@ Each finding's subject is the Ramen object judged (cluster/Kind/namespace/name).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from auditd import durations
+from auditd.config import PairConfig
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.builtin import _finding, _interval, keys_rule
+from auditd.rules import label_selector
+from auditd.rules.builtin import (
+    _CHECK_IMAGE,
+    Facts,
+    JudgeObject,
+    _finding,
+    _interval,
+    _object_finding,
+    _side_evidence,
+    keys_rule,
+    object_rule,
+    volume_rule,
+)
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
-from auditd.rules.views import VolumeView, not_current
-from auditd.sources.kube.kinds import DRPC, VRG
+from auditd.rules.views import VolumeId, VolumeView, not_current
+from auditd.sources.kube.kinds import DR_CLUSTER, DRPC, VRG
 
 # The VRG conditions that say the application's data is protected, in the order Ramen weighs
 # them for the DRPC's Protected condition (internal/controller/protected_condition.go).
@@ -30,14 +44,8 @@ PROTECTION = ("DataReady", "DataProtected", "ClusterDataProtected")
 _UNDER_WAY = frozenset({"Initializing", "Progressing"})
 
 
-def _vrgs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
-    """The VRGs to judge: those a change touched, and those of the volumes it touched."""
-    found = {k for k in keys if k.kind == VRG.kind}
-    found |= {s.vrg for v in ctx.volumes for s in v.sides if s.vrg is not None}
-    return sorted(found)
-
-
-@keys_rule(
+@object_rule(
+    VRG,
     "vrg-not-protected",
     "critical",
     timedelta(minutes=10),
@@ -53,45 +61,96 @@ def _vrgs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     "(status.conditions, status.protectedPVCs)",
 )
 def vrg_not_protected(
-    rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
-) -> dict[str, Verdict]:
-    out: dict[str, Verdict] = {}
-    for key in _vrgs(ctx, keys):
-        known = ctx.inventory.objects.get(key)
-        if known is None or known.facts.get("replicationState") != "primary":
-            out[str(key)] = None  # a secondary VRG's conditions mean other things
-            continue
-        if any(v.id in ctx.switching for v in ctx.members(key)):
-            out[str(key)] = None  # an action in progress: Ramen's conditions move with it
-            continue
-        if not_current(ctx.inventory, key.cluster):
-            out[str(key)] = UNKNOWN  # its cluster's watch is blind: last-known is not now
-            continue
-        said = {c: known.facts.get(f"condition.{c}") for c in PROTECTION}
-        false = [
-            c
-            for c, v in said.items()
-            if v is not None and v.startswith("False") and v.partition("/")[2] not in _UNDER_WAY
-        ]
-        if false:
-            out[str(key)] = _finding(
-                rule,
-                str(key),
-                f"VolumeReplicationGroup {key.namespace}/{key.name} on {key.cluster} (primary): "
-                + ", ".join(f"{c} is {said[c]}" for c in false),
-                key.cluster,
-                ctx,
-                cluster=key.cluster,
-                namespace=key.namespace,
-                name=key.name,
-                state=known.facts.get("state"),
-                **{f"condition.{c}": v for c, v in said.items() if v is not None},
-            )
-        elif any(v is None or not v.startswith("True") for v in said.values()):
-            out[str(key)] = UNKNOWN  # not reported yet, or Unknown: not known to be protected
-        else:
-            out[str(key)] = None
-    return out
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    if facts.get("replicationState") != "primary":
+        return None  # a secondary VRG's conditions mean other things
+    if not_current(ctx.inventory, key.cluster):
+        return UNKNOWN  # its cluster's watch is blind: last-known is not now
+    said = {c: facts.get(f"condition.{c}") for c in PROTECTION}
+    false = [
+        c
+        for c, v in said.items()
+        if v is not None and v.startswith("False") and v.partition("/")[2] not in _UNDER_WAY
+    ]
+    if false:
+        return _object_finding(
+            rule,
+            ctx,
+            key,
+            f"VolumeReplicationGroup {key.namespace}/{key.name} on {key.cluster} (primary): "
+            + ", ".join(f"{c} is {said[c]}" for c in false),
+            state=facts.get("state"),
+            **{f"condition.{c}": v for c, v in said.items() if v is not None},
+        )
+    if any(v is None or not v.startswith("True") for v in said.values()):
+        return UNKNOWN  # not reported yet, or Unknown: not known to be protected
+    return None
+
+
+@object_rule(
+    VRG,
+    "vrg-pvc-unprotected",
+    "critical",
+    timedelta(minutes=10),
+    "A PVC a Ramen VolumeReplicationGroup selects is not in its protectedPVCs",
+    "A mirrored volume's PVC matches the pvcSelector of the primary VRG of its namespace, but "
+    "the VRG's status.protectedPVCs does not list it, for 10 minutes, outside a DR window: "
+    "Ramen does not replicate it (an unbound claim, a StorageClass with no matching "
+    "VolumeReplicationClass, a Ramen error), so a failover brings the application up without "
+    "that volume's data, though every VRG condition may read True. Ten minutes cover Ramen "
+    "listing a new PVC on its next reconcile.",
+    "kubectl --context CLUSTER -n NAMESPACE get vrg NAME -o jsonpath='{.spec.pvcSelector} "
+    "{.status.protectedPVCs[*].name}'; kubectl --context CLUSTER -n NAMESPACE get pvc --show-labels",
+)
+def vrg_pvc_unprotected(
+    rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
+) -> Verdict:
+    if facts.get("replicationState") != "primary" or not members:
+        return None
+    listed = facts.get("protectedPVCs")
+    if not_current(ctx.inventory, key.cluster) or listed is None:
+        return UNKNOWN  # blind, or Ramen has not reported what it protects
+    selected = _selected(ctx, key, facts.get("pvcSelector"), members)
+    if selected is None:
+        return UNKNOWN  # a selector auditd cannot read: no guess either way
+    missing = sorted(set(selected) - set(listed.split(",")) - {""})
+    if not missing:
+        return None
+    return _object_finding(
+        rule,
+        ctx,
+        key,
+        f"VolumeReplicationGroup {key.namespace}/{key.name} on {key.cluster} selects "
+        f"{len(missing)} PVC(s) it does not protect: " + ", ".join(missing),
+        unprotected_pvcs=", ".join(missing),
+        images=", ".join(f"{selected[n].pool}/{selected[n].image}" for n in missing),
+        protected_pvcs=listed or "(none)",
+        pvc_selector=facts.get("pvcSelector"),
+    )
+
+
+def _selected(
+    ctx: RuleContext, key: ObjectKey, selector: str | None, members: tuple[VolumeView, ...]
+) -> dict[str, VolumeId] | None:
+    """The PVCs (namespace/name, with their volumes) of the VRG's namespaces on its cluster
+    that its selector picks; None when the selector or a PVC's labels cannot be read."""
+    try:
+        parsed = json.loads(selector or "{}")
+        picked: dict[str, VolumeId] = {}
+        for view in members:
+            pvc = view.side(key.cluster).pvc
+            known = ctx.inventory.objects.get(pvc) if pvc is not None else None
+            if pvc is None or known is None:
+                continue
+            labels = json.loads(known.facts.get("labels") or "{}")
+            if not isinstance(parsed, dict) or not isinstance(labels, dict):
+                return None
+            if label_selector.matches(parsed, labels):
+                picked[f"{pvc.namespace}/{pvc.name}"] = view.id
+        return picked
+    except (ValueError, label_selector.SelectorError):
+        return None
 
 
 # A DRPC at rest: the last action done. Anything else is an action under way (or paused).
@@ -129,17 +188,13 @@ def drpc_progression_stuck(
         else:
             # On a hub of one pair, the finding is that pair's (the scope that leads it).
             served = ctx.config.pairs_of(key.cluster)
-            out[str(key)] = _finding(
+            out[str(key)] = _object_finding(
                 rule,
-                str(key),
+                ctx,
+                key,
                 f"DRPlacementControl {key.namespace}/{key.name} on {key.cluster}: "
                 f"{known.facts.get('action') or 'action'} in phase {phase or '?'}, progression "
                 f"{progression or '?'}",
-                key.cluster,
-                ctx,
-                cluster=key.cluster,
-                namespace=key.namespace,
-                name=key.name,
                 pair=served[0].name if len(served) == 1 else None,
                 **{k: v for k, v in known.facts.items() if v is not None},
             )
@@ -174,20 +229,15 @@ def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     )
 
 
-Facts = dict[str, str | None]
-
-
 def resting_drpc_rule(
     rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
-) -> Callable[
-    [Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict]], Rule
-]:
+) -> Callable[[JudgeObject], Rule]:
     """A rule judged per DRPC at rest, given its facts and its volumes' views (those a change
     touched, and those of the volumes judged); a DRPC in an action, or with a volume in a DR
     window, is None: what it says is the last action's until it is done."""
 
     def wrap(
-        judge: Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict],
+        judge: JudgeObject,
     ) -> Rule:
         @keys_rule(rule_id, severity, for_, summary, description, verify)
         def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
@@ -250,16 +300,12 @@ def ramen_rpo_disagreement(
     )
     if gap <= tolerance:
         return None
-    return _finding(
+    return _object_finding(
         rule,
-        str(key),
+        ctx,
+        key,
         f"application {key.namespace}/{key.name}: Ramen's last group sync and Ceph's "
         f"oldest synced snapshot of its {len(members)} volume(s) differ by {durations.human(gap)}",
-        key.cluster,
-        ctx,
-        cluster=key.cluster,
-        namespace=key.namespace,
-        name=key.name,
         pair=_pair_of(members),
         ramen_last_group_sync=text,
         ceph_oldest_synced_at=oldest.isoformat(),
@@ -305,21 +351,83 @@ def drpc_placement_disagrees(
     elsewhere = [v for v in members if v.primary_cluster not in (None, targets[v.id])]
     if not elsewhere:
         return UNKNOWN if any(v.primary_cluster is None for v in members) else None
-    return _finding(
+    return _object_finding(
         rule,
-        str(key),
+        ctx,
+        key,
         f"application {key.namespace}/{key.name}: Ramen places it on {placed}, but "
         f"{len(elsewhere)} of its {len(members)} volume(s) are primary on "
         + ", ".join(sorted({str(v.primary_cluster) for v in elsewhere})),
-        key.cluster,
-        ctx,
-        cluster=key.cluster,
-        namespace=key.namespace,
-        name=key.name,
         pair=_pair_of(members),
         placed_on=placed,
         phase=facts.get("phase"),
         volumes_elsewhere=", ".join(f"{v.id.pool}/{v.id.image}" for v in elsewhere),
+    )
+
+
+# A DRCluster whose storage access Ramen has cut (ceph-csi NetworkFence: its nodes' addresses
+# blocklisted), asked for or done.
+_FENCE_ASKED = frozenset({"Fenced", "ManuallyFenced"})
+
+
+def _fenced(ctx: RuleContext, pair: PairConfig) -> dict[str, ObjectKey] | None:
+    """The pair's clusters its hub's DRClusters say are fenced, with the DRCluster saying it;
+    None when the hub's watch is blind and it has DRClusters (a fence may be unseen)."""
+    if not pair.hub:
+        return {}
+    keys = ctx.inventory.keys_of(pair.hub, DR_CLUSTER.kind)
+    if keys and not_current(ctx.inventory, pair.hub):
+        return None
+    fenced: dict[str, ObjectKey] = {}
+    for key in keys:
+        facts = ctx.inventory.objects[key].facts
+        if facts.get("clusterFence") in _FENCE_ASKED or facts.get("phase") == "Fenced":
+            cluster = ctx.config.cluster_named_by_ramen(pair, key.name)
+            if cluster is not None:
+                fenced[cluster] = key
+    return fenced
+
+
+@volume_rule(
+    "primary-on-fenced-cluster",
+    "critical",
+    timedelta(minutes=10),
+    "A volume is primary only on a cluster Ramen has fenced",
+    "The pair's Ramen hub has a DRCluster fenced (spec.clusterFence Fenced or ManuallyFenced, "
+    "or status.phase Fenced), and Ceph's settled records put this volume's one primary image "
+    "on that cluster, outside a DR window, for 10 minutes: its nodes can no longer reach the "
+    "storage, so the application cannot write, and it has not been failed over. Fencing is "
+    "the first step of a failover: the DRPC's action opens the DR window. Ramen's cluster "
+    "names are matched to auditd's by clusters.ramen_name.",
+    "kubectl --context HUB get drcluster NAME -o yaml (spec.clusterFence, status.phase); "
+    f"kubectl --context HUB get drpc -A; {_CHECK_IMAGE}",
+)
+def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
+    pair = ctx.config.pair_named(view.id.pair)
+    fenced = _fenced(ctx, pair)
+    if fenced is None:
+        return UNKNOWN  # the hub is blind: whether a cluster is fenced is not known now
+    if not fenced or ctx.in_window(view) or view.id in ctx.switching:
+        return None
+    primary = view.primary_cluster
+    if primary is None:
+        # Both primary (split-brain says so) or none (a window) is not this; not settled is.
+        return None if view.settled else UNKNOWN
+    drcluster = fenced.get(primary)
+    if drcluster is None:
+        return None
+    facts = ctx.inventory.objects[drcluster].facts
+    return _finding(
+        rule,
+        str(view.id),
+        f"{view.id.pool}/{view.id.image} is primary only on {primary}, which Ramen's DRCluster "
+        f"{drcluster.name} says is fenced: its application cannot write there",
+        primary,
+        ctx,
+        drcluster=str(drcluster),
+        cluster_fence=facts.get("clusterFence"),
+        drcluster_phase=facts.get("phase"),
+        **_side_evidence(ctx, view),
     )
 
 
@@ -331,7 +439,9 @@ def _pair_of(members: tuple[VolumeView, ...]) -> str | None:
 
 RULES: tuple[Rule, ...] = (
     vrg_not_protected,
+    vrg_pvc_unprotected,
     drpc_progression_stuck,
     ramen_rpo_disagreement,
     drpc_placement_disagrees,
+    primary_on_fenced_cluster,
 )

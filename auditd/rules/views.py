@@ -202,8 +202,12 @@ class Correlator:
         self._claim_fact = {
             k.kind: k.joins.fact for k in catalogue if k.joins and k.joins.by == "claim"
         }
-        self._namespace_kinds = tuple(
-            k.kind for k in catalogue if k.joins and k.joins.by == "namespace"
+        # kind -> its namespace join (which may name the namespaces it covers in a fact).
+        self._namespace_joins = {
+            k.kind: k.joins for k in catalogue if k.joins and k.joins.by == "namespace"
+        }
+        self._cluster_kinds = frozenset(
+            k.kind for k in catalogue if k.joins and k.joins.by == "cluster"
         )
         self._pair_of: dict[str, str] = {c: p.name for p in config.pairs for c in p.clusters}
         # A DR cluster's pair, or every pair a hub serves: where a namespace-joined object
@@ -222,6 +226,9 @@ class Correlator:
         self._claims_of: dict[ObjectKey, tuple[tuple[str, str], ...]] = {}
         # (pair, namespace) -> volumes whose PV claims a PVC there: what a namespace join touches.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
+        # (cluster, namespace) -> the namespace-joined objects covering it, and the reverse.
+        self._covering: dict[tuple[str, str], set[ObjectKey]] = {}
+        self._covers_of: dict[ObjectKey, tuple[str, ...]] = {}
 
     def volume_of_image(self, cluster: str, pool: str, image: str) -> VolumeId | None:
         pair = self._pair_of.get(cluster)
@@ -281,11 +288,14 @@ class Correlator:
                             affected.add(self._pv_volume[pv])
                     self._index_claim(key, known.facts if known else None)
                 affected |= self.joined_volumes(inventory, key)
-            elif key.kind in self._namespace_kinds:
+            elif key.kind in self._namespace_joins:
+                # The namespaces it covered before are affected too (it moved, or is gone).
                 affected |= self.joined_volumes(inventory, key)
-            elif key.kind in (RBD_POOL, AUDIT_STREAM):
-                # A pool probe or a stream changing state touches every volume of that cluster
-                # (of a hub: of every pair it serves).
+                self._index_covers(key, known.facts if known else None)
+                affected |= self.joined_volumes(inventory, key)
+            elif key.kind in (RBD_POOL, AUDIT_STREAM) or key.kind in self._cluster_kinds:
+                # A pool probe, a stream changing state, or an object about whole clusters
+                # touches every volume of that cluster (of a hub: of every pair it serves).
                 whole_pairs.update(self._pairs_of.get(key.cluster, ()))
         if whole_pairs:  # expanded once per batch, not once per touched key
             affected |= {v for v in self.volumes() if v.pair in whole_pairs}
@@ -301,15 +311,25 @@ class Correlator:
             for claim in claims:
                 self._by_claim.setdefault(claim, set()).add(key)
 
+    def _index_covers(self, key: ObjectKey, facts: Facts | None) -> None:
+        for ns in self._covers_of.pop(key, ()):
+            self._covering.get((key.cluster, ns), set()).discard(key)
+        if facts is not None:
+            covers = self._namespace_joins[key.kind].covers(key.namespace, facts)
+            self._covers_of[key] = covers
+            for ns in covers:
+                self._covering.setdefault((key.cluster, ns), set()).add(key)
+
     def joined_volumes(self, inventory: Inventory, key: ObjectKey) -> set[VolumeId]:
         """The volumes an object joins: those of the PVCs a PVC or claim-joined object names
         (linked on its own cluster, else through the PVC of the same name on the peer), or
-        every live volume with a PVC in a namespace-joined object's namespace."""
-        if key.kind in self._namespace_kinds:
+        every live volume with a PVC in the namespaces a namespace-joined object covers."""
+        if key.kind in self._namespace_joins:
             return {
                 v
                 for pair in self._pairs_of.get(key.cluster, ())
-                for v in self._ns_volumes.get((pair, key.namespace), ())
+                for ns in self._covers_of.get(key, ())
+                for v in self._ns_volumes.get((pair, ns), ())
                 if self._volume_pvs.get(v) or self._images.get(v)
             }
         out: set[VolumeId] = set()
@@ -399,7 +419,7 @@ class Correlator:
         }
 
     def view(self, inventory: Inventory, vid: VolumeId) -> VolumeView:
-        pair = next(p for p in self.config.pairs if p.name == vid.pair)
+        pair = self.config.pair_named(vid.pair)
         sides = []
         for cluster in pair.clusters:
             pv = next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
@@ -432,10 +452,13 @@ class Correlator:
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
         drpcs = tuple(
             sorted(
-                k
-                for c in (*pair.clusters, *([pair.hub] if pair.hub else []))
-                for k in inventory.keys_of(c, DRPC)
-                if k.namespace in namespaces
+                {
+                    k
+                    for c in (*pair.clusters, *([pair.hub] if pair.hub else []))
+                    for ns in namespaces
+                    for k in self._covering.get((c, ns), ())
+                    if k.kind == DRPC and k in inventory.objects
+                }
             )
         )
         phases = tuple(
@@ -450,10 +473,8 @@ class Correlator:
     def _joined(self, inventory: Inventory, pvc: ObjectKey) -> tuple[ObjectKey, ...]:
         """The objects of the PVC's cluster that name it, then those covering its namespace."""
         named = self._by_claim.get((pvc.cluster, f"{pvc.namespace}/{pvc.name}"), ())
-        covering = (
-            k
-            for kind in self._namespace_kinds
-            for k in inventory.keys_of(pvc.cluster, kind)
-            if k.namespace == pvc.namespace
+        covering = self._covering.get((pvc.cluster, pvc.namespace), ())
+        return (
+            *sorted(k for k in named if k in inventory.objects),
+            *sorted(k for k in covering if k in inventory.objects),
         )
-        return (*sorted(k for k in named if k in inventory.objects), *sorted(covering))

@@ -165,7 +165,8 @@ def _application(dr1: FakeKubeAPI, hub: FakeKubeAPI) -> None:
         dr1.create(PVC, objects.pvc(claim, "shop", volume=volume))
         dr1.create(PV, objects.pv(volume, "shop", claim, image))
     dr1.create(VGR, objects.vgr("shop-group", "shop", [claim for claim, _, _ in members]))
-    dr1.create(VRG, objects.vrg("shop", "shop"))
+    claims = ["mysql-data", *(claim for claim, _, _ in members)]
+    dr1.create(VRG, objects.vrg("shop", "shop", protected=claims))
     hub.create(DRPC, objects.drpc("shop", "shop", "dr1"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Obj = dict[str, Any]
@@ -18,7 +19,8 @@ def pvc(name: str, namespace: str, volume: str | None = None, phase: str = "Boun
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        # Labelled as an application's claims are, for a Ramen VRG's pvcSelector to pick.
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": namespace}},
         "spec": spec,
         "status": {"phase": phase},
     }
@@ -108,8 +110,9 @@ def vgr(name: str, namespace: str, members: list[str], state: str = "primary") -
     }
 
 
-def vrg(name: str, namespace: str, state: str = "primary") -> Obj:
-    """Ramen's VolumeReplicationGroup for an application, its data protected."""
+def vrg(name: str, namespace: str, state: str = "primary", protected: Sequence[str] = ()) -> Obj:
+    """Ramen's VolumeReplicationGroup for an application (its PVCs: those labelled
+    app=NAMESPACE), its data protected, listing ``protected`` as its protected PVCs."""
     conditions = ("DataReady", "DataProtected", "ClusterDataReady", "ClusterDataProtected")
     return {
         "apiVersion": "ramendr.openshift.io/v1alpha1",
@@ -121,6 +124,10 @@ def vrg(name: str, namespace: str, state: str = "primary") -> Obj:
             "conditions": [
                 {"type": c, "status": "True", "reason": "Ready", "observedGeneration": 1}
                 for c in conditions
+            ],
+            "protectedPVCs": [
+                {"name": claim, "namespace": namespace, "replicationID": {"id": name}}
+                for claim in protected
             ],
         },
     }

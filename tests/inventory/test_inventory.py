@@ -69,6 +69,7 @@ def test_pvc_facts_ignore_churn() -> None:
             "volumeName": "pv1",
             "storageClassName": "rook-ceph-block",
             "deletionTimestamp": None,
+            "labels": '{"app":"ns"}',
         }
     )
 
@@ -102,6 +103,7 @@ def test_added_modified_deleted_make_field_transitions() -> None:
     d = inv.apply(ev("ADDED", _with_rv(objects.pvc("data", "ns", phase="Pending"), 10)))
     assert [(t.field, t.old, t.new) for t in d.transitions] == [
         ("exists", "false", "true"),
+        ("labels", None, '{"app":"ns"}'),
         ("phase", None, "Pending"),
         ("storageClassName", None, "rook-ceph-block"),
     ]

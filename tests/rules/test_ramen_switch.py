@@ -32,6 +32,7 @@ AT_ONCE = {
     rule: {"for": "0s"}
     for rule in (
         "vrg-not-protected",
+        "vrg-pvc-unprotected",
         "group-split",
         "group-on-secondary",
         "ramen-rpo-disagreement",
@@ -45,9 +46,10 @@ ACTIONS = (("dr1", "dr2", "Failover", "FailingOver", "FailedOver"),
 class Ramen:
     """Ramen's objects for the application `app`: DRPC on the hub, VRG and group per cluster."""
 
-    def __init__(self, r: Replay) -> None:
+    def __init__(self, r: Replay, unlisted: bool = False) -> None:
         self.r = r
         self.seen: set[tuple[str, str]] = set()
+        self.unlisted = unlisted  # the VRG selects the claim but never lists it as protected
 
     def put(self, cluster: str, kind: str, obj: dict[str, Any], at: datetime) -> Item:
         typ = "MODIFIED" if (cluster, kind) in self.seen else "ADDED"
@@ -65,7 +67,7 @@ class Ramen:
         return self.put("hub", "DRPlacementControl", obj, at)
 
     def vrg(self, at: datetime, cluster: str, state: str, reason: str | None = None) -> Item:
-        obj = objects.vrg("app", NS, state)
+        obj = objects.vrg("app", NS, state, protected=[] if self.unlisted else [CLAIM])
         if reason is not None:  # DataReady not True yet, for this reason
             ready = obj["status"]["conditions"][0]
             ready["status"], ready["reason"] = "False", reason
@@ -78,9 +80,13 @@ class Ramen:
 
 
 def plan(
-    r: Replay, broken_vrg: bool = False, finishes: bool = True, failover_to: str = "dr2"
+    r: Replay,
+    broken_vrg: bool = False,
+    finishes: bool = True,
+    failover_to: str = "dr2",
+    unlisted: bool = False,
 ) -> list[tuple[datetime, list[Item]]]:
-    ramen = Ramen(r)
+    ramen = Ramen(r, unlisted)
     steps = ramen_switches(r, CAPTURE, START)
     steps.append(
         (START, [ramen.drpc(START, None, "Deployed", "Completed", failover_to),
@@ -136,6 +142,20 @@ def test_a_vrg_that_errors_after_the_switch_fires(tmp_path: Path) -> None:
     assert fired == {
         ("vrg-not-protected", "dr2/VolumeReplicationGroup/app/app"),
         ("vrg-not-protected", "dr1/VolumeReplicationGroup/app/app"),
+    }, fired
+
+
+def test_a_vrg_that_never_lists_the_claim_it_selects_fires_on_each_primary(
+    tmp_path: Path,
+) -> None:
+    """Its conditions all True, but the claim its selector picks is not among its
+    protectedPVCs: on dr1 before the failover, on dr2 after it, never during either switch."""
+    r = Replay(tmp_path, CAPTURE, 10, sections=WITH_HUB, **AT_ONCE)
+    r.run(END, plan(r, unlisted=True))
+    fired = {(rule, subject) for rule, subject, _ in r.fired()}
+    assert fired == {
+        ("vrg-pvc-unprotected", "dr1/VolumeReplicationGroup/app/app"),
+        ("vrg-pvc-unprotected", "dr2/VolumeReplicationGroup/app/app"),
     }, fired
 
 

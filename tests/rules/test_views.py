@@ -5,6 +5,7 @@ from __future__ import annotations
 from captured_pair import T, volume
 
 from auditd.config import Config, parse_config
+from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.views import Correlator, VolumeId
 from auditd.sources.kube import kinds
@@ -69,3 +70,27 @@ def test_the_built_in_catalogue_joins_ramen_by_namespace_and_a_vr_by_its_claim()
         kinds.VRG.kind,
         kinds.DRPC.kind,
     }
+
+
+def test_a_namespace_joined_object_that_names_other_namespaces_moves_its_volumes_with_it() -> None:
+    """A VRG listing protectedNamespaces covers those, not its own; when the list changes, the
+    volumes it left are judged again, and no longer see it."""
+    inv = Inventory()
+    correlator = Correlator(config())
+    for event in [*volume("dr1"), *volume("dr1", image="csi-vol-0002", ns="other")]:
+        correlator.update(inv, inv.apply(event).touched)
+
+    def vrg(namespaces: list[str], rv: int, typ: str = "MODIFIED") -> ObjectEvent:
+        obj = {"metadata": {"name": "disc", "namespace": "ramen-ops", "resourceVersion": str(rv)},
+               "spec": {"protectedNamespaces": namespaces}}  # fmt: skip
+        seen = Observed("ramen-ops", "disc", "uid-disc", str(rv),
+                        facts_of(kinds.VRG.kind, obj))  # fmt: skip
+        return ObjectEvent("dr1", kinds.VRG.kind, typ, seen, T)  # type: ignore[arg-type]
+
+    key = ObjectKey("dr1", kinds.VRG.kind, "ramen-ops", "disc")
+    assert correlator.update(inv, inv.apply(vrg(["app"], 1, "ADDED")).touched) == {VOLUME}
+    assert key in correlator.view(inv, VOLUME).side("dr1").joined
+    assert key not in correlator.view(inv, OTHER).side("dr1").joined
+    assert correlator.update(inv, inv.apply(vrg(["other"], 2)).touched) == {VOLUME, OTHER}
+    assert key not in correlator.view(inv, VOLUME).side("dr1").joined
+    assert key in correlator.view(inv, OTHER).side("dr1").joined

@@ -26,6 +26,13 @@ SETTINGS = WatchConfig(page_size=2, backoff_initial=0.02, backoff_max=0.2, read_
 Row = tuple[str, str, str | None, str | None, str, bool]
 
 
+def pvc(name: str, namespace: str, phase: str = "Bound") -> dict[str, Any]:
+    """A PVC without labels: the rows below are the watch's story, not the labels'."""
+    obj = objects.pvc(name, namespace, phase=phase)
+    del obj["metadata"]["labels"]
+    return obj
+
+
 class History:
     """Watcher -> inventory, as in the daemon, collecting the transitions in order."""
 
@@ -66,9 +73,9 @@ class History:
 @pytest.fixture
 def hist(clusters: dict[str, Any]) -> Iterator[History]:
     api: FakeKubeAPI = clusters["dr1"]
-    api.create(PVC, objects.pvc("a", "ns", phase="Pending"))
-    api.create(PVC, objects.pvc("b", "ns"))
-    api.create(PVC, objects.pvc("c", "ns"))
+    api.create(PVC, pvc("a", "ns", phase="Pending"))
+    api.create(PVC, pvc("b", "ns"))
+    api.create(PVC, pvc("c", "ns"))
     h = History(api, clusters["kubeconfig"]).start()
     # The baseline: three objects, first seen by the list.
     assert sorted({(r[0], r[4]) for r in h.rows}) == [("a", "list"), ("b", "list"), ("c", "list")]
@@ -86,14 +93,14 @@ NEW_D: list[Row] = [
 
 def _changes(api: FakeKubeAPI) -> None:
     api.patch(PVC, "ns", "a", {"status": {"phase": "Bound"}})
-    api.create(PVC, objects.pvc("d", "ns"))
+    api.create(PVC, pvc("d", "ns"))
 
 
 def test_connection_dropped_mid_stream(hist: History) -> None:
     hist.api.patch(PVC, "ns", "a", {"status": {"phase": "Bound"}})
     hist.wait_rows(1)
     hist.api.drop_watches()
-    hist.api.create(PVC, objects.pvc("d", "ns"))
+    hist.api.create(PVC, pvc("d", "ns"))
     assert hist.wait_rows(4) == [BOUND_A, *NEW_D]
 
 
@@ -124,7 +131,7 @@ def test_compaction_during_outage(hist: History) -> None:
     hist.api.drop_watches()
     hist.api.patch(PVC, "ns", "a", {"status": {"phase": "Bound"}})
     hist.api.delete(PVC, "ns", "b")
-    hist.api.create(PVC, objects.pvc("d", "ns"))
+    hist.api.create(PVC, pvc("d", "ns"))
     hist.api.compact()
     rows = hist.wait_rows(5)
     assert rows == [
@@ -139,7 +146,7 @@ def test_compaction_during_outage(hist: History) -> None:
 def test_expired_continue_token(clusters: dict[str, Any]) -> None:
     api: FakeKubeAPI = clusters["dr1"]
     for name in "abcde":
-        api.create(PVC, objects.pvc(name, "ns"))
+        api.create(PVC, pvc(name, "ns"))
     original = api.list_response
     calls = {"n": 0}
 
@@ -188,7 +195,7 @@ def test_error_bursts(hist: History, status: int) -> None:
 def test_stalled_stream(clusters: dict[str, Any]) -> None:
     api: FakeKubeAPI = clusters["dr1"]
     api.bookmark_interval = 60
-    api.create(PVC, objects.pvc("a", "ns", phase="Pending"))
+    api.create(PVC, pvc("a", "ns", phase="Pending"))
     h = History(
         api,
         clusters["kubeconfig"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,14 +16,25 @@ class Join:
     ``claim``: it names PVCs of its own namespace in the fact ``fact`` (one, as a
     VolumeReplication's ``dataSource``; or several joined by commas, as a VolumeGroupReplication's
     members), so it joins those PVCs' volumes on its cluster. ``namespace``: it covers
-    every volume whose PVC lives in its namespace on its cluster (Ramen's VRG and DRPC)."""
+    every volume whose PVC lives in its namespace on its cluster, or in the namespaces its
+    ``fact`` lists when it lists any (Ramen's VRG and DRPC: an ApplicationSet's DRPC lives in
+    the GitOps namespace and names its application's; a discovered application's lists
+    ``protectedNamespaces``). ``cluster``: it speaks of whole clusters, so a change to it
+    touches every volume of the pairs its cluster serves (Ramen's DRCluster, on the hub)."""
 
-    by: Literal["claim", "namespace"]
+    by: Literal["claim", "namespace", "cluster"]
     fact: str = ""
 
     def __post_init__(self) -> None:
-        if (self.by == "claim") != bool(self.fact):
-            raise ValueError("a claim join names the fact that holds the PVC's name, only it")
+        if self.by == "claim" and not self.fact:
+            raise ValueError("a claim join needs the fact that names its PVCs")
+        if self.by == "cluster" and self.fact:
+            raise ValueError("a cluster join reads no fact")
+
+    def covers(self, namespace: str, facts: Mapping[str, str | None]) -> tuple[str, ...]:
+        """The namespaces a namespace-joined object of ``namespace`` covers, given its facts."""
+        listed = facts.get(self.fact) if self.fact else None
+        return tuple(n for n in listed.split(",") if n) if listed else (namespace,)
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,8 @@ VR = Kind(
     joins=Join("claim", "dataSource"),
 )
 VRC = Kind(_REPL, "v1alpha1", "volumereplicationclasses", "VolumeReplicationClass", False)
-_BY_NAMESPACE = Join("namespace")
+# The namespaces Ramen says it protects, when it names them (else the object's own).
+_BY_NAMESPACE = Join("namespace", "namespaces")
 VRG = Kind(
     _RAMEN,
     "v1alpha1",
@@ -91,7 +104,9 @@ DRPC = Kind(
 )
 _HUB: frozenset[Site] = frozenset({"hub"})
 DR_POLICY = Kind(_RAMEN, "v1alpha1", "drpolicies", "DRPolicy", False, False, sites=_HUB)
-DR_CLUSTER = Kind(_RAMEN, "v1alpha1", "drclusters", "DRCluster", False, False, sites=_HUB)
+DR_CLUSTER = Kind(
+    _RAMEN, "v1alpha1", "drclusters", "DRCluster", False, False, Join("cluster"), _HUB
+)
 # Consistency groups (csi-addons): a VGR's members are the PVCs its controller lists in
 # status.persistentVolumeClaimsRefList (what its selector matched), exact where a selector is not.
 VGR = Kind(
