@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -500,7 +501,12 @@ class Config(Strict):
         return [p for p in self.pairs if cluster in p.clusters or cluster == p.hub]
 
     def cluster(self, name: str) -> ClusterConfig:
-        return next(c for c in self.clusters if c.name == name)
+        return self.clusters_by_name[name]
+
+    @cached_property
+    def clusters_by_name(self) -> dict[str, ClusterConfig]:
+        # Asked for on every rule evaluation of every volume: a lookup, not a scan.
+        return {c.name: c for c in self.clusters}
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain data, safe to print."""

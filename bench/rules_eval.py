@@ -100,13 +100,13 @@ def main() -> int:
     lag_cycle = time.perf_counter() - t
     t = time.perf_counter()
     engine.evaluate(inv, (), T, also=refreshed)  # the baseline: every rule on those volumes
+    all_cycle = time.perf_counter() - t
 
     t = time.perf_counter()
     for i in range(changes):
         pvc = objects.pvc(f"d{i}", f"ns{i % 100}", volume=f"pv{i}", phase="Lost")
         engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 3)).touched, T)
     per_change = (time.perf_counter() - t) / max(changes, 1)
-    all_cycle = time.perf_counter() - t
 
     print(
         f"rules over {volumes:,} volumes ({len(inv.objects):,} objects, {len(engine.rules)} rules)\n"
@@ -120,7 +120,7 @@ def main() -> int:
     print(f"  full / one                          {full / single:7.0f}x")
     print(
         f"  probe cycle, lag refreshed only     {lag_cycle:7.2f} s   {len(lag_verdicts):,} verdicts"
-        f" (every rule on those volumes: {all_cycle:.2f} s, {all_cycle / lag_cycle:.1f}x)"
+        f" (every rule on those volumes: {all_cycle:.2f} s, lag rules {all_cycle / lag_cycle:.1f}x faster)"
     )
     print(
         f"  one change at a time (inventory + rules) {per_change * 1e6:7.0f} us each, "

@@ -207,7 +207,18 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: pip install py-spy")
-    cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--function"]
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--function",
+        "--threads",
+    ]
     cmd += ["--nonblocking", "--output", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches before the burst starts

@@ -13,7 +13,7 @@ from auditd.matchers import unknown_names
 from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.subjects import judged
-from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId
+from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId, not_current
 from auditd.rules.windows import WindowTracker
 from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.rbd.probe import ProbeResult
@@ -183,7 +183,9 @@ class RuleEngine:
         switching: frozenset[VolumeId] = frozenset(),
         observe: bool = True,
     ) -> dict[tuple[str, str], Verdict]:
-        views = tuple(self.correlator.view(inventory, v) for v in volumes)
+        # Whether each cluster is blind is asked once for all the views, not once per side.
+        blind = {c: not_current(inventory, c) for c in self._pair_of}
+        views = tuple(self.correlator.view(inventory, v, blind) for v in volumes)
         for view in views:
             if view.settled:
                 self._unsettled.discard(view.id)
@@ -216,7 +218,7 @@ class RuleEngine:
             switching | frozenset(v for v, e in self.windows.open.items() if e.switching),
             lambda key: self.correlator.peer_claim_volume(inventory, key),
             lambda key: tuple(
-                by_id.get(vid) or self.correlator.view(inventory, vid)
+                by_id.get(vid) or self.correlator.view(inventory, vid, blind)
                 for vid in sorted(self.correlator.joined_volumes(inventory, key))
             ),
         )

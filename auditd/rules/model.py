@@ -81,7 +81,8 @@ class RuleContext:
         return view is not None and view.id in self.windows
 
     def role_of(self, cluster: str) -> str | None:
-        return next((c.role for c in self.config.clusters if c.name == cluster), None)
+        known = self.config.clusters_by_name.get(cluster)
+        return known.role if known is not None else None
 
     def awaiting_evidence(self, key: ObjectKey, view: VolumeView | None) -> bool:
         """Is the storage evidence older than this object? An object that appeared after a

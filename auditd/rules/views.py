@@ -13,10 +13,10 @@ volumes it touches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from auditd.config import Config
 from auditd.inventory.facts import Facts
@@ -35,6 +35,35 @@ DRPC_MOVING = frozenset({"Initiating", "FailingOver", "Relocating", "WaitForUser
 _PEER_NOT_PRIMARY = frozenset({"remote image demoted", "remote image is not primary"})
 
 
+_T = TypeVar("_T")
+
+
+class _Once(Generic[_T]):
+    """functools.cached_property without its lock (Python 3.11 takes one lock, shared by every
+    instance, on each first read): views are built and read by one thread, thousands a second,
+    and each property is read once per view."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value  # shadows this descriptor from now on
+        return value
+
+
+if TYPE_CHECKING:
+    from functools import cached_property
+else:
+    cached_property = _Once
+
+
 def _names(value: str | None) -> tuple[str, ...]:
     """A claim fact's PVC names: one name, or several joined by commas (which a Kubernetes
     name never holds)."""
@@ -50,8 +79,8 @@ def not_current(inventory: Inventory, cluster: str) -> bool:
     )
 
 
-@dataclass(frozen=True, order=True)
-class VolumeId:
+class VolumeId(NamedTuple):
+    # A tuple, not a dataclass: thousands are hashed, compared and sorted per evaluation.
     pair: str
     pool: str
     image: str
@@ -113,10 +142,16 @@ class VolumeView:
     drpcs: tuple[ObjectKey, ...] = ()
 
     def side(self, cluster: str) -> Side:
-        return next(s for s in self.sides if s.cluster == cluster)
+        a, b = self.sides
+        if a.cluster == cluster:
+            return a
+        if b.cluster == cluster:
+            return b
+        raise KeyError(f"{cluster} is not a side of {self.id}")
 
     def peer(self, cluster: str) -> Side:
-        return next(s for s in self.sides if s.cluster != cluster)
+        a, b = self.sides
+        return b if a.cluster == cluster else a
 
     @cached_property
     def confirmed(self) -> bool:
@@ -418,11 +453,16 @@ class Correlator:
             v for v, imgs in self._images.items() if imgs
         }
 
-    def view(self, inventory: Inventory, vid: VolumeId) -> VolumeView:
+    def view(
+        self, inventory: Inventory, vid: VolumeId, blind: Mapping[str, bool] | None = None
+    ) -> VolumeView:
+        """``blind``: which clusters are not current, when the caller has asked once for many
+        views (else asked here, per side)."""
         pair = self.config.pair_named(vid.pair)
         sides = []
+        pvs = self._volume_pvs.get(vid, ())
         for cluster in pair.clusters:
-            pv = next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
+            pv = next((k for k in pvs if k.cluster == cluster), None)
             pvc = None
             if pv is not None:
                 claim = inventory.objects[pv].facts.get("claimRef")
@@ -433,7 +473,11 @@ class Correlator:
             joined = self._joined(inventory, pvc) if pvc is not None else ()
             image = inventory.objects.get(ObjectKey(cluster, RBD_IMAGE, vid.pool, vid.image))
             pool = inventory.objects.get(ObjectKey(cluster, RBD_POOL, "", vid.pool))
-            blind = not_current(inventory, cluster)
+            side_blind = (
+                blind[cluster]
+                if blind is not None and cluster in blind
+                else not_current(inventory, cluster)
+            )
             sides.append(
                 Side(
                     cluster=cluster,
@@ -444,12 +488,14 @@ class Correlator:
                     image=image.facts if image else None,
                     vrg=next((k for k in joined if k.kind == VRG), None),
                     pool_probe=pool.facts.get("probe") if pool else None,
-                    blind=blind,
+                    blind=side_blind,
                     record=inventory.records.get(cluster, vid.pool, vid.image),
                     joined=joined,
                 )
             )
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
+        if not self._covering or not namespaces:  # no Ramen here: nothing to look for
+            return VolumeView(vid, (sides[0], sides[1]))
         drpcs = tuple(
             sorted(
                 {

@@ -21,6 +21,8 @@ BENCH = ROOT / "bench"
 SMOKE: dict[str, list[str]] = {
     "alert_latency.py": ["--alerts", "5"],
     "check_scale.py": ["--volumes", "50"],
+    # Every other bench at two tiny sizes, on SQLite, read back into one table.
+    "cost_curve.py": ["--sizes", "20,40"],
     "rbd_parse.py": ["--images", "50"],
     "rules_eval.py": ["--volumes", "50", "--changes", "20"],
     "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
