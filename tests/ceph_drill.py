@@ -42,6 +42,14 @@ from auditd.store.models import EpisodeRow, ViolationRow
 ROOT = Path(__file__).resolve().parent.parent
 LAB_SCRIPT = ROOT / "scripts" / "ceph-lab.sh"
 DRPC_CRD = ROOT / "tests" / "data" / "crds" / "ramendr.openshift.io_drplacementcontrols.yaml"
+VGR_CRD = (
+    ROOT
+    / "tests"
+    / "data"
+    / "crds"
+    / "replication.storage.openshift.io_volumegroupreplications.yaml"
+)
+GROUP = "app-group"
 TOKEN = "xoxb-drill-token-0042"
 IMAGE, POOL, NS, CLAIM = "csi-vol-0001", "replicapool", "app", "data"
 SITE = {"dr1": "site-a", "dr2": "site-b"}
@@ -234,11 +242,21 @@ class Drill:
     # Per cluster: Ceph access other than the lab's client.auditd (a key with fewer caps).
     ceph_override: dict[str, dict[str, str]] = field(default_factory=dict)
     images: tuple[str, ...] = (IMAGE,)  # the application's volumes, all switched together
+    # The first ``grouped`` images replicate as one consistency group (a VolumeGroupReplication
+    # listing their PVCs), the rest with a VolumeReplication each. Ceph Pacific has no group
+    # mirroring (`rbd mirror group` came with Squid), so the lab mirrors the members image by
+    # image; what the group rules weigh is each member's own record, as on any release.
+    grouped: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.kube = {c: FakeKubeAPI(c, bookmark_interval=5).start() for c in ("dr1", "dr2")}
         self.drpc = self.kube["dr1"].install_crd(yaml.safe_load(DRPC_CRD.read_text()))
+        self.vgr = (
+            {c: k.install_crd(yaml.safe_load(VGR_CRD.read_text())) for c, k in self.kube.items()}
+            if self.grouped
+            else {}
+        )
         self.slack = FakeSlack(token=TOKEN).start()
         self.kubeconfig = self.workdir / "kubeconfig"
         write_kubeconfig(str(self.kubeconfig), {c: k.url for c, k in self.kube.items()})
@@ -297,18 +315,30 @@ class Drill:
         self.slack.stop()
 
     # ----------------------------------------------------------- kubernetes
+    @property
+    def group_images(self) -> tuple[str, ...]:
+        return self.images[: self.grouped]
+
     def _volume(self, cluster: str, create: bool, images: tuple[str, ...] | None = None) -> None:
         k = self.kube[cluster]
+        members = [claim_of(i) for i in images or self.images if i in self.group_images]
+        if members and not create:
+            k.delete(self.vgr[cluster], NS, GROUP)
         for image in images or self.images:
             pv, claim = f"pv-{cluster}-{image}", claim_of(image)
+            grouped = image in self.group_images
             if create:
                 k.create(PV, objects.pv(pv, NS, claim, image))
                 k.create(PVC, objects.pvc(claim, NS, volume=pv))
-                k.create(VR, objects.vr(claim, NS, claim))
+                if not grouped:
+                    k.create(VR, objects.vr(claim, NS, claim))
             else:
-                k.delete(VR, NS, claim)
+                if not grouped:
+                    k.delete(VR, NS, claim)
                 k.delete(PVC, NS, claim)
                 k.delete(PV, "", pv)
+        if members and create:
+            k.create(self.vgr[cluster], objects.vgr(GROUP, NS, members))
 
     def _drpc_phase(self, phase: str) -> None:
         k = self.kube["dr1"]  # the hub's DRPC, watched like any object
@@ -334,9 +364,12 @@ class Drill:
         if drpc:
             rec.drpc = "Relocating" if self.rng.random() < 0.5 else "FailingOver"
             self._drpc_phase(rec.drpc)
+        patch = {"spec": {"replicationState": "secondary"}}
         for image in self.images:
-            patch = {"spec": {"replicationState": "secondary"}}
-            self.kube[old].patch(VR, NS, claim_of(image), patch)
+            if image not in self.group_images:
+                self.kube[old].patch(VR, NS, claim_of(image), patch)
+        if self.grouped:
+            self.kube[old].patch(self.vgr[old], NS, GROUP, patch)
         if stagger:
             for image in self.images:
                 self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
@@ -389,9 +422,12 @@ class Drill:
     def recover(self, old: str) -> None:
         """Ramen's recovery of the returned site: its VRs to secondary, demote, resync, its
         PVC/PV/VRs deleted; then wait for it to replay from the survivor."""
+        patch = {"spec": {"replicationState": "secondary"}}
         for image in self.images:
-            patch = {"spec": {"replicationState": "secondary"}}
-            self.kube[old].patch(VR, NS, claim_of(image), patch)
+            if image not in self.group_images:
+                self.kube[old].patch(VR, NS, claim_of(image), patch)
+        if self.grouped:
+            self.kube[old].patch(self.vgr[old], NS, GROUP, patch)
         for image in self.images:
             self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
             self.lab.rbd(old, "mirror", "image", "resync", f"{POOL}/{image}")

@@ -61,7 +61,8 @@ def applications(
             for c, ns, n, new, at in phases
             if (c, ns, n) == (d.cluster, d.namespace, d.name)
         ]
-        action = _last_action(moves, since)
+        # Each action is one episode of the application, its volumes' switches under it.
+        actions = [{**a, **_volume_episodes(session, images, a)} for a in _actions(moves, since)]
         lags = [
             lag for (_, p, i), lag in worst_lags.items() if (p, i) in images and lag is not None
         ]
@@ -78,8 +79,8 @@ def applications(
                 "phase": d.facts.get("phase"),
                 "progression": d.facts.get("progression"),
                 "volumes": len(images),
-                "last_action": action
-                and {**action, "storage_rto_seconds": _storage_rto(session, images, action)},
+                "last_action": actions[-1] if actions else None,
+                "actions": actions,
                 "ramen_rpo_seconds": ramen_rpo,
                 "ceph_worst_lag_seconds": max(lags, default=None),
             }
@@ -93,43 +94,60 @@ def _covers(namespace: str, facts: Mapping[str, str | None]) -> tuple[str, ...]:
     return join.covers(namespace, facts) if join is not None else (namespace,)
 
 
-def _last_action(
-    moves: list[tuple[str | None, datetime]], since: datetime
-) -> dict[str, Any] | None:
-    """The last action that began (or was still under way) in the window: when the DRPC
-    entered a moving phase, and when it came to rest after it (None: still under way)."""
+def _actions(moves: list[tuple[str | None, datetime]], since: datetime) -> list[dict[str, Any]]:
+    """The actions that began in the window or were still under way in it, in order: when the
+    DRPC entered a moving phase, and when it came to rest after it (None: still under way)."""
+    found: list[tuple[str, datetime, datetime | None, str | None]] = []
     started: tuple[str, datetime] | None = None
-    last: dict[str, Any] | None = None
     for phase, at in moves:
         if phase in _MOVING and started is None:
             started = (phase, at)
         elif phase in _AT_REST and started is not None:
-            last = {"phase": started[0], "started_at": started[1], "ended_at": at, "rest": phase}
+            found.append((started[0], started[1], at, phase))
             started = None
     if started is not None:
-        last = {"phase": started[0], "started_at": started[1], "ended_at": None, "rest": None}
-    if last is None or (last["ended_at"] is not None and last["ended_at"] < since):
-        return None
-    ended = last["ended_at"]
-    return {
-        "phase": last["phase"],
-        "done": last["rest"],
-        "started_at": last["started_at"].isoformat(),
-        "ended_at": ended.isoformat() if ended else None,
-        "ramen_seconds": (ended - last["started_at"]).total_seconds() if ended else None,
-    }
+        found.append((started[0], started[1], None, None))
+    return [
+        {
+            "phase": phase,
+            "done": rest,
+            "started_at": begun.isoformat(),
+            "ended_at": ended.isoformat() if ended else None,
+            "ramen_seconds": (ended - begun).total_seconds() if ended else None,
+        }
+        for phase, begun, ended, rest in found
+        if ended is None or ended >= since
+    ]
 
 
-def _storage_rto(
+def _volume_episodes(
     session: Session, images: list[tuple[str, str]], action: dict[str, Any]
-) -> float | None:
-    """The slowest of its volumes' switches that began with the action: storage's RTO."""
+) -> dict[str, Any]:
+    """The switches of its volumes that began with the action (a volume's VR may ask a little
+    before the DRPC says so), and the slowest of them: storage's RTO of the action."""
     if not images:
-        return None
+        return {"storage_rto_seconds": None, "volume_episodes": []}
     start = datetime.fromisoformat(action["started_at"]) - _EARLY
     end = datetime.fromisoformat(action["ended_at"]) if action["ended_at"] else None
     e = EpisodeRow
     scope = [e.started_at >= start] + ([e.started_at <= end] if end else [])
-    rows = session.execute(select(e.pool, e.image, e.rto_seconds).where(*scope)).all()
-    rtos = [rto for p, i, rto in rows if (p, i) in images and rto is not None]
-    return max(rtos, default=None)
+    rows = session.execute(
+        select(e.pool, e.image, e.from_cluster, e.to_cluster, e.rto_seconds)
+        .where(*scope)
+        .order_by(e.started_at, e.id)
+    ).all()
+    wanted = set(images)
+    mine = [r for r in rows if (r.pool, r.image) in wanted]
+    rtos = [r.rto_seconds for r in mine if r.rto_seconds is not None]
+    return {
+        "storage_rto_seconds": max(rtos, default=None),
+        "volume_episodes": [
+            {
+                "volume": f"{r.pool}/{r.image}",
+                "from": r.from_cluster,
+                "to": r.to_cluster,
+                "rto_seconds": r.rto_seconds,
+            }
+            for r in mine
+        ],
+    }

@@ -237,7 +237,11 @@ def _applications(data: ReportData) -> Section:
             [
                 a["application"],
                 f"{a['phase'] or '?'}" + (f" ({a['progression']})" if a["progression"] else ""),
-                f"{act['phase']} {short_time(act['started_at'])}" if act else "-",
+                f"{act['phase']} {short_time(act['started_at'])}, "
+                f"{len({e['volume'] for e in act['volume_episodes']})}/{a['volumes']} switched"
+                + (f" ({len(a['actions'])} in window)" if len(a["actions"]) > 1 else "")
+                if act
+                else "-",
                 (_secs(act["ramen_seconds"]) if act["ended_at"] else "in progress") if act else "-",
                 _secs(act["storage_rto_seconds"]) if act else "-",
                 _secs(a["ramen_rpo_seconds"]),
@@ -252,9 +256,10 @@ def _applications(data: ReportData) -> Section:
          "RPO (RAMEN)", "WORST LAG (CEPH)", "VOLUMES"],
         rows,
         notes=[
-            "RTO as Ramen's DRPC measures it (action to rest) and as storage does (the slowest "
-            "of its volumes' switches); RPO as Ramen's lastGroupSyncTime says it now, and the "
-            "worst lag Ceph showed in the window"
+            "each DRPC action is one episode of its application: LAST ACTION counts its "
+            "volumes whose switch began with it; RTO as Ramen's DRPC measures it (action to "
+            "rest) and as storage does (the slowest of those switches); RPO as Ramen's "
+            "lastGroupSyncTime says it now, and the worst lag Ceph showed in the window"
         ],
     )  # fmt: skip
 

@@ -192,5 +192,16 @@ def test_the_report_shows_the_application_its_last_action_and_both_rtos(tmp_path
     storage = r.episodes()[-1].rto_seconds
     assert action["storage_rto_seconds"] == storage and storage is not None
     assert app["ramen_rpo_seconds"] is None  # Ramen said no lastGroupSyncTime here
+    # Each action is one episode of the application, with its volume's switch under it.
+    assert [(a["phase"], a["done"]) for a in app["actions"]] == [
+        ("FailingOver", "FailedOver"),
+        ("Relocating", "Relocated"),
+    ]
+    assert [[(e["from"], e["to"]) for e in a["volume_episodes"]] for a in app["actions"]] == [
+        [("dr1", "dr2")],
+        [("dr2", "dr1")],
+    ]
+    assert app["last_action"] == app["actions"][-1]
     table = to_table(data)
     assert "APPLICATIONS (RAMEN)" in table and "Relocated (Completed)" in table
+    assert "1/1 switched (2 in window)" in table

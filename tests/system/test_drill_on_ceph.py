@@ -22,6 +22,8 @@ import pytest
 from ceph_drill import IMAGE, POOL, Drill, Lab, app_images, wait_for
 from sqlalchemy import select
 
+from auditd.store.models import ObjectRow
+
 pytestmark = pytest.mark.ceph
 CYCLES = int(os.environ.get("AUDITD_DRILL_CYCLES", "3"))
 
@@ -94,7 +96,8 @@ def test_an_application_of_16_volumes_switched_together_and_staggered_is_silent(
     lab.ensure_images(APP)
     # At 30 s and 10 s: the 60 s default's switches are the first test's; this one is about
     # many volumes at once, and each switch waits out the slower daemon's cycle.
-    drill = Drill(lab, tmp_path, images=APP, intervals=(30, 10))
+    # Half of them replicate as one consistency group (the group rules judge with the rest).
+    drill = Drill(lab, tmp_path, images=APP, intervals=(30, 10), grouped=8)
     try:
         drill.start()
         time.sleep(20)
@@ -115,6 +118,14 @@ def test_an_application_of_16_volumes_switched_together_and_staggered_is_silent(
                 assert e.ended_at is not None and e.rto_seconds is not None, (w.name, e.image)
                 limit = (s.settled - s.started) + w.interval + 10
                 assert 0 < e.rto_seconds <= limit, (w.name, e.image, e.rto_seconds)
+        # The group was watched where it lived, with its eight members, and its rules judged
+        # it through both switches (silent above).
+        with w.session() as db:
+            groups = db.scalars(
+                select(ObjectRow).where(ObjectRow.kind == "VolumeGroupReplication")
+            ).all()
+        members = [len(str(g.facts.get("members") or "").split(",")) for g in groups]
+        assert [g.cluster for g in groups] == [drill.primary] and members == [8], (w.name, groups)
 
 
 @pytest.mark.timeout(1800)
@@ -271,8 +282,6 @@ def test_a_probe_key_that_cannot_read_is_a_blind_spot_never_healthy(
         assert not [f for f in fired if f[0] == "pool-mirroring-unhealthy"], fired
         with w.session() as s:
             from sqlalchemy import select
-
-            from auditd.store.models import ObjectRow
 
             images = [
                 r.facts.get("class")
