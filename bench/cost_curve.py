@@ -80,11 +80,13 @@ def run(bench: str, volumes: int) -> str:
         text=True,
         cwd=BENCH.parent,
     )
-    if done.returncode != 0:
+    if done.returncode != 0 and not re.search(r"\d", done.stdout):
         raise SystemExit(
             f"{bench} at {volumes} volumes failed (exit {done.returncode}):\n"
             f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         )
+    if done.returncode != 0:  # report_scale exits 1 when its own target is not met
+        print(f"    (exit {done.returncode}: {done.stdout.strip().splitlines()[-1]})")
     return done.stdout
 
 

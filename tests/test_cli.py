@@ -172,6 +172,18 @@ def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
     verdicts = {(r["rule"], r["subject"]): r["verdict"] for r in doc["verdicts"]}
     assert verdicts[("vrg-not-protected", "dr1/VolumeReplicationGroup/shop/shop")] == "ok"
     assert verdicts[("unprotected-volume", "dr1-dr2/replicapool/csi-vol-77a0")] == "ok"
+    # A volume's history says what protects it now: its group, its VRG, its application.
+    p = auditd("history", "-c", cfg, "shop/uploads", "--format", "json")
+    assert json.loads(p.stdout)["volume"]["joined"] == [
+        "dr1/VolumeGroupReplication/shop/shop-group",
+        "dr1/VolumeReplicationGroup/shop/shop",
+        "hub/DRPlacementControl/shop/shop",
+    ]
+    text = auditd("history", "-c", cfg, "shop/mysql-data").stdout
+    assert (
+        "protected or grouped by (now): dr1/VolumeReplicationGroup/shop/shop, "
+        "hub/DRPlacementControl/shop/shop"
+    ) in text
     p = subprocess.run(
         [sys.executable, "-m", "auditd", "explain", "-c", cfg, "nope/none"],
         capture_output=True,

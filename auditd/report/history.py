@@ -26,7 +26,7 @@ from auditd.report.query import (
 from auditd.report.render import table
 from auditd.report.sections import short_time
 from auditd.sources.kube import kinds
-from auditd.store.models import EpisodeRow, TransitionRow, ViolationRow
+from auditd.store.models import EpisodeRow, ObjectRow, TransitionRow, ViolationRow
 
 PVC, PV, VR = kinds.PVC.kind, kinds.PV.kind, kinds.VR.kind
 
@@ -98,6 +98,32 @@ def resolve(session: Session, ref: str) -> Volume | None:
     return vol
 
 
+def joined_now(session: Session, vol: Volume) -> list[str]:
+    """What protects or groups the volume's claims now, as the kind catalogue joins it: a
+    consistency group listing the claim, Ramen's VRG and DRPC covering its namespace (a DRPC
+    on the hub too), any kind added with a Join. Its VRs are listed on their own."""
+    if not vol.claims:
+        return []
+    joins = {k.kind: k.joins for k in kinds.ALL_KINDS if k.joins and k.kind != VR}
+    namespaces = {ns for ns, _ in vol.claims}
+    out = set()
+    for row in session.scalars(select(ObjectRow).where(ObjectRow.kind.in_(sorted(joins)))):
+        join, facts = joins[row.kind], row.facts or {}
+        if join is None:
+            continue
+        if join.by == "claim":
+            names = set(str(facts.get(join.fact) or "").split(","))
+            hit = any(ns == row.namespace and n in names for ns, n in vol.claims)
+        elif join.by == "namespace":
+            hit = bool(namespaces & set(join.covers(row.namespace, facts)))
+        else:
+            hit = False  # a whole-cluster object (a DRCluster) is no one volume's
+        if hit:
+            ns = f"{row.namespace}/" if row.namespace else ""
+            out.add(f"{row.cluster}/{row.kind}/{ns}{row.name}")
+    return sorted(out)
+
+
 def load_history(
     session: Session, vol: Volume, since: datetime | None, until: datetime | None, limit: int
 ) -> dict[str, Any]:
@@ -135,6 +161,7 @@ def load_history(
             "pvs": sorted(vol.pvs),
             "volume_replications": [f"{ns}/{n}" for ns, n in sorted(vol.vrs)],
             "images": [f"{p}/{i}" for p, i in sorted(vol.images)],
+            "joined": joined_now(session, vol),
         },
         "transitions": [transition_doc(r) for r in reversed(rows)],
         "incidents": [violation_doc(v, delivery.get(v.id, [])) for v in incidents],
@@ -159,9 +186,10 @@ def history_text(doc: dict[str, Any]) -> str:
                 ("image", "images"),
             )
         ),
-        "",
-        "TIMELINE (both clusters; source: list, watch, relist, resync, probe, health)",
     ]
+    if v.get("joined"):
+        out.append("protected or grouped by (now): " + ", ".join(v["joined"]))
+    out += ["", "TIMELINE (both clusters; source: list, watch, relist, resync, probe, health)"]
     rows = [
         [
             short_time(t["observed_at"]),

@@ -216,6 +216,7 @@ def test_history_of_one_volume_across_its_failover(
         "pvs": ["pvc-dr1-0001", "pvc-dr2-0001"],
         "volume_replications": ["payments/ledger"],
         "images": ["replicapool/csi-vol-0001"],
+        "joined": [],  # no group, no Ramen in this story
     }
     seen = {(t["cluster"], t["kind"], t["source"]) for t in doc["transitions"]}
     assert ("dr1", "PersistentVolumeClaim", "watch") in seen
