@@ -488,7 +488,12 @@ class Config(Strict):
         return next((p for p in self.pairs if cluster in p.clusters), None)
 
     def pair_named(self, name: str) -> PairConfig:
-        return next(p for p in self.pairs if p.name == name)
+        return self.pairs_by_name[name]
+
+    @cached_property
+    def pairs_by_name(self) -> dict[str, PairConfig]:
+        # Asked for by every volume view built: a lookup, not a scan.
+        return {p.name: p for p in self.pairs}
 
     def cluster_named_by_ramen(self, pair: PairConfig, ramen_name: str) -> str | None:
         """The pair's cluster Ramen calls ``ramen_name`` (its ramen_name, else its name)."""

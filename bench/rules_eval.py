@@ -9,7 +9,11 @@ refreshed every volume's lag and nothing else (only the lag rules look), against
 every rule on those volumes in the same run; and the per-event path, K single PVC changes each
 taken in and judged on its own (what a watch burst costs before the database).
 
-    python bench/rules_eval.py [--volumes 10000] [--changes 2000]
+With --app-size K the volumes are Ramen applications of K PVCs each, one namespace per
+application: a primary VRG protecting all K, and a hub holding each application's DRPC and both
+DRClusters. One PVC change then asks the application's VRG and DRPC rules about all K volumes.
+
+    python bench/rules_eval.py [--volumes 10000] [--changes 2000] [--app-size 0]
 """
 
 from __future__ import annotations
@@ -52,17 +56,38 @@ def main() -> int:
     )
     ap.add_argument("--volumes", type=int, default=10_000)
     ap.add_argument("--changes", type=int, default=2_000)
-    args = ap.parse_args()
-    n, changes = args.volumes, min(args.changes, args.volumes)
-    config = parse_config(
-        {
-            "clusters": [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}],
-            "pairs": [{"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}],
-        }
+    ap.add_argument(
+        "--app-size", type=int, default=0, help="PVCs per Ramen application (0: no Ramen)"
     )
+    args = ap.parse_args()
+    n, changes, size = args.volumes, min(args.changes, args.volumes), args.app_size
+    apps = max(n // size, 1) if size else 100
+    clusters = [{"name": "dr1", "role": "primary"}, {"name": "dr2", "role": "secondary"}]
+    pair = {"name": "p", "clusters": ["dr1", "dr2"], "pools": ["replicapool"]}
+    if size:
+        clusters.append({"name": "hub", "role": "hub"})
+        pair["hub"] = "hub"
+    config = parse_config({"clusters": clusters, "pairs": [pair]})
     inv = Inventory()
+    if size:
+        for a in range(apps):
+            ns = f"ns{a}"
+            claims = [f"d{i}" for i in range(a, n, apps)]
+            inv.apply(
+                event("dr1", "VolumeReplicationGroup", objects.vrg(ns, ns, protected=claims), 1)
+            )
+            inv.apply(event("hub", "DRPlacementControl", objects.drpc(ns, ns, "dr1"), 1))
+        for name in ("dr1", "dr2"):
+            drcluster = {
+                "apiVersion": "ramendr.openshift.io/v1alpha1",
+                "kind": "DRCluster",
+                "metadata": {"name": name},
+                "spec": {},
+                "status": {"phase": "Available"},
+            }
+            inv.apply(event("hub", "DRCluster", drcluster, 1))
     for i in range(n):
-        ns, img = f"ns{i % 100}", f"csi-vol-{i:05d}"
+        ns, img = f"ns{i % apps}", f"csi-vol-{i:05d}"
         inv.apply(
             event("dr1", "PersistentVolumeClaim", objects.pvc(f"d{i}", ns, volume=f"pv{i}"), 1)
         )
@@ -85,7 +110,10 @@ def main() -> int:
 
     delta = inv.apply(
         event(
-            "dr1", "PersistentVolumeClaim", objects.pvc("d7", "ns7", volume="pv7", phase="Lost"), 2
+            "dr1",
+            "PersistentVolumeClaim",
+            objects.pvc("d7", f"ns{7 % apps}", volume="pv7", phase="Lost"),
+            2,
         )
     )
     t = time.perf_counter()
@@ -104,12 +132,14 @@ def main() -> int:
 
     t = time.perf_counter()
     for i in range(changes):
-        pvc = objects.pvc(f"d{i}", f"ns{i % 100}", volume=f"pv{i}", phase="Lost")
+        pvc = objects.pvc(f"d{i}", f"ns{i % apps}", volume=f"pv{i}", phase="Lost")
         engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 3)).touched, T)
     per_change = (time.perf_counter() - t) / max(changes, 1)
 
+    ramen = f", Ramen applications of {size} PVCs" if size else ""
     print(
-        f"rules over {volumes:,} volumes ({len(inv.objects):,} objects, {len(engine.rules)} rules)\n"
+        f"rules over {volumes:,} volumes ({len(inv.objects):,} objects, {len(engine.rules)} rules"
+        f"{ramen})\n"
     )
     print(
         f"  full evaluation (relist / restart)  {full:7.2f} s   {len(verdicts):,} verdicts   target <= 2 s"

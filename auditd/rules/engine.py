@@ -13,7 +13,7 @@ from auditd.matchers import unknown_names
 from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.subjects import judged
-from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId, not_current
+from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId, VolumeView, not_current
 from auditd.rules.windows import WindowTracker
 from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.rbd.probe import ProbeResult
@@ -204,7 +204,22 @@ class RuleEngine:
             if episode is not None and episode.peer_lost:
                 peer_lost[view.id] = episode
         probed = self._probed_clusters(inventory)
-        by_id = {v.id: v for v in views}
+        built = {v.id: v for v in views}
+        joined: dict[ObjectKey, tuple[VolumeView, ...]] = {}
+
+        def members(key: ObjectKey) -> tuple[VolumeView, ...]:
+            # Several rules ask about one application per evaluation (its VRG, its DRPC, its
+            # group), and each answer is the view of every volume it joins: each view of a
+            # namespace of 5,000 PVCs is built once per evaluation, not once per ask.
+            found = joined.get(key)
+            if found is None:
+                found = joined[key] = tuple(
+                    built.get(vid)
+                    or built.setdefault(vid, self.correlator.view(inventory, vid, blind))
+                    for vid in sorted(self.correlator.joined_volumes(inventory, key))
+                )
+            return found
+
         ctx = RuleContext(
             inventory,
             self.config,
@@ -217,10 +232,7 @@ class RuleEngine:
             peer_lost,
             switching | frozenset(v for v, e in self.windows.open.items() if e.switching),
             lambda key: self.correlator.peer_claim_volume(inventory, key),
-            lambda key: tuple(
-                by_id.get(vid) or self.correlator.view(inventory, vid, blind)
-                for vid in sorted(self.correlator.joined_volumes(inventory, key))
-            ),
+            members,
         )
         if observe:
             self._want_probes(ctx, inventory, keys, probed)

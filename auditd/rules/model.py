@@ -72,6 +72,17 @@ class RuleContext:
     # The pair views of every volume an object joins (a consistency group's members, a Ramen
     # VRG's namespace), evaluated in this round or not.
     members: Callable[[ObjectKey], tuple[VolumeView, ...]] = lambda _key: ()
+    # What rules derive from the whole pair rather than one volume (a hub's fenced clusters),
+    # kept for the rest of this evaluation: the facts it reads do not change within one.
+    _derived: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived(self, name: str, scope: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per evaluation for (name, scope): a rule judging 10,000 volumes
+        of one pair asks about the pair once, not 10,000 times."""
+        key = (name, scope)
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     @cached_property
     def views(self) -> Mapping[VolumeId, VolumeView]:

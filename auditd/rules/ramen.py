@@ -404,7 +404,7 @@ def _fenced(ctx: RuleContext, pair: PairConfig) -> dict[str, ObjectKey] | None:
 )
 def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     pair = ctx.config.pair_named(view.id.pair)
-    fenced = _fenced(ctx, pair)
+    fenced = ctx.derived("fenced", pair.name, lambda: _fenced(ctx, pair))
     if fenced is None:
         return UNKNOWN  # the hub is blind: whether a cluster is fenced is not known now
     if not fenced or ctx.in_window(view) or view.id in ctx.switching:

@@ -24,7 +24,8 @@ SMOKE: dict[str, list[str]] = {
     # Every other bench at two tiny sizes, on SQLite, read back into one table.
     "cost_curve.py": ["--sizes", "20,40"],
     "rbd_parse.py": ["--images", "50"],
-    "rules_eval.py": ["--volumes", "50", "--changes", "20"],
+    # As Ramen applications: cost_curve runs it without.
+    "rules_eval.py": ["--volumes", "50", "--changes", "20", "--app-size", "10"],
     "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
     "watch_scale.py": ["--volumes", "50", "--events", "200"],
     # One failover and failback of one volume at a 10 s probe; no site loss, and no forced
