@@ -344,6 +344,8 @@ class Ingestor:
             log.info("violation %s %s: %s", v.rule, v.state, v.subject, extra={"rule": v.rule})
         self.committed_batches += 1
         if self.metrics is not None:
+            oldest = min(observed_at(i) for i in batch)
+            self.metrics.ingest_delay.observe(max((self.clock.now() - oldest).total_seconds(), 0))
             self.metrics.observe(
                 commit.probes,
                 commit.delta.transitions,

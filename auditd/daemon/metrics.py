@@ -83,6 +83,19 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.ingest_queue = Gauge(
+            "auditd_ingest_queue_items",
+            "Items (watch events, list pages, probe results) received and not yet taken by the"
+            " ingest writer. Growing for minutes: the writer cannot keep up.",
+            registry=r,
+        )
+        self.ingest_delay = Histogram(
+            "auditd_ingest_delay_seconds",
+            "From receiving the oldest item of a committed batch to its commit: how late the"
+            " history and the verdicts are.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
         self.probe_errors = Counter(
             "auditd_probe_errors_total",
             "Failed rbd probes, by failure kind (timeout, auth, garbage, ...).",

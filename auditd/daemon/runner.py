@@ -228,6 +228,7 @@ class Daemon:
             want_probes=self.probe_soon,
         )
         self.metrics.firing_now(self.ingestor.led_active())
+        self.metrics.ingest_queue.set_function(self.ingestor.queue.qsize)
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
         started = self.clock.now()

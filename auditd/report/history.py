@@ -109,10 +109,8 @@ def joined_now(session: Session, vol: Volume) -> list[str]:
     out = set()
     for row in session.scalars(select(ObjectRow).where(ObjectRow.kind.in_(sorted(joins)))):
         join, facts = joins[row.kind], row.facts or {}
-        if join is None:
-            continue
         if join.by == "claim":
-            names = set(str(facts.get(join.fact) or "").split(","))
+            names = set(join.claims(facts))
             hit = any(ns == row.namespace and n in names for ns, n in vol.claims)
         elif join.by == "namespace":
             hit = bool(namespaces & set(join.covers(row.namespace, facts)))

@@ -64,12 +64,6 @@ else:
     cached_property = _Once
 
 
-def _names(value: str | None) -> tuple[str, ...]:
-    """A claim fact's PVC names: one name, or several joined by commas (which a Kubernetes
-    name never holds)."""
-    return tuple(n for n in value.split(",") if n) if value else ()
-
-
 def not_current(inventory: Inventory, cluster: str) -> bool:
     """A watch stream of this cluster is reconnecting or blind: what auditd holds of its
     objects is last-known, not current."""
@@ -233,9 +227,9 @@ class Correlator:
         self.config = config
         # Read at construction, not import, so that the one catalogue is what every engine sees.
         catalogue = kinds.ALL_KINDS if catalogue is None else tuple(catalogue)
-        # kind -> the fact naming the PVC it joins; the kinds that join a whole namespace.
-        self._claim_fact = {
-            k.kind: k.joins.fact for k in catalogue if k.joins and k.joins.by == "claim"
+        # kind -> its claim join (the fact naming the PVCs it joins).
+        self._claim_joins = {
+            k.kind: k.joins for k in catalogue if k.joins and k.joins.by == "claim"
         }
         # kind -> its namespace join (which may name the namespaces it covers in a fact).
         self._namespace_joins = {
@@ -313,7 +307,7 @@ class Correlator:
                     else:
                         self._images.setdefault(vid, set()).add(key)
                     affected.add(vid)
-            elif key.kind == PVC or key.kind in self._claim_fact:
+            elif key.kind == PVC or key.kind in self._claim_joins:
                 if key.kind != PVC:
                     # It was deleted or names other claims now: the volumes it named are
                     # affected too.
@@ -339,7 +333,7 @@ class Correlator:
     def _index_claim(self, key: ObjectKey, facts: Facts | None) -> None:
         for old in self._claims_of.pop(key, ()):
             self._by_claim.get(old, set()).discard(key)
-        names = _names(facts.get(self._claim_fact[key.kind]) if facts else None)
+        names = self._claim_joins[key.kind].claims(facts) if facts else ()
         if names:
             claims = tuple((key.cluster, f"{key.namespace}/{n}") for n in names)
             self._claims_of[key] = claims
@@ -381,9 +375,9 @@ class Correlator:
         VR, a group's members for a VolumeGroupReplication)."""
         if key.kind == PVC:
             return (key.name,)
-        fact = self._claim_fact.get(key.kind)
-        known = inventory.objects.get(key) if fact else None
-        return _names(known.facts.get(fact)) if known and fact else ()
+        join = self._claim_joins.get(key.kind)
+        known = inventory.objects.get(key) if join else None
+        return join.claims(known.facts) if known and join else ()
 
     def _volume_of_pvc(
         self, inventory: Inventory, cluster: str, namespace: str, pvc_name: str
@@ -412,7 +406,7 @@ class Correlator:
         return [
             key
             for cluster in clusters
-            for kind in (PVC, *self._claim_fact)
+            for kind in (PVC, *self._claim_joins)
             for key in inventory.keys_of(cluster, kind)
             if self._volume_of_claim(inventory, key) is None
         ]
@@ -422,7 +416,7 @@ class Correlator:
         link it now."""
         if key.kind == PV:
             return self._pv_volume.get(key)
-        if key.kind == PVC or key.kind in self._claim_fact:
+        if key.kind == PVC or key.kind in self._claim_joins:
             return self._volume_of_claim(inventory, key) or self.peer_claim_volume(inventory, key)
         return None
 

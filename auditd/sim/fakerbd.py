@@ -5,7 +5,9 @@
 The directory of the ceph.conf is the site's state: ``site`` holds the site name (site-a),
 ``scenario`` the capture scenario to replay (healthy, failover-1-demoted-site-a, ...) or a
 fault (garbage, timeout, auth, no-pool), ``fixtures`` the captures' root directory, and
-``retime`` (optional) how many seconds old the newest record should look.
+``retime`` (optional) how many seconds old the newest record should look. Scenario
+``synthetic`` prints a healthy pool of as many images as the file ``images`` says, as of now
+(auditd/sim/rbdpool.py; ``cluster`` names the site's cluster, dr1 or dr2).
 The real `direct` transport runs it exactly as it runs `rbd`.
 """
 
@@ -44,6 +46,13 @@ def main(argv: list[str]) -> int:
         return 13
     if "status" in words and "pool" in words and "mirror" in words and "schedule" not in words:
         name = "mirror-pool-status-verbose.json"
+        if scenario == "synthetic":
+            from auditd.clock import SYSTEM
+            from auditd.sim.rbdpool import pool_status
+
+            cluster = _read(state / "cluster", "dr1")
+            sys.stdout.write(pool_status(cluster, int(_read(state / "images", "0")), SYSTEM.now()))
+            return 0
         if scenario == "no-pool":
             pool = words[words.index("status") + 1]
             sys.stderr.write(f"rbd: error opening pool '{pool}': (2) No such file or directory\n")

@@ -100,6 +100,9 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
             lambda: value(port, "auditd_outbox_notifications", status="sent") == 1, timeout=15
         )  # the incident's message; its alert is folded into it
         assert value(port, "auditd_outbox_notifications", status="grouped") == 1
+        # The writer's own pace: every committed batch measured, nothing left waiting.
+        assert (value(port, "auditd_ingest_delay_seconds_count") or 0) >= 3
+        assert value(port, "auditd_ingest_queue_items") is not None
         site.scenario("auth")
         wait_until(
             lambda: (value(port, "auditd_probe_errors_total",

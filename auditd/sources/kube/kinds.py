@@ -31,6 +31,12 @@ class Join:
         if self.by == "cluster" and self.fact:
             raise ValueError("a cluster join reads no fact")
 
+    def claims(self, facts: Mapping[str, str | None]) -> tuple[str, ...]:
+        """The PVC names a claim-joined object names in its fact: one name, or several joined
+        by commas (which a Kubernetes name never holds)."""
+        listed = facts.get(self.fact)
+        return tuple(n for n in listed.split(",") if n) if listed else ()
+
     def covers(self, namespace: str, facts: Mapping[str, str | None]) -> tuple[str, ...]:
         """The namespaces a namespace-joined object of ``namespace`` covers, given its facts."""
         listed = facts.get(self.fact) if self.fact else None

@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""Soak (issue 24): `auditd run` for a long time at scale, sampled, with a verdict on drift.
+
+The daemon runs as a subprocess, as in production, against two simulated clusters (the primary
+holds N volumes: PVC + PV + VolumeReplication each, sized like real objects), a simulated `rbd`
+per site (one pool of N healthy images, each status record rewritten every 30 s as rbd-mirror
+does: auditd/sim/rbdpool.py) and a fake Slack. Steady churn meanwhile:
+
+* ``--churn`` DR-relevant changes a second (a PVC's phase to Lost and back);
+* violations opening and resolving: every 20 s a PVC of the same name appears on the secondary
+  (pvc-on-secondary, its `for` cut to 30 s so that it fires and reaches Slack), removed 3 min later;
+* a relist of every kind on both clusters every ``--relist-every`` (history compacted, watches
+  dropped: the watchers get 410 Gone and list again);
+* a probe of both sites every ``--probe-interval``; retention pruning every minute with a
+  short ``--keep``.
+
+Every ``--sample-every`` it samples the daemon: RSS, open file descriptors, threads, database
+size, transitions held, ingest queue depth, ingest delay (p99 of /metrics'
+auditd_ingest_delay_seconds over the interval), the end-to-end latency of one marked change
+(a PVC label written to the fake API server -> its transition committed), and the mean probe
+duration. At the end: each figure's slope per hour after the warm-up (the first fifth), and a
+verdict: RSS growth under 5% per 24 h extrapolated, no growth in fds or threads, latency flat,
+database size bounded by retention (judged once the run is 3x --keep + 2 min long; RSS once 30
+min are sampled after the warm-up).
+
+    python bench/soak.py [--duration 30m] [--volumes 10000] [--churn 10] [--db sqlite|postgresql]
+                         [--relist-every 10m] [--probe-interval 60s] [--keep 10m]
+                         [--sample-every 10s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from watch_scale import PG_URL, populate, realistic_pvc
+
+from auditd.durations import parse as parse_duration
+from auditd.sim import objects
+from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.fakeslack import FakeSlack
+from auditd.sim.world import pair_config_toml
+from auditd.sources.kube.kinds import PVC
+
+FAKE_RBD = [sys.executable, "-m", "auditd.sim.fakerbd"]
+SECONDARY_EVERY = 20.0  # s between PVCs appearing on the secondary
+SECONDARY_FOR = 180.0  # s each stays there
+PRUNE_EVERY = 60.0  # s, retention.every
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the daemon was synced
+    rss_mb: float
+    fds: int
+    threads: int
+    db_mb: float
+    transitions: int
+    queue: float
+    delay_p99: float | None  # s, from the daemon's histogram over the interval
+    e2e: float | None  # s, one marked change, None when it did not commit within 30 s
+    probe_s: float | None  # mean probe duration over the interval
+
+
+@dataclass
+class Scrape:
+    buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+    probe_sum: float = 0.0
+    probe_count: float = 0.0
+    queue: float = 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> Scrape:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    out = Scrape()
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == "auditd_ingest_delay_seconds_bucket":
+                out.buckets[float(s.labels["le"])] = s.value
+            elif s.name == "auditd_probe_duration_seconds_sum" and s.labels.get("kind") == "status":
+                out.probe_sum += s.value
+            elif (
+                s.name == "auditd_probe_duration_seconds_count" and s.labels.get("kind") == "status"
+            ):
+                out.probe_count += s.value
+            elif s.name == "auditd_ingest_queue_items":
+                out.queue = s.value
+    return out
+
+
+def p99(before: Scrape, after: Scrape) -> float | None:
+    """The 99th percentile of the batches committed between two scrapes (a bucket's bound)."""
+    counts = sorted((le, after.buckets[le] - before.buckets.get(le, 0.0)) for le in after.buckets)
+    total = counts[-1][1] if counts else 0
+    if total <= 0:
+        return None
+    return next(le for le, n in counts if n >= 0.99 * total)
+
+
+def proc_status(pid: int) -> tuple[float, int, int]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    rss = int(fields["VmRSS"].split()[0]) / 1024
+    return rss, len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"])
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    xs, ys = [p[0] / 3600 for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+class Churn:
+    """The steady changes a production pair sees, written through the fake API servers."""
+
+    def __init__(self, dr1: FakeKubeAPI, dr2: FakeKubeAPI, volumes: int, seed: int = 7) -> None:
+        self.dr1, self.dr2, self.volumes = dr1, dr2, volumes
+        self.rng = random.Random(seed)
+        self.lost: dict[int, float] = {}  # volume -> when it is set Bound again
+        self.on_secondary: dict[int, float] = {}  # volume -> when its secondary PVC goes
+        self.next_secondary = 0.0
+        self.changes = 0
+
+    def step(self, now: float) -> None:
+        i = self.rng.randrange(self.volumes)
+        if i in self.lost or i in self.on_secondary:
+            return
+        self._phase(i, "Lost")
+        self.lost[i] = now + 30
+
+    def due(self, now: float) -> None:
+        for i in [i for i, at in self.lost.items() if at <= now]:
+            self._phase(i, "Bound")
+            del self.lost[i]
+        for i in [i for i, at in self.on_secondary.items() if at <= now]:
+            obj = realistic_pvc(i)["metadata"]
+            self.dr2.delete(PVC, obj["namespace"], obj["name"])
+            del self.on_secondary[i]
+        if now >= self.next_secondary:
+            i = self.rng.randrange(self.volumes)
+            if i not in self.on_secondary and i not in self.lost:
+                meta = realistic_pvc(i)["metadata"]
+                self.dr2.create(PVC, objects.pvc(meta["name"], meta["namespace"]))
+                self.on_secondary[i] = now + SECONDARY_FOR
+            self.next_secondary = now + SECONDARY_EVERY
+
+    def _phase(self, i: int, phase: str) -> None:
+        obj = realistic_pvc(i)
+        obj["status"]["phase"] = phase
+        self.dr1.replace(PVC, obj)
+        self.changes += 1
+
+
+def marked_change(dr1: FakeKubeAPI, engine_url: str, n: int, volumes: int) -> float | None:
+    """One PVC label written, then the time until its transition is committed."""
+    i = (n * 7919) % volumes
+    obj = realistic_pvc(i)
+    mark = f"soak-{n}"
+    obj["metadata"]["labels"] = {**obj["metadata"]["labels"], "soak": mark}
+    t0 = time.monotonic()
+    dr1.replace(PVC, obj)
+    engine = create_engine(engine_url)
+    try:
+        with engine.connect() as c:
+            while time.monotonic() - t0 < 30:
+                found = c.execute(
+                    text(
+                        "SELECT 1 FROM transitions WHERE cluster = 'dr1' AND kind = :k AND "
+                        "namespace = :ns AND name = :name AND field = 'labels' AND new LIKE :m"
+                    ),
+                    {
+                        "k": PVC.kind,
+                        "ns": obj["metadata"]["namespace"],
+                        "name": obj["metadata"]["name"],
+                        "m": f'%"{mark}"%',
+                    },
+                ).first()
+                if found is not None:
+                    return time.monotonic() - t0
+                c.rollback()
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
+    return None
+
+
+def db_size_mb(url: str, path: Path | None, schema: str | None) -> tuple[float, int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            rows = int(c.execute(text("SELECT count(*) FROM transitions")).scalar_one())
+            if schema is not None:
+                size = c.execute(
+                    text(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = :s AND c.relkind = 'r'"
+                    ),
+                    {"s": schema},
+                ).scalar_one()
+                return float(size) / 2**20, rows
+    finally:
+        engine.dispose()
+    assert path is not None
+    total = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    return total / 2**20, rows
+
+
+def site(root: Path, cluster: str, name: str, images: int) -> dict[str, object]:
+    d = root / name
+    d.mkdir()
+    (d / "ceph.conf").write_text("[global]\n")
+    # Pool info and the snapshot schedule (the slow probe) from the real captures.
+    fixtures = Path(__file__).resolve().parent.parent / "tests" / "data" / "rbd"
+    for key, value in (
+        ("site", name),
+        ("cluster", cluster),
+        ("scenario", "synthetic"),
+        ("fixtures", str(fixtures)),
+    ):
+        (d / key).write_text(value)
+    (d / "images").write_text(str(images))
+    return {"conf": str(d / "ceph.conf"), "user": "auditd", "rbd_command": FAKE_RBD}
+
+
+def verdicts(samples: list[Sample], keep_s: float) -> list[tuple[str, str, bool | None]]:
+    """(figure, what was seen, passed; None when the run is too short to say)."""
+    if len(samples) < 6:
+        return [("all", f"{len(samples)} samples: too few to judge", None)]
+    warm = samples[len(samples) // 5 :]
+    third = max(len(warm) // 3, 1)
+    first, last = warm[:third], warm[-third:]
+    hours = (warm[-1].t - warm[0].t) / 3600
+    out: list[tuple[str, str, bool | None]] = []
+    rss_slope = slope_per_hour([(s.t, s.rss_mb) for s in warm])
+    rss_day = 100 * rss_slope * 24 / statistics.fmean(s.rss_mb for s in warm)
+    # Caches and the allocator settle over minutes: a shorter run says nothing about a day.
+    long_enough = hours >= 0.5
+    out.append(
+        (
+            "RSS",
+            f"{rss_slope:+.1f} MB/h, {rss_day:+.1f}% per 24 h"
+            + ("" if long_enough else " (not judged under 30 min)"),
+            rss_day < 5 if long_enough else None,
+        )
+    )
+    for name, get, slack in (("fds", lambda s: s.fds, 2), ("threads", lambda s: s.threads, 1)):
+        a, b = max(map(get, first)), max(map(get, last))
+        out.append((name, f"max {a} first third, {b} last third", b <= a + slack))
+    e2e_a = [s.e2e for s in first if s.e2e is not None]
+    e2e_b = [s.e2e for s in last if s.e2e is not None]
+    lost = sum(1 for s in warm if s.e2e is None)
+    if e2e_a and e2e_b:
+        a, b = max(e2e_a), max(e2e_b)
+        out.append(
+            (
+                "change -> commit",
+                f"worst {a:.2f} s first third, {b:.2f} s last third, {lost} over 30 s",
+                b <= 2 * a + 0.25 and lost == 0,
+            )
+        )
+    delays_a = [s.delay_p99 for s in first if s.delay_p99 is not None]
+    delays_b = [s.delay_p99 for s in last if s.delay_p99 is not None]
+    if delays_a and delays_b:
+        a, b = statistics.median(delays_a), statistics.median(delays_b)
+        out.append(
+            ("ingest delay p99", f"median {a:g} s first third, {b:g} s last", b <= 2 * a + 0.25)
+        )
+    probes_a = [s.probe_s for s in first if s.probe_s is not None]
+    probes_b = [s.probe_s for s in last if s.probe_s is not None]
+    if probes_a and probes_b:
+        a, b = statistics.fmean(probes_a), statistics.fmean(probes_b)
+        out.append(("probe duration", f"{a:.2f} s first third, {b:.2f} s last", b <= 1.5 * a + 0.5))
+    span = samples[-1].t
+    if span >= 3 * keep_s + 2 * PRUNE_EVERY:
+        # By then pruning (every minute) has been removing as much as comes in for a keep.
+        settled = [s for s in samples if s.t >= 2 * keep_s + PRUNE_EVERY]
+        grew = slope_per_hour([(s.t, s.db_mb) for s in settled])
+        mean = statistics.fmean(s.db_mb for s in settled)
+        rows = slope_per_hour([(s.t, s.transitions) for s in settled])
+        out.append(
+            (
+                "database",
+                f"{grew:+.1f} MB/h on {mean:.0f} MB, transitions {rows:+,.0f}/h, past 2x keep",
+                grew * min(hours, 1) <= 0.1 * mean,
+            )
+        )
+    else:
+        out.append(("database", f"run {span:.0f} s < 3x keep + 2 min: bound not judged", None))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--duration", default="30m")
+    ap.add_argument("--volumes", type=int, default=10_000)
+    ap.add_argument("--churn", type=float, default=10.0, help="changes per second")
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--relist-every", default="10m")
+    ap.add_argument("--probe-interval", default="60s")
+    ap.add_argument("--keep", default="10m")
+    ap.add_argument("--sample-every", default="10s")
+    args = ap.parse_args()
+    duration = parse_duration(args.duration).total_seconds()
+    relist = parse_duration(args.relist_every).total_seconds()
+    every = parse_duration(args.sample_every).total_seconds()
+    keep = parse_duration(args.keep)
+    work = Path(tempfile.mkdtemp(prefix="auditd-soak-"))
+    dr1 = FakeKubeAPI("dr1", bookmark_interval=30).start()
+    dr2 = FakeKubeAPI("dr2", bookmark_interval=30).start()
+    slack = FakeSlack().start()
+    schema = None
+    proc = None
+    try:
+        populate(dr1, args.volumes)
+        kc = work / "kubeconfig"
+        write_kubeconfig(str(kc), {"dr1": dr1.url, "dr2": dr2.url})
+        db_path = work / "auditd.db" if args.db == "sqlite" else None
+        if db_path is not None:
+            url = f"sqlite:///{db_path}"
+        else:
+            schema = f"auditd_soak_{uuid.uuid4().hex[:8]}"
+            with create_engine(PG_URL, isolation_level="AUTOCOMMIT").connect() as c:
+                c.execute(text(f'CREATE SCHEMA "{schema}"'))
+            url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        port = free_port()
+        ceph = {
+            "dr1": site(work, "dr1", "site-a", args.volumes),
+            "dr2": site(work, "dr2", "site-b", args.volumes),
+        }
+        cfg = work / "auditd.toml"
+        cfg.write_text(
+            pair_config_toml(
+                kc,
+                url,
+                data_dir=work / "data",
+                log_level="WARNING",
+                pools=("replicapool",),
+                ceph=ceph,
+                slack_base_url=slack.base_url,
+                sections={
+                    "ops": {"listen": f"127.0.0.1:{port}"},
+                    "probe": {"interval": args.probe_interval, "jitter": "0s"},
+                    "retention": {
+                        "keep": args.keep,
+                        "keep_samples": args.keep,
+                        "every": f"{PRUNE_EVERY:g}s",
+                        "pause": "50ms",
+                    },
+                    "rules.pvc-on-secondary": {"for": "30s"},
+                },
+            )
+        )
+        log = open(work / "daemon.log", "w")  # noqa: SIM115 - the daemon's whole life
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
+            stderr=log,
+            env={**os.environ, "AUDITD_SLACK_TOKEN": slack.token},
+        )
+        t_start = time.monotonic()
+        synced = wait_synced(url, 3 * args.volumes, proc)
+        print(
+            f"soak: {args.volumes:,} volumes, {args.churn:g} changes/s, relist every "
+            f"{args.relist_every}, probe every {args.probe_interval}, keep {args.keep}, "
+            f"{args.db}, for {args.duration} (synced in {synced - t_start:.1f} s)",
+            flush=True,
+        )
+        samples = run(proc, dr1, dr2, args, url, db_path, schema, port, duration, relist, every)
+        print(f"\nSlack messages: {len(slack.messages)}; daemon log: {work / 'daemon.log'}")
+        if proc.poll() is not None:
+            print(f"soak: the daemon exited with {proc.returncode}")
+            return 1
+        report(samples, keep.total_seconds())
+        return 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        dr1.stop()
+        dr2.stop()
+        slack.stop()
+        if schema is not None:
+            with create_engine(PG_URL, isolation_level="AUTOCOMMIT").connect() as c:
+                c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def wait_synced(url: str, objects_: int, proc: subprocess.Popen[bytes]) -> float:
+    engine = create_engine(url)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the daemon exited with {proc.returncode} before its sync")
+            try:
+                with engine.connect() as c:
+                    n = c.execute(
+                        text("SELECT count(*) FROM objects WHERE kind <> 'AuditStream'")
+                    ).scalar_one()
+                if n >= objects_:
+                    return time.monotonic()
+            except Exception:  # the schema is not there yet
+                pass
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    raise SystemExit("no initial sync within 300 s")
+
+
+def run(
+    proc: subprocess.Popen[bytes],
+    dr1: FakeKubeAPI,
+    dr2: FakeKubeAPI,
+    args: argparse.Namespace,
+    url: str,
+    db_path: Path | None,
+    schema: str | None,
+    port: int,
+    duration: float,
+    relist: float,
+    every: float,
+) -> list[Sample]:
+    churn = Churn(dr1, dr2, args.volumes)
+    t0 = time.monotonic()
+    next_sample, next_relist, n = t0, t0 + relist, 0
+    before = scrape(port)
+    samples: list[Sample] = []
+    print(
+        f"\n{'min':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'DB MB':>7} {'transitions':>11}"
+        f" {'queue':>5} {'delay p99':>9} {'change->commit':>14} {'probe s':>7}",
+        flush=True,
+    )
+    while (now := time.monotonic()) - t0 < duration and proc.poll() is None:
+        churn.due(now)
+        if now >= next_relist:
+            for api in (dr1, dr2):
+                api.compact()
+                api.drop_watches()
+            next_relist = now + relist
+        if now >= next_sample:
+            n += 1
+            e2e = marked_change(dr1, url, n, args.volumes)
+            rss, fds, threads = proc_status(proc.pid)
+            db_mb, rows = db_size_mb(url, db_path, schema)
+            after = scrape(port)
+            probes = after.probe_count - before.probe_count
+            s = Sample(
+                now - t0,
+                rss,
+                fds,
+                threads,
+                db_mb,
+                rows,
+                after.queue,
+                p99(before, after),
+                e2e,
+                (after.probe_sum - before.probe_sum) / probes if probes else None,
+            )
+            before = after
+            samples.append(s)
+            print(format_row(s), flush=True)
+            next_sample = now + every
+        churn.step(now)
+        time.sleep(max(0.0, 1 / args.churn - (time.monotonic() - now)))
+    return samples
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def format_row(s: Sample) -> str:
+    return (
+        f"{s.t / 60:6.1f} {s.rss_mb:7.0f} {s.fds:4d} {s.threads:4d} {s.db_mb:7.1f}"
+        f" {s.transitions:11,d} {s.queue:5.0f} {_opt(s.delay_p99, '8g'):>9}"
+        f" {_opt(s.e2e, '13.2f'):>14} {_opt(s.probe_s, '7.2f'):>7}"
+    )
+
+
+def report(samples: list[Sample], keep_s: float) -> None:
+    warm = samples[len(samples) // 5 :]
+    print("\nslope per hour after the warm-up (the first fifth):")
+    series: list[tuple[str, Callable[[Sample], float | None]]] = [
+        ("RSS MB", lambda s: s.rss_mb),
+        ("fds", lambda s: s.fds),
+        ("threads", lambda s: s.threads),
+        ("database MB", lambda s: s.db_mb),
+        ("transitions held", lambda s: s.transitions),
+        ("queue items", lambda s: s.queue),
+        ("ingest delay p99 s", lambda s: s.delay_p99),
+        ("change -> commit s", lambda s: s.e2e),
+        ("probe duration s", lambda s: s.probe_s),
+    ]
+    for name, get in series:
+        points = [(s.t, v) for s in warm if (v := get(s)) is not None]
+        if points:
+            print(f"  {name:20} {slope_per_hour(points):+12.3f}  (last {points[-1][1]:g})")
+    print("\nverdict:")
+    results = verdicts(samples, keep_s)
+    for figure, seen, ok in results:
+        word = "n/a" if ok is None else "ok" if ok else "DRIFT"
+        print(f"  {figure:18} {word:5}  {seen}")
+    judged = [ok for _, _, ok in results if ok is not None]
+    print("soak:", "no drift" if judged and all(judged) else "DRIFT" if judged else "not judged")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
