@@ -1,7 +1,7 @@
 """The built-in rules. Each is a pure function of the facts it is given, with its name,
-severity, for-duration, words and by-hand check right above it (`volume_rule`, `keys_rule`,
-`_on_secondary`); RULES at the end is their order, nothing more (catalogue.py adds the group
-and Ramen rules).
+severity, for-duration, words and by-hand check right above it (define.py's `volume_rule`,
+`keys_rule`; `_on_secondary` here); RULES at the end is their order, nothing more
+(catalogue.py adds the group and Ramen rules).
 
 Roles come from the storage truth first (which side's image is primary, as the probes see it);
 the configured roles are the expectation, and decide only where the storage truth is not
@@ -11,120 +11,25 @@ verdicts that depend on it UNKNOWN.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from auditd import durations
 from auditd.inventory.inventory import ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
-from auditd.rules.model import UNKNOWN, Finding, Rule, RuleContext, Severity, Verdict
-from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView, not_current
+from auditd.rules.define import (
+    CHECK_IMAGE,
+    keys_rule,
+    new_finding,
+    side_evidence,
+    storage_role,
+    volume_rule,
+)
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
+from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
-from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC, Kind
-
-# -------------------------------------------------------------------- helpers
-
-# The by-hand check most rules share (their `verify` line).
-_CHECK_IMAGE = "rbd mirror image status POOL/IMAGE (on both sites)"
-
-
-def _role(view: VolumeView | None, side: Side | None, ctx: RuleContext, cluster: str) -> str | None:
-    """'primary', 'secondary', 'window' (both demoted: a relocate in progress) or None (unknown).
-
-    Where Ceph is probed, only settled storage records decide: the configured role never does,
-    a failing probe or records still catching up with a demote/promote mean "not yet known",
-    and so does an object whose link to an image (PVC -> PV -> image) has not arrived yet."""
-    if side is not None and side.blind:
-        return None
-    if side is None and not_current(ctx.inventory, cluster):
-        return None  # an object linked to no view: its own cluster's watch decides
-    if ctx.probed(cluster):
-        if view is None or side is None:
-            return None
-        peer = view.peer(cluster)
-        if not (side.storage_known and peer.storage_known and view.settled):
-            return None
-        if view.in_transition:
-            return "window"
-        if side.primary is True and peer.primary is not True:
-            return "primary"
-        if side.primary is False and peer.primary is True:
-            return "secondary"
-        return None
-    # No storage probes for this pair: the configured role is all we have.
-    return ctx.role_of(cluster)
-
-
-def _finding(
-    rule: Rule,
-    subject: str,
-    summary: str,
-    where: str | None,
-    ctx: RuleContext,
-    **evidence: object,
-) -> Finding:
-    pair = ctx.config.pair_of(where) if where else None
-    facts = {k: v for k, v in evidence.items() if v is not None}
-    # A finding about both sides (split brain) has no one cluster, but still its pair.
-    pair_name = pair.name if pair else (str(facts["pair"]) if facts.get("pair") else None)
-    if "namespace" not in facts:
-        # A volume's namespace is its PVC's (on either side): what silences and the report's
-        # --namespace match on.
-        claims = sorted(str(v) for k, v in facts.items() if k.endswith(".pvc") and "/" in str(v))
-        if claims:
-            facts["namespace"] = claims[0].split("/", 1)[0]
-    return Finding(
-        rule=rule.id,
-        subject=subject,
-        severity=rule.severity,
-        summary=summary,
-        cluster=where,
-        pair=pair_name,
-        evidence=facts,
-    )
-
-
-def _object_finding(
-    rule: Rule, ctx: RuleContext, key: ObjectKey, summary: str, **evidence: object
-) -> Finding:
-    """A finding about one Kubernetes object: it is the subject, and where it lives the
-    evidence."""
-    return _finding(
-        rule,
-        str(key),
-        summary,
-        key.cluster,
-        ctx,
-        cluster=key.cluster,
-        namespace=key.namespace,
-        name=key.name,
-        **evidence,
-    )
-
-
-def _side_evidence(ctx: RuleContext, view: VolumeView) -> dict[str, object]:
-    """Both sides at a glance: what the DR1-vs-DR2 table of an alert shows."""
-    out: dict[str, object] = {}
-    for s in view.sides:
-        img = s.image or {}
-        out[f"{s.cluster}.image"] = (
-            f"{img.get('state', 'not listed')} primary={img.get('primary', '?')}"
-        )
-        out[f"{s.cluster}.probe"] = s.pool_probe or "not probed"
-        if s.pvc:
-            out[f"{s.cluster}.pvc"] = f"{s.pvc.namespace}/{s.pvc.name}"
-        if s.vr:
-            vr = ctx.inventory.objects.get(s.vr)
-            want = vr.facts.get("replicationState") if vr else None
-            state = vr.facts.get("state") if vr else None
-            out[f"{s.cluster}.vr"] = f"{s.vr.namespace}/{s.vr.name} {want or '?'}/{state or '?'}"
-    if view.synced_at is not None and ctx.now is not None:
-        out["last_sync_age"] = durations.human(ctx.now - view.synced_at)
-    if view.drpc_phases:
-        out["drpc"] = ", ".join(view.drpc_phases)
-    return out
-
+from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
 
 # ------------------------------------------------------- objects on secondary
 
@@ -156,7 +61,7 @@ def _on_secondary(
             if ctx.awaiting_evidence(key, view):
                 return UNKNOWN  # storage records older than the object: a probe is asked for
             side = view.side(key.cluster) if view else None
-            role = _role(view, side, ctx, key.cluster)
+            role = storage_role(view, side, ctx, key.cluster)
             if role is None:
                 return UNKNOWN
             if role != "secondary":
@@ -167,7 +72,7 @@ def _on_secondary(
                 if view and side and side.storage_known
                 else ("configured as the DR secondary")
             )
-            return _finding(
+            return new_finding(
                 rule,
                 str(key),
                 f"{noun} {where} exists on {key.cluster}, where {truth}",
@@ -177,7 +82,7 @@ def _on_secondary(
                 namespace=key.namespace or None,
                 name=key.name,
                 **{k: v for k, v in known.facts.items() if v is not None},
-                **(_side_evidence(ctx, view) if view else {}),
+                **(side_evidence(ctx, view) if view else {}),
             )
 
         for key in keys:
@@ -207,7 +112,7 @@ pvc_on_secondary = _on_secondary(
     "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
     "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
     "collides with the real one on failover.",
-    f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {_CHECK_IMAGE}",
+    f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {CHECK_IMAGE}",
 )
 
 
@@ -219,7 +124,7 @@ pv_on_secondary = _on_secondary(
     timedelta(0),
     "A PV exists where the image is non-primary",
     "A PV bound to the non-primary replica outside a DR window.",
-    f"kubectl --context CLUSTER get pv NAME -o yaml; {_CHECK_IMAGE}",
+    f"kubectl --context CLUSTER get pv NAME -o yaml; {CHECK_IMAGE}",
 )
 
 
@@ -232,7 +137,7 @@ vr_on_secondary = _on_secondary(
     "A VolumeReplication exists where the image is non-primary",
     "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
     "during cleanup is expected and not flagged).",
-    f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {_CHECK_IMAGE}",
+    f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {CHECK_IMAGE}",
 )
 
 
@@ -258,85 +163,13 @@ def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
 # ------------------------------------------------------------ volume rules
 
 
-def volume_rule(
-    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
-) -> Callable[[Callable[[Rule, RuleContext, VolumeView], Verdict]], Rule]:
-    """A rule judged per volume: its name, severity, for-duration and words beside its
-    function (as Prometheus' AlertingRule keeps them beside its Eval). The function is given
-    its own rule, to word its findings: no rule looks itself up by name."""
-
-    def wrap(judge: Callable[[Rule, RuleContext, VolumeView], Verdict]) -> Rule:
-        def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-            return {str(v.id): judge(rule, ctx, v) for v in ctx.volumes}
-
-        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
-        return rule
-
-    return wrap
-
-
-def keys_rule(
-    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
-) -> Callable[[Callable[[Rule, RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]], Rule]:
-    """A rule judged on the keys a change touched (a pool, a stream, a site's clock)."""
-
-    def wrap(judge: Callable[[Rule, RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]) -> Rule:
-        def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-            return judge(rule, ctx, keys)
-
-        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
-        return rule
-
-    return wrap
-
-
-Facts = dict[str, str | None]
-JudgeObject = Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict]
-
-
-def object_rule(
-    kind: Kind,
-    rule_id: str,
-    severity: Severity,
-    for_: timedelta,
-    summary: str,
-    description: str,
-    verify: str,
-) -> Callable[[JudgeObject], Rule]:
-    """A rule judged per object of ``kind`` that joins volumes (a Ramen VRG, a consistency
-    group): those a change touched, and those joined to the volumes it touched. The function
-    gets the object's key, its facts and the views of every volume it joins. An object gone is
-    fine, and so is one with a volume in a DR window: what it says moves with the action."""
-
-    def wrap(judge: JudgeObject) -> Rule:
-        @keys_rule(rule_id, severity, for_, summary, description, verify)
-        def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
-            found = {k for k in keys if k.kind == kind.kind}
-            found |= {
-                k for v in ctx.volumes for s in v.sides for k in s.joined if k.kind == kind.kind
-            }
-            out: dict[str, Verdict] = {}
-            for key in sorted(found):
-                known = ctx.inventory.objects.get(key)
-                members = ctx.members(key) if known is not None else ()
-                if known is None or any(v.id in ctx.switching for v in members):
-                    out[str(key)] = None
-                else:
-                    out[str(key)] = judge(rule, ctx, key, known.facts, members)
-            return out
-
-        return evaluate
-
-    return wrap
-
-
 @volume_rule(
     "k8s-objects-on-both",
     "warning",
     timedelta(minutes=2),
     "A PVC or VR for the same image on both clusters",
     "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
-    f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {_CHECK_IMAGE}",
+    f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {CHECK_IMAGE}",
 )
 def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if any(s.blind for s in view.sides):
@@ -351,14 +184,14 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     ]
     if not both:
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{' and '.join(both)} for image {view.id.pool}/{view.id.image} exist on both {a.cluster} and {b.cluster}",
         None,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -369,7 +202,7 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     "Both sites think they are primary",
     "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
     "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
-    f"{_CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+    f"{CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
 )
 def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if not view.confirmed:
@@ -407,7 +240,7 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
             else f"both sides' {' and '.join(sorted(kinds_))} are Primary"
         )
     if reasons:
-        return _finding(
+        return new_finding(
             rule,
             str(view.id),
             f"Split brain on {view.id.pool}/{view.id.image}: {'; '.join(reasons)}",
@@ -415,7 +248,7 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
             ctx,
             pair=view.id.pair,
             reasons="; ".join(reasons),
-            **_side_evidence(ctx, view),
+            **side_evidence(ctx, view),
         )
     if any(s.blind for s in view.sides):
         return UNKNOWN  # a side's VR (or lack of one) is last-known: the VR reason is not known
@@ -432,7 +265,7 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     timedelta(minutes=5),
     "The secondary image is not up+replaying",
     "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
-    f"{_CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+    f"{CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
 )
 def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -448,14 +281,14 @@ def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> V
     state = secondary.image.get("state")
     if state == "up+replaying":
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} on {secondary.cluster} (secondary) is {state}, not up+replaying",
         secondary.cluster,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -465,7 +298,7 @@ def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> V
     timedelta(minutes=5),
     "The primary image is not up+stopped",
     "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
-    _CHECK_IMAGE,
+    CHECK_IMAGE,
 )
 def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -477,14 +310,14 @@ def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdi
     state = (side.image or {}).get("state")
     if state == "up+stopped":
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} on {primary} (primary) is {state}, not up+stopped",
         primary,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -505,14 +338,14 @@ def image_missing_on_peer(rule: Rule, ctx: RuleContext, view: VolumeView) -> Ver
         return UNKNOWN
     if peer.image is not None:
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is primary on {primary} but not listed on {peer.cluster}",
         peer.cluster,
         ctx,
         pair=view.id.pair,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -533,7 +366,9 @@ def _primary_vr(ctx: RuleContext, view: VolumeView) -> tuple[Side, dict[str, str
     return (side, known.facts) if known else None
 
 
-def _interval(ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]) -> timedelta | None:
+def replication_interval(
+    ctx: RuleContext, cluster: str, vr_facts: dict[str, str | None]
+) -> timedelta | None:
     """The VolumeReplicationClass schedulingInterval of a VR ("1m", "12m", "1h", "1d")."""
     vrc = ctx.inventory.objects.get(
         ObjectKey(cluster, VRC.kind, "", vr_facts.get("volumeReplicationClass") or "")
@@ -573,7 +408,7 @@ def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         # be told; image-missing-on-peer and secondary-not-replaying speak to the rest.
         return UNKNOWN
     pv = _primary_vr(ctx, view)
-    interval = _interval(ctx, primary, pv[1]) if pv else None
+    interval = replication_interval(ctx, primary, pv[1]) if pv else None
     record = view.peer(primary).record
     if interval is not None and record is not None and record.demoted_at is not None:
         first_due = record.demoted_at + interval
@@ -594,7 +429,7 @@ def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         level, limit = "critical", f"the configured RPO {rpo}"
     if level is None:
         return None
-    finding = _finding(
+    finding = new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image}: the secondary last synced {durations.human(lag)} ago, past {limit}",
@@ -605,7 +440,7 @@ def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         synced_at=view.synced_at.isoformat(),
         interval=durations.compact(interval) if interval else None,
         rpo=durations.compact(rpo) if rpo else None,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
     return replace(finding, severity=level)
 
@@ -645,13 +480,13 @@ def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     override = ctx.config.rules.get(rule.id)
     tolerance = (
         (override.tolerance if override else None)
-        or _interval(ctx, side.cluster, facts)
+        or replication_interval(ctx, side.cluster, facts)
         or timedelta(minutes=10)
     )
     gap = abs(vr_time - view.synced_at)
     if gap <= tolerance:
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image}: VR lastSyncTime and Ceph disagree by {durations.human(gap)}",
@@ -695,7 +530,7 @@ def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     what = " and ".join(
         w for w, on in (("Degraded", degraded), ("not Completed", incomplete)) if on
     )
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{driver.kind} {driver.namespace}/{driver.name} on {side.cluster} (primary) is {what}",
@@ -745,7 +580,7 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
                     and side.replicated_by is None
                     and pvc.facts.get("storageClassName") in classes
                 ):
-                    return _finding(
+                    return new_finding(
                         rule,
                         str(view.id),
                         f"PVC {side.pvc.namespace}/{side.pvc.name} on {side.cluster} uses mirrored storage "
@@ -764,7 +599,7 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
         return UNKNOWN
     if side.replicated_by is not None or side.pvc is None:
         return None  # a VR, or a consistency group that lists the PVC, drives it
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is mirrored and its PVC {side.pvc.namespace}/{side.pvc.name} on "
@@ -773,7 +608,7 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
         ctx,
         pair=view.id.pair,
         namespace=side.pvc.namespace,
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -811,7 +646,7 @@ def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
             continue
         if vr.facts.get("replicationState") == "secondary":
             continue
-        return _finding(
+        return new_finding(
             rule,
             str(view.id),
             f"{view.id.pool}/{view.id.image} under PVC {side.pvc.namespace}/{side.pvc.name} on "
@@ -822,7 +657,7 @@ def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
             pair=view.id.pair,
             namespace=side.pvc.namespace,
             vr_state=vr.facts.get("state"),
-            **_side_evidence(ctx, view),
+            **side_evidence(ctx, view),
         )
     return None
 
@@ -846,7 +681,7 @@ def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict
     took = ctx.now - episode.started_at
     if took <= deadline:
         return None
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image}: a failover/relocate from {episode.from_cluster or '?'} has been "
@@ -857,7 +692,7 @@ def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict
         started_at=episode.started_at.isoformat(),
         trigger=episode.trigger,
         steps=len(episode.steps),
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -899,7 +734,7 @@ def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Ve
     if old.pv is not None:
         steps.append(f"{ctx_} delete pv {old.pv.name}")
     seen = "unreachable" if not old.storage_known else "still primary or not cleaned up"
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{image} failed over to {new.cluster} while {old.cluster} was unreachable: "
@@ -911,7 +746,7 @@ def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Ve
         failover_at=episode.started_at.isoformat(),
         old_side=old.cluster,
         todo="; ".join(steps),
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
@@ -954,7 +789,7 @@ def pool_unhealthy(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> d
         if key.kind == RBD_POOL and daemon == "OK" and _explained_by_switches(ctx, key):
             out[subject] = None  # images mid-switch: a failover of many volumes, not a fault
             continue
-        out[subject] = _finding(
+        out[subject] = new_finding(
             rule,
             subject,
             f"Mirroring of pool {key.name} on {key.cluster} is {health} (daemons {daemon})",
@@ -1014,7 +849,7 @@ def ceph_clock_skew(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> 
             out[subject] = UNKNOWN
             continue
         way = "ahead of" if offset > timedelta(0) else "behind"
-        out[subject] = _finding(
+        out[subject] = new_finding(
             rule,
             subject,
             f"The Ceph clock of {key.cluster} is {durations.human(abs(offset))} {way} auditd's (from the "
@@ -1081,7 +916,7 @@ def audit_blind_spot(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) ->
                     if ctx.now
                 )
             )
-        out[subject] = _finding(
+        out[subject] = new_finding(
             rule,
             subject,
             f"auditd cannot {' or '.join(what)} on {cluster}: its DR state there is unknown",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.builtin import _CHECK_IMAGE, Facts, _object_finding, _role, object_rule
+from auditd.rules.define import CHECK_IMAGE, Facts, object_finding, object_rule, storage_role
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
 from auditd.rules.views import VolumeView
 from auditd.sources.kube.kinds import VGR
@@ -32,7 +32,7 @@ _GET_GROUP = "kubectl --context CLUSTER -n NAMESPACE get volumegroupreplication 
     "on the other: the group no longer fails over as one crash-consistent unit, and the "
     "application's volumes are split between sites. (Two minutes cover records that lag a "
     "group's switch by up to one rbd-mirror rewrite.)",
-    f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
+    f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
 )
 def group_split(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -46,7 +46,7 @@ def group_split(
             )
             for site in sorted(sites)
         }
-        return _object_finding(
+        return object_finding(
             rule,
             ctx,
             key,
@@ -68,7 +68,7 @@ def group_split(
     "The group object is on a cluster where every member's image is non-primary, outside a DR "
     "window: the group's VolumeReplication work belongs with the primary. (A group with "
     "replicationState: secondary is Ramen or an operator cleaning up: not flagged.)",
-    f"{_GET_GROUP}; {_CHECK_IMAGE} for each member",
+    f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
 )
 def group_on_secondary(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -76,14 +76,16 @@ def group_on_secondary(
     if not members or facts.get("replicationState") == "secondary":
         return None
     roles = [
-        _role(v, next((s for s in v.sides if s.cluster == key.cluster), None), ctx, key.cluster)
+        storage_role(
+            v, next((s for s in v.sides if s.cluster == key.cluster), None), ctx, key.cluster
+        )
         for v in members
     ]
     if any(r in ("primary", "window") for r in roles):
         return None
     if any(r is None for r in roles):
         return UNKNOWN
-    return _object_finding(
+    return object_finding(
         rule,
         ctx,
         key,

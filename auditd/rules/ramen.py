@@ -19,16 +19,16 @@ from auditd import durations
 from auditd.config import PairConfig
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules import label_selector
-from auditd.rules.builtin import (
-    _CHECK_IMAGE,
+from auditd.rules.builtin import replication_interval
+from auditd.rules.define import (
+    CHECK_IMAGE,
     Facts,
     JudgeObject,
-    _finding,
-    _interval,
-    _object_finding,
-    _side_evidence,
     keys_rule,
+    new_finding,
+    object_finding,
     object_rule,
+    side_evidence,
     volume_rule,
 )
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
@@ -74,7 +74,7 @@ def vrg_not_protected(
         if v is not None and v.startswith("False") and v.partition("/")[2] not in _UNDER_WAY
     ]
     if false:
-        return _object_finding(
+        return object_finding(
             rule,
             ctx,
             key,
@@ -117,7 +117,7 @@ def vrg_pvc_unprotected(
     missing = sorted(set(selected) - set(listed.split(",")) - {""})
     if not missing:
         return None
-    return _object_finding(
+    return object_finding(
         rule,
         ctx,
         key,
@@ -188,7 +188,7 @@ def drpc_progression_stuck(
         else:
             # On a hub of one pair, the finding is that pair's (the scope that leads it).
             served = ctx.config.pairs_of(key.cluster)
-            out[str(key)] = _object_finding(
+            out[str(key)] = object_finding(
                 rule,
                 ctx,
                 key,
@@ -293,14 +293,14 @@ def ramen_rpo_disagreement(
         for v in members
         if (vr := v.side(primary).vr) is not None
         and (vr_known := ctx.inventory.objects.get(vr)) is not None
-        and (i := _interval(ctx, primary, vr_known.facts)) is not None
+        and (i := replication_interval(ctx, primary, vr_known.facts)) is not None
     ]
     tolerance = (override.tolerance if override else None) or max(
         timedelta(minutes=10), 2 * max(intervals, default=timedelta(0))
     )
     if gap <= tolerance:
         return None
-    return _object_finding(
+    return object_finding(
         rule,
         ctx,
         key,
@@ -351,7 +351,7 @@ def drpc_placement_disagrees(
     elsewhere = [v for v in members if v.primary_cluster not in (None, targets[v.id])]
     if not elsewhere:
         return UNKNOWN if any(v.primary_cluster is None for v in members) else None
-    return _object_finding(
+    return object_finding(
         rule,
         ctx,
         key,
@@ -400,7 +400,7 @@ def _fenced(ctx: RuleContext, pair: PairConfig) -> dict[str, ObjectKey] | None:
     "the first step of a failover: the DRPC's action opens the DR window. Ramen's cluster "
     "names are matched to auditd's by clusters.ramen_name.",
     "kubectl --context HUB get drcluster NAME -o yaml (spec.clusterFence, status.phase); "
-    f"kubectl --context HUB get drpc -A; {_CHECK_IMAGE}",
+    f"kubectl --context HUB get drpc -A; {CHECK_IMAGE}",
 )
 def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     pair = ctx.config.pair_named(view.id.pair)
@@ -417,7 +417,7 @@ def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) ->
     if drcluster is None:
         return None
     facts = ctx.inventory.objects[drcluster].facts
-    return _finding(
+    return new_finding(
         rule,
         str(view.id),
         f"{view.id.pool}/{view.id.image} is primary only on {primary}, which Ramen's DRCluster "
@@ -427,7 +427,7 @@ def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) ->
         drcluster=str(drcluster),
         cluster_fence=facts.get("clusterFence"),
         drcluster_phase=facts.get("phase"),
-        **_side_evidence(ctx, view),
+        **side_evidence(ctx, view),
     )
 
 
