@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from watch_scale import PG_URL, populate, realistic_pvc
@@ -178,7 +178,7 @@ class Churn:
         self.changes += 1
 
 
-def marked_change(dr1: FakeKubeAPI, engine_url: str, n: int, volumes: int) -> float | None:
+def marked_change(dr1: FakeKubeAPI, engine: Engine, n: int, volumes: int) -> float | None:
     """One PVC label written, then the time until its transition is committed."""
     i = (n * 7919) % volumes
     obj = realistic_pvc(i)
@@ -186,48 +186,40 @@ def marked_change(dr1: FakeKubeAPI, engine_url: str, n: int, volumes: int) -> fl
     obj["metadata"]["labels"] = {**obj["metadata"]["labels"], "soak": mark}
     t0 = time.monotonic()
     dr1.replace(PVC, obj)
-    engine = create_engine(engine_url)
-    try:
-        with engine.connect() as c:
-            while time.monotonic() - t0 < 30:
-                found = c.execute(
-                    text(
-                        "SELECT 1 FROM transitions WHERE cluster = 'dr1' AND kind = :k AND "
-                        "namespace = :ns AND name = :name AND field = 'labels' AND new LIKE :m"
-                    ),
-                    {
-                        "k": PVC.kind,
-                        "ns": obj["metadata"]["namespace"],
-                        "name": obj["metadata"]["name"],
-                        "m": f'%"{mark}"%',
-                    },
-                ).first()
-                if found is not None:
-                    return time.monotonic() - t0
-                c.rollback()
-                time.sleep(0.02)
-    finally:
-        engine.dispose()
+    with engine.connect() as c:
+        while time.monotonic() - t0 < 30:
+            found = c.execute(
+                text(
+                    "SELECT 1 FROM transitions WHERE cluster = 'dr1' AND kind = :k AND "
+                    "namespace = :ns AND name = :name AND field = 'labels' AND new LIKE :m"
+                ),
+                {
+                    "k": PVC.kind,
+                    "ns": obj["metadata"]["namespace"],
+                    "name": obj["metadata"]["name"],
+                    "m": f'%"{mark}"%',
+                },
+            ).first()
+            if found is not None:
+                return time.monotonic() - t0
+            c.rollback()
+            time.sleep(0.02)
     return None
 
 
-def db_size_mb(url: str, path: Path | None, schema: str | None) -> tuple[float, int]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            rows = int(c.execute(text("SELECT count(*) FROM transitions")).scalar_one())
-            if schema is not None:
-                size = c.execute(
-                    text(
-                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE n.nspname = :s AND c.relkind = 'r'"
-                    ),
-                    {"s": schema},
-                ).scalar_one()
-                return float(size) / 2**20, rows
-    finally:
-        engine.dispose()
+def db_size_mb(engine: Engine, path: Path | None, schema: str | None) -> tuple[float, int]:
+    with engine.connect() as c:
+        rows = int(c.execute(text("SELECT count(*) FROM transitions")).scalar_one())
+        if schema is not None:
+            size = c.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :s AND c.relkind = 'r'"
+                ),
+                {"s": schema},
+            ).scalar_one()
+            return float(size) / 2**20, rows
     assert path is not None
     total = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
     return total / 2**20, rows
@@ -458,38 +450,43 @@ def run(
         f" {'queue':>5} {'delay p99':>9} {'change->commit':>14} {'probe s':>7}",
         flush=True,
     )
-    while (now := time.monotonic()) - t0 < duration and proc.poll() is None:
-        churn.due(now)
-        if now >= next_relist:
-            for api in (dr1, dr2):
-                api.compact()
-                api.drop_watches()
-            next_relist = now + relist
-        if now >= next_sample:
-            n += 1
-            e2e = marked_change(dr1, url, n, args.volumes)
-            rss, fds, threads = proc_status(proc.pid)
-            db_mb, rows = db_size_mb(url, db_path, schema)
-            after = scrape(port)
-            probes = after.probe_count - before.probe_count
-            s = Sample(
-                now - t0,
-                rss,
-                fds,
-                threads,
-                db_mb,
-                rows,
-                after.queue,
-                p99(before, after),
-                e2e,
-                (after.probe_sum - before.probe_sum) / probes if probes else None,
-            )
-            before = after
-            samples.append(s)
-            print(format_row(s), flush=True)
-            next_sample = now + every
-        churn.step(now)
-        time.sleep(max(0.0, 1 / args.churn - (time.monotonic() - now)))
+    # One engine for the whole run: the soak should not add connection churn to what it measures.
+    engine = create_engine(url)
+    try:
+        while (now := time.monotonic()) - t0 < duration and proc.poll() is None:
+            churn.due(now)
+            if now >= next_relist:
+                for api in (dr1, dr2):
+                    api.compact()
+                    api.drop_watches()
+                next_relist = now + relist
+            if now >= next_sample:
+                n += 1
+                e2e = marked_change(dr1, engine, n, args.volumes)
+                rss, fds, threads = proc_status(proc.pid)
+                db_mb, rows = db_size_mb(engine, db_path, schema)
+                after = scrape(port)
+                probes = after.probe_count - before.probe_count
+                s = Sample(
+                    now - t0,
+                    rss,
+                    fds,
+                    threads,
+                    db_mb,
+                    rows,
+                    after.queue,
+                    p99(before, after),
+                    e2e,
+                    (after.probe_sum - before.probe_sum) / probes if probes else None,
+                )
+                before = after
+                samples.append(s)
+                print(format_row(s), flush=True)
+                next_sample = now + every
+            churn.step(now)
+            time.sleep(max(0.0, 1 / args.churn - (time.monotonic() - now)))
+    finally:
+        engine.dispose()
     return samples
 
 

@@ -30,7 +30,7 @@ from auditd.daemon.items import (
     by_time,
     describe_item,
     halves,
-    observed_at,
+    observed_span,
     quarantined,
 )
 from auditd.daemon.leader import Leadership, NotLeader
@@ -331,7 +331,8 @@ class Ingestor:
         """One batch through the auditor, and what it decided written in one transaction."""
         # The time the batch was observed, not when it is written: after a database outage,
         # violations and object state carry the times things happened.
-        commit = self.auditor.step(batch, now or max(observed_at(i) for i in batch))
+        oldest, latest = observed_span(batch)
+        commit = self.auditor.step(batch, now or latest)
         if commit.wanted:
             self.want_probes(commit.wanted)  # only asks: the scheduler runs them on its own threads
         if commit.empty:
@@ -344,7 +345,6 @@ class Ingestor:
             log.info("violation %s %s: %s", v.rule, v.state, v.subject, extra={"rule": v.rule})
         self.committed_batches += 1
         if self.metrics is not None:
-            oldest = min(observed_at(i) for i in batch)
             self.metrics.ingest_delay.observe(max((self.clock.now() - oldest).total_seconds(), 0))
             self.metrics.observe(
                 commit.probes,

@@ -63,6 +63,18 @@ def by_time(batch: Sequence[Item]) -> list[Sequence[Item]]:
     return out
 
 
+def observed_span(batch: Sequence[Item]) -> tuple[datetime, datetime]:
+    """The earliest and the latest observation in a non-empty batch, in one pass."""
+    first = last = observed_at(batch[0])
+    for item in batch:
+        at = observed_at(item)
+        if at < first:
+            first = at
+        elif at > last:
+            last = at
+    return first, last
+
+
 def observed_at(item: Item) -> datetime:
     """When the source saw this item (what its transitions and verdicts are dated by)."""
     if isinstance(item, Downtime):

@@ -14,9 +14,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from auditd.config import MIRROR_REFRESH
 from auditd.sim.captures import CAPTURES, SITE, retime
 
-REWRITE = 30  # seconds between rbd-mirror's rewrites of one image's status record
+REWRITE = int(MIRROR_REFRESH.total_seconds())  # rbd-mirror rewrites each status record this often
 SNAPSHOT = 60  # seconds between mirror snapshots (the schedule's interval)
 _REPLAYING = "replaying, "
 
