@@ -2,11 +2,12 @@
 """The cost curve (issue 24): the other benches at several sizes of one pair, as one table.
 
 Each bench runs as its own process at each size (watch_scale on SQLite with a burst of two
-events per volume, rules_eval, rbd_parse with one pool of N images per site, report_scale on
-SQLite with 20 transitions per volume) and its printed figures are read back. Beside each
-figure, its cost per volume, and how that cost grew from the previous size: a growth well
-above 1.0x is a super-linear step, the thing this table is for. The targets at 50,000 volumes
-(150,000 objects, 100,000 image records) are checked when that size is in the run.
+events per volume, rules_eval, rbd_parse with one pool of N images per site, metrics_scale
+with N images per site, report_scale on SQLite with 20 transitions per volume) and its
+printed figures are read back. Beside each figure, its cost per volume, and how that cost grew
+from the previous size: a growth well above 1.0x is a super-linear step, the thing this table
+is for. The targets at 50,000 volumes (150,000 objects, 100,000 image records) are checked when
+that size is in the run.
 
     python bench/cost_curve.py [--sizes 1000,10000,50000]
 """
@@ -51,6 +52,9 @@ FIGURES = (
     Figure("lag-only probe cycle", "rules_eval", r"lag refreshed only\s+([\d.]+) s", "s"),
     Figure("parse one site's status", "rbd_parse", r"parse_pool_status\s+([\d.]+) ms", "ms"),
     Figure("ingest a changed cycle", "rbd_parse", r"every image changed\s+([\d.]+) ms", "ms"),
+    Figure("/metrics series", "metrics_scale", r"^auditd's /metrics\s+([\d,]+)", ""),
+    Figure("/metrics memory", "metrics_scale", r"^auditd's /metrics\s+[\d,]+\s+([\d.]+)", "MB"),
+    Figure("one scrape", "metrics_scale", r"^auditd's /metrics(?:\s+[\d,.]+){3}\s+([\d.]+)", "s"),
     Figure("report --since 24h", "report_scale", r"report \(all sections, SQL\)\s+([\d.]+) s", "s"),
     Figure("report, whole process", "report_scale", r"--since 24h` process\s+([\d.]+) s", "s"),
 )
@@ -61,6 +65,7 @@ def _args(bench: str, volumes: int) -> list[str]:
         "watch_scale": ["--volumes", str(volumes), "--events", str(2 * volumes), "--db", "sqlite"],
         "rules_eval": ["--volumes", str(volumes), "--changes", str(min(volumes, 2000))],
         "rbd_parse": ["--images", str(volumes)],
+        "metrics_scale": ["--images", str(volumes)],
         "report_scale": [
             "--volumes",
             str(volumes),
@@ -102,7 +107,12 @@ def _fmt(value: float | None) -> str:
 
 
 # A figure's cost per volume, in a unit that reads well: time in microseconds, memory in KB.
-_PER_VOLUME = {"s": (1e6, "us/volume"), "ms": (1e3, "us/volume"), "MB": (1024, "KB/volume")}
+_PER_VOLUME = {
+    "s": (1e6, "us/volume"),
+    "ms": (1e3, "us/volume"),
+    "MB": (1024, "KB/volume"),
+    "": (1, "/volume"),
+}
 
 
 def _growth(row: list[float | None]) -> str:

@@ -210,7 +210,7 @@ class Daemon:
             self.sessions, sinks, cfg.alerts, self.clock, lambda: self.leadership.leads(GLOBAL)
         )
         self.metrics.image_states(
-            ((k.cluster, k.namespace, k.name), str(known.facts.get("class")))
+            ((k.cluster, k.namespace, k.name), known.facts.get("class") or "unknown")
             for k, known in inventory.objects.items()
             if k.kind == RBD_IMAGE
         )

@@ -93,7 +93,10 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
         # rewrite (45 s); lag is measured from the capture's snapshot time.
         img = {"cluster": "dr1", "pool": "replicapool", "image": "csi-vol-0001"}
         wait_until(lambda: value(port, "auditd_rbd_image_state", **img, state="stale") == 1, 70)
-        assert value(port, "auditd_rbd_image_state", **img, state="healthy") == 0
+        assert value(port, "auditd_rbd_image_state", **img, state="healthy") is None
+        pool = {"cluster": "dr1", "pool": "replicapool"}
+        assert value(port, "auditd_rbd_images", **pool, state="stale") == 1
+        assert value(port, "auditd_rbd_images", **pool, state="healthy") == 0
         wait_until(lambda: value(port, "auditd_watch_stream_up", cluster="dr2",
                                  kind="PersistentVolumeClaim") == 1, timeout=15)  # fmt: skip
         wait_until(
@@ -121,7 +124,10 @@ def test_metrics_health_and_readiness_of_a_running_daemon(
         img = {"cluster": "dr1", "pool": "replicapool", "image": "csi-vol-0001"}
         # The last probe before the restart failed: unknown, never the last good state.
         assert value(again.ops.port, "auditd_rbd_image_state", **img, state="unknown") == 1
-        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="stale") == 0
+        assert value(again.ops.port, "auditd_rbd_image_state", **img, state="stale") is None
+        pool = {"cluster": "dr1", "pool": "replicapool"}
+        assert value(again.ops.port, "auditd_rbd_images", **pool, state="unknown") == 1
+        assert value(again.ops.port, "auditd_rbd_images", **pool, state="stale") == 0
     finally:
         again.stop()
 

@@ -34,13 +34,15 @@ def test_a_failing_probe_is_a_blind_spot_alert_and_unknown_everywhere(tmp_path: 
     image = (
         'auditd_rbd_image_state{cluster="dr2",image="csi-vol-0001",pool="replicapool",state="%s"}'
     )
+    pool = 'auditd_rbd_images{cluster="dr2",pool="replicapool",state="%s"}'
     text = generate_latest(metrics.registry).decode()
-    assert image % "healthy" + " 1.0" in text
+    assert pool % "healthy" + " 1.0" in text and image % "healthy" not in text
     for minutes in (2, 3, 4, 5):
         failing(p, minutes)
     # From the first failure the image reads unknown, not its last good state.
     text = generate_latest(metrics.registry).decode()
-    assert image % "healthy" + " 0.0" in text and image % "unknown" + " 1.0" in text
+    assert image % "unknown" + " 1.0" in text
+    assert pool % "healthy" + " 0.0" in text and pool % "unknown" + " 1.0" in text
     assert 'auditd_rbd_image_lag_seconds{cluster="dr2"' not in text
     # Past probe.blind_after (2m): the blind spot is an alert, critical.
     assert ("audit-blind-spot", "cluster/dr2", "firing") in p.violations()
@@ -64,7 +66,8 @@ def test_a_failing_probe_is_a_blind_spot_alert_and_unknown_everywhere(tmp_path: 
     # A good probe again: healthy, and the blind spot resolves.
     p.at(6, probe("dr1", "healthy"), probe("dr2", "healthy"))
     assert ("audit-blind-spot", "cluster/dr2", "resolved") in p.violations()
-    assert image % "healthy" + " 1.0" in generate_latest(metrics.registry).decode()
+    text = generate_latest(metrics.registry).decode()
+    assert pool % "healthy" + " 1.0" in text and image % "unknown" not in text
 
 
 def test_a_short_probe_interval_does_not_make_healthy_records_stale() -> None:

@@ -23,6 +23,7 @@ SMOKE: dict[str, list[str]] = {
     "check_scale.py": ["--volumes", "50"],
     # Every other bench at two tiny sizes, on SQLite, read back into one table.
     "cost_curve.py": ["--sizes", "20,40"],
+    "metrics_scale.py": ["--images", "50"],
     "rbd_parse.py": ["--images", "50"],
     # As Ramen applications: cost_curve runs it without.
     "rules_eval.py": ["--volumes", "50", "--changes", "20", "--app-size", "10"],
