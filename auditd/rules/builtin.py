@@ -26,7 +26,7 @@ from auditd.rules.define import (
     storage_role,
     volume_rule,
 )
-from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, RuleWords, Severity, Verdict
 from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
@@ -34,16 +34,7 @@ from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
 # ------------------------------------------------------- objects on secondary
 
 
-def _on_secondary(
-    kind: str,
-    attr: str,
-    rule_id: str,
-    severity: Severity,
-    for_: timedelta,
-    summary: str,
-    description: str,
-    verify: str,
-) -> Rule:
+def _on_secondary(kind: str, attr: str, words: RuleWords) -> Rule:
     """An object of ``kind`` (the sides' ``attr``) where its image is non-primary."""
     noun = {PVC: "PVC", PV: "PV", VR: "VolumeReplication"}[kind]
 
@@ -98,46 +89,52 @@ def _on_secondary(
                     out[str(key)] = judge(key, view)
         return out
 
-    rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+    rule = words.rule(evaluate)
     return rule
 
 
 pvc_on_secondary = _on_secondary(
     PVC,
     "pvc",
-    "pvc-on-secondary",
-    "warning",
-    timedelta(0),
-    "A PVC exists where the image is non-primary",
-    "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
-    "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
-    "collides with the real one on failover.",
-    f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {CHECK_IMAGE}",
+    RuleWords(
+        "pvc-on-secondary",
+        "warning",
+        timedelta(0),
+        "A PVC exists where the image is non-primary",
+        "In steady state the PVC, PV and VolumeReplication exist only where the RBD image is primary. "
+        "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
+        "collides with the real one on failover.",
+        f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {CHECK_IMAGE}",
+    ),
 )
 
 
 pv_on_secondary = _on_secondary(
     PV,
     "pv",
-    "pv-on-secondary",
-    "warning",
-    timedelta(0),
-    "A PV exists where the image is non-primary",
-    "A PV bound to the non-primary replica outside a DR window.",
-    f"kubectl --context CLUSTER get pv NAME -o yaml; {CHECK_IMAGE}",
+    RuleWords(
+        "pv-on-secondary",
+        "warning",
+        timedelta(0),
+        "A PV exists where the image is non-primary",
+        "A PV bound to the non-primary replica outside a DR window.",
+        f"kubectl --context CLUSTER get pv NAME -o yaml; {CHECK_IMAGE}",
+    ),
 )
 
 
 vr_on_secondary = _on_secondary(
     VR,
     "vr",
-    "vr-on-secondary",
-    "warning",
-    timedelta(0),
-    "A VolumeReplication exists where the image is non-primary",
-    "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
-    "during cleanup is expected and not flagged).",
-    f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {CHECK_IMAGE}",
+    RuleWords(
+        "vr-on-secondary",
+        "warning",
+        timedelta(0),
+        "A VolumeReplication exists where the image is non-primary",
+        "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
+        "during cleanup is expected and not flagged).",
+        f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {CHECK_IMAGE}",
+    ),
 )
 
 
@@ -164,12 +161,14 @@ def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
 
 
 @volume_rule(
-    "k8s-objects-on-both",
-    "warning",
-    timedelta(minutes=2),
-    "A PVC or VR for the same image on both clusters",
-    "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
-    f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {CHECK_IMAGE}",
+    RuleWords(
+        "k8s-objects-on-both",
+        "warning",
+        timedelta(minutes=2),
+        "A PVC or VR for the same image on both clusters",
+        "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
+        f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {CHECK_IMAGE}",
+    ),
 )
 def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if any(s.blind for s in view.sides):
@@ -196,13 +195,15 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 @volume_rule(
-    "split-brain",
-    "critical",
-    timedelta(0),
-    "Both sites think they are primary",
-    "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
-    "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
-    f"{CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+    RuleWords(
+        "split-brain",
+        "critical",
+        timedelta(0),
+        "Both sites think they are primary",
+        "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
+        "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
+        f"{CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+    ),
 )
 def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if not view.confirmed:
@@ -260,12 +261,14 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 @volume_rule(
-    "secondary-not-replaying",
-    "warning",
-    timedelta(minutes=5),
-    "The secondary image is not up+replaying",
-    "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
-    f"{CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+    RuleWords(
+        "secondary-not-replaying",
+        "warning",
+        timedelta(minutes=5),
+        "The secondary image is not up+replaying",
+        "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
+        f"{CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+    ),
 )
 def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -293,12 +296,14 @@ def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> V
 
 
 @volume_rule(
-    "primary-not-stopped",
-    "warning",
-    timedelta(minutes=5),
-    "The primary image is not up+stopped",
-    "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
-    CHECK_IMAGE,
+    RuleWords(
+        "primary-not-stopped",
+        "warning",
+        timedelta(minutes=5),
+        "The primary image is not up+stopped",
+        "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
+        CHECK_IMAGE,
+    ),
 )
 def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -322,12 +327,14 @@ def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdi
 
 
 @volume_rule(
-    "image-missing-on-peer",
-    "critical",
-    timedelta(minutes=5),
-    "A mirrored image is not on the peer",
-    "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
-    "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
+    RuleWords(
+        "image-missing-on-peer",
+        "critical",
+        timedelta(minutes=5),
+        "A mirrored image is not on the peer",
+        "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
+        "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
+    ),
 )
 def image_missing_on_peer(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = view.primary_cluster
@@ -381,15 +388,17 @@ def replication_interval(
 
 
 @volume_rule(
-    "rpo-exceeded",
-    "warning",
-    timedelta(0),
-    "Replication lag is past the RPO",
-    "Storage-truth lag: now minus the last snapshot the secondary has synced. Warning past 2x the "
-    "VolumeReplicationClass schedulingInterval, critical past 3x (like Ramen's "
-    "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
-    "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
-    "rbd mirror snapshot schedule status --pool POOL",
+    RuleWords(
+        "rpo-exceeded",
+        "warning",
+        timedelta(0),
+        "Replication lag is past the RPO",
+        "Storage-truth lag: now minus the last snapshot the secondary has synced. Warning past 2x the "
+        "VolumeReplicationClass schedulingInterval, critical past 3x (like Ramen's "
+        "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
+        "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
+        "rbd mirror snapshot schedule status --pool POOL",
+    ),
 )
 def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -446,13 +455,15 @@ def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 @volume_rule(
-    "lag-disagreement",
-    "warning",
-    timedelta(minutes=15),
-    "VolumeReplication and Ceph disagree on the last sync",
-    "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
-    "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
-    "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
+    RuleWords(
+        "lag-disagreement",
+        "warning",
+        timedelta(minutes=15),
+        "VolumeReplication and Ceph disagree on the last sync",
+        "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
+        "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
+        "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
+    ),
 )
 def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     if ctx.in_window(view):
@@ -500,15 +511,17 @@ def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
 
 
 @volume_rule(
-    "vr-degraded",
-    "warning",
-    timedelta(minutes=5),
-    "The primary's VolumeReplication is Degraded or not Completed",
-    "Degraded=True or Completed=False on the VR where the image is primary (or, for a volume in "
-    "a consistency group, on its VolumeGroupReplication). A secondary VR is Degraded while it "
-    "resyncs: that is not flagged.",
-    "kubectl -n NAMESPACE get volumereplication,volumegroupreplication NAME -o yaml "
-    "(status.conditions)",
+    RuleWords(
+        "vr-degraded",
+        "warning",
+        timedelta(minutes=5),
+        "The primary's VolumeReplication is Degraded or not Completed",
+        "Degraded=True or Completed=False on the VR where the image is primary (or, for a volume in "
+        "a consistency group, on its VolumeGroupReplication). A secondary VR is Degraded while it "
+        "resyncs: that is not flagged.",
+        "kubectl -n NAMESPACE get volumereplication,volumegroupreplication NAME -o yaml "
+        "(status.conditions)",
+    ),
 )
 def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     # Only the primary's VR (or group): a healthy secondary is Degraded=True while it resyncs.
@@ -552,15 +565,17 @@ def _awaiting_evidence(ctx: RuleContext, view: VolumeView) -> bool:
 
 
 @volume_rule(
-    "unprotected-volume",
-    "warning",
-    timedelta(minutes=5),
-    "A mirrored volume has no VolumeReplication on its primary",
-    "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
-    "it and no VolumeGroupReplication lists it among its members: promotion and demotion will "
-    "not be driven for it on failover.",
-    "kubectl -n NAMESPACE get volumereplication,volumegroupreplication; "
-    "rbd mirror image status POOL/IMAGE",
+    RuleWords(
+        "unprotected-volume",
+        "warning",
+        timedelta(minutes=5),
+        "A mirrored volume has no VolumeReplication on its primary",
+        "The image is mirrored and its PVC exists on the primary, but no VolumeReplication manages "
+        "it and no VolumeGroupReplication lists it among its members: promotion and demotion will "
+        "not be driven for it on failover.",
+        "kubectl -n NAMESPACE get volumereplication,volumegroupreplication; "
+        "rbd mirror image status POOL/IMAGE",
+    ),
 )
 def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     primary = _judged_primary(ctx, view)
@@ -613,15 +628,17 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
 
 
 @volume_rule(
-    "image-not-mirrored",
-    "critical",
-    timedelta(minutes=2),
-    "A protected volume's image is not mirrored at all",
-    "A Bound PVC with a VolumeReplication uses an image that neither site's mirror status lists: "
-    "the image was deleted or its mirroring disabled, so there is no replica. (A 2-minute "
-    "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
-    "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
-    "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
+    RuleWords(
+        "image-not-mirrored",
+        "critical",
+        timedelta(minutes=2),
+        "A protected volume's image is not mirrored at all",
+        "A Bound PVC with a VolumeReplication uses an image that neither site's mirror status lists: "
+        "the image was deleted or its mirroring disabled, so there is no replica. (A 2-minute "
+        "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
+        "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
+        "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
+    ),
 )
 def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     """A live, protected volume whose image is in neither site's mirror status: deleted, or
@@ -663,14 +680,16 @@ def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
 
 
 @volume_rule(
-    "dr-window-overrun",
-    "critical",
-    timedelta(0),
-    "A failover or relocate is taking too long",
-    "A DR window (both sides demoted, or the primary's VR asking for secondary) has been open "
-    "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
-    "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
-    "rbd mirror image promote POOL/IMAGE on the intended primary",
+    RuleWords(
+        "dr-window-overrun",
+        "critical",
+        timedelta(0),
+        "A failover or relocate is taking too long",
+        "A DR window (both sides demoted, or the primary's VR asking for secondary) has been open "
+        "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
+        "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
+        "rbd mirror image promote POOL/IMAGE on the intended primary",
+    ),
 )
 def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     episode = ctx.windows.get(view.id)
@@ -697,17 +716,19 @@ def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict
 
 
 @volume_rule(
-    "old-primary-not-fenced",
-    "warning",
-    timedelta(0),
-    "A failover left the unreachable old primary un-fenced",
-    "The survivor was promoted while the old primary's site could not be seen (a lost site, "
-    "a forced failover). The old side's image and PVC/PV/VR were primary when last seen: if it "
-    "returns as it was, both sides write (split brain). Resolved when the old side is seen "
-    "demoted by a record written after the failover, its PVC/PV deleted and its VR secondary.",
-    "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
-    "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
-    "(spec.clusterFence)",
+    RuleWords(
+        "old-primary-not-fenced",
+        "warning",
+        timedelta(0),
+        "A failover left the unreachable old primary un-fenced",
+        "The survivor was promoted while the old primary's site could not be seen (a lost site, "
+        "a forced failover). The old side's image and PVC/PV/VR were primary when last seen: if it "
+        "returns as it was, both sides write (split brain). Resolved when the old side is seen "
+        "demoted by a record written after the failover, its PVC/PV deleted and its VR secondary.",
+        "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
+        "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
+        "(spec.clusterFence)",
+    ),
 )
 def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     """A failover done while the old primary was unreachable leaves it primary, with its PVC,
@@ -754,13 +775,15 @@ def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Ve
 
 
 @keys_rule(
-    "pool-mirroring-unhealthy",
-    "warning",
-    timedelta(minutes=2),
-    "Pool mirroring health is not OK",
-    "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
-    "daemon health other than OK: rbd-mirror is down or images are in error.",
-    "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
+    RuleWords(
+        "pool-mirroring-unhealthy",
+        "warning",
+        timedelta(minutes=2),
+        "Pool mirroring health is not OK",
+        "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
+        "daemon health other than OK: rbd-mirror is down or images are in error.",
+        "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
+    ),
 )
 def pool_unhealthy(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
@@ -821,16 +844,18 @@ def _explained_by_switches(ctx: RuleContext, pool: ObjectKey) -> bool:
 
 
 @keys_rule(
-    "ceph-clock-skew",
-    "warning",
-    timedelta(minutes=5),
-    "A Ceph site's clock disagrees with auditd's",
-    "The times a site's rbd-mirror writes in its mirror status are further from auditd's clock "
-    "than one rewrite period explains. auditd moves that site's times onto its own clock (so "
-    "lag, staleness and switches are still judged right), but csi-addons, Ramen and the "
-    "snapshot schedules use the site's clock as it is.",
-    "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
-    "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
+    RuleWords(
+        "ceph-clock-skew",
+        "warning",
+        timedelta(minutes=5),
+        "A Ceph site's clock disagrees with auditd's",
+        "The times a site's rbd-mirror writes in its mirror status are further from auditd's clock "
+        "than one rewrite period explains. auditd moves that site's times onto its own clock (so "
+        "lag, staleness and switches are still judged right), but csi-addons, Ramen and the "
+        "snapshot schedules use the site's clock as it is.",
+        "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
+        "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
+    ),
 )
 def ceph_clock_skew(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     out: dict[str, Verdict] = {}
@@ -881,13 +906,15 @@ def failing_probes(ctx: RuleContext, cluster: str) -> list[tuple[str, str, datet
 
 
 @keys_rule(
-    "audit-blind-spot",
-    "critical",
-    timedelta(0),
-    "auditd cannot see a cluster",
-    "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
-    "nothing on that cluster is audited: unknown is not healthy.",
-    "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
+    RuleWords(
+        "audit-blind-spot",
+        "critical",
+        timedelta(0),
+        "auditd cannot see a cluster",
+        "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
+        "nothing on that cluster is audited: unknown is not healthy.",
+        "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
+    ),
 )
 def audit_blind_spot(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
     """A watch stream blind, or a Ceph probe failing: either way that cluster's DR state is

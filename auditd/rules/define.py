@@ -6,11 +6,10 @@ side's role every "object on the wrong side" rule uses."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 
 from auditd import durations
 from auditd.inventory.inventory import ObjectKey
-from auditd.rules.model import Finding, Rule, RuleContext, Severity, Verdict
+from auditd.rules.model import Finding, Rule, RuleContext, RuleWords, Verdict
 from auditd.rules.views import Side, VolumeView, not_current
 from auditd.sources.kube.kinds import Kind
 
@@ -121,7 +120,7 @@ def side_evidence(ctx: RuleContext, view: VolumeView) -> dict[str, object]:
 
 
 def volume_rule(
-    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+    words: RuleWords,
 ) -> Callable[[Callable[[Rule, RuleContext, VolumeView], Verdict]], Rule]:
     """A rule judged per volume: its name, severity, for-duration and words beside its
     function (as Prometheus' AlertingRule keeps them beside its Eval). The function is given
@@ -131,14 +130,14 @@ def volume_rule(
         def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             return {str(v.id): judge(rule, ctx, v) for v in ctx.volumes}
 
-        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+        rule = words.rule(evaluate)
         return rule
 
     return wrap
 
 
 def keys_rule(
-    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+    words: RuleWords,
 ) -> Callable[[Callable[[Rule, RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]], Rule]:
     """A rule judged on the keys a change touched (a pool, a stream, a site's clock)."""
 
@@ -146,7 +145,7 @@ def keys_rule(
         def evaluate(ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             return judge(rule, ctx, keys)
 
-        rule = Rule(rule_id, severity, for_, summary, description, verify, evaluate)
+        rule = words.rule(evaluate)
         return rule
 
     return wrap
@@ -156,22 +155,14 @@ Facts = dict[str, str | None]
 JudgeObject = Callable[[Rule, RuleContext, ObjectKey, Facts, tuple[VolumeView, ...]], Verdict]
 
 
-def object_rule(
-    kind: Kind,
-    rule_id: str,
-    severity: Severity,
-    for_: timedelta,
-    summary: str,
-    description: str,
-    verify: str,
-) -> Callable[[JudgeObject], Rule]:
+def object_rule(kind: Kind, words: RuleWords) -> Callable[[JudgeObject], Rule]:
     """A rule judged per object of ``kind`` that joins volumes (a Ramen VRG, a consistency
     group): those a change touched, and those joined to the volumes it touched. The function
     gets the object's key, its facts and the views of every volume it joins. An object gone is
     fine, and so is one with a volume in a DR window: what it says moves with the action."""
 
     def wrap(judge: JudgeObject) -> Rule:
-        @keys_rule(rule_id, severity, for_, summary, description, verify)
+        @keys_rule(words)
         def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             found = {k for k in keys if k.kind == kind.kind}
             found |= {

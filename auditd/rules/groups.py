@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from auditd.inventory.inventory import ObjectKey
 from auditd.rules.define import CHECK_IMAGE, Facts, object_finding, object_rule, storage_role
-from auditd.rules.model import UNKNOWN, Rule, RuleContext, Verdict
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, RuleWords, Verdict
 from auditd.rules.views import VolumeView
 from auditd.sources.kube.kinds import VGR
 
@@ -24,15 +24,17 @@ _GET_GROUP = "kubectl --context CLUSTER -n NAMESPACE get volumegroupreplication 
 
 @object_rule(
     VGR,
-    "group-split",
-    "critical",
-    timedelta(minutes=2),
-    "A consistency group's images are primary on different sites",
-    "Some members of one VolumeGroupReplication have their image primary on one site and others "
-    "on the other: the group no longer fails over as one crash-consistent unit, and the "
-    "application's volumes are split between sites. (Two minutes cover records that lag a "
-    "group's switch by up to one rbd-mirror rewrite.)",
-    f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+    RuleWords(
+        "group-split",
+        "critical",
+        timedelta(minutes=2),
+        "A consistency group's images are primary on different sites",
+        "Some members of one VolumeGroupReplication have their image primary on one site and others "
+        "on the other: the group no longer fails over as one crash-consistent unit, and the "
+        "application's volumes are split between sites. (Two minutes cover records that lag a "
+        "group's switch by up to one rbd-mirror rewrite.)",
+        f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+    ),
 )
 def group_split(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -61,14 +63,16 @@ def group_split(
 
 @object_rule(
     VGR,
-    "group-on-secondary",
-    "warning",
-    timedelta(0),
-    "A VolumeGroupReplication exists where its members' images are non-primary",
-    "The group object is on a cluster where every member's image is non-primary, outside a DR "
-    "window: the group's VolumeReplication work belongs with the primary. (A group with "
-    "replicationState: secondary is Ramen or an operator cleaning up: not flagged.)",
-    f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+    RuleWords(
+        "group-on-secondary",
+        "warning",
+        timedelta(0),
+        "A VolumeGroupReplication exists where its members' images are non-primary",
+        "The group object is on a cluster where every member's image is non-primary, outside a DR "
+        "window: the group's VolumeReplication work belongs with the primary. (A group with "
+        "replicationState: secondary is Ramen or an operator cleaning up: not flagged.)",
+        f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+    ),
 )
 def group_on_secondary(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]

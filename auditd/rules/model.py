@@ -121,6 +121,25 @@ Evaluate = Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]
 
 
 @dataclass(frozen=True)
+class RuleWords:
+    """A rule before it has an evaluation: its name, severity, for-duration, the words of its
+    alerts and the by-hand check an SRE runs to confirm one. Every rule decorator takes these,
+    so that they are declared once, beside the rule's function."""
+
+    id: str
+    severity: Severity
+    for_: timedelta
+    summary: str
+    description: str
+    verify: str
+
+    def rule(self, evaluate: Evaluate) -> Rule:
+        return Rule(
+            self.id, self.severity, self.for_, self.summary, self.description, self.verify, evaluate
+        )
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     severity: Severity

@@ -31,7 +31,7 @@ from auditd.rules.define import (
     side_evidence,
     volume_rule,
 )
-from auditd.rules.model import UNKNOWN, Rule, RuleContext, Severity, Verdict
+from auditd.rules.model import UNKNOWN, Rule, RuleContext, RuleWords, Severity, Verdict
 from auditd.rules.views import VolumeId, VolumeView, not_current
 from auditd.sources.kube.kinds import DR_CLUSTER, DRPC, VRG
 
@@ -46,19 +46,21 @@ _UNDER_WAY = frozenset({"Initializing", "Progressing"})
 
 @object_rule(
     VRG,
-    "vrg-not-protected",
-    "critical",
-    timedelta(minutes=10),
-    "A primary Ramen VolumeReplicationGroup says its data is not protected",
-    "DataReady, DataProtected or ClusterDataProtected is False for an error (not while Ramen "
-    "is Initializing or Progressing, which is unknown) on the VRG that Ramen keeps "
-    "primary (spec.replicationState: primary), outside a DR window, for 10 minutes: Ramen "
-    "itself says the application's volumes or its cluster data (PV/PVC metadata in S3) are not "
-    "protected, so a failover may come up without them. Ramen's WorkloadUnprotected alert "
-    "(10 minutes, on the hub) says the same from the DRPC; this one needs no hub. A condition "
-    "from an older generation of the VRG is not read.",
-    "kubectl --context CLUSTER -n NAMESPACE get volumereplicationgroup NAME -o yaml "
-    "(status.conditions, status.protectedPVCs)",
+    RuleWords(
+        "vrg-not-protected",
+        "critical",
+        timedelta(minutes=10),
+        "A primary Ramen VolumeReplicationGroup says its data is not protected",
+        "DataReady, DataProtected or ClusterDataProtected is False for an error (not while Ramen "
+        "is Initializing or Progressing, which is unknown) on the VRG that Ramen keeps "
+        "primary (spec.replicationState: primary), outside a DR window, for 10 minutes: Ramen "
+        "itself says the application's volumes or its cluster data (PV/PVC metadata in S3) are not "
+        "protected, so a failover may come up without them. Ramen's WorkloadUnprotected alert "
+        "(10 minutes, on the hub) says the same from the DRPC; this one needs no hub. A condition "
+        "from an older generation of the VRG is not read.",
+        "kubectl --context CLUSTER -n NAMESPACE get volumereplicationgroup NAME -o yaml "
+        "(status.conditions, status.protectedPVCs)",
+    ),
 )
 def vrg_not_protected(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -90,18 +92,20 @@ def vrg_not_protected(
 
 @object_rule(
     VRG,
-    "vrg-pvc-unprotected",
-    "critical",
-    timedelta(minutes=10),
-    "A PVC a Ramen VolumeReplicationGroup selects is not in its protectedPVCs",
-    "A mirrored volume's PVC matches the pvcSelector of the primary VRG of its namespace, but "
-    "the VRG's status.protectedPVCs does not list it, for 10 minutes, outside a DR window: "
-    "Ramen does not replicate it (an unbound claim, a StorageClass with no matching "
-    "VolumeReplicationClass, a Ramen error), so a failover brings the application up without "
-    "that volume's data, though every VRG condition may read True. Ten minutes cover Ramen "
-    "listing a new PVC on its next reconcile.",
-    "kubectl --context CLUSTER -n NAMESPACE get vrg NAME -o jsonpath='{.spec.pvcSelector} "
-    "{.status.protectedPVCs[*].name}'; kubectl --context CLUSTER -n NAMESPACE get pvc --show-labels",
+    RuleWords(
+        "vrg-pvc-unprotected",
+        "critical",
+        timedelta(minutes=10),
+        "A PVC a Ramen VolumeReplicationGroup selects is not in its protectedPVCs",
+        "A mirrored volume's PVC matches the pvcSelector of the primary VRG of its namespace, but "
+        "the VRG's status.protectedPVCs does not list it, for 10 minutes, outside a DR window: "
+        "Ramen does not replicate it (an unbound claim, a StorageClass with no matching "
+        "VolumeReplicationClass, a Ramen error), so a failover brings the application up without "
+        "that volume's data, though every VRG condition may read True. Ten minutes cover Ramen "
+        "listing a new PVC on its next reconcile.",
+        "kubectl --context CLUSTER -n NAMESPACE get vrg NAME -o jsonpath='{.spec.pvcSelector} "
+        "{.status.protectedPVCs[*].name}'; kubectl --context CLUSTER -n NAMESPACE get pvc --show-labels",
+    ),
 )
 def vrg_pvc_unprotected(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -158,16 +162,18 @@ _AT_REST = frozenset({"Deployed", "FailedOver", "Relocated"})
 
 
 @keys_rule(
-    "drpc-progression-stuck",
-    "critical",
-    timedelta(minutes=30),
-    "A Ramen DRPlacementControl has been in an action for 30 minutes",
-    "The DRPC's progression is not Completed (or its phase is not Deployed, FailedOver or "
-    "Relocated) for 30 minutes: a failover or relocate that Ramen has not finished. The "
-    "application may be down, or running with its volumes on one site and its placement on "
-    "the other. Set a deadline of your own with [rules.drpc-progression-stuck] for.",
-    "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (status.progression, "
-    "status.conditions); on the managed clusters: kubectl get vrg -n NAMESPACE",
+    RuleWords(
+        "drpc-progression-stuck",
+        "critical",
+        timedelta(minutes=30),
+        "A Ramen DRPlacementControl has been in an action for 30 minutes",
+        "The DRPC's progression is not Completed (or its phase is not Deployed, FailedOver or "
+        "Relocated) for 30 minutes: a failover or relocate that Ramen has not finished. The "
+        "application may be down, or running with its volumes on one site and its placement on "
+        "the other. Set a deadline of your own with [rules.drpc-progression-stuck] for.",
+        "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (status.progression, "
+        "status.conditions); on the managed clusters: kubectl get vrg -n NAMESPACE",
+    ),
 )
 def drpc_progression_stuck(
     rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]
@@ -239,7 +245,7 @@ def resting_drpc_rule(
     def wrap(
         judge: JudgeObject,
     ) -> Rule:
-        @keys_rule(rule_id, severity, for_, summary, description, verify)
+        @keys_rule(RuleWords(rule_id, severity, for_, summary, description, verify))
         def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             out: dict[str, Verdict] = {}
             for key in _drpcs(ctx, keys):
@@ -389,18 +395,20 @@ def _fenced(ctx: RuleContext, pair: PairConfig) -> dict[str, ObjectKey] | None:
 
 
 @volume_rule(
-    "primary-on-fenced-cluster",
-    "critical",
-    timedelta(minutes=10),
-    "A volume is primary only on a cluster Ramen has fenced",
-    "The pair's Ramen hub has a DRCluster fenced (spec.clusterFence Fenced or ManuallyFenced, "
-    "or status.phase Fenced), and Ceph's settled records put this volume's one primary image "
-    "on that cluster, outside a DR window, for 10 minutes: its nodes can no longer reach the "
-    "storage, so the application cannot write, and it has not been failed over. Fencing is "
-    "the first step of a failover: the DRPC's action opens the DR window. Ramen's cluster "
-    "names are matched to auditd's by clusters.ramen_name.",
-    "kubectl --context HUB get drcluster NAME -o yaml (spec.clusterFence, status.phase); "
-    f"kubectl --context HUB get drpc -A; {CHECK_IMAGE}",
+    RuleWords(
+        "primary-on-fenced-cluster",
+        "critical",
+        timedelta(minutes=10),
+        "A volume is primary only on a cluster Ramen has fenced",
+        "The pair's Ramen hub has a DRCluster fenced (spec.clusterFence Fenced or ManuallyFenced, "
+        "or status.phase Fenced), and Ceph's settled records put this volume's one primary image "
+        "on that cluster, outside a DR window, for 10 minutes: its nodes can no longer reach the "
+        "storage, so the application cannot write, and it has not been failed over. Fencing is "
+        "the first step of a failover: the DRPC's action opens the DR window. Ramen's cluster "
+        "names are matched to auditd's by clusters.ramen_name.",
+        "kubectl --context HUB get drcluster NAME -o yaml (spec.clusterFence, status.phase); "
+        f"kubectl --context HUB get drpc -A; {CHECK_IMAGE}",
+    ),
 )
 def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     pair = ctx.config.pair_named(view.id.pair)
