@@ -223,6 +223,8 @@ class Metrics:
                 self.image_states([(image, t.new)])
             elif t.field == EXISTS and t.new == "false":
                 self._count(image, None)  # gone: no series left behind for it
+                with suppress(KeyError):
+                    self.lag.remove(*image)
         for cluster, pool, name, lag in lags:
             if lag is None:  # unknown: no series, rather than a last value that looks current
                 with suppress(KeyError):

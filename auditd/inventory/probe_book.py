@@ -125,6 +125,11 @@ class ProbeBook:
                     "last_sync_bytes": _int(info.get("last_snapshot_bytes")),
                 }
             )
+        if len(p.sampled_at) > len(r.status.images) or len(p.peak_lag) > len(r.status.images):
+            # Images gone from the pool: nothing of them is kept for months of churn.
+            listed = {image.name for image in r.status.images}
+            p.sampled_at = {k: v for k, v in p.sampled_at.items() if k in listed}
+            p.peak_lag = {k: v for k, v in p.peak_lag.items() if k in listed}
         return out
 
 

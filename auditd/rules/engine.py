@@ -171,6 +171,9 @@ class RuleEngine:
         if lagging:
             lag_rules = [r for r in self.rules.values() if r.id in LAG_RULES]
             verdicts.update(self._evaluate(inventory, [], lagging, now, lag_rules, observe=False))
+        for vid in self.correlator.drain_gone():  # judged above for the last time
+            self.windows.forget(vid)
+            self._unsettled.discard(vid)
         return verdicts
 
     def _evaluate(

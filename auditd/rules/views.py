@@ -220,6 +220,19 @@ class VolumeView:
         return self.confirmed and all(s.primary is False for s in self.sides)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _drop(index: dict[_K, set[_V]], key: _K, member: _V) -> None:
+    """Remove ``member`` from ``index[key]``, and the key with its last member."""
+    members = index.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del index[key]
+
+
 class Correlator:
     """Reverse indexes from objects to volumes, maintained from the keys each batch touched."""
 
@@ -253,8 +266,12 @@ class Correlator:
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
         self._by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claims_of: dict[ObjectKey, tuple[tuple[str, str], ...]] = {}
-        # (pair, namespace) -> volumes whose PV claims a PVC there: what a namespace join touches.
+        # (pair, namespace) -> volumes whose PV claims a PVC there: what a namespace join touches
+        # (until the volume is gone: no PV, no image), and the reverse.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
+        self._namespaces_of: dict[VolumeId, set[tuple[str, str]]] = {}
+        # Volumes that lost their last PV and image, for the engine to forget once judged.
+        self._gone: set[VolumeId] = set()
         # (cluster, namespace) -> the namespace-joined objects covering it, and the reverse.
         self._covering: dict[tuple[str, str], set[ObjectKey]] = {}
         self._covers_of: dict[ObjectKey, tuple[str, ...]] = {}
@@ -281,7 +298,7 @@ class Correlator:
             if key.kind == PV:
                 old = self._pv_volume.pop(key, None)
                 if old is not None:
-                    self._volume_pvs.get(old, set()).discard(key)
+                    _drop(self._volume_pvs, old, key)
                     affected.add(old)
                 current = self._volume_of_pv(key, known.facts) if known else None
                 if current is not None:
@@ -296,14 +313,15 @@ class Correlator:
                     self._claim_of_pv[key] = (key.cluster, claim_ref)
                     self._pv_by_claim[(key.cluster, claim_ref)] = key
                     if current is not None:
-                        ns = claim_ref.split("/", 1)[0]
-                        self._ns_volumes.setdefault((current.pair, ns), set()).add(current)
+                        at = (current.pair, claim_ref.split("/", 1)[0])
+                        self._ns_volumes.setdefault(at, set()).add(current)
+                        self._namespaces_of.setdefault(current, set()).add(at)
             elif key.kind == RBD_IMAGE:
                 pair = self._pair_of.get(key.cluster)
                 if pair is not None and key.namespace in self._pools.get(pair, ()):
                     vid = VolumeId(pair, key.namespace, key.name)
                     if known is None:
-                        self._images.get(vid, set()).discard(key)
+                        _drop(self._images, vid, key)
                     else:
                         self._images.setdefault(vid, set()).add(key)
                     affected.add(vid)
@@ -328,11 +346,23 @@ class Correlator:
                 whole_pairs.update(self._pairs_of.get(key.cluster, ()))
         if whole_pairs:  # expanded once per batch, not once per touched key
             affected |= {v for v in self.volumes() if v.pair in whole_pairs}
+        for vid in affected:
+            if vid not in self._volume_pvs and vid not in self._images:
+                # Gone from both clusters and both sites: a daemon that runs for months keeps
+                # no trace of every volume it ever saw.
+                for at in self._namespaces_of.pop(vid, ()):
+                    _drop(self._ns_volumes, at, vid)
+                self._gone.add(vid)
         return affected
+
+    def drain_gone(self) -> set[VolumeId]:
+        """The volumes gone since the last drain (after their last verdicts were made)."""
+        out, self._gone = self._gone, set()
+        return out
 
     def _index_claim(self, key: ObjectKey, facts: Facts | None) -> None:
         for old in self._claims_of.pop(key, ()):
-            self._by_claim.get(old, set()).discard(key)
+            _drop(self._by_claim, old, key)
         names = self._claim_joins[key.kind].claims(facts) if facts else ()
         if names:
             claims = tuple((key.cluster, f"{key.namespace}/{n}") for n in names)
@@ -342,7 +372,7 @@ class Correlator:
 
     def _index_covers(self, key: ObjectKey, facts: Facts | None) -> None:
         for ns in self._covers_of.pop(key, ()):
-            self._covering.get((key.cluster, ns), set()).discard(key)
+            _drop(self._covering, (key.cluster, ns), key)
         if facts is not None:
             covers = self._namespace_joins[key.kind].covers(key.namespace, facts)
             self._covers_of[key] = covers
@@ -443,9 +473,7 @@ class Correlator:
         return None
 
     def volumes(self) -> set[VolumeId]:
-        return {v for v, pvs in self._volume_pvs.items() if pvs} | {
-            v for v, imgs in self._images.items() if imgs
-        }
+        return self._volume_pvs.keys() | self._images.keys()
 
     def view(
         self, inventory: Inventory, vid: VolumeId, blind: Mapping[str, bool] | None = None

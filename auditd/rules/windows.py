@@ -94,6 +94,12 @@ class WindowTracker:
         before this run has seen a settled view of its own."""
         self._steady_primary.setdefault(vid, primary)
 
+    def forget(self, vid: VolumeId) -> None:
+        """A volume gone from both clusters and both sites: its last steady primary goes with
+        it (an open window stays, to be closed or overrun as any other)."""
+        if vid not in self.open:
+            self._steady_primary.pop(vid, None)
+
     def drain(self) -> list[Episode]:
         out, self.changed = self.changed, []
         return out

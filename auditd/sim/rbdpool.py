@@ -26,16 +26,17 @@ def image_name(i: int) -> str:
     return f"csi-vol-{i:05d}"
 
 
-def pool_status(cluster: str, images: int, at: datetime) -> str:
-    """The status of ``images`` healthy images on ``cluster``'s site (dr1 primary, dr2
-    replaying), as printed at ``at``."""
+def pool_status(cluster: str, images: int | range, at: datetime) -> str:
+    """The status of healthy images on ``cluster``'s site (dr1 primary, dr2 replaying), as
+    printed at ``at``: images 0 to ``images`` - 1, or those of a range (a pool whose volumes
+    come and go)."""
     path = CAPTURES / "healthy" / f"{SITE[cluster]}-mirror-pool-status-verbose.json"
     doc = json.loads(path.read_text())
     template = json.dumps(doc["images"][0])
     epoch = int(at.timestamp())
     snapshot = datetime.fromtimestamp(epoch - epoch % SNAPSHOT, UTC)
     out = []
-    for i in range(images):
+    for i in range(images) if isinstance(images, int) else images:
         # Re-timed so that the newest record is this image's last rewrite, and the snapshot
         # timestamps (lag) move with it; then pinned to the last whole-minute snapshot.
         rewritten = datetime.fromtimestamp(epoch - (epoch - i) % REWRITE, UTC)
@@ -45,7 +46,7 @@ def pool_status(cluster: str, images: int, at: datetime) -> str:
         _pin_snapshots(image, snapshot)
         out.append(image)
     doc["images"] = out
-    doc["summary"]["states"] = {str(out[0]["state"]).split("+")[1]: images} if out else {}
+    doc["summary"]["states"] = {str(out[0]["state"]).split("+")[1]: len(out)} if out else {}
     return json.dumps(doc)
 
 
