@@ -185,7 +185,10 @@ class RecordBook:
                     changed[key] = new
         gone = [k for k in self.records if k[0] == cluster and k[1] == pool and k not in listed]
         for key in gone:
-            self._sites.get(key[1:], set()).discard(cluster)
-        for key in gone:
             del self.records[key]
+            sites = self._sites.get(key[1:])
+            if sites is not None:
+                sites.discard(cluster)
+                if not sites:  # listed by neither site: forgotten, not kept empty for months
+                    del self._sites[key[1:]]
         return changed, gone
