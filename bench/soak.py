@@ -11,6 +11,9 @@ does: auditd/sim/rbdpool.py) and a fake Slack. Steady churn meanwhile:
   (pvc-on-secondary, its `for` cut to 30 s so that it fires and reaches Slack), removed 3 min later;
 * a relist of every kind on both clusters every ``--relist-every`` (history compacted, watches
   dropped: the watchers get 410 Gone and list again);
+* volumes coming and going: every ``--volume-every`` the oldest volume is deleted (its VR, PVC
+  and PV, and its image from both sites' pools) and a new one created (image and objects), as
+  applications are;
 * a probe of both sites every ``--probe-interval``; retention pruning every minute with a
   short ``--keep``.
 
@@ -25,7 +28,7 @@ min are sampled after the warm-up).
 
     python bench/soak.py [--duration 30m] [--volumes 10000] [--churn 10] [--db sqlite|postgresql]
                          [--relist-every 10m] [--probe-interval 60s] [--keep 10m]
-                         [--sample-every 10s]
+                         [--sample-every 10s] [--volume-every 30s]
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from watch_scale import PG_URL, populate, realistic_pvc
+from watch_scale import PG_URL, add_volume, populate, realistic_pvc, remove_volume
 
 from auditd.durations import parse as parse_duration
 from auditd.sim import objects
@@ -140,16 +143,32 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
 class Churn:
     """The steady changes a production pair sees, written through the fake API servers."""
 
-    def __init__(self, dr1: FakeKubeAPI, dr2: FakeKubeAPI, volumes: int, seed: int = 7) -> None:
+    def __init__(
+        self,
+        dr1: FakeKubeAPI,
+        dr2: FakeKubeAPI,
+        volumes: int,
+        sites: list[Path],
+        volume_every: float,
+        seed: int = 7,
+    ) -> None:
         self.dr1, self.dr2, self.volumes = dr1, dr2, volumes
+        self.sites, self.volume_every = sites, volume_every
         self.rng = random.Random(seed)
+        self.lo, self.hi = 0, volumes  # the volumes that exist: lo to hi - 1
         self.lost: dict[int, float] = {}  # volume -> when it is set Bound again
         self.on_secondary: dict[int, float] = {}  # volume -> when its secondary PVC goes
         self.next_secondary = 0.0
+        self.next_volume = 0.0
         self.changes = 0
+        self.replaced = 0
+
+    def live(self, n: int) -> int:
+        """The n-th pick among the volumes that exist now, spread over all of them."""
+        return self.lo + (n * 7919) % self.volumes
 
     def step(self, now: float) -> None:
-        i = self.rng.randrange(self.volumes)
+        i = self.rng.randrange(self.lo, self.hi)
         if i in self.lost or i in self.on_secondary:
             return
         self._phase(i, "Lost")
@@ -164,12 +183,28 @@ class Churn:
             self.dr2.delete(PVC, obj["namespace"], obj["name"])
             del self.on_secondary[i]
         if now >= self.next_secondary:
-            i = self.rng.randrange(self.volumes)
+            i = self.rng.randrange(self.lo, self.hi)
             if i not in self.on_secondary and i not in self.lost:
                 meta = realistic_pvc(i)["metadata"]
                 self.dr2.create(PVC, objects.pvc(meta["name"], meta["namespace"]))
                 self.on_secondary[i] = now + SECONDARY_FOR
             self.next_secondary = now + SECONDARY_EVERY
+        if self.volume_every and now >= self.next_volume:
+            self._replace_oldest()
+            self.next_volume = now + self.volume_every
+
+    def _replace_oldest(self) -> None:
+        """An application deleted and another created: the oldest volume goes (its objects,
+        then its image on both sites) and a new one comes (its image, then its objects)."""
+        old = self.lo
+        if old in self.lost or old in self.on_secondary:
+            return  # busy with another change: next turn
+        remove_volume(self.dr1, old)
+        self.lo, self.hi = self.lo + 1, self.hi + 1
+        for d in self.sites:
+            (d / "images").write_text(f"{self.lo} {self.hi}")
+        add_volume(self.dr1, self.hi - 1)
+        self.replaced += 1
 
     def _phase(self, i: int, phase: str) -> None:
         obj = realistic_pvc(i)
@@ -178,9 +213,8 @@ class Churn:
         self.changes += 1
 
 
-def marked_change(dr1: FakeKubeAPI, engine: Engine, n: int, volumes: int) -> float | None:
-    """One PVC label written, then the time until its transition is committed."""
-    i = (n * 7919) % volumes
+def marked_change(dr1: FakeKubeAPI, engine: Engine, n: int, i: int) -> float | None:
+    """Volume i's PVC label written, then the time until its transition is committed."""
     obj = realistic_pvc(i)
     mark = f"soak-{n}"
     obj["metadata"]["labels"] = {**obj["metadata"]["labels"], "soak": mark}
@@ -321,7 +355,13 @@ def main() -> int:
     ap.add_argument("--probe-interval", default="60s")
     ap.add_argument("--keep", default="10m")
     ap.add_argument("--sample-every", default="10s")
+    ap.add_argument(
+        "--volume-every",
+        default="30s",
+        help="replace the oldest volume with a new one this often (0: never)",
+    )
     args = ap.parse_args()
+    volume_every = parse_duration(args.volume_every).total_seconds()
     duration = parse_duration(args.duration).total_seconds()
     relist = parse_duration(args.relist_every).total_seconds()
     every = parse_duration(args.sample_every).total_seconds()
@@ -381,13 +421,18 @@ def main() -> int:
         t_start = time.monotonic()
         synced = wait_synced(url, 3 * args.volumes, proc)
         print(
-            f"soak: {args.volumes:,} volumes, {args.churn:g} changes/s, relist every "
+            f"soak: {args.volumes:,} volumes (one replaced every {args.volume_every}),"
+            f" {args.churn:g} changes/s, relist every "
             f"{args.relist_every}, probe every {args.probe_interval}, keep {args.keep}, "
             f"{args.db}, for {args.duration} (synced in {synced - t_start:.1f} s)",
             flush=True,
         )
-        samples = run(proc, dr1, dr2, args, url, db_path, schema, port, duration, relist, every)
-        print(f"\nSlack messages: {len(slack.messages)}; daemon log: {work / 'daemon.log'}")
+        churn = Churn(dr1, dr2, args.volumes, [work / "site-a", work / "site-b"], volume_every)
+        samples = run(proc, churn, args, url, db_path, schema, port, duration, relist, every)
+        print(
+            f"\nvolumes replaced: {churn.replaced}; Slack messages: {len(slack.messages)};"
+            f" daemon log: {work / 'daemon.log'}"
+        )
         if proc.poll() is not None:
             print(f"soak: the daemon exited with {proc.returncode}")
             return 1
@@ -429,8 +474,7 @@ def wait_synced(url: str, objects_: int, proc: subprocess.Popen[bytes]) -> float
 
 def run(
     proc: subprocess.Popen[bytes],
-    dr1: FakeKubeAPI,
-    dr2: FakeKubeAPI,
+    churn: Churn,
     args: argparse.Namespace,
     url: str,
     db_path: Path | None,
@@ -440,7 +484,7 @@ def run(
     relist: float,
     every: float,
 ) -> list[Sample]:
-    churn = Churn(dr1, dr2, args.volumes)
+    dr1, dr2 = churn.dr1, churn.dr2
     t0 = time.monotonic()
     next_sample, next_relist, n = t0, t0 + relist, 0
     before = scrape(port)
@@ -462,7 +506,7 @@ def run(
                 next_relist = now + relist
             if now >= next_sample:
                 n += 1
-                e2e = marked_change(dr1, engine, n, args.volumes)
+                e2e = marked_change(dr1, engine, n, churn.live(n))
                 rss, fds, threads = proc_status(proc.pid)
                 db_mb, rows = db_size_mb(engine, db_path, schema)
                 after = scrape(port)

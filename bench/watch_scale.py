@@ -93,11 +93,22 @@ def realistic_pvc(i: int) -> dict[str, Any]:
 
 def populate(api: FakeKubeAPI, volumes: int) -> None:
     for i in range(volumes):
-        api.create(PVC, realistic_pvc(i))
-        api.create(
-            PV, objects.pv(f"pvc-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}", f"csi-vol-{i:05d}")
-        )
-        api.create(VR, objects.vr(f"data-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}"))
+        add_volume(api, i)
+
+
+def add_volume(api: FakeKubeAPI, i: int) -> None:
+    """Volume ``i`` on the primary: its PVC, its PV (image csi-vol-i) and its VR."""
+    api.create(PVC, realistic_pvc(i))
+    api.create(
+        PV, objects.pv(f"pvc-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}", f"csi-vol-{i:05d}")
+    )
+    api.create(VR, objects.vr(f"data-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}"))
+
+
+def remove_volume(api: FakeKubeAPI, i: int) -> None:
+    api.delete(VR, f"app-{i % 50:02d}", f"data-{i:05d}")
+    api.delete(PVC, f"app-{i % 50:02d}", f"data-{i:05d}")
+    api.delete(PV, "", f"pvc-{i:05d}")
 
 
 def burst_lines(api: FakeKubeAPI, volumes: int, events: int) -> list[bytes]:

@@ -65,6 +65,11 @@ class RuleEngine:
         # pool last answered, and the objects that appeared since with when. In memory only:
         # after a restart every object was judged before, and the first probes come at once.
         self._probed_at: dict[tuple[str, str], datetime] = {}
+        # When each pool's lag was last judged (lag_only): at most twice per probe interval,
+        # and never less often than regular probes come (their jitter only delays them).
+        self._lag_judged_at: dict[tuple[str, str], datetime] = {}
+        probe = config.probe
+        self._lag_every = max(min(probe.interval / 2, probe.interval - probe.jitter), timedelta(0))
         self._appeared: dict[ObjectKey, datetime] = {}
         self._answered: set[str] = set()  # pairs a status probe answered since the last evaluation
         self._evidenced: list[ObjectKey] = []
@@ -84,6 +89,7 @@ class RuleEngine:
         newer storage evidence, the probes asked for) when the rest is reloaded from the
         history after a lost commit: none of it is stored, and all of it is still true."""
         self._probed_at = dict(previous._probed_at)
+        self._lag_judged_at = dict(previous._lag_judged_at)
         self._appeared = dict(previous._appeared)
         self._answered = set(previous._answered)
         self._wanted |= previous._wanted
@@ -103,8 +109,13 @@ class RuleEngine:
         return keys, volumes
 
     def record_probe(self, result: ProbeResult) -> set[VolumeId]:
-        """The volumes whose lag a successful probe refreshed: lag grows with time, so they are
-        re-evaluated every probe cycle (the records themselves are the inventory's)."""
+        """The volumes whose lag a successful probe refreshed, to be judged by the lag rules:
+        lag grows with time, so every regular probe cycle judges them all. A probe out of turn
+        (asked for a PVC just created, or a switch settling) within half an interval of the
+        pool's last judged one adds only its unsettled volumes: at 10,000 images a lag cycle
+        holds the writer for a second, and a lag crossing is still seen by the next regular
+        probe, as it would have been without the extra one. Volumes whose records changed a
+        fact are judged by every rule anyway (the inventory touched them)."""
         out: set[VolumeId] = set()
         if result.status is None:
             return out
@@ -115,9 +126,14 @@ class RuleEngine:
         pair = self._pair_of.get(result.cluster)
         if pair is not None and self._appeared:
             self._answered.add(pair)
+        judged = self._lag_judged_at.get(key)
+        # The same result again is a batch taken in again after a failed commit: due again.
+        due = judged is None or result.at == judged or result.at - judged >= self._lag_every
+        if due:
+            self._lag_judged_at[key] = result.at
         for image in result.status.images:
             vid = self.correlator.volume_of_image(result.cluster, result.pool, image.name)
-            if vid is not None:
+            if vid is not None and (due or vid in self._unsettled):
                 out.add(vid)
         return out
 

@@ -6,8 +6,9 @@ The directory of the ceph.conf is the site's state: ``site`` holds the site name
 ``scenario`` the capture scenario to replay (healthy, failover-1-demoted-site-a, ...) or a
 fault (garbage, timeout, auth, no-pool), ``fixtures`` the captures' root directory, and
 ``retime`` (optional) how many seconds old the newest record should look. Scenario
-``synthetic`` prints a healthy pool of as many images as the file ``images`` says, as of now
-(auditd/sim/rbdpool.py; ``cluster`` names the site's cluster, dr1 or dr2).
+``synthetic`` prints a healthy pool of as many images as the file ``images`` says (or those
+from LO to HI - 1 when it holds two numbers), as of now (auditd/sim/rbdpool.py; ``cluster``
+names the site's cluster, dr1 or dr2).
 The real `direct` transport runs it exactly as it runs `rbd`.
 """
 
@@ -51,7 +52,10 @@ def main(argv: list[str]) -> int:
             from auditd.sim.rbdpool import pool_status
 
             cluster = _read(state / "cluster", "dr1")
-            sys.stdout.write(pool_status(cluster, int(_read(state / "images", "0")), SYSTEM.now()))
+            # "N": images 0 to N-1; "LO HI": the images of a pool whose volumes come and go.
+            bounds = [int(n) for n in _read(state / "images", "0").split()]
+            images = range(*bounds) if len(bounds) == 2 else bounds[0]
+            sys.stdout.write(pool_status(cluster, images, SYSTEM.now()))
             return 0
         if scenario == "no-pool":
             pool = words[words.index("status") + 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -471,6 +472,48 @@ def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
     verdicts = engine.evaluate(inv, (), later, lag_only={vid})
     assert {rule for rule, _ in verdicts} == LAG_RULES
     assert isinstance(verdicts[("rpo-exceeded", str(vid))], Finding)
+
+
+def test_a_probe_out_of_turn_judges_lag_at_most_twice_an_interval() -> None:
+    """A probe asked for out of turn (a PVC just created) within half an interval of the pool's
+    last judged lag refreshes no lag: at 10,000 images each lag cycle holds the writer for a
+    second. The regular probe after it judges every volume's lag again, and a batch taken in
+    again after a failed commit is judged again."""
+    inv, engine = Inventory(), RuleEngine(config())
+    for item in [*volume("dr1"), probe("dr1", "healthy"), probe("dr2", "healthy")]:
+        if isinstance(item, ProbeResult):
+            inv.apply_probe(item, timedelta(days=3650))
+        else:
+            inv.apply(item)
+    engine.evaluate(inv, set(inv.objects), T)
+    [vid] = engine.correlator.volumes()
+    regular = probe("dr2", "healthy")
+    assert engine.config.probe.interval == timedelta(seconds=60)
+
+    def at(seconds: float) -> ProbeResult:
+        return replace(regular, at=regular.at + timedelta(seconds=seconds))
+
+    assert engine.record_probe(at(0)) == {vid}
+    assert engine.record_probe(at(0)) == {vid}  # the same batch again, after a failed commit
+    assert engine.record_probe(at(10)) == set()  # out of turn: nothing to judge
+    assert engine.record_probe(at(29)) == set()
+    assert engine.record_probe(at(30)) == {vid}  # half an interval on: judged
+    assert engine.record_probe(at(90)) == {vid}  # the next regular probe
+    # Another site's probes have their own turn.
+    other = probe("dr1", "healthy")
+    assert engine.record_probe(replace(other, at=regular.at + timedelta(seconds=95))) == {vid}
+    # Regular probes jittered by up to 40 s of a 60 s interval may come 20 s apart: all judged.
+    cfg = config()
+    jittery = RuleEngine(
+        cfg.model_copy(
+            update={"probe": cfg.probe.model_copy(update={"jitter": timedelta(seconds=40)})}
+        )
+    )
+    jittery.index(inv)
+    assert [
+        jittery.record_probe(replace(regular, at=regular.at + timedelta(seconds=s)))
+        for s in (0, 20, 39, 41)
+    ] == [{vid}, {vid}, set(), {vid}]
 
 
 def test_after_a_switch_lag_counts_from_when_the_new_primary_can_first_snapshot() -> None:

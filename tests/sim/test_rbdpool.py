@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from auditd.sim.rbdpool import REWRITE, pool_status
+from auditd.sim.rbdpool import REWRITE, image_name, pool_status
 from auditd.sources.rbd.parse import classify, lag_seconds, parse_pool_status
 from auditd.sources.rbd.probe import PoolProber, ProbeResult
 from auditd.sources.rbd.transport import DirectTransport
@@ -58,3 +58,8 @@ def test_fakerbd_prints_it_for_the_real_direct_transport(tmp_path: Path) -> None
     PoolProber("dr2", "replicapool", transport, 30, results.append).probe_status()
     assert results[0].failure is None and results[0].status is not None
     assert len(results[0].status.images) == 25
+    # A pool whose volumes come and go (the soak's churn): the images from LO to HI - 1.
+    (site / "images").write_text("40 43")
+    PoolProber("dr2", "replicapool", transport, 30, results.append).probe_status()
+    assert results[1].status is not None
+    assert [i.name for i in results[1].status.images] == [image_name(i) for i in (40, 41, 42)]
