@@ -13,9 +13,11 @@ best of 3 after a warm-up:
   into Python as rows and counted there;
 * pruning the oldest 10 days, and small ingest commits while it runs (not blocked).
 
-Target: the report <= 1 s on SQLite and on PostgreSQL.
+Target: the report <= 1 s on SQLite and on PostgreSQL; with a window longer than a day (a
+month over a year of history: --days 365 --transitions 12000000 --since 30d), <= 3 s.
 
     python bench/report_scale.py [--transitions 1000000] [--volumes 10000] [--db sqlite|postgresql|both]
+                                 [--days 30] [--since 24h]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from auditd.durations import parse as parse_duration
 from auditd.report.html import to_html
 from auditd.report.query import load_report
 from auditd.report.render import to_json, to_markdown, to_table
@@ -48,7 +51,6 @@ from auditd.store.retention import Pruner
 
 PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = datetime.now(UTC).replace(microsecond=0)
-DAYS = 30
 RULES = ["secondary-not-replaying", "pvc-on-secondary", "rpo-exceeded", "split-brain",
          "pool-mirroring-unhealthy"]  # fmt: skip
 
@@ -58,9 +60,11 @@ def ts(t: datetime, sqlite: bool) -> Any:
     return t.replace(tzinfo=None).isoformat(sep=" ") if sqlite else t
 
 
-def history(n_transitions: int, volumes: int, sqlite: bool) -> dict[str, list[tuple[Any, ...]]]:
+def history(
+    n_transitions: int, volumes: int, days: int, sqlite: bool
+) -> dict[str, list[tuple[Any, ...]]]:
     rnd = random.Random(7)
-    start = NOW - timedelta(days=DAYS)
+    start = NOW - timedelta(days=days)
     objects: list[tuple[Any, ...]] = []
     transitions: list[tuple[Any, ...]] = []
 
@@ -211,7 +215,7 @@ def naive(url: str, since: datetime, until: datetime) -> int:
     return len(rows) + len(per_image) + opened
 
 
-def ingest_latency_during_prune(url: str) -> tuple[float, float, float]:
+def ingest_latency_during_prune(url: str, days: int) -> tuple[float, float, float]:
     """p50/max of small commits (the ingest writer's shape) while a prune runs; prune time."""
     engine = make_engine(url)
     sessions = session_factory(engine)
@@ -232,20 +236,25 @@ def ingest_latency_during_prune(url: str) -> tuple[float, float, float]:
     th.start()
     t = time.perf_counter()
     # The daemon's batch size, a shorter pause than its 200 ms (the bench has no time to lose).
-    result = Pruner(sessions, 1000, timedelta(milliseconds=20)).prune(NOW - timedelta(days=20))
+    cutoff = NOW - timedelta(days=days - 10)  # the oldest 10 days
+    result = Pruner(sessions, 1000, timedelta(milliseconds=20)).prune(cutoff)
     prune_s = time.perf_counter() - t
     stop.set()
     th.join()
     engine.dispose()
-    print(f"    pruned {result.counts.get('transitions', 0):,} transitions older than 20 days")
+    print(
+        f"    pruned {result.counts.get('transitions', 0):,} transitions older than {days - 10} days"
+    )
     return statistics.median(latencies), max(latencies), prune_s
 
 
-def run(name: str, url: str, data: dict[str, list[tuple[Any, ...]]]) -> bool:
+def run(
+    name: str, url: str, data: dict[str, list[tuple[Any, ...]]], since_text: str, days: int
+) -> bool:
     print(f"\n{name}: {len(data['transitions']):,} transitions, "
           f"{len(data['objects']) // 5:,} volumes, {len(data['measurements']):,} samples")  # fmt: skip
     print(f"  load                                {load(url, data):7.1f} s")
-    since, until = NOW - timedelta(hours=24), NOW
+    since, until = NOW - parse_duration(since_text), NOW
     engine = make_engine(url)
     sessions = session_factory(engine)
 
@@ -255,7 +264,7 @@ def run(name: str, url: str, data: dict[str, list[tuple[Any, ...]]]) -> bool:
 
     t_report, data_ = best(report)
     engine.dispose()
-    print(f"  window: {data_.transitions_total:,} transitions in the last 24h, "
+    print(f"  window: {data_.transitions_total:,} transitions in the last {since_text}, "
           f"{len(data_.volumes):,} image rows, {data_.summary['opened']} incidents opened")  # fmt: skip
     print(f"  report (all sections, SQL)          {t_report:7.3f} s")
     for fmt, render in (("table", to_table), ("json", to_json), ("markdown", to_markdown),
@@ -264,19 +273,23 @@ def run(name: str, url: str, data: dict[str, list[tuple[Any, ...]]]) -> bool:
         print(f"    + render {fmt:<24} {t_render:7.3f} s")
     t_cli, _ = best(
         lambda: subprocess.run(
-            [sys.executable, "-m", "auditd", "report", "--db", url, "--since", "24h"],
+            [sys.executable, "-m", "auditd", "report", "--db", url, "--since", since_text],
             check=True, capture_output=True,
         ),
         runs=2,
     )  # fmt: skip
-    print(f"  `auditd report --since 24h` process {t_cli:7.3f} s (interpreter start included)")
+    print(
+        f"  `auditd report --since {since_text}` process {t_cli:7.3f} s (interpreter start included)"
+    )
     t_naive, _ = best(lambda: naive(url, since, until), runs=1)
     print(f"  baseline: rows into Python          {t_naive:7.3f} s  ({t_naive / t_report:.1f}x)")
-    p50, worst, t_prune = ingest_latency_during_prune(url)
+    p50, worst, t_prune = ingest_latency_during_prune(url, days)
     print(f"  prune (batches of 1,000)            {t_prune:7.1f} s; ingest commits meanwhile "
           f"p50 {p50 * 1000:.1f} ms, max {worst * 1000:.0f} ms")  # fmt: skip
-    ok = t_report <= 1.0
-    print(f"  target report <= 1 s: {'MET' if ok else 'NOT MET'}")
+    # Issue 24: a day's window within 1 s, a month's (over a year of history) within 3 s.
+    limit = 1.0 if parse_duration(since_text) <= timedelta(hours=24) else 3.0
+    ok = t_report <= limit
+    print(f"  target report <= {limit:g} s: {'MET' if ok else 'NOT MET'}")
     return ok
 
 
@@ -302,20 +315,26 @@ def main() -> int:
     ap.add_argument("--transitions", type=int, default=1_000_000)
     ap.add_argument("--volumes", type=int, default=10_000)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--days", type=int, default=30, help="the history's span (default 30)")
+    ap.add_argument("--since", default="24h", help="the report's window (default 24h)")
     args = ap.parse_args()
+    if args.days <= 10:
+        raise SystemExit("--days: more than 10 (the oldest 10 days are pruned)")
     ok = True
     for backend in ("sqlite", "postgresql"):
         if args.db not in (backend, "both"):
             continue
         t = time.perf_counter()
-        data = history(args.transitions, args.volumes, backend == "sqlite")
+        data = history(args.transitions, args.volumes, args.days, backend == "sqlite")
         print(f"\ngenerated the {backend} history in {time.perf_counter() - t:.1f} s")
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                ok &= run("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", data)
+                ok &= run(
+                    "SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", data, args.since, args.days
+                )
         else:
             for url in _pg_schema():
-                ok &= run("PostgreSQL", url, data)
+                ok &= run("PostgreSQL", url, data, args.since, args.days)
     return 0 if ok else 1
 
 
