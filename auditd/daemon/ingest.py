@@ -359,7 +359,10 @@ class Ingestor:
             # The inventory is now mostly long-lived, acyclic dicts. Left in the collected
             # generations, every later collection rescans all of them: decoding a watch event
             # then costs 3x more (bench/watch_scale.py). Frozen, they are still freed by
-            # reference counting when replaced; only cycle detection skips them.
+            # reference counting when replaced; only cycle detection skips them. Collected
+            # first: a garbage cycle frozen (a session, a response, a traceback of any thread)
+            # would never be freed, and a relist comes every few minutes for months.
+            gc.collect()
             gc.freeze()
 
     def _notifications(self, change: Change) -> list[PlannedNotification]:
