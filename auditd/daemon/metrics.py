@@ -70,9 +70,9 @@ class Metrics:
             registry=r,
         )
         # Per-pool counts carry the picture; per-image series exist only for images that are
-        # not healthy. Five series for every image (one per class, mostly zeros) were 100,000
-        # series at 10,000 images: 95 MB of the process and a second of the ingest thread's
-        # GIL per scrape.
+        # not healthy. Five series for every image (one per class, mostly zeros) were 110,000
+        # series at 10,000 images per site: 77 MB of the process, and a second per scrape of
+        # the interpreter lock the ingest writer needs (bench/metrics_scale.py).
         self.images = Gauge(
             "auditd_rbd_images",
             "Images by mirror state class (healthy, degraded, error, stale, unknown), per pool "

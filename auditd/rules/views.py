@@ -356,9 +356,10 @@ class Correlator:
         return affected
 
     def drain_gone(self) -> set[VolumeId]:
-        """The volumes gone since the last drain (after their last verdicts were made)."""
+        """The volumes gone since the last drain (after their last verdicts were made), and
+        still gone: one that came back since is a volume again."""
         out, self._gone = self._gone, set()
-        return out
+        return {v for v in out if v not in self._volume_pvs and v not in self._images}
 
     def _index_claim(self, key: ObjectKey, facts: Facts | None) -> None:
         for old in self._claims_of.pop(key, ()):
