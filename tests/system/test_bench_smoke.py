@@ -29,10 +29,12 @@ SMOKE: dict[str, list[str]] = {
     "rules_eval.py": ["--volumes", "50", "--changes", "20", "--app-size", "10"],
     "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
     "watch_scale.py": ["--volumes", "50", "--events", "200"],
-    # Long enough for two relists, probes every 10 s and a pruned history, on SQLite only.
+    # Long enough for two relists, probes every 10 s, volumes replaced and a pruned history,
+    # on SQLite only.
     "soak.py": [
         *("--duration", "45s", "--volumes", "50", "--sample-every", "5s"),
         *("--keep", "10s", "--relist-every", "20s", "--probe-interval", "10s"),
+        *("--volume-every", "5s"),
     ],
     # One failover and failback of one volume at a 10 s probe; no site loss, and no forced
     # promotion (it would leave the lab split-brained for the drill tests after it).
