@@ -928,11 +928,14 @@ def _silence(url: str, args: argparse.Namespace) -> int:
 
 
 def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0)) -> int:
+    from auditd.daemon.malloc import limit_arenas
     from auditd.daemon.runner import Daemon
     from auditd.rules.engine import configured_rules
 
     logs.configure(config.log_level, config.log_format)
     configured_rules(config)
+    if limit_arenas():  # before any thread allocates
+        log.debug("malloc: at most two arenas (MALLOC_ARENA_MAX overrides)")
     stop = threading.Event()
     daemon = Daemon(config, dry_run=dry_run)
 
