@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from auditd.daemon.metrics import Metrics
 from auditd.inventory.inventory import ObjectKey, Transition
 from auditd.inventory.rbd_facts import RBD_IMAGE
+from auditd.sim.rbdpool import image_name
 
 POOL = "replicapool"
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,10 +45,6 @@ class Cost:
     memory_mb: float
     text_mb: float
     scrape_s: float
-
-
-def name(i: int) -> str:
-    return f"csi-vol-{i:06d}"
 
 
 def measure(build: Callable[[], CollectorRegistry], scrapes: int) -> Cost:
@@ -66,9 +63,9 @@ def measure(build: Callable[[], CollectorRegistry], scrapes: int) -> Cost:
 
 def seeded(images: int, unhealthy: int) -> Metrics:
     m = Metrics()
-    m.image_states(((cluster, POOL, name(i)), "healthy") for cluster in ("dr1", "dr2") for i in range(images))  # fmt: skip
-    m.image_states((("dr2", POOL, name(i)), "stale") for i in range(unhealthy))
-    m.observe([], [], [("dr2", POOL, name(i), 20.0 + i % 40) for i in range(images)], [], {})
+    m.image_states(((cluster, POOL, image_name(i)), "healthy") for cluster in ("dr1", "dr2") for i in range(images))  # fmt: skip
+    m.image_states((("dr2", POOL, image_name(i)), "stale") for i in range(unhealthy))
+    m.observe([], [], [("dr2", POOL, image_name(i), 20.0 + i % 40) for i in range(images)], [], {})
     return m
 
 
@@ -77,7 +74,7 @@ def bare(images: int) -> CollectorRegistry:
     gauge = Gauge("bench_image", "one series per image", ["cluster", "pool", "image"], registry=registry)  # fmt: skip
     for cluster in ("dr1", "dr2"):
         for i in range(images):
-            gauge.labels(cluster, POOL, name(i)).set(1)
+            gauge.labels(cluster, POOL, image_name(i)).set(1)
     return registry
 
 
@@ -86,11 +83,11 @@ def probe_cycle(m: Metrics, images: int, changed: int) -> float:
     class (half leave healthy, half come back)."""
     key = ObjectKey("dr2", RBD_IMAGE, POOL, "")
     moves = [
-        Transition(key._replace(name=name(i)), "class", old, new, AT, "probe", False, None)
+        Transition(key._replace(name=image_name(i)), "class", old, new, AT, "probe", False, None)
         for i in range(changed)
         for old, new in [("stale", "healthy") if i % 2 else ("healthy", "degraded")]
     ]
-    lags = [("dr2", POOL, name(i), 30.0 + i % 40) for i in range(images)]
+    lags = [("dr2", POOL, image_name(i), 30.0 + i % 40) for i in range(images)]
     t0 = time.perf_counter()
     m.observe([], moves, lags, [], {})
     return time.perf_counter() - t0
