@@ -42,6 +42,7 @@ from typing import Any
 
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
+from auditd.sim.rbdpool import image_name
 from auditd.sim.world import pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 
@@ -97,11 +98,9 @@ def populate(api: FakeKubeAPI, volumes: int) -> None:
 
 
 def add_volume(api: FakeKubeAPI, i: int) -> None:
-    """Volume ``i`` on the primary: its PVC, its PV (image csi-vol-i) and its VR."""
+    """Volume ``i`` on the primary: its PVC, its PV (image ``image_name(i)``) and its VR."""
     api.create(PVC, realistic_pvc(i))
-    api.create(
-        PV, objects.pv(f"pvc-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}", f"csi-vol-{i:05d}")
-    )
+    api.create(PV, objects.pv(f"pvc-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}", image_name(i)))
     api.create(VR, objects.vr(f"data-{i:05d}", f"app-{i % 50:02d}", f"data-{i:05d}"))
 
 
