@@ -4,7 +4,8 @@
 Generates, into a fresh database: 10,000 volumes (PVC, PV and VR on dr1, the RBD image on both
 clusters, as object rows), 1,000,000 transitions over 30 days (each object's listing, then
 image state flips and PVC/VR changes at random times), 5,000 violations with their
-notifications, three days of hourly lag samples per image, and failover episodes. Then times,
+notifications, hourly lag samples per image for 14 days (the default keep_samples), the
+blind spots (a site's probe failing, a watch dropped) and failover episodes. Then times,
 best of 3 after a warm-up:
 
 * the report (every section, SQL aggregation) and each renderer;
@@ -113,6 +114,39 @@ def history(
             tr("dr1", "PersistentVolumeClaim", ns, pvc, "phase", "Bound", "Lost", at, "watch")
             tr("dr1", "PersistentVolumeClaim", ns, pvc, "phase", "Lost", "Bound", back, "watch")
     transitions = transitions[:n_transitions]
+    # What made auditd blind, as a long-running daemon records it: each site's probe failing for
+    # minutes once a day, a watch stream dropped for a minute twice a week. Few rows, which the
+    # report's blind-spot section must find among all the others.
+    for day in range(days):
+        for cluster in ("dr1", "dr2"):
+            at = start + timedelta(days=day, seconds=rnd.random() * 80_000)
+            back = at + timedelta(seconds=rnd.randint(120, 600))
+            tr(
+                cluster,
+                "RbdPool",
+                "replicapool",
+                "replicapool",
+                "probe",
+                "ok",
+                "failing",
+                at,
+                "probe",
+            )
+            tr(
+                cluster,
+                "RbdPool",
+                "replicapool",
+                "replicapool",
+                "probe",
+                "failing",
+                "ok",
+                back,
+                "probe",
+            )
+        if day % 7 in (2, 5):
+            at = start + timedelta(days=day, seconds=rnd.random() * 80_000)
+            for a, b, when in (("ok", "blind", at), ("blind", "ok", at + timedelta(minutes=1))):
+                tr("dr1", "AuditStream", "", "persistentvolumeclaims", "state", a, b, when, "watch")
     violations, notifications = [], []
     for v in range(5000):
         fired = start + timedelta(seconds=rnd.random() * span)
@@ -128,8 +162,10 @@ def history(
                 status = rnd.choice(("sent", "sent", "sent", "grouped", "silenced", "dead"))
                 notifications.append((v + 1, event, "slack", "{}", status,
                                       rnd.randint(1, 3), ts(at, sqlite), ts(at, sqlite)))  # fmt: skip
+    # Hourly lag samples per image (probe.sample_every) for as long as retention keeps them by
+    # default (keep_samples: 14 days), or the whole history if it is shorter.
     measurements = []
-    for h in range(72):
+    for h in range(24 * min(days, 14)):
         at = ts(NOW - timedelta(hours=h), sqlite)
         for i in range(volumes):
             measurements.append(("dr2", "replicapool", f"csi-vol-{i:05d}", at, rnd.random() * 600))
