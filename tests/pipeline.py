@@ -14,6 +14,7 @@ from sqlalchemy import select
 from auditd.config import parse_config
 from auditd.daemon.ingest import Ingestor
 from auditd.daemon.items import Tick
+from auditd.daemon.metrics import Metrics
 from auditd.inventory.inventory import Inventory
 from auditd.rules.engine import RuleEngine
 from auditd.sources.kube.events import ObjectEvent
@@ -29,13 +30,15 @@ CONFIG = {
 
 
 class Pipeline:
-    def __init__(self, tmp_path: Path, **rules: Any) -> None:
+    def __init__(self, tmp_path: Path, metrics: Metrics | None = None, **rules: Any) -> None:
         url = f"sqlite:///{tmp_path / 'h.db'}"
         upgrade(url)
         self.engine = make_engine(url)
         self.sessions = session_factory(self.engine)
         self.config = parse_config({**CONFIG, "rules": rules})
-        self.ingest = Ingestor(self.sessions, Inventory(), RuleEngine(self.config), {}, ["log"])
+        self.ingest = Ingestor(
+            self.sessions, Inventory(), RuleEngine(self.config), {}, ["log"], metrics=metrics
+        )
 
     def at(self, minutes: float, *items: Any) -> None:
         now = T0 + timedelta(minutes=minutes)

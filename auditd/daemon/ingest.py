@@ -326,6 +326,8 @@ class Ingestor:
         lists in progress: the failed batch never happened as far as state is concerned."""
         stored = self.store.run("reload state", lambda s: load_state(s, self.rules.config))
         self.auditor.reload(stored, checkpoint)
+        if self.metrics is not None:
+            self.metrics.images_now(self.inventory)
 
     def process(self, batch: Sequence[Item], now: datetime | None = None) -> None:
         """One batch through the auditor, and what it decided written in one transaction."""

@@ -27,7 +27,14 @@ from prometheus_client.registry import Collector
 
 from auditd import __version__
 from auditd.alerts.labels import METRIC, labels
-from auditd.inventory.inventory import EXISTS, QUARANTINED, ObjectKey, Transition, origin_kind
+from auditd.inventory.inventory import (
+    EXISTS,
+    QUARANTINED,
+    Inventory,
+    ObjectKey,
+    Transition,
+    origin_kind,
+)
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.rules.lifecycle import Active, Change
 from auditd.sources.kube.health import stream_state
@@ -263,6 +270,22 @@ class Metrics:
         every change)."""
         for image, now in states:
             self._count(image, now)
+
+    def images_now(self, inventory: Inventory) -> None:
+        """Every image's class as ``inventory`` holds it, and nothing for an image it does not
+        hold: at start, and whenever the writer's memory is reloaded from the history (a failed
+        commit, a takeover from another replica). A standby's gauges were as of its start: the
+        images it did not write since must not keep showing what they were then."""
+        now = {
+            (k.cluster, k.namespace, k.name): known.facts.get("class") or "unknown"
+            for k, known in inventory.objects.items()
+            if k.kind == RBD_IMAGE
+        }
+        for image in set(self._class_of) - set(now):
+            self._count(image, None)
+            with suppress(KeyError):
+                self.lag.remove(*image)
+        self.image_states(now.items())
 
     def _count(self, image: tuple[str, str, str], now: str | None) -> None:
         """Move one image from the class it was counted under to ``now`` (None: gone)."""

@@ -37,7 +37,6 @@ from auditd.daemon.ops_http import OpsServer, readiness
 from auditd.daemon.scopes import GLOBAL, Scopes
 from auditd.inventory.facts import EXTRACTORS, facts_of
 from auditd.inventory.inventory import Inventory
-from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.logs import Spell, describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active
@@ -209,11 +208,7 @@ class Daemon:
         self.dispatcher = Dispatcher(
             self.sessions, sinks, cfg.alerts, self.clock, lambda: self.leadership.leads(GLOBAL)
         )
-        self.metrics.image_states(
-            ((k.cluster, k.namespace, k.name), known.facts.get("class") or "unknown")
-            for k, known in inventory.objects.items()
-            if k.kind == RBD_IMAGE
-        )
+        self.metrics.images_now(inventory)
         self.metrics.quarantine_now(inventory.objects)
         self.ingestor = Ingestor(
             self.sessions,

@@ -4,7 +4,10 @@ only for the images that are not healthy (unknown included: unknown is never hea
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+from captured_pair import probe
+from pipeline import Pipeline, steady
 from prometheus_client import generate_latest
 
 from auditd.daemon.metrics import CLASSES, Metrics
@@ -74,3 +77,29 @@ def test_a_class_seen_again_is_not_counted_twice() -> None:
     m.image_states([(image(1), "degraded")])
     m.image_states([(image(1), "degraded")])
     assert counts(m)["degraded"] == 1 and per_image(m) == {("csi-vol-0001", "degraded"): 1}
+
+
+def test_memory_reloaded_from_the_history_moves_the_image_gauges_with_it(tmp_path: Path) -> None:
+    """A standby's gauges are as of its start, and a failed commit's batch never happened: when
+    the writer's memory is reloaded from the history (a takeover, a rollback), the gauges are
+    what it now holds, not what this process last wrote."""
+    m = Metrics()
+    standby = Pipeline(tmp_path, metrics=m)
+    steady(standby)
+    dr2 = [
+        i for i in standby.ingest.inventory.objects if i.kind == RBD_IMAGE and i.cluster == "dr2"
+    ]
+    assert dr2 and all(m._class_of[(k.cluster, k.namespace, k.name)] == "healthy" for k in dr2)
+    # Another replica, writing the same history meanwhile, saw dr2's mirror daemon go down.
+    leader = Pipeline(tmp_path)
+    steady(leader)
+    leader.at(2, probe("dr2", "mirror-daemon-down-t65s"))
+    held = {
+        (k.cluster, k.namespace, k.name): known.facts.get("class") or "unknown"
+        for k, known in leader.ingest.inventory.objects.items()
+        if k.kind == RBD_IMAGE
+    }
+    assert {held[(k.cluster, k.namespace, k.name)] for k in dr2} != {"healthy"}
+    standby.ingest._restore(standby.ingest.inventory.checkpoint())  # as at a takeover
+    assert m._class_of == held
+    assert per_image(m) == {(img, c): 1 for (_, _, img), c in held.items() if c != "healthy"}
