@@ -361,9 +361,13 @@ class Ingestor:
             # The inventory is now mostly long-lived, acyclic dicts. Left in the collected
             # generations, every later collection rescans all of them: decoding a watch event
             # then costs 3x more (bench/watch_scale.py). Frozen, they are still freed by
-            # reference counting when replaced; only cycle detection skips them. Collected
-            # first: a garbage cycle frozen (a session, a response, a traceback of any thread)
-            # would never be freed, and a relist comes every few minutes for months.
+            # reference counting when replaced; only cycle detection skips them. Thawed and
+            # collected first: a garbage cycle frozen (a session, a response, a traceback of
+            # any thread) would never be freed, and neither would anything alive at the last
+            # freeze that has since died in a cycle (a watch stream's response when the watch
+            # ends). Relists come every few minutes for months: each left some behind (the
+            # soak's RSS stepped up at relists). One full collection per list's end.
+            gc.unfreeze()
             gc.collect()
             gc.freeze()
 
