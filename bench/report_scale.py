@@ -121,28 +121,8 @@ def history(
         for cluster in ("dr1", "dr2"):
             at = start + timedelta(days=day, seconds=rnd.random() * 80_000)
             back = at + timedelta(seconds=rnd.randint(120, 600))
-            tr(
-                cluster,
-                "RbdPool",
-                "replicapool",
-                "replicapool",
-                "probe",
-                "ok",
-                "failing",
-                at,
-                "probe",
-            )
-            tr(
-                cluster,
-                "RbdPool",
-                "replicapool",
-                "replicapool",
-                "probe",
-                "failing",
-                "ok",
-                back,
-                "probe",
-            )
+            for a, b, when in (("ok", "failing", at), ("failing", "ok", back)):
+                tr(cluster, "RbdPool", "replicapool", "replicapool", "probe", a, b, when, "probe")
         if day % 7 in (2, 5):
             at = start + timedelta(days=day, seconds=rnd.random() * 80_000)
             for a, b, when in (("ok", "blind", at), ("blind", "ok", at + timedelta(minutes=1))):
