@@ -365,8 +365,8 @@ class Ingestor:
             # collected first: a garbage cycle frozen (a session, a response, a traceback of
             # any thread) would never be freed, and neither would anything alive at the last
             # freeze that has since died in a cycle (a watch stream's response when the watch
-            # ends). Relists come every few minutes for months: each left some behind (the
-            # soak's RSS stepped up at relists). One full collection per list's end.
+            # ends). Relists come every few minutes for months, each able to leave some behind
+            # (the 2 h soak's RSS grew). One full collection per list's end.
             gc.unfreeze()
             gc.collect()
             gc.freeze()
