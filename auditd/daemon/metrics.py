@@ -229,9 +229,7 @@ class Metrics:
             if t.field == "class" and t.new is not None:
                 self.image_states([(image, t.new)])
             elif t.field == EXISTS and t.new == "false":
-                self._count(image, None)  # gone: no series left behind for it
-                with suppress(KeyError):
-                    self.lag.remove(*image)
+                self._forget(image)
         for cluster, pool, name, lag in lags:
             if lag is None:  # unknown: no series, rather than a last value that looks current
                 with suppress(KeyError):
@@ -281,11 +279,15 @@ class Metrics:
             for k, known in inventory.objects.items()
             if k.kind == RBD_IMAGE
         }
-        for image in set(self._class_of) - set(now):
-            self._count(image, None)
-            with suppress(KeyError):
-                self.lag.remove(*image)
+        for image in self._class_of.keys() - now.keys():
+            self._forget(image)
         self.image_states(now.items())
+
+    def _forget(self, image: tuple[str, str, str]) -> None:
+        """An image gone: no series left behind for it."""
+        self._count(image, None)
+        with suppress(KeyError):
+            self.lag.remove(*image)
 
     def _count(self, image: tuple[str, str, str], now: str | None) -> None:
         """Move one image from the class it was counted under to ``now`` (None: gone)."""
