@@ -944,8 +944,15 @@ def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0
         stop.set()
         daemon.interrupt()
 
+    def _on_census(_signum: int, _frame: FrameType | None) -> None:
+        from auditd.daemon import census
+
+        # WARNING: an operator asked for it, so it shows at any log level.
+        log.warning("census %s", json.dumps(census.summary(census.take())))
+
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGUSR2, _on_census)
     try:
         daemon.start(db_wait)
     except Exception as e:

@@ -34,8 +34,10 @@ min are sampled after the warm-up).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +49,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine, text
@@ -54,6 +57,7 @@ from sqlalchemy import Engine, create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from watch_scale import PG_URL, add_volume, populate, realistic_pvc, remove_volume
 
+from auditd.daemon.census import growth
 from auditd.durations import parse as parse_duration
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
@@ -64,6 +68,7 @@ from auditd.sources.kube.kinds import PVC
 FAKE_RBD = [sys.executable, "-m", "auditd.sim.fakerbd"]
 SECONDARY_EVERY = 20.0  # s between PVCs appearing on the secondary
 SECONDARY_FOR = 180.0  # s each stays there
+CENSUS = "census "  # the daemon's log line on SIGUSR2
 PRUNE_EVERY = 60.0  # s, retention.every
 PROBE_CONCURRENT = 4  # probe.max_concurrent: each site's probe pool holds up to this many threads
 # Thread pools start their threads only when work overlaps, so a daemon that leaks nothing can
@@ -440,7 +445,9 @@ def main() -> int:
             flush=True,
         )
         churn = Churn(dr1, dr2, args.volumes, [work / "site-a", work / "site-b"], volume_every)
-        samples = run(proc, churn, args, url, db_path, schema, port, duration, relist, every)
+        samples, censuses = run(
+            proc, churn, args, url, db_path, schema, port, duration, relist, every, work
+        )
         print(
             f"\nvolumes replaced: {churn.replaced}; Slack messages: {len(slack.messages)};"
             f" daemon log: {work / 'daemon.log'}"
@@ -449,6 +456,9 @@ def main() -> int:
             print(f"soak: the daemon exited with {proc.returncode}")
             return 1
         report(samples, keep.total_seconds())
+        if len(censuses) == 2 and None not in censuses:
+            print("\nheld by the daemon, after the warm-up -> at the end (its census, SIGUSR2):")
+            print("\n".join(growth(*censuses)))  # type: ignore[arg-type]
         return 0
     finally:
         if proc is not None and proc.poll() is None:
@@ -460,6 +470,19 @@ def main() -> int:
         if schema is not None:
             with create_engine(PG_URL, isolation_level="AUTOCOMMIT").connect() as c:
                 c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def census(proc: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any] | None:
+    """Ask the daemon for a census (SIGUSR2: auditd/daemon/census.py) and read it from its log."""
+    seen = log_path.read_text(errors="replace").count(CENSUS)
+    proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if CENSUS in ln]
+        if len(lines) > seen:
+            return cast(dict[str, Any], json.loads(lines[-1].split(CENSUS, 1)[1]))
+        time.sleep(0.5)
+    return None
 
 
 def wait_synced(url: str, objects_: int, proc: subprocess.Popen[bytes]) -> float:
@@ -495,12 +518,14 @@ def run(
     duration: float,
     relist: float,
     every: float,
-) -> list[Sample]:
+    work: Path,
+) -> tuple[list[Sample], list[dict[str, Any] | None]]:
     dr1, dr2 = churn.dr1, churn.dr2
     t0 = time.monotonic()
     next_sample, next_relist, n = t0, t0 + relist, 0
     before = scrape(port)
     samples: list[Sample] = []
+    censuses: list[dict[str, Any] | None] = []
     print(
         f"\n{'min':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'DB MB':>7} {'transitions':>11}"
         f" {'queue':>5} {'delay p99':>9} {'change->commit':>14} {'probe s':>7}",
@@ -511,6 +536,8 @@ def run(
     try:
         while (now := time.monotonic()) - t0 < duration and proc.poll() is None:
             churn.due(now)
+            if not censuses and now - t0 >= duration / 5:  # the warm-up's end, as verdicts()
+                censuses.append(census(proc, work / "daemon.log"))
             if now >= next_relist:
                 for api in (dr1, dr2):
                     api.compact()
@@ -541,9 +568,11 @@ def run(
                 next_sample = now + every
             churn.step(now)
             time.sleep(max(0.0, 1 / args.churn - (time.monotonic() - now)))
+        if censuses and proc.poll() is None:
+            censuses.append(census(proc, work / "daemon.log"))
     finally:
         engine.dispose()
-    return samples
+    return samples, censuses
 
 
 def _opt(value: float | None, fmt: str) -> str:
