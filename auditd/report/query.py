@@ -1,14 +1,16 @@
 """Read a window of history for the report, one section per function.
 
-Counting, summing and time-weighting happen in SQL (GROUP BY, window functions); Python only
-receives aggregates and the bounded lists a person reads (open incidents, episodes, the last
-transitions of the timeline). That is what keeps a report over a million transitions under a
-second on SQLite and PostgreSQL (bench/report_scale.py).
+Counting and summing happen in SQL (GROUP BY); Python receives aggregates and the bounded
+lists a person reads (open incidents, episodes, the last transitions of the timeline). The one
+exception is the healthy share per image: it is time-weighted over the window's class changes,
+which stream through Python once in index order, because SQL's per-image window function must
+sort them first. That is what keeps a day's report over a million transitions under a second,
+and a month's within three, on SQLite and PostgreSQL (bench/report_scale.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,15 +19,17 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Float,
     and_,
     case,
+    cast,
     func,
     literal,
     or_,
     select,
     union_all,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from auditd.inventory.inventory import EXISTS, QUARANTINED
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
@@ -45,6 +49,7 @@ from auditd.store.models import (
 )
 
 SEVERITIES = ("critical", "warning", "info")
+HEALTHY = "healthy"  # the image class (sources/rbd/parse.py: classify) that counts as healthy
 # The daemon rewrites stream_health every 5 s: three missed samples and it is not running.
 HEARTBEAT_STALE = timedelta(seconds=15)
 
@@ -385,89 +390,90 @@ def _volumes(
 def _healthy_shares(
     session: Session, since: datetime, until: datetime, f: Filters
 ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Each image's healthy seconds in the window, in one pass over its class changes.
+
+    The changes arrive in (observed_at, id) order, the order of the (kind, field, observed_at)
+    index, so nothing is sorted: each closes the segment its image was in since the one
+    before. SQL's window function (lead() over each image) had to sort them all, and over a
+    month of 10,000 volumes that sort was most of the report (bench/report_scale.py).
+    """
     t = TransitionRow
     scope: list[ColumnElement[bool]] = [t.kind == RBD_IMAGE, t.field == "class"]
     if f.clusters:
         scope.append(t.cluster.in_(f.clusters))
     if f.pools:
         scope.append(t.namespace.in_(f.pools))
-    # Each image's state when the window opened, without searching the history before it:
-    # the `old` of its first state change at or after the window's start, or, if it has not
-    # changed since, its current state (the objects table).
-    o = ObjectRow
+    window = max((until - since).total_seconds(), 1e-9)
+    healthy: dict[tuple[str, str, str], float] = {}
+    # (class, since when: seconds into the window) of each image.
+    state: dict[tuple[str, str, str], tuple[str | None, float]] = {}
+    # Seconds into the window computed by the database, and rows read below the ORM: a
+    # datetime per row, converted in Python, cost more than the rest of the pass.
+    changes = session.connection().execute(
+        select(
+            t.cluster,
+            t.namespace,
+            t.name,
+            t.old,
+            t.new,
+            cast(seconds_between(session, _at(since), t.observed_at), Float),
+        )
+        .where(*scope, t.observed_at >= _at(since), t.observed_at < _at(until))
+        .order_by(t.observed_at, t.id)
+        .execution_options(stream_results=True, yield_per=10_000)
+    )
+    for cluster, pool, image, old, new, at in changes:
+        key = (cluster, pool, image)
+        # An image's first change in the window says what it was when the window opened.
+        cls, start = state.get(key, (old, 0.0))
+        if cls == HEALTHY:
+            healthy[key] = healthy.get(key, 0.0) + (at - start)
+        state[key] = (new, at)
+    # Images that did not change in the window were all of it as their first change after it
+    # says they were before it, or, if none, as they are now (the objects table).
+    for key, cls in _opening_unchanged(session, until, scope, f, skip=state.keys()).items():
+        state[key] = (cls, 0.0)
+    for key, (cls, start) in state.items():
+        healthy[key] = healthy.get(key, 0.0) + (window - start if cls == HEALTHY else 0.0)
+    return {
+        key: {"healthy_share": round(min(1.0, seconds / window), 4)}
+        for key, seconds in healthy.items()
+    }
+
+
+def _opening_unchanged(
+    session: Session,
+    until: datetime,
+    scope: list[ColumnElement[bool]],
+    f: Filters,
+    skip: Collection[tuple[str, str, str]],
+) -> dict[tuple[str, str, str], str | None]:
+    """The class, through the window, of each image (not in ``skip``) without a change in it."""
+    t, o = TransitionRow, ObjectRow
+    out: dict[tuple[str, str, str], str | None] = {}
+    # Changes after the window only when it ended in the past: for a window up to now, none.
+    # The first by id: the writer writes them in time order.
+    first_after = (
+        select(func.min(t.id)).where(*scope, t.observed_at >= _at(until))
+        .group_by(t.cluster, t.namespace, t.name)
+    )  # fmt: skip
+    for cluster, pool, image, old in session.execute(
+        select(t.cluster, t.namespace, t.name, t.old).where(t.id.in_(first_after))
+    ):
+        if (cluster, pool, image) not in skip:
+            out[(cluster, pool, image)] = old
     known = [o.kind == RBD_IMAGE]
     if f.clusters:
         known.append(o.cluster.in_(f.clusters))
     if f.pools:
         known.append(o.namespace.in_(f.pools))
-    in_window = and_(*scope, t.observed_at >= _at(since), t.observed_at < _at(until))
-    first_after = (
-        select(t.cluster, t.namespace, t.name, func.min(t.id).label("first_id"))
-        .where(*scope, t.observed_at >= _at(since))
-        .group_by(t.cluster, t.namespace, t.name)
-        .cte("first_after")  # used twice: computed once
-    )
-    changed = aliased(TransitionRow)
-    opening = (
-        select(
-            literal(0).label("id"),
-            changed.cluster,
-            changed.namespace,
-            changed.name,
-            changed.old.label("new"),
-            _at(since).label("start"),
-        ).join(first_after, changed.id == first_after.c.first_id),
-        select(
-            literal(0),
-            o.cluster,
-            o.namespace,
-            o.name,
-            o.facts["class"].as_string(),
-            _at(since),
-        )
-        .outerjoin(
-            first_after,
-            and_(
-                first_after.c.cluster == o.cluster,
-                first_after.c.namespace == o.namespace,
-                first_after.c.name == o.name,
-            ),
-        )
-        .where(*known, first_after.c.first_id.is_(None)),  # unchanged since: as it is now
-    )
-    inside = select(
-        t.id, t.cluster, t.namespace, t.name, t.new, t.observed_at.label("start")
-    ).where(in_window)
-    states = union_all(*opening, inside).subquery()
-    segments = select(
-        states.c.cluster,
-        states.c.namespace,
-        states.c.name,
-        states.c.new,
-        states.c.start,
-        func.coalesce(
-            func.lead(states.c.start).over(
-                partition_by=(states.c.cluster, states.c.namespace, states.c.name),
-                order_by=(states.c.start, states.c.id),
-            ),
-            _at(until),
-        ).label("end"),
-    ).subquery()
-    length = seconds_between(session, segments.c.start, segments.c.end)
-    window = max((until - since).total_seconds(), 1e-9)
-    health: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for cluster, pool, image, healthy in session.execute(
-        select(
-            segments.c.cluster,
-            segments.c.namespace,
-            segments.c.name,
-            func.sum(case((segments.c.new == "healthy", length), else_=0.0)),
-        ).group_by(segments.c.cluster, segments.c.namespace, segments.c.name)
+    for cluster, pool, image, cls in session.execute(
+        select(o.cluster, o.namespace, o.name, o.facts["class"].as_string()).where(*known)
     ):
-        health[(cluster, pool, image)] = {
-            "healthy_share": round(min(1.0, float(healthy or 0.0) / window), 4),
-        }
-    return health
+        key = (cluster, pool, image)
+        if key not in skip and key not in out:
+            out[key] = cls
+    return out
 
 
 def _worst_lags(
