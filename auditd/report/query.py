@@ -10,7 +10,7 @@ and a month's within three, on SQLite and PostgreSQL (bench/report_scale.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -387,48 +387,80 @@ def _volumes(
     return out
 
 
+ImageKey = tuple[str, str, str]  # cluster, pool, image
+
+
 def _healthy_shares(
     session: Session, since: datetime, until: datetime, f: Filters
-) -> dict[tuple[str, str, str], dict[str, Any]]:
+) -> dict[ImageKey, dict[str, Any]]:
     """Each image's healthy seconds in the window, in one pass over its class changes.
 
     The changes arrive in (observed_at, id) order, the order of the (kind, field, observed_at)
     index, so nothing is sorted: each closes the segment its image was in since the one
     before. SQL's window function (lead() over each image) had to sort them all, and over a
     month of 10,000 volumes that sort was most of the report (bench/report_scale.py).
+
+    An image gone from its pool's listing is recorded as a deletion only (no class change):
+    from then until a class is recorded again it is nothing, never healthy.
     """
     t = TransitionRow
-    scope: list[ColumnElement[bool]] = [t.kind == RBD_IMAGE, t.field == "class"]
+    scope: list[ColumnElement[bool]] = [t.kind == RBD_IMAGE]
     if f.clusters:
         scope.append(t.cluster.in_(f.clusters))
     if f.pools:
         scope.append(t.namespace.in_(f.pools))
-    window = max((until - since).total_seconds(), 1e-9)
-    healthy: dict[tuple[str, str, str], float] = {}
-    # (class, since when: seconds into the window) of each image.
-    state: dict[tuple[str, str, str], tuple[str | None, float]] = {}
+    in_window = (t.observed_at >= _at(since), t.observed_at < _at(until))
     # Seconds into the window computed by the database, and rows read below the ORM: a
     # datetime per row, converted in Python, cost more than the rest of the pass.
-    changes = session.connection().execute(
-        select(
-            t.cluster,
-            t.namespace,
-            t.name,
-            t.old,
-            t.new,
-            cast(seconds_between(session, _at(since), t.observed_at), Float),
-        )
-        .where(*scope, t.observed_at >= _at(since), t.observed_at < _at(until))
+    offset = cast(seconds_between(session, _at(since), t.observed_at), Float)
+    conn = session.connection()
+    # Deletions are few: read first, and taken in turn between the changes, by (time, id).
+    deletions = conn.execute(
+        select(offset, t.id, t.cluster, t.namespace, t.name)
+        .where(*scope, t.field == EXISTS, t.new == "false", *in_window)
+        .order_by(t.observed_at, t.id)
+    ).all()
+    changes = conn.execute(
+        select(offset, t.id, t.cluster, t.namespace, t.name, t.old, t.new)
+        .where(*scope, t.field == "class", *in_window)
         .order_by(t.observed_at, t.id)
         .execution_options(stream_results=True, yield_per=10_000)
     )
-    for cluster, pool, image, old, new, at in changes:
+    window = max((until - since).total_seconds(), 1e-9)
+    healthy: dict[ImageKey, float] = {}
+    # (class, since when: seconds into the window) of each image; None once it is gone.
+    state: dict[ImageKey, tuple[str | None, float]] = {}
+    # Images whose first event in the window is their deletion: seconds until it.
+    gone_first: dict[ImageKey, float] = {}
+
+    def gone(deletion: Sequence[Any]) -> None:  # (at, id, cluster, pool, image)
+        at, _, cluster, pool, image = deletion
+        key = (cluster, pool, image)
+        if key in state:
+            cls, start = state[key]
+            if cls == HEALTHY:
+                healthy[key] = healthy.get(key, 0.0) + (at - start)
+        else:
+            gone_first[key] = at
+        state[key] = (None, at)
+
+    pending = iter(deletions)
+    deletion = next(pending, None)
+    for at, id_, cluster, pool, image, old, new in changes:
+        while deletion is not None and (deletion[0], deletion[1]) < (at, id_):
+            gone(deletion)
+            deletion = next(pending, None)
         key = (cluster, pool, image)
         # An image's first change in the window says what it was when the window opened.
         cls, start = state.get(key, (old, 0.0))
         if cls == HEALTHY:
             healthy[key] = healthy.get(key, 0.0) + (at - start)
         state[key] = (new, at)
+    for rest in (deletion, *pending) if deletion is not None else ():
+        gone(rest)
+    for key, cls in _class_before(session, gone_first, since).items():
+        if cls == HEALTHY:
+            healthy[key] = healthy.get(key, 0.0) + gone_first[key]
     # Images that did not change in the window were all of it as their first change after it
     # says they were before it, or, if none, as they are now (the objects table).
     for key, cls in _opening_unchanged(session, until, scope, f, skip=state.keys()).items():
@@ -441,16 +473,36 @@ def _healthy_shares(
     }
 
 
+def _class_before(
+    session: Session, keys: Collection[ImageKey], when: datetime
+) -> dict[ImageKey, str | None]:
+    """Each image's last recorded class before ``when``: one index seek per image."""
+    t = TransitionRow
+    return {
+        (cluster, pool, image): session.execute(
+            select(t.new)
+            .where(
+                t.cluster == cluster, t.kind == RBD_IMAGE, t.namespace == pool,
+                t.name == image, t.field == "class", t.observed_at < _at(when),
+            )
+            .order_by(t.observed_at.desc(), t.id.desc())
+            .limit(1)
+        ).scalar()
+        for cluster, pool, image in keys
+    }  # fmt: skip
+
+
 def _opening_unchanged(
     session: Session,
     until: datetime,
     scope: list[ColumnElement[bool]],
     f: Filters,
-    skip: Collection[tuple[str, str, str]],
-) -> dict[tuple[str, str, str], str | None]:
+    skip: Collection[ImageKey],
+) -> dict[ImageKey, str | None]:
     """The class, through the window, of each image (not in ``skip``) without a change in it."""
     t, o = TransitionRow, ObjectRow
-    out: dict[tuple[str, str, str], str | None] = {}
+    scope = [*scope, t.field == "class"]
+    out: dict[ImageKey, str | None] = {}
     # Changes after the window only when it ended in the past: for a window up to now, none.
     # The first by id: the writer writes them in time order.
     first_after = (

@@ -2,12 +2,14 @@
 
 The share is the part of the window an image's mirror state was classed healthy. An image's
 state when the window opened is the ``old`` of its first class change at or after the window's
-start, or, with none, its class now (the objects table); time in another class, or unknown,
-is not healthy. The reference below applies that rule to each image's whole history, sorted;
-the report reads the window in one pass. Both see the same histories: changes at the window's
-edges, at one instant, after the window, none at all, an image deleted and created again (its
-chain of classes broken), and many random ones; on SQLite and PostgreSQL, for a window up to
-now and one in the past."""
+start; if its first event there is its deletion, its last class before the window; with
+neither, as its first class change after the window says, or its class now (the objects
+table). Time in another class, unknown, or gone (deleted, until a class is recorded again) is
+not healthy. The reference below applies that rule to each image's whole history, sorted; the
+report reads the window in one pass. Both see the same histories: changes at the window's
+edges, at one instant, after the window, none at all, images deleted (in the window, before
+their first change in it, and created again) and many random ones; on SQLite and PostgreSQL,
+for a window up to now and one in the past."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from auditd.inventory.inventory import EXISTS
 from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.report.query import Filters, _healthy_shares
 from auditd.store.db import make_engine, session_factory
@@ -24,7 +27,8 @@ from auditd.store.models import ObjectRow, TransitionRow
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CLASSES = ("healthy", "degraded", "error", "stale", "unknown")
-Change = tuple[str, str, str, str | None, str, datetime]  # cluster, pool, image, old, new, at
+# cluster, pool, image, old, new, at; new None: the image's deletion (an `exists` change)
+Change = tuple[str, str, str, str | None, str | None, datetime]
 Key = tuple[str, str, str]
 
 
@@ -40,18 +44,23 @@ def edge_cases() -> tuple[list[Change], dict[Key, str]]:
     d = ("dr2", "replicapool", "never-changed")
     e = ("dr1", "replicapool", "recreated")
     g = ("dr1", "other-pool", "other-pool")
+    h = ("dr2", "replicapool", "deleted")
     changes: list[Change] = [
         (*a, "degraded", "healthy", at(100)),  # exactly at the window's start
         (*a, "healthy", "error", at(199)),
         (*b, "healthy", "degraded", at(150)),  # two changes at one instant: id decides
         (*b, "degraded", "healthy", at(150)),
         (*c, "healthy", "stale", at(250)),  # first change after the window: healthy all of it
-        # Deleted at 120 (a deletion records no class), created again at 160 with no class
-        # before it: its chain of classes has a gap, and the rule reads the gap as unknown.
+        # Healthy, deleted at 120 (a deletion records no class), created again at 160 with no
+        # class before it.
         (*e, "degraded", "healthy", at(50)),
+        (*e, "healthy", None, at(120)),
         (*e, None, "degraded", at(160)),
         (*e, "degraded", "healthy", at(180)),
         (*g, "unknown", "healthy", at(110)),
+        # Healthy since before the window, deleted in it (its first event there), never back.
+        (*h, "degraded", "healthy", at(20)),
+        (*h, "healthy", None, at(130)),
     ]
     now = {a: "error", b: "healthy", c: "stale", d: "healthy", e: "healthy", g: "healthy"}
     return changes, now
@@ -63,13 +72,17 @@ def random_history(seed: int) -> tuple[list[Change], dict[Key, str]]:
     now: dict[Key, str] = {}
     for i in range(40):
         key = (rng.choice(("dr1", "dr2")), "replicapool", f"csi-vol-{i:03d}")
-        cls = rng.choice(CLASSES)
+        cls: str | None = rng.choice(CLASSES)
         # Whole minutes, so that the window's edges and shared instants come up.
         for minute in sorted(rng.randrange(0, 300) for _ in range(rng.randrange(0, 12))):
-            new = rng.choice([c for c in CLASSES if c != cls])
+            if cls is not None and rng.random() < 0.15:
+                new = None  # deleted; its next change creates it again, with no class before
+            else:
+                new = rng.choice([c for c in CLASSES if c != cls])
             changes.append((*key, cls, new, at(minute)))
             cls = new
-        now[key] = cls
+        if cls is not None:
+            now[key] = cls
     # Written as a daemon writes them: in time order, the images interleaved.
     changes.sort(key=lambda c: c[5])
     return changes, now
@@ -79,17 +92,26 @@ def reference(
     changes: list[Change], now: dict[Key, str], since: datetime, until: datetime, pools: set[str]
 ) -> dict[Key, float]:
     """The rule applied image by image, from each image's whole sorted history."""
-    by_image: dict[Key, list[tuple[datetime, int, str | None, str]]] = {}
+    by_image: dict[Key, list[tuple[datetime, int, str | None, str | None]]] = {}
     for order, (cluster, pool, image, old, new, when) in enumerate(changes):
         if pool in pools:
             by_image.setdefault((cluster, pool, image), []).append((when, order, old, new))
     out: dict[Key, float] = {}
     for key in set(by_image) | {k for k in now if k[1] in pools}:
         history = sorted(by_image.get(key, []))
-        later = [c for c in history if c[0] >= since]
-        state = later[0][2] if later else now.get(key)
+        inside = [c for c in history if since <= c[0] < until]
+        later = [c for c in history if c[0] >= since and c[3] is not None]  # class changes
+        before = [c for c in history if c[0] < since and c[3] is not None]
+        if inside and inside[0][3] is None:  # its deletion first
+            state = before[-1][3] if before else None
+        elif later:
+            state = later[0][2]
+        elif key in now:
+            state = now[key]
+        else:
+            continue  # gone before the window, never back: not in the report
         start, healthy = since, 0.0
-        for when, _, _, new in (c for c in later if c[0] < until):
+        for when, _, _, new in inside:
             if state == "healthy":
                 healthy += (when - start).total_seconds()
             state, start = new, when
@@ -112,6 +134,9 @@ def shares(
                 TransitionRow(
                     cluster=cluster, kind=RBD_IMAGE, namespace=pool, name=image, field="class",
                     old=old, new=new, observed_at=when, source="probe",
+                ) if new is not None else TransitionRow(
+                    cluster=cluster, kind=RBD_IMAGE, namespace=pool, name=image, field=EXISTS,
+                    old="true", new="false", observed_at=when, source="probe",
                 )
                 for cluster, pool, image, old, new, when in changes
             )  # fmt: skip
@@ -156,7 +181,8 @@ def test_edge_cases_follow_the_rule(db_url: str, window: str) -> None:
             ("dr1", "replicapool", "same-instant"): 1.0,
             ("dr2", "replicapool", "only-after"): 1.0,
             ("dr2", "replicapool", "never-changed"): 1.0,
-            ("dr1", "replicapool", "recreated"): 0.2,  # healthy from 180 only
+            ("dr1", "replicapool", "recreated"): 0.4,  # healthy to 120, and from 180
+            ("dr2", "replicapool", "deleted"): 0.3,  # healthy until its deletion at 130
             ("dr1", "other-pool", "other-pool"): 0.9,
         }
 
