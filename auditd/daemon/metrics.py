@@ -11,6 +11,7 @@ import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client import (
@@ -282,6 +283,12 @@ class Metrics:
         for image in self._class_of.keys() - now.keys():
             self._forget(image)
         self.image_states(now.items())
+
+    @property
+    def classes(self) -> Mapping[tuple[str, str, str], str]:
+        """Each image's class as the gauges count it, healthy ones included (the per-image
+        gauge shows only the others)."""
+        return MappingProxyType(self._class_of)
 
     def _forget(self, image: tuple[str, str, str]) -> None:
         """An image gone: no series left behind for it."""

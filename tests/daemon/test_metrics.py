@@ -89,7 +89,7 @@ def test_memory_reloaded_from_the_history_moves_the_image_gauges_with_it(tmp_pat
     dr2 = [
         i for i in standby.ingest.inventory.objects if i.kind == RBD_IMAGE and i.cluster == "dr2"
     ]
-    assert dr2 and all(m._class_of[(k.cluster, k.namespace, k.name)] == "healthy" for k in dr2)
+    assert dr2 and all(m.classes[(k.cluster, k.namespace, k.name)] == "healthy" for k in dr2)
     # Another replica, writing the same history meanwhile, saw dr2's mirror daemon go down.
     leader = Pipeline(tmp_path)
     steady(leader)
@@ -101,5 +101,5 @@ def test_memory_reloaded_from_the_history_moves_the_image_gauges_with_it(tmp_pat
     }
     assert {held[(k.cluster, k.namespace, k.name)] for k in dr2} != {"healthy"}
     standby.ingest._restore(standby.ingest.inventory.checkpoint())  # as at a takeover
-    assert m._class_of == held
+    assert m.classes == held
     assert per_image(m) == {(img, c): 1 for (_, _, img), c in held.items() if c != "healthy"}
