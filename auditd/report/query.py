@@ -509,7 +509,8 @@ def _opening_unchanged(
         select(func.min(t.id)).where(*scope, t.observed_at >= _at(until))
         .group_by(t.cluster, t.namespace, t.name)
     )  # fmt: skip
-    for cluster, pool, image, old in session.execute(
+    conn = session.connection()  # rows below the ORM: 20,000 images at 10,000 volumes
+    for cluster, pool, image, old in conn.execute(
         select(t.cluster, t.namespace, t.name, t.old).where(t.id.in_(first_after))
     ):
         if (cluster, pool, image) not in skip:
@@ -519,7 +520,7 @@ def _opening_unchanged(
         known.append(o.cluster.in_(f.clusters))
     if f.pools:
         known.append(o.namespace.in_(f.pools))
-    for cluster, pool, image, cls in session.execute(
+    for cluster, pool, image, cls in conn.execute(
         select(o.cluster, o.namespace, o.name, o.facts["class"].as_string()).where(*known)
     ):
         key = (cluster, pool, image)
