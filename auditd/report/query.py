@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     Float,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -476,20 +477,21 @@ def _healthy_shares(
 def _class_before(
     session: Session, keys: Collection[ImageKey], when: datetime
 ) -> dict[ImageKey, str | None]:
-    """Each image's last recorded class before ``when``: one index seek per image."""
+    """Each image's last recorded class before ``when``: one index seek per image, one
+    statement compiled once (images deleted in a window without a change before: a few a day,
+    thousands where volumes churn)."""
     t = TransitionRow
-    return {
-        (cluster, pool, image): session.execute(
-            select(t.new)
-            .where(
-                t.cluster == cluster, t.kind == RBD_IMAGE, t.namespace == pool,
-                t.name == image, t.field == "class", t.observed_at < _at(when),
-            )
-            .order_by(t.observed_at.desc(), t.id.desc())
-            .limit(1)
-        ).scalar()
-        for cluster, pool, image in keys
-    }  # fmt: skip
+    last = (
+        select(t.new)
+        .where(
+            t.cluster == bindparam("c"), t.kind == RBD_IMAGE, t.namespace == bindparam("p"),
+            t.name == bindparam("i"), t.field == "class", t.observed_at < _at(when),
+        )
+        .order_by(t.observed_at.desc(), t.id.desc())
+        .limit(1)
+    )  # fmt: skip
+    conn = session.connection()
+    return {(c, p, i): conn.execute(last, {"c": c, "p": p, "i": i}).scalar() for c, p, i in keys}
 
 
 def _opening_unchanged(
