@@ -3,10 +3,10 @@
 
 Generates, into a fresh database: 10,000 volumes (PVC, PV and VR on dr1, the RBD image on both
 clusters, as object rows), 1,000,000 transitions over 30 days (each object's listing, then
-image state flips and PVC/VR changes at random times), 5,000 violations with their
-notifications, hourly lag samples per image for 14 days (the default keep_samples), the
-blind spots (a site's probe failing, a watch dropped) and failover episodes. Then times,
-best of 3 after a warm-up:
+image state flips and PVC/VR changes at random times, a volume replaced each hour), 5,000
+violations with their notifications, hourly lag samples per image for 14 days (the default
+keep_samples), the blind spots (a site's probe failing, a watch dropped) and failover
+episodes. Then times, best of 3 after a warm-up:
 
 * the report (every section, SQL aggregation) and each renderer;
 * `auditd report --since 24h` as a process, end to end (interpreter start included);
@@ -127,6 +127,17 @@ def history(
             at = start + timedelta(days=day, seconds=rnd.random() * 80_000)
             for a, b, when in (("ok", "blind", at), ("blind", "ok", at + timedelta(minutes=1))):
                 tr("dr1", "AuditStream", "", "persistentvolumeclaims", "state", a, b, when, "watch")
+    # Volumes replaced, one an hour: its image deleted on both sites (a deletion records no
+    # class: the healthy share must count the gap as not healthy) and created again minutes later.
+    for hour in range(days * 24):
+        img = f"csi-vol-{rnd.randrange(volumes):05d}"
+        gone = start + timedelta(hours=hour, seconds=700 + rnd.random() * 2000)
+        back = gone + timedelta(seconds=rnd.randint(60, 600))
+        for cluster, state in (("dr1", "up+stopped"), ("dr2", "up+replaying")):
+            tr(cluster, "RbdImage", "replicapool", img, "exists", "true", "false", gone, "probe")
+            for f, a, b in (("exists", "false", "true"), ("state", None, state),
+                            ("class", None, "healthy")):  # fmt: skip
+                tr(cluster, "RbdImage", "replicapool", img, f, a, b, back, "probe")
     violations, notifications = [], []
     for v in range(5000):
         fired = start + timedelta(seconds=rnd.random() * span)
