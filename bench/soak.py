@@ -24,7 +24,12 @@ auditd_ingest_delay_seconds over the interval), the end-to-end latency of one ma
 duration. At the end: each figure's slope per hour after the warm-up (the first fifth), and a
 verdict: RSS growth under 5% per 24 h extrapolated, no growth in fds or threads, latency flat,
 database size bounded by retention (judged once the run is 3x --keep + 2 min long; RSS once 30
-min are sampled after the warm-up).
+min are sampled after the warm-up). fds are judged by their median (a probe's pipes come and
+go), threads by their maximum with what the pools may still start.
+
+What grew, if anything: the daemon's census (SIGUSR2, auditd/daemon/census.py) is taken at the
+warm-up's end and at the end, and the types whose count grew most are printed, with pymalloc's
+blocks and glibc's heap (in use, and free but held).
 
     python bench/soak.py [--duration 30m] [--volumes 10000] [--churn 10] [--db sqlite|postgresql]
                          [--relist-every 10m] [--probe-interval 60s] [--keep 10m]
@@ -463,9 +468,10 @@ def main() -> int:
             print(f"soak: the daemon exited with {proc.returncode}")
             return 1
         report(samples, keep.total_seconds())
-        if len(censuses) == 2 and None not in censuses:
+        before, after = (censuses + [None, None])[:2]
+        if before is not None and after is not None:
             print("\nheld by the daemon, after the warm-up -> at the end (its census, SIGUSR2):")
-            print("\n".join(growth(*censuses)))  # type: ignore[arg-type]
+            print("\n".join(growth(before, after)))
         return 0
     finally:
         if proc is not None and proc.poll() is None:
