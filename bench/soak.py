@@ -468,7 +468,7 @@ def main() -> int:
             print(f"soak: the daemon exited with {proc.returncode}")
             return 1
         report(samples, keep.total_seconds())
-        before, after = (censuses + [None, None])[:2]
+        before, after = [*censuses, None, None][:2]
         if before is not None and after is not None:
             print("\nheld by the daemon, after the warm-up -> at the end (its census, SIGUSR2):")
             print("\n".join(growth(before, after)))
