@@ -81,6 +81,11 @@ class ObjectRow(Base):
     updated_at: Mapped[datetime]
 
 
+# inventory/rbd_facts.py's RBD_IMAGE and its "class" fact (the store does not import the
+# inventory): the rows of ix_transitions_image_class.
+IMAGE_CLASS = text("kind = 'RbdImage' AND field = 'class'")
+
+
 class TransitionRow(Base):
     """Append-only history: one row per changed field of one object."""
 
@@ -90,6 +95,14 @@ class TransitionRow(Base):
         Index(None, "cluster", "kind", "namespace", "name", "observed_at"),
         # The report's per-kind questions (image states, stream and probe health) in a window.
         Index(None, "kind", "field", "observed_at"),
+        # The report's healthy share reads every class change of the window in time order:
+        # from this index alone (no row lookups, no sort). Partial: class changes only.
+        Index(
+            "ix_transitions_image_class",
+            *("kind", "field", "observed_at", "id", "cluster", "namespace", "name", "old", "new"),
+            sqlite_where=IMAGE_CLASS,
+            postgresql_where=IMAGE_CLASS,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
