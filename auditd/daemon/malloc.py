@@ -29,3 +29,24 @@ def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) 
     except (OSError, AttributeError):
         return False  # musl, macOS: another allocator, nothing to set
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+# How often the daemon gives glibc's free memory back (runner.py). A trim walks the heaps under
+# their locks: milliseconds at a few hundred MB, once a minute.
+TRIM_EVERY = 60.0
+
+
+def trim() -> bool:
+    """Give back to the system the memory glibc holds free inside its heaps: malloc_trim(0),
+    which since glibc 2.8 releases every free page, not only the heap's top. glibc returns
+    memory only from the top of a heap, so a heap whose top is in use keeps everything freed
+    below it: each probe's parse of a pool's status, each relist's decode, leaves megabytes.
+    In the 2-hour soak (2026-12-05) the Python objects held were flat (+256 of 379,000) while
+    glibc's free-but-held memory doubled (27 -> 52 MB) and RSS rose with it. False where
+    there is nothing to trim (not glibc)."""
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim(0)
+    return True

@@ -27,6 +27,7 @@ from auditd.alerts.sinks.base import Sink
 from auditd.alerts.sinks.build import build_sinks
 from auditd.clock import SYSTEM, Clock
 from auditd.config import Config, ConfigError, redact_url
+from auditd.daemon import malloc
 from auditd.daemon.heartbeat import Heartbeat
 from auditd.daemon.ingest import Ingestor
 from auditd.daemon.items import Downtime, HealthReport, Tick
@@ -301,6 +302,14 @@ class Daemon:
                 max_instances=1,
                 next_run_time=_scheduler_now() + timedelta(minutes=1),  # after start-up settles
             )
+        self.scheduler.add_job(
+            malloc.trim,
+            "interval",
+            seconds=malloc.TRIM_EVERY,
+            id="malloc-trim",
+            coalesce=True,
+            max_instances=1,
+        )
         if heartbeat_url is not None:
             self.heartbeat = Heartbeat(heartbeat_url, self._worth_a_heartbeat)
             self.scheduler.add_job(
