@@ -396,9 +396,9 @@ def _healthy_shares(
 ) -> dict[ImageKey, dict[str, Any]]:
     """Each image's healthy seconds in the window, in one pass over its class changes.
 
-    The changes arrive in (observed_at, id) order, the order of the (kind, field, observed_at)
-    index, so nothing is sorted: each closes the segment its image was in since the one
-    before. SQL's window function (lead() over each image) had to sort them all, and over a
+    The changes arrive in (observed_at, id) order, read from an index that holds them in that
+    order with every column asked for (ix_transitions_image_class: no sort, no row lookups),
+    and each closes the segment its image was in since the one before. SQL's window function (lead() over each image) had to sort them all, and over a
     month of 10,000 volumes that sort was most of the report (bench/report_scale.py).
 
     An image gone from its pool's listing is recorded as a deletion only (no class change):
