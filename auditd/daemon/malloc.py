@@ -41,9 +41,10 @@ def trim() -> bool:
     which since glibc 2.8 releases every free page, not only the heap's top. glibc returns
     memory only from the top of a heap, so a heap whose top is in use keeps everything freed
     below it: each probe's parse of a pool's status, each relist's decode, leaves megabytes.
-    In the 2-hour soak (2026-12-05) the Python objects held were flat (+256 of 379,000) while
-    glibc's free-but-held memory doubled (27 -> 52 MB) and RSS rose with it. False where
-    there is nothing to trim (not glibc)."""
+    Seventy minutes into a 2-hour soak (2026-12-05) glibc's free-but-held memory had doubled
+    (27 -> 52 MB) with the Python objects flat. Trimming does not stop the soak's RSS growth,
+    which its end showed to be small objects kept (README, "soak"). False where there is
+    nothing to trim (not glibc)."""
     try:
         malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):

@@ -23,7 +23,7 @@ from auditd.inventory.rbd_facts import RBD_IMAGE
 from auditd.report.query import Filters, _healthy_shares
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
-from auditd.store.models import ObjectRow, TransitionRow
+from auditd.store.models import IMAGE_CLASS, ObjectRow, TransitionRow
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CLASSES = ("healthy", "degraded", "error", "stale", "unknown")
@@ -202,3 +202,8 @@ def test_a_pool_filter_leaves_other_pools_out(tmp_path: object) -> None:
         Filters(pools=("other-pool",)),
     )  # fmt: skip
     assert got == {("dr1", "other-pool", "other-pool"): 0.9}
+
+
+def test_the_index_it_reads_holds_image_class_changes() -> None:
+    # models.py spells the partial index's rows out (the store does not import the inventory).
+    assert f"kind = '{RBD_IMAGE}' AND field = 'class'" == str(IMAGE_CLASS)
