@@ -14,13 +14,14 @@ collect, freeze again) and counts in between: live objects only, frozen ones inc
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from auditd.daemon import malloc
 
 
 @dataclass(frozen=True)
@@ -30,35 +31,6 @@ class Census:
     py_blocks: int = 0
     heap_in_use: int | None = None  # glibc's mallinfo2: None on another allocator
     heap_free_held: int | None = None
-
-
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def _heap() -> tuple[int | None, int | None]:
-    try:
-        fn = ctypes.CDLL("libc.so.6").mallinfo2  # glibc 2.33+
-    except (OSError, AttributeError):
-        return None, None
-    fn.restype = _Mallinfo2
-    m = fn()
-    # uordblks: allocated from the arenas; hblkhd: mmapped blocks (large, given back on free).
-    return int(m.uordblks + m.hblkhd), int(m.fordblks)
 
 
 def take(objects: Iterable[object] | None = None) -> Census:
@@ -73,7 +45,7 @@ def take(objects: Iterable[object] | None = None) -> Census:
         name = type(o).__qualname__
         count[name] += 1
         size[name] += sys.getsizeof(o, 0)
-    in_use, free_held = _heap()
+    in_use, free_held = malloc.heap()
     return Census(count, size, sys.getallocatedblocks(), in_use, free_held)
 
 

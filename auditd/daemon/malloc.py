@@ -13,9 +13,18 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Mapping
+from typing import Any
 
 M_ARENA_MAX = -8  # mallopt(3)
 ARENAS = 2
+
+
+def _glibc(function: str) -> Any | None:
+    """glibc's ``function``, or None on another allocator (musl, macOS) or an older glibc."""
+    try:
+        return getattr(ctypes.CDLL("libc.so.6"), function)
+    except (OSError, AttributeError):
+        return None
 
 
 def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) -> bool:
@@ -24,11 +33,8 @@ def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) 
     the daemon starts its threads: arenas already made stay."""
     if "MALLOC_ARENA_MAX" in environ:
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False  # musl, macOS: another allocator, nothing to set
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
 
 
 # How often the daemon gives glibc's free memory back (runner.py). A trim walks the heaps under
@@ -45,9 +51,38 @@ def trim() -> bool:
     (27 -> 52 MB) with the Python objects flat. Trimming does not stop the soak's RSS growth,
     which its end showed to be small objects kept (README, "soak"). False where there is
     nothing to trim (not glibc)."""
-    try:
-        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is None:
         return False
     malloc_trim(0)
     return True
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap() -> tuple[int | None, int | None]:
+    """glibc's heap: (bytes in use, bytes free but held), from mallinfo2 (glibc 2.33+); None
+    and None on another allocator."""
+    mallinfo2 = _glibc("mallinfo2")
+    if mallinfo2 is None:
+        return None, None
+    mallinfo2.restype = _Mallinfo2
+    m = mallinfo2()
+    # uordblks: allocated from the arenas; hblkhd: mmapped blocks (large, given back on free).
+    return int(m.uordblks + m.hblkhd), int(m.fordblks)
