@@ -928,6 +928,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
 
 
 def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0)) -> int:
+    from auditd.daemon import census
     from auditd.daemon.malloc import limit_arenas
     from auditd.daemon.runner import Daemon
     from auditd.rules.engine import configured_rules
@@ -936,6 +937,12 @@ def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0
     configured_rules(config)
     if limit_arenas():  # before any thread allocates
         log.debug("malloc: at most two arenas (MALLOC_ARENA_MAX overrides)")
+    try:
+        if frames := census.start_tracing(os.environ.get(census.TRACE_ENV)):
+            log.warning("tracing allocations (%d frames): slower, and more memory", frames)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     stop = threading.Event()
     daemon = Daemon(config, dry_run=dry_run)
 
@@ -944,11 +951,11 @@ def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0
         stop.set()
         daemon.interrupt()
 
-    def _on_census(_signum: int, _frame: FrameType | None) -> None:
-        from auditd.daemon import census
+    allocations = census.Allocations()
 
+    def _on_census(_signum: int, _frame: FrameType | None) -> None:
         # WARNING: an operator asked for it, so it shows at any log level.
-        log.warning("census %s", json.dumps(census.summary(census.take())))
+        log.warning("census %s", json.dumps(census.summary(census.take(None, allocations))))
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -29,11 +29,13 @@ go), threads by their maximum with what the pools may still start.
 
 What grew, if anything: the daemon's census (SIGUSR2, auditd/daemon/census.py) is taken at the
 warm-up's end and at the end, and the types whose count grew most are printed, with pymalloc's
-blocks and glibc's heap (in use, and free but held).
+blocks and glibc's heap (in use, and free but held). With ``--tracemalloc N`` the daemon runs
+under tracemalloc (N frames; slower, more memory: do not judge RSS from that run) and the end's
+census also names the allocation sites whose memory grew most since the warm-up's.
 
     python bench/soak.py [--duration 30m] [--volumes 10000] [--churn 10] [--db sqlite|postgresql]
                          [--relist-every 10m] [--probe-interval 60s] [--keep 10m]
-                         [--sample-every 10s] [--volume-every 30s]
+                         [--sample-every 10s] [--volume-every 30s] [--tracemalloc N]
 """
 
 from __future__ import annotations
@@ -381,6 +383,14 @@ def main() -> int:
     ap.add_argument("--keep", default="10m")
     ap.add_argument("--sample-every", default="10s")
     ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the daemon under tracemalloc with N frames, so that the census names the"
+        " allocation sites that grew (slower: not a run to judge RSS by)",
+    )
+    ap.add_argument(
         "--volume-every",
         default="30s",
         help="replace the oldest volume with a new one this often (0: never)",
@@ -445,10 +455,15 @@ def main() -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
             stderr=log,
-            env={**os.environ, "AUDITD_SLACK_TOKEN": slack.token},
+            env={
+                **os.environ,
+                "AUDITD_SLACK_TOKEN": slack.token,
+                **({"AUDITD_TRACEMALLOC": str(args.tracemalloc)} if args.tracemalloc else {}),
+            },
         )
         t_start = time.monotonic()
-        synced = wait_synced(url, 3 * args.volumes, proc)
+        # Traced, every allocation costs a lookup: the first list takes minutes, not seconds.
+        synced = wait_synced(url, 3 * args.volumes, proc, 1800 if args.tracemalloc else 300)
         print(
             f"soak: {args.volumes:,} volumes (one replaced every {args.volume_every}),"
             f" {args.churn:g} changes/s, relist every "
@@ -498,10 +513,12 @@ def census(proc: subprocess.Popen[bytes], log_path: Path) -> dict[str, Any] | No
     return None
 
 
-def wait_synced(url: str, objects_: int, proc: subprocess.Popen[bytes]) -> float:
+def wait_synced(
+    url: str, objects_: int, proc: subprocess.Popen[bytes], within: float = 300
+) -> float:
     engine = create_engine(url)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise SystemExit(f"the daemon exited with {proc.returncode} before its sync")
@@ -517,7 +534,7 @@ def wait_synced(url: str, objects_: int, proc: subprocess.Popen[bytes]) -> float
             time.sleep(0.2)
     finally:
         engine.dispose()
-    raise SystemExit("no initial sync within 300 s")
+    raise SystemExit(f"no initial sync within {within:.0f} s")
 
 
 def run(

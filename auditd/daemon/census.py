@@ -10,12 +10,20 @@ growth is Python objects kept (a type's count climbs), or the allocator holding 
 The ingest freezes what it holds after each list (gc.freeze: the collector skips it), and
 gc.get_objects() does not see frozen objects; so a census does what a list's end does (thaw,
 collect, freeze again) and counts in between: live objects only, frozen ones included.
+
+Objects the collector does not track (str, bytes, int, float) show only as pymalloc blocks. When
+the daemon runs under tracemalloc (``AUDITD_TRACEMALLOC=10``: slower, and more memory), each
+census also names the allocation sites (their tracebacks) whose memory grew most since the
+census before: that is what says who keeps the untracked blocks. (Not PYTHONTRACEMALLOC: the
+children auditd runs, such as the simulated `rbd`, would inherit it and slow down.)
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,9 +39,68 @@ class Census:
     py_blocks: int = 0
     heap_in_use: int | None = None  # glibc's mallinfo2: None on another allocator
     heap_free_held: int | None = None
+    # Allocation sites whose memory grew most since the previous census (all held, at the first):
+    # [bytes grown, blocks grown, "file:line < file:line ..." most recent frame first]
+    allocations: list[tuple[int, int, str]] | None = None
 
 
-def take(objects: Iterable[object] | None = None) -> Census:
+TRACE_ENV = "AUDITD_TRACEMALLOC"
+
+
+def start_tracing(value: str | None) -> int:
+    """Trace allocations with ``value`` frames (the environment's AUDITD_TRACEMALLOC), if set."""
+    if not value:
+        return 0
+    try:
+        frames = int(value)
+    except ValueError:
+        raise ValueError(f"{TRACE_ENV}={value!r}: want a number of frames, such as 10") from None
+    if frames > 0:
+        tracemalloc.start(frames)
+    return frames
+
+
+class Allocations:
+    """Allocation sites' growth between two censuses; only while tracemalloc traces.
+
+    It holds the previous snapshot (one per process: the SIGUSR2 handler keeps one of these), so
+    the growth is measured between the censuses an operator asked for."""
+
+    def __init__(self, top: int = 15, frames: int = 6) -> None:
+        self.top, self.frames = top, frames
+        self._last: tracemalloc.Snapshot | None = None
+
+    def grown(self) -> list[tuple[int, int, str]] | None:
+        if not tracemalloc.is_tracing():
+            return None
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        last, self._last = self._last, snap
+        if last is None:
+            return [
+                (s.size, s.count, self._where(s.traceback))
+                for s in snap.statistics("traceback")[: self.top]
+            ]
+        return [
+            (s.size_diff, s.count_diff, self._where(s.traceback))
+            for s in snap.compare_to(last, "traceback")[: self.top]
+        ]
+
+    def _where(self, tb: tracemalloc.Traceback) -> str:
+        return " < ".join(f"{_short(f.filename)}:{f.lineno}" for f in reversed(tb[-self.frames :]))
+
+
+def _short(path: str) -> str:
+    """A frame's file from its package on (``site-packages/`` and the checkout's prefix go)."""
+    for marker in ("site-packages" + os.sep, "lib" + os.sep + "python"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    here = os.path.dirname(os.path.dirname(os.path.dirname(__file__))) + os.sep
+    return path.removeprefix(here)
+
+
+def take(objects: Iterable[object] | None = None, allocations: Allocations | None = None) -> Census:
     count: Counter[str] = Counter()
     size: Counter[str] = Counter()
     if objects is None:
@@ -46,7 +113,8 @@ def take(objects: Iterable[object] | None = None) -> Census:
         count[name] += 1
         size[name] += sys.getsizeof(o, 0)
     in_use, free_held = malloc.heap()
-    return Census(count, size, sys.getallocatedblocks(), in_use, free_held)
+    grown = allocations.grown() if allocations is not None else None
+    return Census(count, size, sys.getallocatedblocks(), in_use, free_held, grown)
 
 
 def summary(c: Census, top: int = 25) -> dict[str, Any]:
@@ -57,6 +125,7 @@ def summary(c: Census, top: int = 25) -> dict[str, Any]:
         "heap_in_use": c.heap_in_use,
         "heap_free_held": c.heap_free_held,
         "types": {name: [n, c.size[name]] for name, n in c.count.most_common(top)},
+        **({} if c.allocations is None else {"allocations": c.allocations}),
     }
 
 
@@ -75,4 +144,7 @@ def growth(before: dict[str, Any], after: dict[str, Any], top: int = 10) -> list
     for d, t in deltas[:top]:
         if d > 0:
             lines.append(f"  {t}: {old.get(t, [0])[0]:,} -> {new[t][0]:,} ({d:+,})")
+    if after.get("allocations"):
+        lines.append("allocation sites that grew most (tracemalloc), bytes and blocks:")
+        lines += [f"  {b:+,} B {n:+,}: {where}" for b, n, where in after["allocations"]]
     return lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 
-from auditd.daemon.census import growth, summary, take
+from auditd.daemon.census import Allocations, growth, summary, take
 
 
 class Kept:
@@ -41,3 +41,23 @@ def test_growth_names_the_types_that_grew_most() -> None:
     assert "  Kept: 1 -> 3 (+2)" in lines
     assert "  list: 0 -> 2 (+2)" in lines
     assert not any(line.startswith("  dict") for line in lines)  # unchanged
+
+
+def test_under_tracemalloc_a_census_names_the_allocation_site_that_grew() -> None:
+    import tracemalloc
+
+    assert take(allocations=Allocations()).allocations is None  # not tracing: nothing to say
+    tracemalloc.start(4)
+    try:
+        sites = Allocations()
+        take([], sites)  # the first census holds the snapshot the next compares with
+        kept = [str(i) * 20 for i in range(20_000)]  # untracked objects: str
+        grown = take([], sites).allocations
+    finally:
+        tracemalloc.stop()
+    assert grown is not None
+    size, blocks, where = grown[0]
+    assert where.startswith("tests/daemon/test_census.py:") and blocks >= 20_000 and size > 0
+    lines = growth(summary(take([])), {**summary(take([])), "allocations": grown})
+    assert any("test_census.py" in line for line in lines)
+    del kept
