@@ -117,7 +117,9 @@ def main() -> int:
         )
     )
     t = time.perf_counter()
-    one = engine.evaluate(inv, delta.touched, T)
+    # As the daemon asks (daemon/auditor.py): with what each key changed, so that a PVC's phase
+    # is asked of the rules that read it (rules/narrow.py).
+    one = engine.evaluate(inv, delta.touched, T, changed=delta.changed())
     single = time.perf_counter() - t
     one_volumes = len({s for (_, s) in one if s.startswith("p/")})
 
@@ -133,8 +135,16 @@ def main() -> int:
     t = time.perf_counter()
     for i in range(changes):
         pvc = objects.pvc(f"d{i}", f"ns{i % apps}", volume=f"pv{i}", phase="Lost")
-        engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 3)).touched, T)
+        d = inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 3))
+        engine.evaluate(inv, d.touched, T, changed=d.changed())
     per_change = (time.perf_counter() - t) / max(changes, 1)
+    # The same changes asked of every rule (without what changed), in the same run: what
+    # asking only the rules that read a PVC's phase saves.
+    t = time.perf_counter()
+    for i in range(changes):
+        pvc = objects.pvc(f"d{i}", f"ns{i % apps}", volume=f"pv{i}", phase="Bound")
+        engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 4)).touched, T)
+    every_rule = (time.perf_counter() - t) / max(changes, 1)
 
     ramen = f", Ramen applications of {size} PVCs" if size else ""
     print(
@@ -155,6 +165,10 @@ def main() -> int:
     print(
         f"  one change at a time (inventory + rules) {per_change * 1e6:7.0f} us each, "
         f"{1 / per_change:,.0f} changes/s over {changes:,}"
+    )
+    print(
+        f"    the same, every rule asked             {every_rule * 1e6:7.0f} us each"
+        f" ({every_rule / per_change:.1f}x the time of asking the rules that read a PVC's phase)"
     )
     print("target:", "MET" if full <= 2 and one_volumes == 1 else "NOT MET")
     return 0

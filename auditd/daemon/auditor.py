@@ -185,13 +185,19 @@ class Auditor:
             and t.key.kind in APPEARING
         }
         touched = delta.touched
+        # What each key changed: a fact that links nothing is asked of the rules reading it only.
+        changed = delta.changed()
         if timers:
             # A pending violation whose `for` has passed fires only on a verdict of now: its
             # condition may have stopped holding with no event reaching it (memory reloaded).
             keys, volumes = self.rules.judged(k[1] for k in self._due(now))
             touched, also = touched | keys, also | volumes
+            for judged in keys:
+                changed.pop(judged, None)  # judged again by every rule, whatever it changed
         verdicts = (
-            self.rules.evaluate(self.inventory, touched, now, also, lag_only, appeared)
+            self.rules.evaluate(
+                self.inventory, touched, now, also, lag_only, appeared, changed=changed
+            )
             if touched or also or lag_only
             else {}
         )

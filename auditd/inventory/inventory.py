@@ -83,6 +83,14 @@ class Delta:
     def touched(self) -> set[ObjectKey]:
         return set(self.upserts) | self.deletes
 
+    def changed(self) -> dict[ObjectKey, set[str]]:
+        """The facts each key changed (its transitions' fields): what the rules are asked about
+        (rules/narrow.py)."""
+        out: dict[ObjectKey, set[str]] = {}
+        for t in self.transitions:
+            out.setdefault(t.key, set()).add(t.field)
+        return out
+
     def upsert(self, key: ObjectKey, known: Known) -> None:
         self.upserts[key] = known
         self.deletes.discard(key)

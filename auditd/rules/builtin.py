@@ -31,6 +31,13 @@ from auditd.rules.views import PV, PVC, VR, Side, VolumeId, VolumeView
 from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.kube.kinds import CEPH_BLOCK_POOL, VRC
 
+
+def _reads(*facts: tuple[str, str]) -> frozenset[tuple[str, str]]:
+    """The PVC/PV/VR facts a rule reads itself (Rule.reads; rules/narrow.py). frozenset() for
+    a rule that reads none: its volume's view is all it judges."""
+    return frozenset(facts)
+
+
 # ------------------------------------------------------- objects on secondary
 
 
@@ -105,6 +112,7 @@ pvc_on_secondary = _on_secondary(
         "A PVC on the secondary binds a read-only replica or provisions an unreplicated image, and "
         "collides with the real one on failover.",
         f"kubectl --context CLUSTER -n NAMESPACE get pvc NAME -o yaml; {CHECK_IMAGE}",
+        reads=frozenset(),
     ),
 )
 
@@ -119,6 +127,7 @@ pv_on_secondary = _on_secondary(
         "A PV exists where the image is non-primary",
         "A PV bound to the non-primary replica outside a DR window.",
         f"kubectl --context CLUSTER get pv NAME -o yaml; {CHECK_IMAGE}",
+        reads=frozenset(),
     ),
 )
 
@@ -134,6 +143,7 @@ vr_on_secondary = _on_secondary(
         "A VolumeReplication on the secondary outside a DR window (Ramen's replicationState: secondary "
         "during cleanup is expected and not flagged).",
         f"kubectl --context CLUSTER -n NAMESPACE get volumereplication NAME -o yaml; {CHECK_IMAGE}",
+        reads=_reads((VR, "replicationState")),
     ),
 )
 
@@ -168,6 +178,7 @@ def _claim_view(ctx: RuleContext, key: ObjectKey) -> VolumeView | None:
         "A PVC or VR for the same image on both clusters",
         "Both clusters hold Kubernetes objects for one mirrored image outside a DR window.",
         f"kubectl --context dr1 get pvc -A; kubectl --context dr2 get pvc -A; {CHECK_IMAGE}",
+        reads=frozenset(),
     ),
 )
 def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -203,6 +214,7 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
         "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
         f"{CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
+        reads=_reads((VR, "state")),
     ),
 )
 def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -268,6 +280,7 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         "The secondary image is not up+replaying",
         "The non-primary side of a mirrored image is not replaying: data is not arriving there.",
         f"{CHECK_IMAGE}; ceph -s (is rbd-mirror running on the secondary site?)",
+        reads=frozenset(),
     ),
 )
 def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -303,6 +316,7 @@ def secondary_not_replaying(rule: Rule, ctx: RuleContext, view: VolumeView) -> V
         "The primary image is not up+stopped",
         "The primary side of a mirrored image is not in its steady state (up+stopped, local image is primary).",
         CHECK_IMAGE,
+        reads=frozenset(),
     ),
 )
 def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -334,6 +348,7 @@ def primary_not_stopped(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdi
         "A mirrored image is not on the peer",
         "The image is primary on one site and the peer's mirror status does not list it: there is no replica.",
         "rbd mirror pool status POOL --verbose (on both sites); rbd ls -l POOL",
+        reads=frozenset(),
     ),
 )
 def image_missing_on_peer(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -398,6 +413,7 @@ def replication_interval(
         "VolumeSynchronizationDelay), or past rules.rpo-exceeded.rpo.",
         "rbd mirror image status POOL/IMAGE on the secondary (local_snapshot_timestamp); "
         "rbd mirror snapshot schedule status --pool POOL",
+        reads=_reads((VR, "volumeReplicationClass")),
     ),
 )
 def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -463,6 +479,7 @@ def rpo_exceeded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         "The primary VR's lastSyncTime and Ceph's last synced snapshot differ by more than the "
         "tolerance (default: the schedulingInterval): one of them is not telling the truth.",
         "kubectl get volumereplication -o jsonpath='{.status.lastSyncTime}'; rbd mirror image status POOL/IMAGE",
+        reads=_reads((VR, "lastSyncTime"), (VR, "volumeReplicationClass")),
     ),
 )
 def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -521,6 +538,7 @@ def lag_disagreement(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         "resyncs: that is not flagged.",
         "kubectl -n NAMESPACE get volumereplication,volumegroupreplication NAME -o yaml "
         "(status.conditions)",
+        reads=_reads((VR, "condition.*")),
     ),
 )
 def vr_degraded(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -575,6 +593,7 @@ def _awaiting_evidence(ctx: RuleContext, view: VolumeView) -> bool:
         "not be driven for it on failover.",
         "kubectl -n NAMESPACE get volumereplication,volumegroupreplication; "
         "rbd mirror image status POOL/IMAGE",
+        reads=_reads((PVC, "storageClassName")),
     ),
 )
 def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -638,6 +657,7 @@ def unprotected_volume(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
         "for-duration covers a new volume whose mirroring the last probe has not seen yet.)",
         "rbd mirror image status POOL/IMAGE; rbd info POOL/IMAGE (mirroring); "
         "kubectl -n NAMESPACE get volumereplication NAME -o yaml",
+        reads=_reads((PVC, "phase"), (VR, "replicationState")),
     ),
 )
 def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -689,6 +709,7 @@ def image_not_mirrored(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdic
         "longer than rules.dr-window-overrun.deadline (default 30m): the workload may be down.",
         "kubectl get drpc -A; rbd mirror image status POOL/IMAGE (on both sites); "
         "rbd mirror image promote POOL/IMAGE on the intended primary",
+        reads=frozenset(),
     ),
 )
 def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -728,6 +749,7 @@ def dr_window_overrun(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict
         "rbd mirror image status POOL/IMAGE on the old site (must not be primary); kubectl "
         "--context OLD get pvc,volumereplication -A; Ramen: kubectl get drcluster OLD -o yaml "
         "(spec.clusterFence)",
+        reads=frozenset(),
     ),
 )
 def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
@@ -783,6 +805,7 @@ def old_primary_not_fenced(rule: Rule, ctx: RuleContext, view: VolumeView) -> Ve
         "The pool's mirror status summary (or the CephBlockPool's mirroringStatus) reports health or "
         "daemon health other than OK: rbd-mirror is down or images are in error.",
         "rbd mirror pool status POOL; ceph -s; kubectl -n rook-ceph get cephblockpool -o yaml",
+        reads=frozenset(),
     ),
 )
 def pool_unhealthy(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
@@ -855,6 +878,7 @@ def _explained_by_switches(ctx: RuleContext, pool: ObjectKey) -> bool:
         "snapshot schedules use the site's clock as it is.",
         "date -u on the Ceph hosts and the auditd pod; chronyc tracking; "
         "rbd mirror pool status POOL --verbose (compare last_update with the time now)",
+        reads=frozenset(),
     ),
 )
 def ceph_clock_skew(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
@@ -914,6 +938,7 @@ def failing_probes(ctx: RuleContext, cluster: str) -> list[tuple[str, str, datet
         "A watch stream has not been connected for longer than watch.blind_spot_after. Until it recovers, "
         "nothing on that cluster is audited: unknown is not healthy.",
         "auditd status; kubectl --context CLUSTER auth can-i list persistentvolumeclaims -A",
+        reads=frozenset(),
     ),
 )
 def audit_blind_spot(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:

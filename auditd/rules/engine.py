@@ -12,6 +12,7 @@ from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.matchers import unknown_names
 from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
+from auditd.rules.narrow import Field, narrow_changes, reads_any
 from auditd.rules.subjects import judged
 from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId, VolumeView, not_current
 from auditd.rules.windows import WindowTracker
@@ -77,6 +78,8 @@ class RuleEngine:
         self._wanted: set[tuple[str, str]] = set()
         self._pairs = {p.name: p for p in config.pairs}
         self._pair_of = {c: p.name for p in config.pairs for c in p.clusters}
+        # Each rule's configured namespace scope (empty: everywhere).
+        self._scopes = {rid: frozenset(o.namespaces) for rid, o in config.rules.items()}
 
     def index(self, inventory: Inventory) -> None:
         """Link every object held (loaded from the history) into the volume views. Without it,
@@ -146,8 +149,13 @@ class RuleEngine:
         lag_only: Iterable[VolumeId] = (),
         appeared: Mapping[ObjectKey, datetime] | None = None,
         switching: frozenset[VolumeId] = frozenset(),
+        changed: Mapping[ObjectKey, Iterable[str]] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
         """Verdicts for every subject the touched keys (and ``also`` volumes) affect, only those.
+
+        ``changed``: the facts each touched key changed (its transitions' fields). A volume
+        reached only by narrow changes (rules/narrow.py) is asked of only the rules that read
+        one of them; without ``changed`` every rule is asked about every volume.
 
         ``switching``: volumes known to be mid-switch with no window open, as one look tells
         (`auditd check`): what a pool's summary may reflect, as for volumes in a window.
@@ -158,6 +166,13 @@ class RuleEngine:
         # Objects that appeared (PVC/PV/VR created, or found by a relist) await storage evidence
         # newer than they are; those of a pair a probe just answered are judged again.
         touched = set(touched)
+        # An object judged through no view of its own cluster (a PVC whose PV is gone, judged
+        # against its peer's volume) is judged on its key alone: by every rule.
+        narrow = {
+            k: f
+            for k, f in (narrow_changes(changed) if changed else {}).items()
+            if self.correlator.linked(inventory, k)
+        }
         if appeared:
             probed = self._probed_clusters(inventory)
             for key, at in appeared.items():
@@ -167,22 +182,39 @@ class RuleEngine:
             self._appeared = {k: t for k, t in self._appeared.items() if k in inventory.objects}
             touched |= {k for k in self._appeared if self._pair_of.get(k.cluster) in self._answered}
             self._answered.clear()
+        # Awaiting storage evidence is judged by every rule, whatever changed.
+        for key in self._appeared.keys() & narrow.keys():
+            del narrow[key]
         # A stream or a probe changing state (blind and back) re-judges the whole pair; its
         # unlinked objects too, or a PVC judged UNKNOWN while its cluster was blind stays so.
-        changed = {k.cluster for k in touched if k.kind in (AUDIT_STREAM, RBD_POOL)}
-        if changed:
-            pairs = {self._pair_of[c] for c in changed if c in self._pair_of}
+        shifted = {k.cluster for k in touched if k.kind in (AUDIT_STREAM, RBD_POOL)}
+        if shifted:
+            pairs = {self._pair_of[c] for c in shifted if c in self._pair_of}
             clusters = [c for p in sorted(pairs) for c in self._pairs[p].clusters]
-            touched |= set(self.correlator.unlinked(inventory, clusters))
+            unlinked = set(self.correlator.unlinked(inventory, clusters))
+            touched |= unlinked
+            for key in unlinked & narrow.keys():
+                del narrow[key]
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
         refreshed = set(lag_only)
         # A view waiting for its records to settle changes with a rewrite alone (no fact
         # changes): every probe of it is judged by every rule, not only the lag rules.
-        volumes = sorted(
-            self.correlator.update(inventory, keys) | set(also) | (self._unsettled & refreshed)
+        reach: dict[ObjectKey, set[VolumeId]] = {}
+        self.correlator.update(inventory, keys, reach)
+        wide = set(also) | (self._unsettled & refreshed)
+        for key in keys:
+            if key not in narrow:
+                wide |= reach[key]
+        facts_of: dict[VolumeId, set[Field]] = {}
+        for key, facts in narrow.items():
+            for vid in reach.get(key, ()):
+                if vid not in wide:
+                    facts_of.setdefault(vid, set()).update(facts)
+        volumes = sorted(wide | facts_of.keys())
+        verdicts = self._evaluate(
+            inventory, keys, volumes, now, self.rules.values(), switching, narrow=(narrow, facts_of)
         )
-        verdicts = self._evaluate(inventory, keys, volumes, now, self.rules.values(), switching)
         lagging = sorted(refreshed - set(volumes))
         if lagging:
             lag_rules = [r for r in self.rules.values() if r.id in LAG_RULES]
@@ -201,7 +233,12 @@ class RuleEngine:
         rules: Iterable[Rule],
         switching: frozenset[VolumeId] = frozenset(),
         observe: bool = True,
+        narrow: tuple[Mapping[ObjectKey, frozenset[Field]], Mapping[VolumeId, set[Field]]]
+        | None = None,
     ) -> dict[tuple[str, str], Verdict]:
+        """``narrow``: the keys changed only narrowly, and the volumes only they reach with the
+        facts that changed there: each rule is asked about those only if it reads one."""
+        narrow_keys, narrow_volumes = narrow or ({}, {})
         # Whether each cluster is blind is asked once for all the views, not once per side.
         blind = {c: not_current(inventory, c) for c in self._pair_of}
         views = tuple(self.correlator.view(inventory, v, blind) for v in volumes)
@@ -211,13 +248,18 @@ class RuleEngine:
             else:
                 self._unsettled.add(view.id)
         windows, peer_lost = {}, {}
+        moved: set[VolumeId] = set()
         for view in views:
             # A lag refresh changes no state a window follows: look the window up, no more.
+            was = self.windows.open.get(view.id)
+            steps = len(was.steps) if was is not None else 0
             episode = (
                 self.windows.observe(view, inventory, now)
                 if observe
                 else self.windows.open.get(view.id)
             )
+            if episode is not was or (episode is not None and len(episode.steps) != steps):
+                moved.add(view.id)  # its window opened, stepped or closed: every rule asks
             if episode is not None and episode.switching:
                 windows[view.id] = episode
             if episode is not None and episode.peer_lost:
@@ -256,9 +298,15 @@ class RuleEngine:
         if observe:
             self._want_probes(ctx, inventory, keys, probed)
         verdicts: dict[tuple[str, str], Verdict] = {}
+        asks = _Asks(
+            ctx, keys, narrow_keys, {v: f for v, f in narrow_volumes.items() if v not in moved}
+        )
         for rule in rules:
-            scope = self._scope(rule.id)
-            for subject, verdict in rule.evaluate(ctx, keys).items():
+            rule_ctx, rule_keys = asks.of(rule)
+            if not rule_ctx.volumes and not rule_keys:
+                continue  # nothing of what changed is anything it reads
+            scope = self._scopes.get(rule.id, frozenset())
+            for subject, verdict in rule.evaluate(rule_ctx, rule_keys).items():
                 if isinstance(verdict, Finding):
                     ns = verdict.evidence.get("namespace")
                     override = self.config.rules.get(rule.id)
@@ -353,6 +401,39 @@ class RuleEngine:
         """Volumes in a DR window: timers re-evaluate them (a window can overrun its deadline)."""
         return set(self.windows.open)
 
-    def _scope(self, rule_id: str) -> frozenset[str]:
-        override = self.config.rules.get(rule_id)
-        return frozenset(override.namespaces) if override else frozenset()
+
+class _Asks:
+    """What each rule is asked about in one evaluation: every volume and key, less those
+    changed only in facts the rule does not read (rules/narrow.py). Rules reading the same of
+    the changed facts share one context, so what it derives is derived once."""
+
+    def __init__(
+        self,
+        ctx: RuleContext,
+        keys: list[ObjectKey],
+        narrow_keys: Mapping[ObjectKey, frozenset[Field]],
+        narrow_volumes: Mapping[VolumeId, set[Field]],
+    ) -> None:
+        self.ctx, self.keys = ctx, keys
+        self.narrow_keys = {k: narrow_keys[k] for k in keys if k in narrow_keys}
+        self.narrow_volumes = {k: frozenset(f) for k, f in narrow_volumes.items()}
+        self._facts = list(set(self.narrow_keys.values()) | set(self.narrow_volumes.values()))
+        self._asked: dict[tuple[bool, ...], tuple[RuleContext, list[ObjectKey]]] = {}
+        self._by_reads: dict[frozenset[Field], tuple[RuleContext, list[ObjectKey]]] = {}
+
+    def of(self, rule: Rule) -> tuple[RuleContext, list[ObjectKey]]:
+        if not self._facts or rule.reads is None:
+            return self.ctx, self.keys
+        asked = self._by_reads.get(rule.reads)
+        if asked is None:
+            wants = tuple(reads_any(rule.reads, facts) for facts in self._facts)
+            asked = (self.ctx, self.keys) if all(wants) else self._asked.get(wants)
+            if asked is None:
+                skip = {f for f, want in zip(self._facts, wants, strict=True) if not want}
+                volumes = tuple(
+                    v for v in self.ctx.volumes if self.narrow_volumes.get(v.id) not in skip
+                )
+                keys = [k for k in self.keys if self.narrow_keys.get(k) not in skip]
+                asked = self._asked[wants] = (replace(self.ctx, volumes=volumes), keys)
+            self._by_reads[rule.reads] = asked
+        return asked

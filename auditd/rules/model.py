@@ -118,6 +118,7 @@ class RuleContext:
 # Given the keys a change touched (and the views of the volumes they affect), return a verdict
 # for every subject affected: a Finding when violated, None when fine, UNKNOWN when unknowable.
 Evaluate = Callable[[RuleContext, Iterable[ObjectKey]], dict[str, Verdict]]
+Reads = frozenset[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,19 @@ class RuleWords:
     summary: str
     description: str
     verify: str
+    # The PVC, PV and VolumeReplication facts the rule reads itself (rules/narrow.py).
+    reads: Reads | None = None
 
     def rule(self, evaluate: Evaluate) -> Rule:
         return Rule(
-            self.id, self.severity, self.for_, self.summary, self.description, self.verify, evaluate
+            self.id,
+            self.severity,
+            self.for_,
+            self.summary,
+            self.description,
+            self.verify,
+            evaluate,
+            self.reads,
         )
 
 
@@ -148,3 +158,9 @@ class Rule:
     description: str
     remediation: str
     evaluate: Evaluate
+    # The facts of PVCs, PVs and VolumeReplications the rule reads itself, beyond its volume's
+    # view: (kind, field), a field ending in "*" for a prefix. A change to none of them cannot
+    # change its verdict, so the engine does not ask it (rules/narrow.py). None: it may read
+    # any fact, and is asked about every change. Facts that only go into a finding's evidence
+    # do not count (an open violation keeps the evidence it fired with).
+    reads: Reads | None = None

@@ -13,7 +13,7 @@ volumes it touches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
@@ -233,6 +233,17 @@ def _drop(index: dict[_K, set[_V]], key: _K, member: _V) -> None:
             del index[key]
 
 
+def _held(keys: Collection[ObjectKey], inventory: Inventory) -> tuple[ObjectKey, ...]:
+    """The keys the inventory holds, in order. Most joins are one VR or none: no sort for
+    them (this is built for every view of every evaluation)."""
+    if not keys:
+        return ()
+    if len(keys) == 1:
+        (key,) = keys
+        return (key,) if key in inventory.objects else ()
+    return tuple(sorted(k for k in keys if k in inventory.objects))
+
+
 class Correlator:
     """Reverse indexes from objects to volumes, maintained from the keys each batch touched."""
 
@@ -289,63 +300,29 @@ class Correlator:
             return None
         return VolumeId(pair, pool, image)
 
-    def update(self, inventory: Inventory, touched: Iterable[ObjectKey]) -> set[VolumeId]:
-        """Refresh the indexes for these keys; return every volume they affect."""
+    def update(
+        self,
+        inventory: Inventory,
+        touched: Iterable[ObjectKey],
+        reach: dict[ObjectKey, set[VolumeId]] | None = None,
+    ) -> set[VolumeId]:
+        """Refresh the indexes for these keys; return every volume they affect (and, into
+        ``reach``, the volumes each key affects)."""
         affected: set[VolumeId] = set()
-        whole_pairs: set[str] = set()
+        whole_pairs: dict[str, list[ObjectKey]] = {}
         for key in touched:
-            known = inventory.objects.get(key)
-            if key.kind == PV:
-                old = self._pv_volume.pop(key, None)
-                if old is not None:
-                    _drop(self._volume_pvs, old, key)
-                    affected.add(old)
-                current = self._volume_of_pv(key, known.facts) if known else None
-                if current is not None:
-                    self._pv_volume[key] = current
-                    self._volume_pvs.setdefault(current, set()).add(key)
-                    affected.add(current)
-                old_claim = self._claim_of_pv.pop(key, None)
-                if old_claim is not None and self._pv_by_claim.get(old_claim) == key:
-                    del self._pv_by_claim[old_claim]
-                claim_ref = known.facts.get("claimRef") if known else None
-                if claim_ref:
-                    self._claim_of_pv[key] = (key.cluster, claim_ref)
-                    self._pv_by_claim[(key.cluster, claim_ref)] = key
-                    if current is not None:
-                        at = (current.pair, claim_ref.split("/", 1)[0])
-                        self._ns_volumes.setdefault(at, set()).add(current)
-                        self._namespaces_of.setdefault(current, set()).add(at)
-            elif key.kind == RBD_IMAGE:
-                pair = self._pair_of.get(key.cluster)
-                if pair is not None and key.namespace in self._pools.get(pair, ()):
-                    vid = VolumeId(pair, key.namespace, key.name)
-                    if known is None:
-                        _drop(self._images, vid, key)
-                    else:
-                        self._images.setdefault(vid, set()).add(key)
-                    affected.add(vid)
-            elif key.kind == PVC or key.kind in self._claim_joins:
-                if key.kind != PVC:
-                    # It was deleted or names other claims now: the volumes it named are
-                    # affected too.
-                    for was in self._claims_of.get(key, ()):
-                        pv = self._pv_by_claim.get(was)
-                        if pv is not None and pv in self._pv_volume:
-                            affected.add(self._pv_volume[pv])
-                    self._index_claim(key, known.facts if known else None)
-                affected |= self.joined_volumes(inventory, key)
-            elif key.kind in self._namespace_joins:
-                # The namespaces it covered before are affected too (it moved, or is gone).
-                affected |= self.joined_volumes(inventory, key)
-                self._index_covers(key, known.facts if known else None)
-                affected |= self.joined_volumes(inventory, key)
-            elif key.kind in (RBD_POOL, AUDIT_STREAM) or key.kind in self._cluster_kinds:
-                # A pool probe, a stream changing state, or an object about whole clusters
-                # touches every volume of that cluster (of a hub: of every pair it serves).
-                whole_pairs.update(self._pairs_of.get(key.cluster, ()))
+            hit: set[VolumeId] = set()
+            self._update(inventory, key, hit, whole_pairs)
+            affected |= hit
+            if reach is not None:
+                reach[key] = hit
         if whole_pairs:  # expanded once per batch, not once per touched key
-            affected |= {v for v in self.volumes() if v.pair in whole_pairs}
+            for pair, keys in whole_pairs.items():
+                expanded = {v for v in self.volumes() if v.pair == pair}
+                affected |= expanded
+                if reach is not None:
+                    for key in keys:
+                        reach[key] |= expanded
         for vid in affected:
             if vid not in self._volume_pvs and vid not in self._images:
                 # Gone from both clusters and both sites: a daemon that runs for months keeps
@@ -354,6 +331,67 @@ class Correlator:
                     _drop(self._ns_volumes, at, vid)
                 self._gone.add(vid)
         return affected
+
+    def _update(
+        self,
+        inventory: Inventory,
+        key: ObjectKey,
+        hit: set[VolumeId],
+        whole_pairs: dict[str, list[ObjectKey]],
+    ) -> None:
+        """One key's part of ``update``: its volumes into ``hit``; a key about whole clusters
+        into ``whole_pairs`` (by pair), expanded once for the batch."""
+        known = inventory.objects.get(key)
+        if key.kind == PV:
+            old = self._pv_volume.pop(key, None)
+            if old is not None:
+                _drop(self._volume_pvs, old, key)
+                hit.add(old)
+            current = self._volume_of_pv(key, known.facts) if known else None
+            if current is not None:
+                self._pv_volume[key] = current
+                self._volume_pvs.setdefault(current, set()).add(key)
+                hit.add(current)
+            old_claim = self._claim_of_pv.pop(key, None)
+            if old_claim is not None and self._pv_by_claim.get(old_claim) == key:
+                del self._pv_by_claim[old_claim]
+            claim_ref = known.facts.get("claimRef") if known else None
+            if claim_ref:
+                self._claim_of_pv[key] = (key.cluster, claim_ref)
+                self._pv_by_claim[(key.cluster, claim_ref)] = key
+                if current is not None:
+                    at = (current.pair, claim_ref.split("/", 1)[0])
+                    self._ns_volumes.setdefault(at, set()).add(current)
+                    self._namespaces_of.setdefault(current, set()).add(at)
+        elif key.kind == RBD_IMAGE:
+            pair = self._pair_of.get(key.cluster)
+            if pair is not None and key.namespace in self._pools.get(pair, ()):
+                vid = VolumeId(pair, key.namespace, key.name)
+                if known is None:
+                    _drop(self._images, vid, key)
+                else:
+                    self._images.setdefault(vid, set()).add(key)
+                hit.add(vid)
+        elif key.kind == PVC or key.kind in self._claim_joins:
+            if key.kind != PVC:
+                # It was deleted or names other claims now: the volumes it named are
+                # affected too.
+                for was in self._claims_of.get(key, ()):
+                    pv = self._pv_by_claim.get(was)
+                    if pv is not None and pv in self._pv_volume:
+                        hit.add(self._pv_volume[pv])
+                self._index_claim(key, known.facts if known else None)
+            hit |= self.joined_volumes(inventory, key)
+        elif key.kind in self._namespace_joins:
+            # The namespaces it covered before are affected too (it moved, or is gone).
+            hit |= self.joined_volumes(inventory, key)
+            self._index_covers(key, known.facts if known else None)
+            hit |= self.joined_volumes(inventory, key)
+        elif key.kind in (RBD_POOL, AUDIT_STREAM) or key.kind in self._cluster_kinds:
+            # A pool probe, a stream changing state, or an object about whole clusters
+            # touches every volume of that cluster (of a hub: of every pair it serves).
+            for pair in self._pairs_of.get(key.cluster, ()):
+                whole_pairs.setdefault(pair, []).append(key)
 
     def drain_gone(self) -> set[VolumeId]:
         """The volumes gone since the last drain (after their last verdicts were made), and
@@ -451,6 +489,13 @@ class Correlator:
             return self._volume_of_claim(inventory, key) or self.peer_claim_volume(inventory, key)
         return None
 
+    def linked(self, inventory: Inventory, key: ObjectKey) -> bool:
+        """Is this PVC, PV or claim-joined object linked to a volume of its own cluster (and
+        so judged with that volume's view), not only through the peer's claim or not at all?"""
+        if key.kind == PV:
+            return key in self._pv_volume
+        return self._volume_of_claim(inventory, key) is not None
+
     def peer_claim_volume(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
         the same namespace/name lives on the peer cluster. DR keeps an application's claim
@@ -485,7 +530,11 @@ class Correlator:
         sides = []
         pvs = self._volume_pvs.get(vid, ())
         for cluster in pair.clusters:
-            pv = next((k for k in pvs if k.cluster == cluster), None)
+            pv = None
+            for k in pvs:
+                if k.cluster == cluster:
+                    pv = k
+                    break
             pvc = None
             if pv is not None:
                 claim = inventory.objects[pv].facts.get("claimRef")
@@ -543,7 +592,4 @@ class Correlator:
         """The objects of the PVC's cluster that name it, then those covering its namespace."""
         named = self._by_claim.get((pvc.cluster, f"{pvc.namespace}/{pvc.name}"), ())
         covering = self._covering.get((pvc.cluster, pvc.namespace), ())
-        return (
-            *sorted(k for k in named if k in inventory.objects),
-            *sorted(k for k in covering if k in inventory.objects),
-        )
+        return (*_held(named, inventory), *_held(covering, inventory))

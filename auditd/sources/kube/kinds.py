@@ -20,7 +20,8 @@ class Join:
     ``fact`` lists when it lists any (Ramen's VRG and DRPC: an ApplicationSet's DRPC lives in
     the GitOps namespace and names its application's; a discovered application's lists
     ``protectedNamespaces``). ``cluster``: it speaks of whole clusters, so a change to it
-    touches every volume of the pairs its cluster serves (Ramen's DRCluster, on the hub)."""
+    touches every volume of the pairs its cluster serves (Ramen's DRCluster on the hub, a
+    VolumeReplicationClass)."""
 
     by: Literal["claim", "namespace", "cluster"]
     fact: str = ""
@@ -52,7 +53,7 @@ class Kind:
     namespaced: bool
     # Built-in or installed by csi-addons on every DR cluster; the rest are optional CRDs.
     required: bool = True
-    # None: its objects are audited alone (a PVC and PV make the volume; a class stands apart).
+    # None: its objects are audited alone (a PVC and PV make the volume).
     joins: Join | None = None
     # Where it lives: a DR cluster (role primary or secondary), a hub (Ramen's), or both.
     sites: frozenset[Site] = frozenset({"dr"})
@@ -84,7 +85,16 @@ VR = Kind(
     True,
     joins=Join("claim", "dataSource"),
 )
-VRC = Kind(_REPL, "v1alpha1", "volumereplicationclasses", "VolumeReplicationClass", False)
+# A class speaks of every VR naming it on its cluster: its schedulingInterval is what
+# rpo-exceeded and lag-disagreement measure against, so a change re-judges the pair.
+VRC = Kind(
+    _REPL,
+    "v1alpha1",
+    "volumereplicationclasses",
+    "VolumeReplicationClass",
+    False,
+    joins=Join("cluster"),
+)
 # The namespaces Ramen says it protects, when it names them (else the object's own).
 _BY_NAMESPACE = Join("namespace", "namespaces")
 VRG = Kind(
