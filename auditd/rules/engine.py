@@ -62,6 +62,9 @@ class RuleEngine:
         self.correlator = Correlator(config)
         self.windows = WindowTracker()
         self._unsettled: set[VolumeId] = set()  # views whose records are catching up
+        # The view each volume was last judged on, until a change other than a narrow one
+        # reaches it (_view); dropped at every probe, so it holds a minute's worth at most.
+        self._views: dict[VolumeId, VolumeView] = {}
         # Storage evidence against Kubernetes objects (RuleContext.awaiting_evidence): when each
         # pool last answered, and the objects that appeared since with when. In memory only:
         # after a restart every object was judged before, and the first probes come at once.
@@ -122,6 +125,7 @@ class RuleEngine:
         out: set[VolumeId] = set()
         if result.status is None:
             return out
+        self._views.clear()  # its records are in the views of its pool's volumes
         key = (result.cluster, result.pool)
         last = self._probed_at.get(key)
         if last is None or result.at > last:
@@ -221,6 +225,7 @@ class RuleEngine:
             verdicts.update(self._evaluate(inventory, [], lagging, now, lag_rules, observe=False))
         for vid in self.correlator.drain_gone():  # judged above for the last time
             self.windows.forget(vid)
+            self._views.pop(vid, None)
             self._unsettled.discard(vid)
         return verdicts
 
@@ -241,7 +246,7 @@ class RuleEngine:
         narrow_keys, narrow_volumes = narrow or ({}, {})
         # Whether each cluster is blind is asked once for all the views, not once per side.
         blind = {c: not_current(inventory, c) for c in self._pair_of}
-        views = tuple(self.correlator.view(inventory, v, blind) for v in volumes)
+        views = tuple(self._view(inventory, v, blind, v in narrow_volumes) for v in volumes)
         for view in views:
             if view.settled:
                 self._unsettled.discard(view.id)
@@ -319,6 +324,20 @@ class RuleEngine:
             self._appeared.pop(key, None)
         self._evidenced.clear()
         return verdicts
+
+    def _view(
+        self, inventory: Inventory, vid: VolumeId, blind: Mapping[str, bool], unchanged: bool
+    ) -> VolumeView:
+        """The volume's view; the one built last time when only narrow changes reached it since
+        (they change nothing a view holds: rules/narrow.py). Anything else that reaches a
+        volume (a wide change, a timer, a lag refresh) builds it again, and a probe's records
+        are in every view, so a probe drops them all (``record_probe``)."""
+        if unchanged:
+            view = self._views.get(vid)
+            if view is not None:
+                return view
+        view = self._views[vid] = self.correlator.view(inventory, vid, blind)
+        return view
 
     def _want_probes(
         self, ctx: RuleContext, inventory: Inventory, keys: list[ObjectKey], probed: frozenset[str]
