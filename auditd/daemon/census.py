@@ -38,6 +38,7 @@ class Census:
     size: Counter[str] = field(default_factory=Counter)
     py_blocks: int = 0
     heap_in_use: int | None = None  # glibc's mallinfo2: None on another allocator
+    heap_mmapped: int | None = None
     heap_free_held: int | None = None
     # Allocation sites whose memory grew most since the previous census (all held, at the first):
     # [bytes grown, blocks grown, "file:line < file:line ..." most recent frame first]
@@ -112,9 +113,17 @@ def take(objects: Iterable[object] | None = None, allocations: Allocations | Non
         name = type(o).__qualname__
         count[name] += 1
         size[name] += sys.getsizeof(o, 0)
-    in_use, free_held = malloc.heap()
+    h = malloc.heap()
     grown = allocations.grown() if allocations is not None else None
-    return Census(count, size, sys.getallocatedblocks(), in_use, free_held, grown)
+    return Census(
+        count,
+        size,
+        sys.getallocatedblocks(),
+        h and h.in_use,
+        h and h.mmapped,
+        h and h.free_held,
+        grown,
+    )
 
 
 def summary(c: Census, top: int = 25) -> dict[str, Any]:
@@ -123,6 +132,7 @@ def summary(c: Census, top: int = 25) -> dict[str, Any]:
         "objects": sum(c.count.values()),
         "py_blocks": c.py_blocks,
         "heap_in_use": c.heap_in_use,
+        "heap_mmapped": c.heap_mmapped,
         "heap_free_held": c.heap_free_held,
         "types": {name: [n, c.size[name]] for name, n in c.count.most_common(top)},
         **({} if c.allocations is None else {"allocations": c.allocations}),
@@ -133,7 +143,7 @@ def growth(before: dict[str, Any], after: dict[str, Any], top: int = 10) -> list
     """Lines naming what grew between two summaries: totals, then the types whose count grew
     most (a type outside a summary's top counts as 0 there)."""
     lines = []
-    for key in ("objects", "py_blocks", "heap_in_use", "heap_free_held"):
+    for key in ("objects", "py_blocks", "heap_in_use", "heap_mmapped", "heap_free_held"):
         a, b = before.get(key), after.get(key)
         if a is not None and b is not None:
             lines.append(f"{key}: {a:,} -> {b:,} ({b - a:+,})")

@@ -13,10 +13,17 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 M_ARENA_MAX = -8  # mallopt(3)
+M_MMAP_THRESHOLD = -3
 ARENAS = 2
+# Blocks this large or larger are mmapped, and unmapped when freed. glibc starts at 128 KiB but
+# raises the threshold to the size of each mmapped block freed (up to 32 MiB): after the first
+# probe frees its megabytes of `rbd --format json`, the next probes' buffers come from the heap,
+# and each leaves a hole the next live block pins. Fixing the threshold (which also stops the
+# raising) sends them back to the system whole.
+MMAP_THRESHOLD = 256 * 1024
 
 
 def _glibc(function: str) -> Any | None:
@@ -35,6 +42,18 @@ def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) 
         return False
     mallopt = _glibc("mallopt")
     return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def fix_mmap_threshold(
+    threshold: int = MMAP_THRESHOLD, environ: Mapping[str, str] = os.environ
+) -> bool:
+    """Blocks of ``threshold`` bytes or more mmapped from now on, whatever is freed, unless
+    MALLOC_MMAP_THRESHOLD_ is set (the operator's choice stands). False where there is nothing
+    to tune (not glibc)."""
+    if "MALLOC_MMAP_THRESHOLD_" in environ:
+        return False
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 # How often the daemon gives glibc's free memory back (runner.py). A trim walks the heaps under
@@ -76,13 +95,19 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-def heap() -> tuple[int | None, int | None]:
-    """glibc's heap: (bytes in use, bytes free but held), from mallinfo2 (glibc 2.33+); None
-    and None on another allocator."""
+class Heap(NamedTuple):
+    """glibc's heap, from mallinfo2 (glibc 2.33+)."""
+
+    in_use: int  # allocated from the arenas, plus the mmapped blocks
+    mmapped: int  # the large blocks, each given back whole on free
+    free_held: int  # free inside the arenas, not given back
+
+
+def heap() -> Heap | None:
+    """glibc's heap now; None on another allocator."""
     mallinfo2 = _glibc("mallinfo2")
     if mallinfo2 is None:
-        return None, None
+        return None
     mallinfo2.restype = _Mallinfo2
     m = mallinfo2()
-    # uordblks: allocated from the arenas; hblkhd: mmapped blocks (large, given back on free).
-    return int(m.uordblks + m.hblkhd), int(m.fordblks)
+    return Heap(int(m.uordblks + m.hblkhd), int(m.hblkhd), int(m.fordblks))

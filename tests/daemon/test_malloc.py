@@ -7,13 +7,30 @@ import platform
 
 import pytest
 
-from auditd.daemon.malloc import limit_arenas, trim
+from auditd.daemon.malloc import fix_mmap_threshold, heap, limit_arenas, trim
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_two_arenas_on_glibc_unless_malloc_arena_max_is_set() -> None:
     assert limit_arenas(environ={}) is True
     assert limit_arenas(environ={"MALLOC_ARENA_MAX": "4"}) is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_a_large_block_is_mmapped_after_a_larger_one_was_freed() -> None:
+    # glibc alone would raise its threshold to 8 MB on the first free, and serve the 3 MB block
+    # (a probe's next document) from the heap, where it pins what is freed around it.
+    assert fix_mmap_threshold(environ={"MALLOC_MMAP_THRESHOLD_": "1"}) is False
+    assert fix_mmap_threshold(environ={}) is True
+    first = b"x" * 8_000_000
+    del first
+    before = heap()
+    assert before is not None
+    second = b"y" * 3_000_000
+    after = heap()
+    assert after is not None
+    assert after.mmapped - before.mmapped >= 3_000_000
+    assert len(second) == 3_000_000
 
 
 def _rss_mb() -> float:
