@@ -8,13 +8,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from auditd.inventory.inventory import Delta, Known, ObjectKey, Transition
 from auditd.report.query import load_report
 from auditd.rules.lifecycle import step
 from auditd.rules.model import Finding
 from auditd.store.db import make_engine, session_factory
+from auditd.store.errors import database_down
 from auditd.store.load import load_objects, load_open_violations
 from auditd.store.migrate import current_revision, head_revision, upgrade
 from auditd.store.models import Base, NotificationRow, TransitionRow, ViolationRow
@@ -220,3 +221,50 @@ def test_two_processes_migrating_at_once_both_succeed(pg_url: str) -> None:
     engine = make_engine(pg_url)
     assert current_revision(engine) == head_revision(pg_url)
     engine.dispose()
+
+
+def test_two_deltas_in_one_transaction_write_each_object_once(db_url: str) -> None:
+    # PostgreSQL copies a batch's objects through a temporary table: the second write of a
+    # transaction must not upsert the first one's rows again (an ON CONFLICT row twice fails).
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    other = ObjectKey("dr2", "PersistentVolumeClaim", "shop", "logs")
+    try:
+        with session_factory(engine).begin() as s:
+            write_delta(s, Delta(upserts={KEY: Known("u1", "1", {"phase": "Bound"})}), T)
+            write_delta(s, Delta(upserts={other: Known("u2", "2", {"phase": "Lost"})}), T)
+            write_delta(s, Delta(upserts={KEY: Known("u1", "3", {"phase": "Lost"})}), T)
+        with session_factory(engine)() as s:
+            assert dict(load_objects(s)) == {
+                KEY: Known("u1", "3", {"phase": "Lost"}),
+                other: Known("u2", "2", {"phase": "Lost"}),
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_refused_value_and_a_lost_session_are_told_apart(db_url: str) -> None:
+    # The hot path's writes bypass SQLAlchemy's statements (COPY on PostgreSQL): their errors
+    # must still be SQLAlchemy's, or the writer could not tell an outage from poison.
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    nul = Transition(KEY, "phase", None, "Bound\x00", T, "watch", False, "1")
+    try:
+        if engine.dialect.name == "postgresql":  # SQLite stores a NUL
+            with pytest.raises(DBAPIError) as refused, sessions.begin() as s:
+                write_delta(s, Delta(transitions=[nul]), T)
+            assert not database_down(refused.value)
+            with pytest.raises(DBAPIError) as lost, sessions.begin() as s:
+                pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with engine.connect() as killer:
+                    killer.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                write_delta(s, Delta(transitions=[nul._replace(new="Bound")]), T)
+            assert database_down(lost.value)
+        # The engine recovers: the lost connection was not handed out again.
+        with sessions.begin() as s:
+            write_delta(s, Delta(transitions=[nul._replace(new="Bound")]), T)
+        with sessions() as s:
+            assert [r.new for r in s.scalars(select(TransitionRow))] == ["Bound"]
+    finally:
+        engine.dispose()
