@@ -213,6 +213,9 @@ def baseline(lines: list[bytes], db: str, url: str) -> float:
     return len(lines) / (time.perf_counter() - t0)
 
 
+PROFILE_RATE = 200  # samples a second
+
+
 def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -225,7 +228,7 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
         "--format",
         "raw",
         "--rate",
-        "200",
+        str(PROFILE_RATE),
         "--function",
         "--threads",
     ]
@@ -269,6 +272,46 @@ def profile_summary(path: Path, top: int = 25) -> None:
         "  self time by file: "
         + ", ".join(f"{m} {100 * n / total:.0f}%" for m, n in modules.most_common(12))
     )
+
+
+# Where an event's time goes, by the innermost stage a sample is in (watch threads, then the
+# ingest thread). The HTTP read includes what py-spy cannot tell from work: waiting for bytes.
+STAGES = (
+    ("watch", "HTTP read", ("urllib3/response.py", "socket.py")),
+    ("watch", "decode", ("json/decoder.py", "json/__init__.py:346")),
+    ("watch", "normalize", ("sources/kube/observe.py", "inventory/facts.py")),
+    ("watch", "hand-off", ("Ingestor.put",)),
+    ("ingest", "inventory", ("inventory/inventory.py", "inventory/records.py")),
+    ("ingest", "rules", ("rules/", "daemon/auditor.py")),
+    ("ingest", "DB write", ("store/writer.py",)),
+    ("ingest", "commit", ("do_commit", "Session.commit")),
+)
+
+
+def stage_costs(path: Path, events: int, rate: int = PROFILE_RATE) -> None:
+    """Microseconds of each stage per event of the burst, from py-spy's collapsed stacks."""
+    cost: collections.Counter[str] = collections.Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        thread = "watch" if "watch-" in frames[0] else "ingest" if "ingest" in frames[0] else ""
+        stage = "other"
+        for frame in reversed(frames[1:]):
+            hit = next(
+                (
+                    name
+                    for t, name, marks in STAGES
+                    if t == thread and any(m in frame for m in marks)
+                ),
+                None,
+            )
+            if hit is not None:
+                stage = hit
+                break
+        cost[f"{thread or 'other'} thread: {stage}"] += int(count)
+    print(f"  per event of the burst (us of one thread's time, {rate} samples/s):")
+    for name, n in sorted(cost.items()):
+        print(f"    {name:<28} {1e6 * n / rate / events:7.1f}")
 
 
 def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> dict[str, float]:
@@ -327,6 +370,7 @@ def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> d
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
                 profile_summary(profile / f"{db}.txt")
+                stage_costs(profile / f"{db}.txt", events)
         finally:
             proc.terminate()
             proc.communicate(timeout=30)
