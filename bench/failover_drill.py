@@ -18,7 +18,10 @@ Two `auditd run` processes (one per probe interval) watch an application of --im
 3. A forced promotion with both sites up: split brain must fire (detection from the promote).
 
 Prints per daemon: false alarms, misses, detection times, and RTO percentiles as auditd recorded
-them against the switches' real durations (the baseline, printed first). The lab is left
+them against the switches' real durations (the baseline, printed first). A miss is also a
+planned switch that is not one ended episode per volume, from the old primary to the new, with
+an RTO within the switch's real duration plus a probe cycle. Exit 1 on any false alarm or miss:
+CI runs it as the planned-switch drill (tests/system/test_bench_smoke.py). The lab is left
 split-brained on the first image by step 3 (--no-forced to skip it): `scripts/ceph-lab.sh down
 && up` to reset.
 """
@@ -74,10 +77,38 @@ def firing(w: Watcher) -> list[str]:
         ]
 
 
+def episode_misses(drill: Drill, w: Watcher, images: tuple[str, ...]) -> list[str]:
+    """Each planned switch must be one episode per volume, in order, from the old primary to
+    the new, ended, with an RTO (VR to secondary .. new PVC Bound on a primary image, as the
+    daemon saw it) within the switch's real duration plus one probe cycle and 10 s."""
+    planned = [e for e in drill.episodes(w) if e.trigger != "forced, peer lost"]
+    out = []
+    for image in images:
+        mine = [e for e in planned if e.image == image]
+        if len(mine) != len(drill.switches):
+            out.append(f"{image}: {len(mine)} episodes for {len(drill.switches)} switches")
+            continue
+        for i, (e, s) in enumerate(zip(mine, drill.switches, strict=True), 1):
+            limit = (s.settled - s.started) + w.interval + 10
+            if (e.from_cluster, e.to_cluster) != (s.old, s.new):
+                out.append(f"switch {i} {image}: episode {e.from_cluster}->{e.to_cluster}")
+            elif e.ended_at is None or e.rto_seconds is None:
+                out.append(f"switch {i} {image}: episode never ended")
+            elif not 0 < e.rto_seconds <= limit:
+                out.append(f"switch {i} {image}: RTO {e.rto_seconds:.0f}s, over {limit:.0f}s")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cycles", type=int, default=100, help="failover+failback cycles")
     ap.add_argument("--intervals", default="60,10", help="probe intervals, one daemon each")
+    ap.add_argument(
+        "--settle",
+        type=int,
+        help="seconds to wait after the last planned switch for a late false alarm (default: "
+        "two of the slowest probe cycles; each switch is already followed by one and 10 s)",
+    )
     ap.add_argument("--images", type=int, default=16, help="volumes of the application")
     ap.add_argument("--no-site-loss", dest="site_loss", action="store_false")
     ap.add_argument(
@@ -110,7 +141,7 @@ def main() -> int:
                 f"{' drpc ' + s.drpc if s.drpc else ''}: {s.settled - s.started:.0f}s",
                 flush=True,
             )
-        time.sleep(2 * max(intervals) + 5)
+        time.sleep(2 * max(intervals) + 5 if args.settle is None else args.settle)
         for w in drill.watchers:
             false_alarms[w.name] += [f"planned: {r} {s}" for r, s, _ in drill.fired(w)]
         posts_planned = len(drill.slack_messages())
@@ -165,6 +196,11 @@ def main() -> int:
     finally:
         drill.stop()
 
+    for w in drill.watchers:
+        misses[w.name] += episode_misses(drill, w, images)
+    if posts_planned:
+        for name in false_alarms:
+            false_alarms[name].append(f"{posts_planned} Slack posts during the planned switches")
     real = [s.settled - s.started for s in drill.switches]
     print(
         f"\n{len(drill.switches)} switches of {len(images)} volumes in {time.monotonic() - began:.0f}s"
@@ -202,7 +238,9 @@ def main() -> int:
     print(f"Slack posts during the planned switches: {posts_planned}")
     if args.forced:
         print(f"lab left split-brained on {POOL}/{IMAGE}: scripts/ceph-lab.sh down && up to reset")
-    return 0
+    failed = any(false_alarms.values()) or any(misses.values())
+    print("verdict: " + ("FAIL (false alarms or misses above)" if failed else "pass"))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

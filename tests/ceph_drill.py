@@ -133,24 +133,29 @@ class Lab:
             r.returncode == 0 and json.loads(r.stdout).get("mirroring", {}).get("primary") is True
         )
 
+    def pool_summary(self, cluster: str) -> dict[str, Any]:
+        """The pool status summary (health, daemon_health, image_health), {} if unreadable."""
+        r = self.rbd(cluster, "mirror", "pool", "status", POOL, "--format", "json", check=False)
+        return json.loads(r.stdout).get("summary", {}) if r.returncode == 0 else {}
+
     def daemon_health(self, cluster: str) -> str | None:
         """The pool summary's daemon_health: the manager's view of the site's rbd-mirror."""
-        r = self.rbd(cluster, "mirror", "pool", "status", POOL, "--format", "json", check=False)
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout).get("summary", {}).get("daemon_health")
+        return self.pool_summary(cluster).get("daemon_health")
 
-    def wait_daemons_ok(self, timeout: float = 180, restart_after: float = 30) -> None:
-        """Both sites' rbd-mirror reported to their managers. Image states alone do not say it:
-        after a site's return its images are `up+stopped` while its manager still answers
-        daemon_health UNKNOWN, which `auditd check` rightly counts against the pair. After a
-        150 s freeze that lasted ~10 s here; after the lost-site drill, CI saw it last over
-        four minutes (why is not established: the thawed daemons resume old sessions, where a
-        site back from a real loss would start them afresh). So a site still UNKNOWN after
-        ``restart_after`` gets its rbd-mirror restarted, as a returning site's would be."""
+    def wait_pools_ok(self, timeout: float = 180, restart_after: float = 30) -> None:
+        """Both sites' pool summaries OK: health and daemon_health. Image states alone do not
+        say it: after a site's return its images are `up+stopped` while its manager still
+        answers daemon_health UNKNOWN, which `auditd check` and the pool rule rightly count
+        against the pair. After a 150 s freeze that lasted ~10 s here; after the lost-site
+        drill, CI saw it last over four minutes (why is not established: the thawed daemons
+        resume old sessions, where a site back from a real loss would start them afresh). So
+        a site whose daemon is still not OK after ``restart_after`` gets its rbd-mirror
+        restarted, as a returning site's would be."""
 
         def ok() -> bool:
-            return all(self.daemon_health(c) == "OK" for c in SITE)
+            return all(
+                self.pool_summary(c).get("health") == self.daemon_health(c) == "OK" for c in SITE
+            )
 
         if wait_for(ok, restart_after, every=3):
             return
@@ -163,9 +168,42 @@ class Lab:
                     )  # fmt: skip
         if wait_for(ok, timeout, every=3):
             return
-        raise TimeoutError(
-            f"rbd-mirror daemon health: { {c: self.daemon_health(c) for c in SITE} }"
+        raise TimeoutError(f"rbd mirror pool status: { {c: self.pool_summary(c) for c in SITE} }")
+
+    def mirrored_images(self, cluster: str) -> dict[str, dict[str, Any]]:
+        """Every image the site's pool status lists, by name (state, description)."""
+        r = self.rbd(
+            cluster, "mirror", "pool", "status", POOL, "--verbose", "--format", "json", check=False
         )
+        if r.returncode != 0:
+            return {}
+        return {i["name"]: i for i in json.loads(r.stdout).get("images", [])}
+
+    def restore(self, primary: str = "dr1") -> None:
+        """Back to the steady pair, whatever a failed test left: both sites thawed, every
+        mirrored image primary on ``primary`` and replaying on its peer, both pools OK. A
+        no-op on a steady lab (a few status calls); without it one test's failure mid-switch
+        fails every test after it on the shared lab, hiding which one broke."""
+        other = "dr2" if primary == "dr1" else "dr1"
+        for site in SITE.values():  # SIGCONT: harmless on a running daemon
+            subprocess.run([str(LAB_SCRIPT), "thaw", site], timeout=30, env=self.env, check=False)
+        mine, theirs = self.mirrored_images(primary), self.mirrored_images(other)
+        images = sorted(set(mine) | set(theirs))
+        for image in images:
+            here, there = mine.get(image, {}), theirs.get(image, {})
+            if here.get("state") == "up+stopped" and there.get("state") == "up+replaying":
+                continue
+            spec = f"{POOL}/{image}"
+            if self.is_primary(other, image):  # the peer's data is dropped: a lab, not a workload
+                self.rbd(other, "mirror", "image", "demote", spec, check=False)
+                if self.is_primary(primary, image):  # split brain: the peer must resync
+                    self.rbd(other, "mirror", "image", "resync", spec, check=False)
+            if not self.is_primary(primary, image):  # a switch cut short, or the peer's
+                self.promote(primary, image=image)
+            elif there.get("state") == "up+error":
+                self.rbd(other, "mirror", "image", "resync", spec, check=False)
+        self.wait_steady(primary, timeout=420, images=tuple(images))
+        self.wait_pools_ok()
 
     def ensure_images(self, images: tuple[str, ...], primary: str = "dr1") -> None:
         """The images exist, mirrored (snapshot mode) from ``primary`` and replaying on its
@@ -433,6 +471,9 @@ class Drill:
             self.lab.rbd(old, "mirror", "image", "resync", f"{POOL}/{image}")
         self._volume(old, create=False)
         self.lab.wait_steady(self.primary, timeout=420, images=self.images)
+        # The returned site's rbd-mirror known to its manager again: until then its pool is
+        # rightly unhealthy, and "after recovery nothing" would time the lab, not auditd.
+        self.lab.wait_pools_ok()
 
     # ----------------------------------------------------------------- results
     def slack_messages(self) -> list[dict[str, Any]]:

@@ -36,17 +36,14 @@ SMOKE: dict[str, list[str]] = {
         *("--keep", "10s", "--relist-every", "20s", "--probe-interval", "10s"),
         *("--volume-every", "5s"),
     ],
-    # One failover and failback of one volume at a 10 s probe; no site loss, and no forced
-    # promotion (it would leave the lab split-brained for the drill tests after it).
+    # The planned-switch drill: one failover and failback of one volume, watched at the 60 s
+    # default probe and at 10 s; it exits 1 on a false alarm, a Slack post, or a switch that is
+    # not one ended episode within its real duration plus a cycle. Judged one slow cycle and
+    # 10 s after the last switch (no extra settling). No site loss and no forced promotion:
+    # test_drill_on_ceph.py has them.
     "failover_drill.py": [
-        "--cycles",
-        "1",
-        "--images",
-        "1",
-        "--intervals",
-        "10",
-        "--no-site-loss",
-        "--no-forced",
+        *("--cycles", "1", "--images", "1", "--intervals", "60,10", "--settle", "0"),
+        *("--no-site-loss", "--no-forced"),
     ],
 }
 WITH_DB = {"report_scale.py", "watch_scale.py"}
@@ -98,11 +95,13 @@ def test_bench_runs_on_postgresql(script: str, pg_schemas: Callable[[], str]) ->
 
 @pytest.mark.ceph
 @pytest.mark.timeout(600)
-def test_bench_failover_drill_runs_on_the_lab() -> None:
+def test_planned_switches_on_the_lab_are_silent_and_each_is_one_episode() -> None:
+    """bench/failover_drill.py at its smoke size is the planned-switch drill: every switch
+    silent (nothing fired, nothing posted) and one episode per switch on both daemons."""
     lab = Path(os.environ.get("AUDITD_CEPH_LAB", "/tmp/auditd-ceph-lab"))
     if not (lab / ".up").exists():
         if os.environ.get("AUDITD_REQUIRE_CEPH") == "1":
             pytest.fail(f"the Ceph lab is required but not up in {lab}")
         pytest.skip(f"no Ceph lab in {lab} (scripts/ceph-lab.sh up)")
     out = _run("failover_drill.py", SMOKE["failover_drill.py"], {}, 600)
-    assert "baseline: real switch duration" in out
+    assert "baseline: real switch duration" in out and "verdict: pass" in out
