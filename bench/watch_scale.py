@@ -238,18 +238,23 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def profile_summary(path: Path, top: int = 25) -> None:
-    """Self and inclusive time of the busiest thread's frames, from py-spy's collapsed stacks."""
-    by_thread: collections.Counter[str] = collections.Counter()
-    stacks: list[tuple[str, list[str], int]] = []
+def collapsed_stacks(path: Path) -> list[tuple[str, list[str], int]]:
+    """py-spy's collapsed stacks as (thread, frames outermost first, samples)."""
+    stacks = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        n = int(count)
-        by_thread[frames[0]] += n
-        stacks.append((frames[0], frames[1:], n))
+        thread, *frames = stack.split(";")
+        stacks.append((thread, frames, int(count)))
+    return stacks
+
+
+def profile_summary(stacks: list[tuple[str, list[str], int]], top: int = 25) -> None:
+    """Self and inclusive time of the busiest thread's frames."""
+    by_thread: collections.Counter[str] = collections.Counter()
+    for thread, _, n in stacks:
+        by_thread[thread] += n
     if not stacks:
-        print(f"  no samples in {path}")
+        print("  no samples")
         return
     thread, total = by_thread.most_common(1)[0]
     own: collections.Counter[str] = collections.Counter()
@@ -260,7 +265,7 @@ def profile_summary(path: Path, top: int = 25) -> None:
         own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
-    print(f"  profile of {thread} ({total} samples), {path}")
+    print(f"  profile of {thread} ({total} samples)")
     print(f"  {'self':>6} {'incl':>6}  frame")
     for frame, n in own.most_common(top):
         print(f"  {100 * n / total:5.1f}% {100 * inclusive[frame] / total:5.1f}%  {frame}")
@@ -288,15 +293,15 @@ STAGES = (
 )
 
 
-def stage_costs(path: Path, events: int, rate: int = PROFILE_RATE) -> None:
-    """Microseconds of each stage per event of the burst, from py-spy's collapsed stacks."""
+def stage_costs(
+    stacks: list[tuple[str, list[str], int]], events: int, rate: int = PROFILE_RATE
+) -> None:
+    """Microseconds of each stage per event of the burst."""
     cost: collections.Counter[str] = collections.Counter()
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        thread = "watch" if "watch-" in frames[0] else "ingest" if "ingest" in frames[0] else ""
+    for name, frames, count in stacks:
+        thread = "watch" if "watch-" in name else "ingest" if "ingest" in name else ""
         stage = "other"
-        for frame in reversed(frames[1:]):
+        for frame in reversed(frames):
             hit = next(
                 (
                     name
@@ -308,7 +313,7 @@ def stage_costs(path: Path, events: int, rate: int = PROFILE_RATE) -> None:
             if hit is not None:
                 stage = hit
                 break
-        cost[f"{thread or 'other'} thread: {stage}"] += int(count)
+        cost[f"{thread or 'other'} thread: {stage}"] += count
     print(f"  per event of the burst (us of one thread's time, {rate} samples/s):")
     for name, n in sorted(cost.items()):
         print(f"    {name:<28} {1e6 * n / rate / events:7.1f}")
@@ -369,8 +374,10 @@ def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> d
             if spy is not None and profile is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
-                profile_summary(profile / f"{db}.txt")
-                stage_costs(profile / f"{db}.txt", events)
+                stacks = collapsed_stacks(profile / f"{db}.txt")
+                print(f"  py-spy's samples: {profile / f'{db}.txt'}")
+                profile_summary(stacks)
+                stage_costs(stacks, events)
         finally:
             proc.terminate()
             proc.communicate(timeout=30)

@@ -34,26 +34,27 @@ def _glibc(function: str) -> Any | None:
         return None
 
 
-def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) -> bool:
-    """At most ``arenas`` malloc arenas from now on, unless MALLOC_ARENA_MAX is set (the
-    operator's choice stands). False where there is nothing to tune (not glibc). Called before
-    the daemon starts its threads: arenas already made stay."""
-    if "MALLOC_ARENA_MAX" in environ:
+def _mallopt(param: int, value: int, env_var: str, environ: Mapping[str, str]) -> bool:
+    """mallopt(param, value), unless ``env_var`` holds the operator's choice (glibc read it at
+    start-up, and it stands). False where nothing was tuned (the variable, or not glibc)."""
+    if env_var in environ:
         return False
     mallopt = _glibc("mallopt")
-    return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
+    return mallopt is not None and bool(mallopt(param, value))
+
+
+def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) -> bool:
+    """At most ``arenas`` malloc arenas from now on, unless MALLOC_ARENA_MAX is set. Called
+    before the daemon starts its threads: arenas already made stay."""
+    return _mallopt(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX", environ)
 
 
 def fix_mmap_threshold(
     threshold: int = MMAP_THRESHOLD, environ: Mapping[str, str] = os.environ
 ) -> bool:
     """Blocks of ``threshold`` bytes or more mmapped from now on, whatever is freed, unless
-    MALLOC_MMAP_THRESHOLD_ is set (the operator's choice stands). False where there is nothing
-    to tune (not glibc)."""
-    if "MALLOC_MMAP_THRESHOLD_" in environ:
-        return False
-    mallopt = _glibc("mallopt")
-    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    MALLOC_MMAP_THRESHOLD_ is set."""
+    return _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_", environ)
 
 
 # How often the daemon gives glibc's free memory back (runner.py). A trim walks the heaps under
