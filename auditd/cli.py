@@ -17,10 +17,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from auditd import __version__, durations, logs
+from auditd import durations, logs
 from auditd.clock import SYSTEM as CLOCK
 from auditd.config import Config, ConfigError, database_url_problem, load_config, redact_url
 
@@ -145,6 +144,8 @@ def _emit(
     else:
         text = as_json(doc)
         if fmt == "yaml":
+            import yaml
+
             text = yaml.safe_dump(json.loads(text), sort_keys=False, allow_unicode=True)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -182,13 +183,29 @@ examples:
 """
 
 
+class _Version(argparse.Action):
+    """--version: the package's metadata read when asked, not at every start (see auditd/__init__)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(
+            option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, **kwargs
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from auditd import __version__
+
+        print(f"auditd {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditd",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"auditd {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -710,6 +727,8 @@ def _report(url: str, config: Config, args: argparse.Namespace) -> int:
         engine.dispose()
     render = {"json": to_json, "markdown": to_markdown, "html": to_html}.get(args.format)
     if args.format == "yaml":
+        import yaml
+
         text = yaml.safe_dump(json.loads(to_json(data)), sort_keys=False, allow_unicode=True)
     else:
         text = render(data) if render else to_table(data)

@@ -14,8 +14,9 @@ episodes. Then times, best of 3 after a warm-up:
   into Python as rows and counted there;
 * pruning the oldest 10 days, and small ingest commits while it runs (not blocked).
 
-Target: the report <= 1 s on SQLite and on PostgreSQL; with a window longer than a day (a
-month over a year of history: --days 365 --transitions 12000000 --since 30d), <= 3 s.
+Target: `auditd report` as a process <= 1 s on SQLite and on PostgreSQL; with a window longer
+than a day (a month over a year of history: --days 365 --transitions 12000000 --since 30d),
+<= 3 s.
 
     python bench/report_scale.py [--transitions 1000000] [--volumes 10000] [--db sqlite|postgresql|both]
                                  [--days 30] [--since 24h]
@@ -313,10 +314,11 @@ def run(
     p50, worst, t_prune = ingest_latency_during_prune(url, days)
     print(f"  prune (batches of 1,000)            {t_prune:7.1f} s; ingest commits meanwhile "
           f"p50 {p50 * 1000:.1f} ms, max {worst * 1000:.0f} ms")  # fmt: skip
-    # Issue 24: a day's window within 1 s, a month's (over a year of history) within 3 s.
+    # Issue 24: a day's window within 1 s, a month's (over a year of history) within 3 s, as
+    # the SRE runs it: the whole process.
     limit = 1.0 if parse_duration(since_text) <= timedelta(hours=24) else 3.0
-    ok = t_report <= limit
-    print(f"  target report <= {limit:g} s: {'MET' if ok else 'NOT MET'}")
+    ok = t_cli <= limit
+    print(f"  target `auditd report` process <= {limit:g} s: {'MET' if ok else 'NOT MET'}")
     return ok
 
 
