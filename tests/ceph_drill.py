@@ -104,10 +104,13 @@ class Lab:
                 *(["--force"] if force else []),
                 f"{POOL}/{image}",
             ]
-            if self.rbd(cluster, *args, check=False).returncode == 0:
+            r = self.rbd(cluster, *args, check=False)
+            if r.returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"promote on {cluster} never succeeded")
+                raise TimeoutError(
+                    f"promote on {cluster} never succeeded: rc {r.returncode}, {r.stderr.strip()}"
+                )
             time.sleep(2)  # rc 30 until the demotion snapshot has synced
 
     def wait_steady(
@@ -126,6 +129,15 @@ class Lab:
     def _steady(self, primary: str, other: str, image: str) -> bool:
         p, s = self.status(primary, image), self.status(other, image)
         return p.get("state") == "up+stopped" and s.get("state") == "up+replaying"
+
+    def wait_replay_idle(self, cluster: str, image: str = IMAGE, timeout: float = 120) -> bool:
+        """The replica has no snapshot sync in flight. A forced promotion during one waited
+        about 150 s in CI (the test before had just demoted and promoted the primary)."""
+        return wait_for(
+            lambda: '"replay_state":"idle"' in self.status(cluster, image).get("description", ""),
+            timeout,
+            every=2,
+        )
 
     def is_primary(self, cluster: str, image: str = IMAGE) -> bool:
         r = self.rbd(cluster, "info", f"{POOL}/{image}", "--format", "json", check=False)

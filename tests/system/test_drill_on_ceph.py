@@ -380,8 +380,10 @@ def test_forced_promotion_is_split_brain_within_two_cycles(lab: Lab, tmp_path: P
         drill.start()
         w = drill.watchers[0]
         time.sleep(15)
+        lab.wait_replay_idle("dr2")  # else the promotion waits out the sync in flight
         forced = time.monotonic()
         lab.promote("dr2", force=True)
+        print(f"the forced promotion took {time.monotonic() - forced:.0f}s")
         # Ceph "shows it" once both records claim primary, each written after the other's
         # promotion: dr2's after its force-promote ("orphan (force promoting)" comes first),
         # dr1's at its next rewrite (<= 30 s later). Two probe cycles after that, at most.
