@@ -430,6 +430,11 @@ class Drill:
                 self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
             for image in self.images:
                 self.lab.promote(new, image=image)
+        if self.grouped:
+            # What the group's controller reports once its images are demoted. Left Primary, the
+            # old group and the new one both said Primary for as long as the two clusters'
+            # watch events took to arrive in order (a 16 ms split brain in CI, 2026-12-06).
+            self.kube[old].patch(self.vgr[old], NS, GROUP, {"status": {"state": "Secondary"}})
         rec.promoted = time.monotonic()
         time.sleep(self.rng.uniform(10, 25))
         self._volume(old, create=False)
