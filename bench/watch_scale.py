@@ -298,8 +298,8 @@ def stage_costs(
 ) -> None:
     """Microseconds of each stage per event of the burst."""
     cost: collections.Counter[str] = collections.Counter()
-    for name, frames, count in stacks:
-        thread = "watch" if "watch-" in name else "ingest" if "ingest" in name else ""
+    for thread_name, frames, count in stacks:
+        thread = "watch" if "watch-" in thread_name else "ingest" if "ingest" in thread_name else ""
         stage = "other"
         for frame in reversed(frames):
             hit = next(

@@ -165,9 +165,8 @@ class Lab:
         restarted, as a returning site's would be."""
 
         def ok() -> bool:
-            return all(
-                self.pool_summary(c).get("health") == self.daemon_health(c) == "OK" for c in SITE
-            )
+            summaries = [self.pool_summary(c) for c in SITE]
+            return all(s.get("health") == s.get("daemon_health") == "OK" for s in summaries)
 
         if wait_for(ok, restart_after, every=3):
             return
@@ -390,6 +389,15 @@ class Drill:
         if members and create:
             k.create(self.vgr[cluster], objects.vgr(GROUP, NS, members))
 
+    def _group_demoted(self, cluster: str) -> None:
+        """What the group's controller reports once its images are demoted. Left Primary, the
+        old group and the new one both said Primary for as long as the two clusters' watch
+        events took to arrive in order (a 16 ms split brain in CI, 2026-12-06)."""
+        if self.grouped:
+            self.kube[cluster].patch(
+                self.vgr[cluster], NS, GROUP, {"status": {"state": "Secondary"}}
+            )
+
     def _drpc_phase(self, phase: str) -> None:
         k = self.kube["dr1"]  # the hub's DRPC, watched like any object
         if k.get(self.drpc, NS, "app-drpc") is None:
@@ -430,11 +438,7 @@ class Drill:
                 self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
             for image in self.images:
                 self.lab.promote(new, image=image)
-        if self.grouped:
-            # What the group's controller reports once its images are demoted. Left Primary, the
-            # old group and the new one both said Primary for as long as the two clusters'
-            # watch events took to arrive in order (a 16 ms split brain in CI, 2026-12-06).
-            self.kube[old].patch(self.vgr[old], NS, GROUP, {"status": {"state": "Secondary"}})
+        self._group_demoted(old)
         rec.promoted = time.monotonic()
         time.sleep(self.rng.uniform(10, 25))
         self._volume(old, create=False)
@@ -486,6 +490,7 @@ class Drill:
         for image in self.images:
             self.lab.rbd(old, "mirror", "image", "demote", f"{POOL}/{image}")
             self.lab.rbd(old, "mirror", "image", "resync", f"{POOL}/{image}")
+        self._group_demoted(old)
         self._volume(old, create=False)
         self.lab.wait_steady(self.primary, timeout=420, images=self.images)
         # The returned site's rbd-mirror known to its manager again: until then its pool is
