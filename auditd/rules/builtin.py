@@ -211,8 +211,9 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         "critical",
         timedelta(0),
         "Both sites think they are primary",
-        "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or "
-        "both VolumeReplications (or the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
+        "Both images primary (a forced promotion with the peer still primary), an up+error split-brain, or, "
+        "where Ceph's records are not known (not probed, or a probe failing), both VolumeReplications (or "
+        "the groups replicating the volume) Primary. Writes on both sides diverge: one side's data will be discarded.",
         f"{CHECK_IMAGE}; rbd info POOL/IMAGE (mirroring.primary on both sites)",
         reads=_reads((VR, "state")),
     ),
@@ -244,8 +245,13 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
         for k in drivers
         if k is not None and k in ctx.inventory.objects
     ]
-    if len(states) == 2 and all(v == "Primary" for v in states):
+    if len(states) == 2 and all(v == "Primary" for v in states) and not view.storage_known:
         # Only VRs (or groups) both seen now: a lost site's last-known one says nothing of today.
+        # And only where Ceph's records are not known: two clusters' watch events are not
+        # ordered against each other, so a switch's new VR created as the old one is deleted
+        # reads as both Primary for a batch (a 16 ms critical page in a drill). Where the
+        # records are known they decide, and vr-on-secondary / group-on-secondary name a
+        # driver that stays Primary on a non-primary image.
         kinds_ = {k.kind for k in drivers if k is not None}
         reasons.append(
             "both VolumeReplications are Primary"
@@ -263,13 +269,13 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
             reasons="; ".join(reasons),
             **side_evidence(ctx, view),
         )
+    if view.storage_known:
+        return UNKNOWN if undecided else None  # the records decide, whatever a watch sees
     if any(s.blind for s in view.sides):
         return UNKNOWN  # a side's VR (or lack of one) is last-known: the VR reason is not known
     if not any(ctx.probed(s.cluster) for s in view.sides):
         return None  # the only reason observable without Ceph (the VRs) is observed gone
-    if undecided or not view.storage_known:
-        return UNKNOWN
-    return None
+    return UNKNOWN
 
 
 @volume_rule(
