@@ -165,9 +165,7 @@ def object_rule(kind: Kind, words: RuleWords) -> Callable[[JudgeObject], Rule]:
         @keys_rule(words)
         def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             found = {k for k in keys if k.kind == kind.kind}
-            found |= {
-                k for v in ctx.volumes for s in v.sides for k in s.joined if k.kind == kind.kind
-            }
+            found |= {k for v in ctx.volumes for k in ctx.joining(v.id) if k.kind == kind.kind}
             out: dict[str, Verdict] = {}
             for key in sorted(found):
                 known = ctx.inventory.objects.get(key)

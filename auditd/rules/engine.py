@@ -286,6 +286,15 @@ class RuleEngine:
                 )
             return found
 
+        joins: dict[VolumeId, set[ObjectKey]] = {}
+
+        def joining(vid: VolumeId) -> set[ObjectKey]:
+            # Asked by each object rule and each DRPC rule about every volume judged: once.
+            found = joins.get(vid)
+            if found is None:
+                found = joins[vid] = self.correlator.joining(inventory, vid)
+            return found
+
         ctx = RuleContext(
             inventory,
             self.config,
@@ -299,6 +308,7 @@ class RuleEngine:
             switching | frozenset(v for v, e in self.windows.open.items() if e.switching),
             lambda key: self.correlator.peer_claim_volume(inventory, key),
             members,
+            joining,
         )
         if observe:
             self._want_probes(ctx, inventory, keys, probed)

@@ -34,6 +34,7 @@ _GET_GROUP = "kubectl --context CLUSTER -n NAMESPACE get volumegroupreplication 
         "application's volumes are split between sites. (Two minutes cover records that lag a "
         "group's switch by up to one rbd-mirror rewrite.)",
         f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+        reads=frozenset(),  # its members' views
     ),
 )
 def group_split(
@@ -72,6 +73,7 @@ def group_split(
         "window: the group's VolumeReplication work belongs with the primary. (A group with "
         "replicationState: secondary is Ramen or an operator cleaning up: not flagged.)",
         f"{_GET_GROUP}; {CHECK_IMAGE} for each member",
+        reads=frozenset(),  # its own facts and its members' views
     ),
 )
 def group_on_secondary(

@@ -72,6 +72,8 @@ class RuleContext:
     # The pair views of every volume an object joins (a consistency group's members, a Ramen
     # VRG's namespace), evaluated in this round or not.
     members: Callable[[ObjectKey], tuple[VolumeView, ...]] = lambda _key: ()
+    # The other way: the objects (VRGs, DRPCs, groups) whose members include a volume.
+    joining: Callable[[VolumeId], set[ObjectKey]] = lambda _vid: set()
     # What rules derive from the whole pair rather than one volume (a hub's fenced clusters),
     # kept for the rest of this evaluation: the facts it reads do not change within one.
     _derived: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)

@@ -32,7 +32,7 @@ from auditd.rules.define import (
     volume_rule,
 )
 from auditd.rules.model import UNKNOWN, Rule, RuleContext, RuleWords, Severity, Verdict
-from auditd.rules.views import VolumeId, VolumeView, not_current
+from auditd.rules.views import PVC, VR, VolumeId, VolumeView, not_current
 from auditd.sources.kube.kinds import DR_CLUSTER, DRPC, VRG
 
 # The VRG conditions that say the application's data is protected, in the order Ramen weighs
@@ -60,6 +60,7 @@ _UNDER_WAY = frozenset({"Initializing", "Progressing"})
         "from an older generation of the VRG is not read.",
         "kubectl --context CLUSTER -n NAMESPACE get volumereplicationgroup NAME -o yaml "
         "(status.conditions, status.protectedPVCs)",
+        reads=frozenset(),  # the VRG's own conditions
     ),
 )
 def vrg_not_protected(
@@ -105,6 +106,7 @@ def vrg_not_protected(
         "listing a new PVC on its next reconcile.",
         "kubectl --context CLUSTER -n NAMESPACE get vrg NAME -o jsonpath='{.spec.pvcSelector} "
         "{.status.protectedPVCs[*].name}'; kubectl --context CLUSTER -n NAMESPACE get pvc --show-labels",
+        reads=frozenset({(PVC, "labels")}),  # what its pvcSelector matches
     ),
 )
 def vrg_pvc_unprotected(
@@ -173,6 +175,7 @@ _AT_REST = frozenset({"Deployed", "FailedOver", "Relocated"})
         "the other. Set a deadline of your own with [rules.drpc-progression-stuck] for.",
         "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (status.progression, "
         "status.conditions); on the managed clusters: kubectl get vrg -n NAMESPACE",
+        reads=frozenset(),  # the DRPC alone
     ),
 )
 def drpc_progression_stuck(
@@ -231,12 +234,19 @@ def _drpcs(ctx: RuleContext, keys: Iterable[ObjectKey]) -> list[ObjectKey]:
     """The DRPCs to judge: those a change touched, and those of the volumes judged (a probe
     cycle that refreshed their lag judges them too: Ramen's word may have stood still)."""
     return sorted(
-        {k for k in keys if k.kind == DRPC.kind} | {k for v in ctx.volumes for k in v.drpcs}
+        {k for k in keys if k.kind == DRPC.kind}
+        | {k for v in ctx.volumes for k in ctx.joining(v.id) if k.kind == DRPC.kind}
     )
 
 
 def resting_drpc_rule(
-    rule_id: str, severity: Severity, for_: timedelta, summary: str, description: str, verify: str
+    rule_id: str,
+    severity: Severity,
+    for_: timedelta,
+    summary: str,
+    description: str,
+    verify: str,
+    reads: frozenset[tuple[str, str]],
 ) -> Callable[[JudgeObject], Rule]:
     """A rule judged per DRPC at rest, given its facts and its volumes' views (those a change
     touched, and those of the volumes judged); a DRPC in an action, or with a volume in a DR
@@ -245,7 +255,7 @@ def resting_drpc_rule(
     def wrap(
         judge: JudgeObject,
     ) -> Rule:
-        @keys_rule(RuleWords(rule_id, severity, for_, summary, description, verify))
+        @keys_rule(RuleWords(rule_id, severity, for_, summary, description, verify, reads))
         def evaluate(rule: Rule, ctx: RuleContext, keys: Iterable[ObjectKey]) -> dict[str, Verdict]:
             out: dict[str, Verdict] = {}
             for key in _drpcs(ctx, keys):
@@ -271,6 +281,7 @@ def resting_drpc_rule(
     "reverse. Never judged while the DRPC is in an action (its time is the last action's).",
     "kubectl --context HUB -n NAMESPACE get drpc NAME -o jsonpath='{.status.lastGroupSyncTime}'; "
     "rbd mirror image status POOL/IMAGE for each volume",
+    frozenset({(VR, "volumeReplicationClass")}),  # its tolerance: the volumes' intervals
 )
 def ramen_rpo_disagreement(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -341,6 +352,7 @@ def _placed_on(facts: dict[str, str | None]) -> str | None:
     "Ramen's cluster names are matched to auditd's by clusters.ramen_name.",
     "kubectl --context HUB -n NAMESPACE get drpc NAME -o yaml (spec, status.phase); "
     "rbd mirror image status POOL/IMAGE on both sites for each volume",
+    frozenset(),  # the DRPC and its volumes' views
 )
 def drpc_placement_disagrees(
     rule: Rule, ctx: RuleContext, key: ObjectKey, facts: Facts, members: tuple[VolumeView, ...]
@@ -408,6 +420,7 @@ def _fenced(ctx: RuleContext, pair: PairConfig) -> dict[str, ObjectKey] | None:
         "names are matched to auditd's by clusters.ramen_name.",
         "kubectl --context HUB get drcluster NAME -o yaml (spec.clusterFence, status.phase); "
         f"kubectl --context HUB get drpc -A; {CHECK_IMAGE}",
+        reads=frozenset(),  # its view and the hub's DRClusters
     ),
 )
 def primary_on_fenced_cluster(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:

@@ -439,6 +439,30 @@ class Correlator:
                 out.add(vid)
         return out
 
+    def joining(self, inventory: Inventory, vid: VolumeId) -> set[ObjectKey]:
+        """The objects whose members include this volume (``joined_volumes`` the other way):
+        those covering a namespace it is in, on its pair's clusters or hub, and those naming
+        its claim. A view holds only what joins the PVC it holds: a volume whose PVC is gone
+        is still a member of its namespace's VRG, and that VRG is judged when it changes."""
+        pair = self.config.pair_named(vid.pair)
+        clusters = (*pair.clusters, *([pair.hub] if pair.hub else []))
+        found = {
+            k
+            for _, ns in self._namespaces_of.get(vid, ())
+            for c in clusters
+            for k in self._covering.get((c, ns), ())
+        }
+        for pv in self._volume_pvs.get(vid, ()):
+            claim = self._claim_of_pv.get(pv)
+            if claim is not None:
+                found |= {
+                    k
+                    for c in pair.clusters
+                    for k in self._by_claim.get((c, claim[1]), ())
+                    if vid in self.joined_volumes(inventory, k)
+                }
+        return {k for k in found if k in inventory.objects}
+
     def _claim_names(self, inventory: Inventory, key: ObjectKey) -> tuple[str, ...]:
         """The PVC's own name, or the names of the PVCs a claim-joined object names (one for a
         VR, a group's members for a VolumeGroupReplication)."""
@@ -469,15 +493,15 @@ class Correlator:
         return None
 
     def unlinked(self, inventory: Inventory, clusters: Iterable[str]) -> list[ObjectKey]:
-        """The PVCs and claim-joined objects of these clusters that no PV links to a volume (a
-        PVC whose PV has not arrived, a VR naming such a PVC): a whole-pair re-evaluation
-        reaches them only through their keys, not through any view."""
+        """The PVCs and claim-joined objects of these clusters that no view holds (a PVC whose
+        PV has not arrived or claims another, a VR naming such a PVC or one gone): a
+        whole-pair re-evaluation reaches them only through their keys, not through any view."""
         return [
             key
             for cluster in clusters
             for kind in (PVC, *self._claim_joins)
             for key in inventory.keys_of(cluster, kind)
-            if self._volume_of_claim(inventory, key) is None
+            if not self.linked(inventory, key)
         ]
 
     def volume_of(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
@@ -490,11 +514,30 @@ class Correlator:
         return None
 
     def linked(self, inventory: Inventory, key: ObjectKey) -> bool:
-        """Is this PVC, PV or claim-joined object linked to a volume of its own cluster (and
-        so judged with that volume's view), not only through the peer's claim or not at all?"""
+        """Is this PVC, PV or claim-joined object in its own cluster's side of a volume's view
+        (``view``), and so judged with that view whenever the volume is judged? One that is
+        not (a PVC whose PV claims another or is gone, a VR whose PVC is gone) is judged only
+        through its key, by every rule, whatever changed (rules/narrow.py)."""
         if key.kind == PV:
-            return key in self._pv_volume
-        return self._volume_of_claim(inventory, key) is not None
+            vid = self._pv_volume.get(key)
+            return vid is not None and self._side_pv(vid, key.cluster) == key
+        for name in self._claim_names(inventory, key):
+            pvc = ObjectKey(key.cluster, PVC, key.namespace, name)
+            pv = self._pv_by_claim.get((key.cluster, f"{key.namespace}/{name}"))
+            vid = self._pv_volume.get(pv) if pv is not None else None
+            if vid is None or pvc not in inventory.objects or self._side_pv(vid, key.cluster) != pv:
+                continue
+            if key.kind == PVC:
+                return True
+            # The side holds every object joined to its PVC, and the first VR as its VR.
+            joined = self._joined(inventory, pvc)
+            if key in joined and (key.kind != VR or next(k for k in joined if k.kind == VR) == key):
+                return True
+        return False
+
+    def _side_pv(self, vid: VolumeId, cluster: str) -> ObjectKey | None:
+        """The PV a volume's view holds for this cluster (its first there)."""
+        return next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
 
     def peer_claim_volume(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
@@ -528,13 +571,8 @@ class Correlator:
         views (else asked here, per side)."""
         pair = self.config.pair_named(vid.pair)
         sides = []
-        pvs = self._volume_pvs.get(vid, ())
         for cluster in pair.clusters:
-            pv = None
-            for k in pvs:
-                if k.cluster == cluster:
-                    pv = k
-                    break
+            pv = self._side_pv(vid, cluster)
             pvc = None
             if pv is not None:
                 claim = inventory.objects[pv].facts.get("claimRef")

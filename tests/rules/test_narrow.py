@@ -6,7 +6,8 @@ PVC/PV/VR facts that link nothing is asked of the rules that read one of them), 
 asking every rule about every touched volume. Every batch must move the same violations, and
 leave the same open, rule by rule and state by state. The batches mix narrow changes (a PVC's phase, a
 VR's state, conditions, lastSyncTime, class) with wide ones (objects created and deleted,
-relinked, probes of real captures, VolumeReplicationClass intervals). Time moves only in
+relinked, probes of real captures, VolumeReplicationClass intervals, Ramen's VRG and DRPC and
+a consistency group joining the namespace's volumes). Time moves only in
 batches that probe both sites, which judge every volume anyway: a verdict that time alone
 changes (lag past the RPO) is then seen by both at once, as the daemon sees it at its next probe.
 """
@@ -36,6 +37,7 @@ from auditd.rules.views import PV, PVC, VR
 from auditd.sources.kube.events import ObjectEvent, Observed
 
 VRC = "VolumeReplicationClass"
+VRG, DRPC, VGR = "VolumeReplicationGroup", "DRPlacementControl", "VolumeGroupReplication"
 IMAGES = ("csi-vol-0001", "csi-vol-0099")  # the first is in every capture, the second in none
 CLAIMS = ("data", "logs")
 SCENARIOS = (
@@ -48,6 +50,33 @@ SCENARIOS = (
     "mirror-daemon-down-t65s",
     "disable-delete-2-deleted-on-primary",
 )
+# Ramen's objects and consistency groups, as wholes (any change to one is wide): a VRG and a
+# DRPC join the namespace's volumes, a group the PVCs it lists.
+_CONDITION = ["True/Ready", "False/Error", "False/Progressing", None]
+RAMEN: dict[str, dict[str, list[str | None]]] = {
+    VRG: {
+        "replicationState": ["primary", "secondary"],
+        "pvcSelector": ["{}", '{"matchLabels": {"app": "shop"}}', "not json"],
+        "protectedPVCs": [None, "", "app/data", "app/data,app/logs"],
+        "condition.DataReady": _CONDITION,
+        "condition.DataProtected": _CONDITION,
+        "condition.ClusterDataProtected": _CONDITION,
+    },
+    DRPC: {
+        # Mostly at rest: an action opens a DR window on every volume of the namespace, and a
+        # volume in a window is judged whole at every tick (each batch here ends in one).
+        "phase": ["Deployed", "FailedOver", "Relocated", "Deployed", "Relocating", None],
+        "progression": ["Completed", "Completed", "Completed", "WaitingForResourceRestore"],
+        "preferredCluster": ["dr1", "dr2", None],
+        "failoverCluster": ["dr1", "dr2", None],
+        "lastGroupSyncTime": [None, "2026-11-26T11:59:00Z", "2026-11-26T10:00:00Z"],
+    },
+    VGR: {
+        "members": ["data", "data,logs", "logs", None],
+        "replicationState": ["primary", "secondary"],
+        "state": ["Primary", "Secondary", None],
+    },
+}
 # The facts each kind may take, narrow ones first: what a burst of status updates changes.
 NARROW: dict[str, dict[str, list[str | None]]] = {
     PVC: {
@@ -151,6 +180,13 @@ class World:
 
     def wide(self) -> Item:
         cluster = self.rng.choice(("dr1", "dr2"))
+        if self.rng.random() < 0.25:  # each joins every volume of the namespace: rarer
+            kind = self.rng.choice(sorted(RAMEN))
+            key = (cluster, kind, "app", "app")
+            if key in self.objects and self.rng.random() < 0.3:
+                return self.event(cluster, kind, "app", "app", gone=True)
+            self.objects[key] = {f: self.rng.choice(v) for f, v in RAMEN[kind].items()}
+            return self.event(cluster, kind, "app", "app")
         kind = self.rng.choice((PVC, PV, VR, VRC))
         if kind == VRC:
             name = self.rng.choice(("vrc-1m", "vrc-1h"))
@@ -210,22 +246,27 @@ def test_asking_only_the_rules_that_read_a_change_decides_as_asking_every_rule(
     seed: int,
 ) -> None:
     narrowed, reference = auditor(Counting), auditor(EveryRule)
-    Counting.given = EveryRule.given = 0
     seen_open: set[str] = set()
+    skipped = 0  # batches in which narrowing asked fewer rules
     for i, (now, batch) in enumerate(batches(seed, 400)):
         moved = []
-        for a in (narrowed, reference):
+        given = []
+        for a, engine in ((narrowed, Counting), (reference, EveryRule)):
+            engine.given = 0
             commit = a.step(batch, now)
             a.accept(commit)
+            given.append(engine.given)
             moved.append(
                 [(c.violation.rule, c.violation.subject, c.violation.state) for c in commit.changes]
             )
         assert moved[0] == moved[1], f"batch {i}: {batch}"
         assert open_violations(narrowed) == open_violations(reference), f"batch {i}: {batch}"
         seen_open |= {rule for rule, _ in reference.active}
-    # Not vacuous: violations of several rules opened on the way, and narrowing did skip.
+        skipped += given[0] < given[1]
+    # Not vacuous: violations of several rules opened on the way, and narrowing did skip. (Not
+    # in most batches: each ends in a tick, which judges a volume in a DR window whole.)
     assert len(seen_open) >= 3, seen_open
-    assert Counting.given < EveryRule.given * 0.95, (Counting.given, EveryRule.given)
+    assert skipped >= 5, skipped
 
 
 def test_a_change_is_narrow_only_if_it_links_nothing() -> None:
@@ -252,10 +293,7 @@ def test_a_rule_reads_a_fact_by_name_or_prefix_and_undeclared_reads_everything()
 
 
 def test_every_builtin_rule_says_what_it_reads_of_the_objects_that_change_most() -> None:
-    """The volume rules judge every volume of a burst: an undeclared one is asked about every
-    change (correct, and slow). Ramen's and the group rules read labels and members."""
+    """Every rule judges the volumes (or the Ramen objects and groups joined to them) of a
+    burst: an undeclared one is asked about every change (correct, and slow)."""
     engine = RuleEngine(parse_config(CONFIG))
-    undeclared = sorted(r.id for r in engine.rules.values() if r.reads is None)
-    assert all(
-        r.startswith(("vrg-", "drpc-", "ramen-", "group-", "primary-on-fenced")) for r in undeclared
-    ), undeclared
+    assert [r.id for r in engine.rules.values() if r.reads is None] == []
