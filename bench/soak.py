@@ -36,6 +36,7 @@ census also names the allocation sites whose memory grew most since the warm-up'
     python bench/soak.py [--duration 30m] [--volumes 10000] [--churn 10] [--db sqlite|postgresql]
                          [--relist-every 10m] [--probe-interval 60s] [--keep 10m]
                          [--sample-every 10s] [--volume-every 30s] [--tracemalloc N]
+                         [--census-every 5m]
 """
 
 from __future__ import annotations
@@ -395,6 +396,12 @@ def main() -> int:
         default="30s",
         help="replace the oldest volume with a new one this often (0: never)",
     )
+    ap.add_argument(
+        "--census-every",
+        default="0",
+        help="also take the daemon's census this often and print its totals, to see when what"
+        " it holds grows (0: only after the warm-up and at the end)",
+    )
     args = ap.parse_args()
     volume_every = parse_duration(args.volume_every).total_seconds()
     duration = parse_duration(args.duration).total_seconds()
@@ -556,6 +563,8 @@ def run(
     before = scrape(port)
     samples: list[Sample] = []
     censuses: list[dict[str, Any] | None] = []
+    census_every = parse_duration(args.census_every).total_seconds()
+    next_census = t0 + census_every if census_every else float("inf")
     print(
         f"\n{'min':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'DB MB':>7} {'transitions':>11}"
         f" {'queue':>5} {'delay p99':>9} {'change->commit':>14} {'probe s':>7}",
@@ -568,6 +577,9 @@ def run(
             churn.due(now)
             if not censuses and now - t0 >= duration / 5:  # the warm-up's end, as verdicts()
                 censuses.append(census(proc, work / "daemon.log"))
+            if now >= next_census:
+                print(census_line(now - t0, census(proc, work / "daemon.log")), flush=True)
+                next_census = now + census_every
             if now >= next_relist:
                 for api in (dr1, dr2):
                     api.compact()
@@ -603,6 +615,19 @@ def run(
     finally:
         engine.dispose()
     return samples, censuses
+
+
+def census_line(t: float, taken: dict[str, Any] | None) -> str:
+    """One census's totals as a line between the samples: which of Python's objects, its
+    allocator's blocks or glibc's heap (in use, mmapped, free but held) moves with RSS."""
+    if taken is None:
+        return f"{t / 60:6.1f} census: no answer"
+    mb = {k: (taken.get(k) or 0) / 2**20 for k in ("heap_in_use", "heap_mmapped", "heap_free_held")}
+    return (
+        f"{t / 60:6.1f} census: {taken['objects']:,} objects, {taken['py_blocks']:,} pymalloc"
+        f" blocks; glibc heap {mb['heap_in_use']:.0f} MB in use, {mb['heap_mmapped']:.0f} MB"
+        f" mmapped, {mb['heap_free_held']:.0f} MB free but held"
+    )
 
 
 def _opt(value: float | None, fmt: str) -> str:
