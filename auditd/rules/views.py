@@ -442,8 +442,9 @@ class Correlator:
     def joining(self, inventory: Inventory, vid: VolumeId) -> set[ObjectKey]:
         """The objects whose members include this volume (``joined_volumes`` the other way):
         those covering a namespace it is in, on its pair's clusters or hub, and those naming
-        its claim. A view holds only what joins the PVC it holds: a volume whose PVC is gone
-        is still a member of its namespace's VRG, and that VRG is judged when it changes."""
+        its claim, but its own VRs. A view holds only what joins the PVC it holds: a volume
+        whose PVC is gone is still a member of its namespace's VRG, and that VRG is judged
+        when it changes."""
         pair = self.config.pair_named(vid.pair)
         clusters = (*pair.clusters, *([pair.hub] if pair.hub else []))
         found = {
@@ -459,7 +460,7 @@ class Correlator:
                     k
                     for c in pair.clusters
                     for k in self._by_claim.get((c, claim[1]), ())
-                    if vid in self.joined_volumes(inventory, k)
+                    if k.kind != VR and vid in self.joined_volumes(inventory, k)
                 }
         return {k for k in found if k in inventory.objects}
 
