@@ -205,6 +205,23 @@ def objects_on_both(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
     )
 
 
+def _drivers_both_primary(ctx: RuleContext, view: VolumeView) -> str | None:
+    """Why both sides' VRs (or groups) say Primary, if they do; only VRs and groups both seen
+    now: a lost site's last-known one says nothing of today."""
+    drivers = [s.replicated_by for s in view.sides if not s.blind]
+    states = [
+        ctx.inventory.objects[k].facts.get("state")
+        for k in drivers
+        if k is not None and k in ctx.inventory.objects
+    ]
+    if len(states) != 2 or any(v != "Primary" for v in states):
+        return None
+    kinds_ = {k.kind for k in drivers if k is not None}
+    if kinds_ == {VR}:
+        return "both VolumeReplications are Primary"
+    return f"both sides' {' and '.join(sorted(kinds_))} are Primary"
+
+
 @volume_rule(
     RuleWords(
         "split-brain",
@@ -239,25 +256,15 @@ def split_brain(rule: Rule, ctx: RuleContext, view: VolumeView) -> Verdict:
             and "split-brain" in (s.image.get("description") or "")
         ):
             reasons.append(f"{s.cluster} reports split-brain")
-    drivers = [s.replicated_by for s in view.sides if not s.blind]
-    states = [
-        ctx.inventory.objects[k].facts.get("state")
-        for k in drivers
-        if k is not None and k in ctx.inventory.objects
-    ]
-    if len(states) == 2 and all(v == "Primary" for v in states) and not view.storage_known:
-        # Only VRs (or groups) both seen now: a lost site's last-known one says nothing of today.
-        # And only where Ceph's records are not known: two clusters' watch events are not
-        # ordered against each other, so a switch's new VR created as the old one is deleted
-        # reads as both Primary for a batch (a 16 ms critical page in a drill). Where the
-        # records are known they decide, and vr-on-secondary / group-on-secondary name a
-        # driver that stays Primary on a non-primary image.
-        kinds_ = {k.kind for k in drivers if k is not None}
-        reasons.append(
-            "both VolumeReplications are Primary"
-            if kinds_ == {VR}
-            else f"both sides' {' and '.join(sorted(kinds_))} are Primary"
-        )
+    if not view.storage_known:
+        # Only where Ceph's records are not known: two clusters' watch events are not ordered
+        # against each other, so a switch's new VR created as the old one is deleted reads as
+        # both Primary for a batch (a 16 ms critical page in a drill). Where the records are
+        # known they decide, and vr-on-secondary / group-on-secondary name a driver that stays
+        # Primary on a non-primary image.
+        both = _drivers_both_primary(ctx, view)
+        if both is not None:
+            reasons.append(both)
     if reasons:
         return new_finding(
             rule,
