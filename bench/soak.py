@@ -89,6 +89,8 @@ POOL_THREADS = 2 + 2 * PROBE_CONCURRENT
 class Sample:
     t: float  # seconds since the daemon was synced
     rss_mb: float
+    anon_mb: float  # RSS in anonymous memory: the heaps, pymalloc's arenas, stacks
+    file_mb: float  # RSS in mapped files and shared memory (SQLite's -shm, libraries)
     fds: int
     threads: int
     db_mb: float
@@ -141,12 +143,22 @@ def p99(before: Scrape, after: Scrape) -> float | None:
     return next(le for le, n in counts if n >= 0.99 * total)
 
 
-def proc_status(pid: int) -> tuple[float, int, int]:
+def proc_status(pid: int) -> tuple[float, float, float, int, int]:
+    """RSS, its anonymous part and its file-backed part (MB), open fds, threads."""
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
-    rss = int(fields["VmRSS"].split()[0]) / 1024
-    return rss, len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"])
+
+    def mb(name: str) -> float:
+        return int(fields[name].split()[0]) / 1024
+
+    return (
+        mb("VmRSS"),
+        mb("RssAnon"),
+        mb("RssFile") + mb("RssShmem"),
+        len(os.listdir(f"/proc/{pid}/fd")),
+        int(fields["Threads"]),
+    )
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float:
@@ -566,7 +578,7 @@ def run(
     census_every = parse_duration(args.census_every).total_seconds()
     next_census = t0 + census_every if census_every else float("inf")
     print(
-        f"\n{'min':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'DB MB':>7} {'transitions':>11}"
+        f"\n{'min':>6} {'RSS MB':>7} {'anon':>5} {'file':>5} {'fds':>4} {'thr':>4} {'DB MB':>7} {'transitions':>11}"
         f" {'queue':>5} {'delay p99':>9} {'change->commit':>14} {'probe s':>7}",
         flush=True,
     )
@@ -588,13 +600,15 @@ def run(
             if now >= next_sample:
                 n += 1
                 e2e = marked_change(dr1, engine, n, churn.live(n))
-                rss, fds, threads = proc_status(proc.pid)
+                rss, anon, file, fds, threads = proc_status(proc.pid)
                 db_mb, rows = db_size_mb(engine, db_path, schema)
                 after = scrape(port)
                 probes = after.probe_count - before.probe_count
                 s = Sample(
                     now - t0,
                     rss,
+                    anon,
+                    file,
                     fds,
                     threads,
                     db_mb,
@@ -619,14 +633,22 @@ def run(
 
 def census_line(t: float, taken: dict[str, Any] | None) -> str:
     """One census's totals as a line between the samples: which of Python's objects, its
-    allocator's blocks or glibc's heap (in use, mmapped, free but held) moves with RSS."""
+    allocator's blocks and arenas, or glibc's heap (in use, mmapped, free but held) moves with
+    RSS's anonymous part."""
     if taken is None:
         return f"{t / 60:6.1f} census: no answer"
-    mb = {k: (taken.get(k) or 0) / 2**20 for k in ("heap_in_use", "heap_mmapped", "heap_free_held")}
+    mb = {
+        k: (taken.get(k) or 0) / 2**20
+        for k in (
+            *("heap_in_use", "heap_mmapped", "heap_free_held"),
+            *("pymalloc_held", "pymalloc_in_blocks"),
+        )
+    }
     return (
         f"{t / 60:6.1f} census: {taken['objects']:,} objects, {taken['py_blocks']:,} pymalloc"
-        f" blocks; glibc heap {mb['heap_in_use']:.0f} MB in use, {mb['heap_mmapped']:.0f} MB"
-        f" mmapped, {mb['heap_free_held']:.0f} MB free but held"
+        f" blocks ({mb['pymalloc_in_blocks']:.0f} MB) in {mb['pymalloc_held']:.0f} MB of arenas;"
+        f" glibc heap {mb['heap_in_use']:.0f} MB in use, {mb['heap_mmapped']:.0f} MB mmapped,"
+        f" {mb['heap_free_held']:.0f} MB free but held"
     )
 
 
@@ -636,7 +658,7 @@ def _opt(value: float | None, fmt: str) -> str:
 
 def format_row(s: Sample) -> str:
     return (
-        f"{s.t / 60:6.1f} {s.rss_mb:7.0f} {s.fds:4d} {s.threads:4d} {s.db_mb:7.1f}"
+        f"{s.t / 60:6.1f} {s.rss_mb:7.0f} {s.anon_mb:5.0f} {s.file_mb:5.0f} {s.fds:4d} {s.threads:4d} {s.db_mb:7.1f}"
         f" {s.transitions:11,d} {s.queue:5.0f} {_opt(s.delay_p99, '8g'):>9}"
         f" {_opt(s.e2e, '13.2f'):>14} {_opt(s.probe_s, '7.2f'):>7}"
     )
@@ -647,6 +669,8 @@ def report(samples: list[Sample], keep_s: float) -> None:
     print("\nslope per hour after the warm-up (the first fifth):")
     series: list[tuple[str, Callable[[Sample], float | None]]] = [
         ("RSS MB", lambda s: s.rss_mb),
+        ("  of it anonymous", lambda s: s.anon_mb),
+        ("  of it files, shm", lambda s: s.file_mb),
         ("fds", lambda s: s.fds),
         ("threads", lambda s: s.threads),
         ("database MB", lambda s: s.db_mb),

@@ -1,10 +1,10 @@
 """What the process holds, on request: the first question when a long-running daemon's RSS grows.
 
 `kill -USR2 <pid>` logs one line ``census {...}``: the gc-tracked objects by type (count and
-shallow bytes, largest counts first), pymalloc's blocks in use, and glibc's heap split into
-bytes in use and bytes free but held (fragmentation). Two censuses an hour apart say whether a
-growth is Python objects kept (a type's count climbs), or the allocator holding freed memory
-(in use flat, free held climbing). Taking one walks every tracked object once (about a second at
+shallow bytes, largest counts first), pymalloc's blocks in use and the arenas it holds them in,
+and glibc's heap split into bytes in use and bytes free but held (fragmentation). Two censuses
+an hour apart say whether a growth is Python objects kept (a type's count climbs), or an
+allocator holding freed memory (in use flat; glibc's free held, or pymalloc's arenas, climbing). Taking one walks every tracked object once (about a second at
 10,000 volumes) on the main thread, which only waits for a stop: ingest is not paused.
 
 The ingest freezes what it holds after each list (gc.freeze: the collector skips it), and
@@ -40,6 +40,7 @@ class Census:
     heap_in_use: int | None = None  # glibc's mallinfo2: None on another allocator
     heap_mmapped: int | None = None
     heap_free_held: int | None = None
+    pymalloc: malloc.Pymalloc | None = None  # its arenas: outside glibc's heap
     # Allocation sites whose memory grew most since the previous census (all held, at the first):
     # [bytes grown, blocks grown, "file:line < file:line ..." most recent frame first]
     allocations: list[tuple[int, int, str]] | None = None
@@ -122,6 +123,7 @@ def take(objects: Iterable[object] | None = None, allocations: Allocations | Non
         h and h.in_use,
         h and h.mmapped,
         h and h.free_held,
+        malloc.pymalloc(),
         grown,
     )
 
@@ -134,6 +136,9 @@ def summary(c: Census, top: int = 25) -> dict[str, Any]:
         "heap_in_use": c.heap_in_use,
         "heap_mmapped": c.heap_mmapped,
         "heap_free_held": c.heap_free_held,
+        "pymalloc_held": c.pymalloc and c.pymalloc.held,
+        "pymalloc_in_blocks": c.pymalloc and c.pymalloc.in_blocks,
+        "pymalloc_arenas_peak": c.pymalloc and c.pymalloc.arenas_peak,
         "types": {name: [n, c.size[name]] for name, n in c.count.most_common(top)},
         **({} if c.allocations is None else {"allocations": c.allocations}),
     }
@@ -143,7 +148,15 @@ def growth(before: dict[str, Any], after: dict[str, Any], top: int = 10) -> list
     """Lines naming what grew between two summaries: totals, then the types whose count grew
     most (a type outside a summary's top counts as 0 there)."""
     lines = []
-    for key in ("objects", "py_blocks", "heap_in_use", "heap_mmapped", "heap_free_held"):
+    for key in (
+        "objects",
+        "py_blocks",
+        "heap_in_use",
+        "heap_mmapped",
+        "heap_free_held",
+        "pymalloc_held",
+        "pymalloc_in_blocks",
+    ):
         a, b = before.get(key), after.get(key)
         if a is not None and b is not None:
             lines.append(f"{key}: {a:,} -> {b:,} ({b - a:+,})")
