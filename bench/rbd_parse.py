@@ -114,6 +114,19 @@ def main() -> int:
     changes = len(inv.apply_probe(other, stale).transitions)
     t_changed = time.perf_counter() - t
 
+    # What a parsed status holds while it waits in the ingest queue (one per pool and site per
+    # cycle, two sites probed at once), against the decoded document kept as it is.
+    tracemalloc.start()
+    doc = json.loads(data)
+    doc_kept, _ = tracemalloc.get_traced_memory()
+    del doc
+    tracemalloc.stop()
+    tracemalloc.start()
+    kept = parse_pool_status(data)
+    status_kept, _ = tracemalloc.get_traced_memory()
+    del kept
+    tracemalloc.stop()
+
     tracemalloc.start()
     s = parse_pool_status(data)
     Inventory().apply_probe(ProbeResult("dr2", "replicapool", "status", at, 0.0, status=s), stale)
@@ -133,6 +146,10 @@ def main() -> int:
     )
     print(
         f"  peak memory of a first cycle            {peak / 1e6:8.1f} MB  ({peak / n:.0f} B per image)"
+    )
+    print(
+        f"  a parsed status, held until taken in    {status_kept / 1e6:8.1f} MB  ({status_kept / n:.0f} B"
+        f" per image; the decoded JSON kept: {doc_kept / 1e6:.1f} MB, {doc_kept / n:.0f} B)"
     )
     print("\ncalls per cycle, per site and pool:")
     print(f"  auditd (mirror pool status --verbose)   {1:8d}")

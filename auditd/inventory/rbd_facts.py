@@ -7,6 +7,7 @@ Lag and bytes/s change every cycle; they are sampled measurements, not facts.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timedelta
 
 from auditd.inventory.facts import Facts
@@ -31,7 +32,8 @@ def image_facts(image: ImageStatus, now: datetime, stale_after: timedelta) -> Fa
         "class": classify(image, now, stale_after),
     }
     for peer in image.peers:
-        facts[f"peer.{peer.site_name}"] = peer.status.raw
+        # One key string for every image of the pool, not one each (the inventory keeps them).
+        facts[sys.intern(f"peer.{peer.site_name}")] = peer.status.raw
     return facts
 
 

@@ -218,3 +218,58 @@ def test_a_forced_promotion_reads_as_primary(lead: str) -> None:
     doc = json.loads((DATA / "healthy" / "site-b-mirror-pool-status-verbose.json").read_text())
     doc["images"][0].update(state="up+stopped", description=lead)
     assert parse_pool_status(json.dumps(doc)).images[0].primary is True
+
+
+def _capture_with(image_name: str, peer_description_json: str | None = None) -> str:
+    """The healthy capture of site-b, its first image renamed (as rbd would print it), and its
+    peer's embedded replay JSON replaced when given."""
+    doc = json.loads((DATA / "healthy" / "site-b-mirror-pool-status-verbose.json").read_text())
+    first = doc["images"][0]
+    first["name"] = image_name
+    if peer_description_json is not None:
+        peer = first["peer_sites"][0]
+        if "{" in first["description"]:
+            first["description"] = f"replaying, {peer_description_json}"
+        else:
+            peer["description"] = f"replaying, {peer_description_json}"
+    return json.dumps(doc)  # ensure_ascii: any NUL, surrogate or accent as a \u escape
+
+
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("csi-vol-\x00nul", "csi-vol-\ufffdnul"),
+        ("csi-vol-\ud800lone", "csi-vol-\ufffdlone"),
+        ("csi-vol-caf\u00e9", "csi-vol-caf\u00e9"),  # a real accent is kept
+    ],
+)
+def test_what_no_database_can_store_is_replaced_in_the_document_and_its_embedded_json(
+    name: str, stored: str
+) -> None:
+    # Most documents are plain ASCII and skip the walk over their strings: these must not.
+    escaped = json.dumps({"replay_state": name, "bytes_per_second": 1.0})
+    status = parse_pool_status(_capture_with(name, escaped).encode())
+    first = status.images[0]
+    assert first.name == stored
+    info = first.replay_info()
+    assert info is not None and info["replay_state"] == stored
+    # The same bytes as raw UTF-8 (no \u escape) where UTF-8 can carry them: the accent.
+    if name.isprintable() and not any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raw = _capture_with(name).replace(json.dumps(name)[1:-1], name).encode()
+        assert parse_pool_status(raw).images[0].name == stored
+
+
+def test_a_state_or_lead_thousands_of_images_repeat_is_held_once() -> None:
+    # A 10,000-image pool's status waits in the ingest queue, two sites at once; a copy of
+    # "up+replaying" per image was a third of what it held (bench/rbd_parse.py).
+    doc = json.loads((DATA / "healthy" / "site-b-mirror-pool-status-verbose.json").read_text())
+    doc["images"] = [dict(doc["images"][0], name=f"csi-vol-{i}") for i in range(3)]
+    a, b, _ = parse_pool_status(json.dumps(doc)).images
+    assert a.local.raw == b.local.raw and a.local.raw is b.local.raw
+    assert a.local.lead is b.local.lead and a.local.state is b.local.state
+    assert a.peers[0].site_name is b.peers[0].site_name
+    replay_a, replay_b = a.replay_info(), b.replay_info()
+    assert replay_a is not None and replay_b is not None
+    assert [k for k in replay_a] == [k for k in replay_b]
+    assert all(x is y for x, y in zip(replay_a, replay_b, strict=True))
+    assert a.name != b.name  # what differs per image stays its own
