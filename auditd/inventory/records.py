@@ -24,7 +24,7 @@ from auditd.sources.rbd.parse import ImageStatus, lag_seconds
 RecordKey = tuple[str, str, str]  # cluster, pool, image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRecord:
     updated_at: datetime | None  # the record's last_update (written by that site's rbd-mirror)
     primary: bool | None  # the role the record claims, the last one it stated clearly

@@ -38,7 +38,7 @@ class RbdParseError(ValueError):
     """Output that is not what `rbd` prints for this command."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SiteState:
     """One site's mirror status of an image: ``up+replaying, {json}`` and friends."""
 
@@ -58,14 +58,14 @@ class SiteState:
         return now - self.last_update if self.last_update else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerSite:
     site_name: str
     mirror_uuids: str
     status: SiteState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageStatus:
     name: str
     global_id: str
