@@ -272,8 +272,10 @@ class Correlator:
         self._pv_volume: dict[ObjectKey, VolumeId] = {}
         self._volume_pvs: dict[VolumeId, set[ObjectKey]] = {}
         self._images: dict[VolumeId, set[ObjectKey]] = {}
-        # (cluster, "namespace/pvc") -> the PV claiming it, and the objects naming that PVC.
-        self._pv_by_claim: dict[tuple[str, str], ObjectKey] = {}
+        # (cluster, "namespace/pvc") -> the PVs claiming it (more than one where a retained PV
+        # of an earlier binding still names it; ``_claimant`` says which one the PVC is), and
+        # the objects naming that PVC.
+        self._pvs_by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claim_of_pv: dict[ObjectKey, tuple[str, str]] = {}
         self._by_claim: dict[tuple[str, str], set[ObjectKey]] = {}
         self._claims_of: dict[ObjectKey, tuple[tuple[str, str], ...]] = {}
@@ -353,12 +355,16 @@ class Correlator:
                 self._volume_pvs.setdefault(current, set()).add(key)
                 hit.add(current)
             old_claim = self._claim_of_pv.pop(key, None)
-            if old_claim is not None and self._pv_by_claim.get(old_claim) == key:
-                del self._pv_by_claim[old_claim]
+            if old_claim is not None:
+                # Another PV of that claim may be its claimant now: its volume is judged too.
+                hit |= self._claimants_volumes(old_claim)
+                _drop(self._pvs_by_claim, old_claim, key)
             claim_ref = known.facts.get("claimRef") if known else None
             if claim_ref:
-                self._claim_of_pv[key] = (key.cluster, claim_ref)
-                self._pv_by_claim[(key.cluster, claim_ref)] = key
+                claim = (key.cluster, claim_ref)
+                self._claim_of_pv[key] = claim
+                self._pvs_by_claim.setdefault(claim, set()).add(key)
+                hit |= self._claimants_volumes(claim)
                 if current is not None:
                     at = (current.pair, claim_ref.split("/", 1)[0])
                     self._ns_volumes.setdefault(at, set()).add(current)
@@ -377,10 +383,14 @@ class Correlator:
                 # It was deleted or names other claims now: the volumes it named are
                 # affected too.
                 for was in self._claims_of.get(key, ()):
-                    pv = self._pv_by_claim.get(was)
+                    pv = self._claimant(inventory, was)
                     if pv is not None and pv in self._pv_volume:
                         hit.add(self._pv_volume[pv])
                 self._index_claim(key, known.facts if known else None)
+            else:
+                # Its volumeName may now name another of the PVs claiming it: each one's
+                # volume is judged again, the one it left and the one it joined.
+                hit |= self._claimants_volumes((key.cluster, f"{key.namespace}/{key.name}"))
             hit |= self.joined_volumes(inventory, key)
         elif key.kind in self._namespace_joins:
             # The namespaces it covered before are affected too (it moved, or is gone).
@@ -392,6 +402,31 @@ class Correlator:
             # touches every volume of that cluster (of a hub: of every pair it serves).
             for pair in self._pairs_of.get(key.cluster, ()):
                 whole_pairs.setdefault(pair, []).append(key)
+
+    def _claimant(self, inventory: Inventory, claim: tuple[str, str]) -> ObjectKey | None:
+        """The PV a claim (cluster, "namespace/pvc") belongs to: the one claiming it, or, where
+        several do (a retained PV of an earlier binding still names the PVC), the one the
+        PVC's volumeName names, else the first by name: never the last one seen, so that a
+        restart that lists them in another order judges the same volumes."""
+        pvs = self._pvs_by_claim.get(claim)
+        if not pvs:
+            return None
+        if len(pvs) == 1:
+            return next(iter(pvs))
+        cluster, ref = claim
+        namespace, _, name = ref.partition("/")
+        pvc = inventory.objects.get(ObjectKey(cluster, PVC, namespace, name))
+        volume_name = pvc.facts.get("volumeName") if pvc else None
+        named = ObjectKey(cluster, PV, "", volume_name) if volume_name else None
+        return named if named in pvs else min(pvs)
+
+    def _claimants_volumes(self, claim: tuple[str, str]) -> set[VolumeId]:
+        """Where several PVs claim it, the volumes of all of them (which one is the claimant
+        may have changed); nothing otherwise (the one PV's volume is hit as it is)."""
+        pvs = self._pvs_by_claim.get(claim, ())
+        if len(pvs) < 2:
+            return set()
+        return {self._pv_volume[pv] for pv in pvs if pv in self._pv_volume}
 
     def drain_gone(self) -> set[VolumeId]:
         """The volumes gone since the last drain (after their last verdicts were made), and
@@ -434,7 +469,7 @@ class Correlator:
         for name in self._claim_names(inventory, key):
             vid = self._volume_of_pvc(
                 inventory, key.cluster, key.namespace, name
-            ) or self._peer_volume(key.cluster, key.namespace, name)
+            ) or self._peer_volume(inventory, key.cluster, key.namespace, name)
             if vid is not None:
                 out.add(vid)
         return out
@@ -455,6 +490,8 @@ class Correlator:
         }
         for pv in self._volume_pvs.get(vid, ()):
             claim = self._claim_of_pv.get(pv)
+            if claim is not None and self._claimant(inventory, claim) != pv:
+                continue  # a retained PV naming a claim that is another's
             if claim is not None:
                 found |= {
                     k
@@ -478,7 +515,7 @@ class Correlator:
     ) -> VolumeId | None:
         """Through the PV that claims it (by claimRef, which also finds it when the PVC was
         just deleted), else by the PVC's volumeName."""
-        pv = self._pv_by_claim.get((cluster, f"{namespace}/{pvc_name}"))
+        pv = self._claimant(inventory, (cluster, f"{namespace}/{pvc_name}"))
         if pv is None:
             pvc = inventory.objects.get(ObjectKey(cluster, PVC, namespace, pvc_name))
             volume_name = pvc.facts.get("volumeName") if pvc else None
@@ -521,12 +558,16 @@ class Correlator:
         through its key, by every rule, whatever changed (rules/narrow.py)."""
         if key.kind == PV:
             vid = self._pv_volume.get(key)
-            return vid is not None and self._side_pv(vid, key.cluster) == key
+            return vid is not None and self._side_pv(inventory, vid, key.cluster) == key
         for name in self._claim_names(inventory, key):
             pvc = ObjectKey(key.cluster, PVC, key.namespace, name)
-            pv = self._pv_by_claim.get((key.cluster, f"{key.namespace}/{name}"))
+            pv = self._claimant(inventory, (key.cluster, f"{key.namespace}/{name}"))
             vid = self._pv_volume.get(pv) if pv is not None else None
-            if vid is None or pvc not in inventory.objects or self._side_pv(vid, key.cluster) != pv:
+            if (
+                vid is None
+                or pvc not in inventory.objects
+                or self._side_pv(inventory, vid, key.cluster) != pv
+            ):
                 continue
             if key.kind == PVC:
                 return True
@@ -536,28 +577,47 @@ class Correlator:
                 return True
         return False
 
-    def _side_pv(self, vid: VolumeId, cluster: str) -> ObjectKey | None:
-        """The PV a volume's view holds for this cluster (its first there)."""
-        return next((k for k in self._volume_pvs.get(vid, ()) if k.cluster == cluster), None)
+    def _side_pv(self, inventory: Inventory, vid: VolumeId, cluster: str) -> ObjectKey | None:
+        """The PV a volume's view holds for this cluster: its only one there, else the one its
+        claim belongs to (``_claimant``), else the first by name (never the set's order,
+        which differs from one process to the next)."""
+        first: ObjectKey | None = None
+        for k in self._volume_pvs.get(vid, ()):
+            if k.cluster == cluster:
+                if first is not None:
+                    break  # two here: decided below
+                first = k
+        else:
+            return first  # the common case: one PV, or none, on this cluster
+        here = [k for k in self._volume_pvs[vid] if k.cluster == cluster]
+        owning = [
+            k
+            for k in here
+            if (claim := self._claim_of_pv.get(k)) is not None
+            and self._claimant(inventory, claim) == k
+        ]
+        return min(owning or here)
 
     def peer_claim_volume(self, inventory: Inventory, key: ObjectKey) -> VolumeId | None:
         """A PVC (or a VR naming one) with no PV link of its own yet: the volume whose PVC of
         the same namespace/name lives on the peer cluster. DR keeps an application's claim
         names across sites, so this is the same volume, seen from the other side."""
         for name in self._claim_names(inventory, key):
-            vid = self._peer_volume(key.cluster, key.namespace, name)
+            vid = self._peer_volume(inventory, key.cluster, key.namespace, name)
             if vid is not None:
                 return vid
         return None
 
-    def _peer_volume(self, cluster: str, namespace: str, pvc_name: str) -> VolumeId | None:
+    def _peer_volume(
+        self, inventory: Inventory, cluster: str, namespace: str, pvc_name: str
+    ) -> VolumeId | None:
         pair = self._pair_of.get(cluster)
         if pair is None:
             return None
         for peer in next(p.clusters for p in self.config.pairs if p.name == pair):
             if peer == cluster:
                 continue
-            pv = self._pv_by_claim.get((peer, f"{namespace}/{pvc_name}"))
+            pv = self._claimant(inventory, (peer, f"{namespace}/{pvc_name}"))
             if pv is not None and pv in self._pv_volume:
                 return self._pv_volume[pv]
         return None
@@ -573,11 +633,11 @@ class Correlator:
         pair = self.config.pair_named(vid.pair)
         sides = []
         for cluster in pair.clusters:
-            pv = self._side_pv(vid, cluster)
+            pv = self._side_pv(inventory, vid, cluster)
             pvc = None
             if pv is not None:
                 claim = inventory.objects[pv].facts.get("claimRef")
-                if claim and "/" in claim:
+                if claim and "/" in claim and self._claimant(inventory, (cluster, claim)) == pv:
                     ns, name = claim.split("/", 1)
                     candidate = ObjectKey(cluster, PVC, ns, name)
                     pvc = candidate if candidate in inventory.objects else None

@@ -201,11 +201,19 @@ class World:
             roll = self.rng.random()
             if roll < 0.5:
                 return self.event(cluster, kind, ns, name, gone=True)
-            # Relinked: a PV to another claim (never to the other PV's: a PVC claimed by two
-            # PVs is judged against whichever volume comes last, narrowed or not), a PVC to
-            # another PV, a VR to another PVC.
+            # Relinked: a PV to another claim (another PV's too: a PVC two PVs claim belongs
+            # to the one its volumeName names, else the first by name, whatever the order they
+            # came in), a PVC to another PV, a VR to another PVC.
             if kind == PV:
-                link, value = "claimRef", self.rng.choice((f"app/{claim}", f"app/{claim}-old"))
+                link, value = (
+                    "claimRef",
+                    self.rng.choice(
+                        (f"app/{claim}", f"app/{claim}-old", f"app/{self.rng.choice(CLAIMS)}")
+                    ),
+                )
+            elif kind == PVC:
+                link = "volumeName"
+                value = self.rng.choice(("other", *(f"pv-{cluster}-{i}" for i in IMAGES)))
             else:
                 link = next(iter(LINKS[kind]))
                 value = self.rng.choice((*CLAIMS, "other", f"pv-{cluster}-{IMAGES[0]}"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from captured_pair import T, volume
+from dataclasses import replace
+
+from captured_pair import T, k8s, volume
 
 from auditd.config import Config, parse_config
 from auditd.inventory.facts import facts_of
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.views import Correlator, VolumeId
+from auditd.sim import objects
 from auditd.sources.kube import kinds
 from auditd.sources.kube.events import ObjectEvent, Observed
 from auditd.sources.kube.kinds import Join, Kind
@@ -94,3 +97,37 @@ def test_a_namespace_joined_object_that_names_other_namespaces_moves_its_volumes
     assert correlator.update(inv, inv.apply(vrg(["other"], 2)).touched) == {VOLUME, OTHER}
     assert key not in correlator.view(inv, VOLUME).side("dr1").joined
     assert key in correlator.view(inv, OTHER).side("dr1").joined
+
+
+def test_a_pvc_two_pvs_claim_belongs_to_the_one_its_volume_name_names_in_any_order() -> None:
+    """A retained PV of an earlier binding (reclaim policy Retain, as Ramen sets it) still
+    names the PVC that is now bound to another PV. The PVC, and what names it, belong to
+    the PV its volumeName names, whichever PV was seen last: a restart lists them in
+    another order and must judge the same volumes."""
+    pvc = ObjectKey("dr1", kinds.PVC.kind, "app", "data")
+    retained = k8s("dr1", "PersistentVolume", objects.pv("pv-old", "app", "data", "csi-vol-0002"))
+    for order in ("retained last", "retained first"):
+        inv = Inventory()
+        correlator = Correlator(config())
+        events = [*volume("dr1"), retained]
+        if order == "retained first":
+            events = [retained, *events]
+        for event in events:
+            correlator.update(inv, inv.apply(event).touched)
+        assert correlator.volume_of(inv, pvc) == VOLUME, order
+        assert correlator.view(inv, VOLUME).side("dr1").pvc == pvc, order
+        assert correlator.view(inv, VOLUME).side("dr1").vr is not None, order
+        # The retained PV's own volume does not hold a PVC that is bound elsewhere.
+        assert correlator.view(inv, OTHER).side("dr1").pvc is None, order
+        assert correlator.linked(inv, pvc), order
+
+    # Bound to the retained PV instead (volumeName changed): both volumes are judged again,
+    # and the PVC with its VR moves.
+    rebound = replace(
+        k8s("dr1", "PersistentVolumeClaim", objects.pvc("data", "app", volume="pv-old"), rv=2),
+        type="MODIFIED",
+    )
+    assert correlator.update(inv, inv.apply(rebound).touched) >= {VOLUME, OTHER}
+    assert correlator.volume_of(inv, pvc) == OTHER
+    assert correlator.view(inv, OTHER).side("dr1").pvc == pvc
+    assert correlator.view(inv, VOLUME).side("dr1").pvc is None
