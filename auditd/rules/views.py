@@ -354,17 +354,20 @@ class Correlator:
                 self._pv_volume[key] = current
                 self._volume_pvs.setdefault(current, set()).add(key)
                 hit.add(current)
+            # A PV leaving or joining a claim another PV also names may change which of them
+            # the claim belongs to: the claimant's volume before and after is judged too.
             old_claim = self._claim_of_pv.pop(key, None)
             if old_claim is not None:
-                # Another PV of that claim may be its claimant now: its volume is judged too.
-                hit |= self._claimants_volumes(old_claim)
+                before = self._claimant(inventory, old_claim)
                 _drop(self._pvs_by_claim, old_claim, key)
+                hit |= self._volumes_of(before, self._claimant(inventory, old_claim))
             claim_ref = known.facts.get("claimRef") if known else None
             if claim_ref:
                 claim = (key.cluster, claim_ref)
                 self._claim_of_pv[key] = claim
+                before = self._claimant(inventory, claim)
                 self._pvs_by_claim.setdefault(claim, set()).add(key)
-                hit |= self._claimants_volumes(claim)
+                hit |= self._volumes_of(before, self._claimant(inventory, claim))
                 if current is not None:
                     at = (current.pair, claim_ref.split("/", 1)[0])
                     self._ns_volumes.setdefault(at, set()).add(current)
@@ -419,6 +422,9 @@ class Correlator:
         volume_name = pvc.facts.get("volumeName") if pvc else None
         named = ObjectKey(cluster, PV, "", volume_name) if volume_name else None
         return named if named in pvs else min(pvs)
+
+    def _volumes_of(self, *pvs: ObjectKey | None) -> set[VolumeId]:
+        return {self._pv_volume[pv] for pv in pvs if pv is not None and pv in self._pv_volume}
 
     def _claimants_volumes(self, claim: tuple[str, str]) -> set[VolumeId]:
         """Where several PVs claim it, the volumes of all of them (which one is the claimant

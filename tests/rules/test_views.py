@@ -131,3 +131,33 @@ def test_a_pvc_two_pvs_claim_belongs_to_the_one_its_volume_name_names_in_any_ord
     assert correlator.volume_of(inv, pvc) == OTHER
     assert correlator.view(inv, OTHER).side("dr1").pvc == pvc
     assert correlator.view(inv, VOLUME).side("dr1").pvc is None
+
+
+def test_a_pv_that_takes_a_claim_over_from_another_moves_the_pvc_and_both_volumes_are_judged() -> (
+    None
+):
+    """The PVC names a PV that arrives after another PV claimed it (a pre-bound PV restored
+    by Ramen, say): the claim moves to the named one, and the volume it left is judged again
+    (its view no longer holds the PVC), not only the volume it joined."""
+    inv = Inventory()
+    correlator = Correlator(config())
+    pvc = ObjectKey("dr1", kinds.PVC.kind, "app", "data")
+    for event in (
+        k8s("dr1", "PersistentVolumeClaim", objects.pvc("data", "app", volume="pv-restored")),
+        k8s("dr1", "PersistentVolume", objects.pv("pv-first", "app", "data", "csi-vol-0002")),
+    ):
+        correlator.update(inv, inv.apply(event).touched)
+    assert correlator.volume_of(inv, pvc) == OTHER  # the only PV claiming it, for now
+    restored = k8s(
+        "dr1", "PersistentVolume", objects.pv("pv-restored", "app", "data", "csi-vol-0001")
+    )
+    assert correlator.update(inv, inv.apply(restored).touched) == {VOLUME, OTHER}
+    assert correlator.volume_of(inv, pvc) == VOLUME
+    assert correlator.view(inv, OTHER).side("dr1").pvc is None
+    # And back: the named PV gone, the claim returns to the other, both judged again.
+    gone = replace(
+        k8s("dr1", "PersistentVolume", objects.pv("pv-restored", "app", "data", "csi-vol-0001"), 2),
+        type="DELETED",
+    )
+    assert correlator.update(inv, inv.apply(gone).touched) == {VOLUME, OTHER}
+    assert correlator.view(inv, OTHER).side("dr1").pvc == pvc
