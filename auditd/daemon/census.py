@@ -4,8 +4,9 @@
 shallow bytes, largest counts first), pymalloc's blocks in use and the arenas it holds them in,
 and glibc's heap split into bytes in use and bytes free but held (fragmentation). Two censuses
 an hour apart say whether a growth is Python objects kept (a type's count climbs), or an
-allocator holding freed memory (in use flat; glibc's free held, or pymalloc's arenas, climbing). Taking one walks every tracked object once (about a second at
-10,000 volumes) on the main thread, which only waits for a stop: ingest is not paused.
+allocator holding freed memory (in use flat; glibc's free held, or pymalloc's arenas,
+climbing). Taking one walks every tracked object once (about a second at 10,000 volumes) on
+the main thread, which only waits for a stop: ingest is not paused.
 
 The ingest freezes what it holds after each list (gc.freeze: the collector skips it), and
 gc.get_objects() does not see frozen objects; so a census does what a list's end does (thaw,

@@ -430,9 +430,7 @@ class Correlator:
         """Where several PVs claim it, the volumes of all of them (which one is the claimant
         may have changed); nothing otherwise (the one PV's volume is hit as it is)."""
         pvs = self._pvs_by_claim.get(claim, ())
-        if len(pvs) < 2:
-            return set()
-        return {self._pv_volume[pv] for pv in pvs if pv in self._pv_volume}
+        return self._volumes_of(*pvs) if len(pvs) > 1 else set()
 
     def drain_gone(self) -> set[VolumeId]:
         """The volumes gone since the last drain (after their last verdicts were made), and
@@ -496,9 +494,8 @@ class Correlator:
         }
         for pv in self._volume_pvs.get(vid, ()):
             claim = self._claim_of_pv.get(pv)
-            if claim is not None and self._claimant(inventory, claim) != pv:
-                continue  # a retained PV naming a claim that is another's
-            if claim is not None:
+            # Not through a retained PV naming a claim that belongs to another PV.
+            if claim is not None and self._claimant(inventory, claim) == pv:
                 found |= {
                     k
                     for c in pair.clusters
