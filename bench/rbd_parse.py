@@ -22,6 +22,7 @@ import os
 import subprocess
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def best(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def traced(fn: Callable[[], object]) -> tuple[int, int]:
+    """Bytes still held by what ``fn`` returned (kept until measured), and the peak while it ran."""
+    tracemalloc.start()
+    try:
+        kept = fn()
+        held, peak = tracemalloc.get_traced_memory()
+        del kept
+        return held, peak
+    finally:
+        tracemalloc.stop()
 
 
 def lab_latency() -> tuple[float, float] | None:
@@ -116,22 +129,14 @@ def main() -> int:
 
     # What a parsed status holds while it waits in the ingest queue (one per pool and site per
     # cycle, two sites probed at once), against the decoded document kept as it is.
-    tracemalloc.start()
-    doc = json.loads(data)
-    doc_kept, _ = tracemalloc.get_traced_memory()
-    del doc
-    tracemalloc.stop()
-    tracemalloc.start()
-    kept = parse_pool_status(data)
-    status_kept, _ = tracemalloc.get_traced_memory()
-    del kept
-    tracemalloc.stop()
-
-    tracemalloc.start()
-    s = parse_pool_status(data)
-    Inventory().apply_probe(ProbeResult("dr2", "replicapool", "status", at, 0.0, status=s), stale)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    doc_kept, _ = traced(lambda: json.loads(data))
+    status_kept, _ = traced(lambda: parse_pool_status(data))
+    _, peak = traced(
+        lambda: Inventory().apply_probe(
+            ProbeResult("dr2", "replicapool", "status", at, 0.0, status=parse_pool_status(data)),
+            stale,
+        )
+    )
 
     print(f"rbd probe cycle for {n:,} images ({len(data) / 1e6:.1f} MB of --verbose JSON)\n")
     print(f"  json.loads of the same bytes (baseline) {t_json * 1000:8.1f} ms")
