@@ -14,9 +14,17 @@ from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.narrow import Field, narrow_changes, reads_any
 from auditd.rules.subjects import judged
-from auditd.rules.views import PV, PVC, VR, Correlator, VolumeId, VolumeView, not_current
+from auditd.rules.views import (
+    PV,
+    PVC,
+    VR,
+    Correlator,
+    VolumeId,
+    VolumeView,
+    not_current,
+    surroundings,
+)
 from auditd.rules.windows import WindowTracker
-from auditd.sources.kube.health import AUDIT_STREAM
 from auditd.sources.rbd.probe import ProbeResult
 
 # How long after a role change records that do not settle are probed again on demand: three
@@ -80,6 +88,9 @@ class RuleEngine:
         # Probes worth running now rather than at the next interval (drain_wanted_probes).
         self._wanted: set[tuple[str, str]] = set()
         self._pairs = {p.name: p for p in config.pairs}
+        # What the views of each cluster's volumes read of its streams and pools, as of the
+        # last evaluation (views.surroundings): a change re-judges its pairs.
+        self._surroundings: dict[str, tuple[object, ...]] = {}
         self._pair_of = {c: p.name for p in config.pairs for c in p.clusters}
         # Each rule's configured namespace scope (empty: everywhere).
         self._scopes = {rid: frozenset(o.namespaces) for rid, o in config.rules.items()}
@@ -189,11 +200,12 @@ class RuleEngine:
         # Awaiting storage evidence is judged by every rule, whatever changed.
         for key in self._appeared.keys() & narrow.keys():
             del narrow[key]
-        # A stream or a probe changing state (blind and back) re-judges the whole pair; its
-        # unlinked objects too, or a PVC judged UNKNOWN while its cluster was blind stays so.
-        shifted = {k.cluster for k in touched if k.kind in (AUDIT_STREAM, RBD_POOL)}
-        if shifted:
-            pairs = {self._pair_of[c] for c in shifted if c in self._pair_of}
+        # What the views read of a cluster's streams and pools changing (blind and back, a
+        # probe failing or answering again) re-judges every pair it is in (a hub: every pair
+        # it serves); their unlinked objects too, or a PVC judged UNKNOWN while its cluster
+        # was blind stays so.
+        pairs = {p.name for c in self._shifted(inventory) for p in self.config.pairs_of(c)}
+        if pairs:
             clusters = [c for p in sorted(pairs) for c in self._pairs[p].clusters]
             unlinked = set(self.correlator.unlinked(inventory, clusters))
             touched |= unlinked
@@ -206,7 +218,8 @@ class RuleEngine:
         # changes): every probe of it is judged by every rule, not only the lag rules.
         reach: dict[ObjectKey, set[VolumeId]] = {}
         self.correlator.update(inventory, keys, reach)
-        wide = set(also) | (self._unsettled & refreshed)
+        left = self.correlator.drain_left() - touched
+        wide = set(also) | (self._unsettled & refreshed) | self.correlator.volumes_of_pairs(pairs)
         for key in keys:
             if key not in narrow:
                 wide |= reach[key]
@@ -217,7 +230,13 @@ class RuleEngine:
                     facts_of.setdefault(vid, set()).update(facts)
         volumes = sorted(wide | facts_of.keys())
         verdicts = self._evaluate(
-            inventory, keys, volumes, now, self.rules.values(), switching, narrow=(narrow, facts_of)
+            inventory,
+            sorted({*keys, *left}) if left else keys,
+            volumes,
+            now,
+            self.rules.values(),
+            switching,
+            narrow=(narrow, facts_of),
         )
         lagging = sorted(refreshed - set(volumes))
         if lagging:
@@ -228,6 +247,15 @@ class RuleEngine:
             self._views.pop(vid, None)
             self._unsettled.discard(vid)
         return verdicts
+
+    def _shifted(self, inventory: Inventory) -> set[str]:
+        """The clusters whose ``surroundings`` changed since the last evaluation. An engine
+        that has judged nothing yet (a start, memory reloaded after a lost commit) knows
+        under which surroundings no verdict was made: every cluster counts as changed."""
+        seen = {c.name: surroundings(inventory, c.name) for c in self.config.clusters}
+        shifted = {c for c, now in seen.items() if self._surroundings.get(c) != now}
+        self._surroundings = seen
+        return shifted
 
     def _evaluate(
         self,

@@ -73,6 +73,29 @@ def not_current(inventory: Inventory, cluster: str) -> bool:
     )
 
 
+def surroundings(inventory: Inventory, cluster: str) -> tuple[object, ...]:
+    """What every view of a volume reads of its cluster beyond the volume's own objects and
+    image records: whether the cluster's watch streams are current, and of each pool whether
+    its probe answers, since when it fails (a window's words) and how far the site's clock is
+    (the lag rules). When this changes, every volume of the pair is judged again. A stream's or
+    pool's other facts are only their own rules' business: a pool's state counts move with
+    every image created or switched, and a pair of 10,000 volumes takes 0.7 s to judge."""
+    clocks = inventory.records.clocks
+    pools = []
+    for key in sorted(inventory.keys_of(cluster, RBD_POOL)):
+        facts = inventory.objects[key].facts
+        pools.append(
+            (
+                key.name,
+                facts.get("probe"),
+                facts.get("probe_failing_since"),
+                facts.get("clock_offset"),
+                clocks.measured(cluster, key.name),
+            )
+        )
+    return (not_current(inventory, cluster), tuple(pools))
+
+
 class VolumeId(NamedTuple):
     # A tuple, not a dataclass: thousands are hashed, compared and sorted per evaluation.
     pair: str
@@ -283,8 +306,10 @@ class Correlator:
         # (until the volume is gone: no PV, no image), and the reverse.
         self._ns_volumes: dict[tuple[str, str], set[VolumeId]] = {}
         self._namespaces_of: dict[VolumeId, set[tuple[str, str]]] = {}
-        # Volumes that lost their last PV and image, for the engine to forget once judged.
+        # Volumes that lost their last PV and image, for the engine to forget once judged, and
+        # the objects they were members of (drain_left).
         self._gone: set[VolumeId] = set()
+        self._left: set[ObjectKey] = set()
         # (cluster, namespace) -> the namespace-joined objects covering it, and the reverse.
         self._covering: dict[tuple[str, str], set[ObjectKey]] = {}
         self._covers_of: dict[ObjectKey, tuple[str, ...]] = {}
@@ -320,7 +345,7 @@ class Correlator:
                 reach[key] = hit
         if whole_pairs:  # expanded once per batch, not once per touched key
             for pair, keys in whole_pairs.items():
-                expanded = {v for v in self.volumes() if v.pair == pair}
+                expanded = self.volumes_of_pairs({pair})
                 affected |= expanded
                 if reach is not None:
                     for key in keys:
@@ -328,7 +353,9 @@ class Correlator:
         for vid in affected:
             if vid not in self._volume_pvs and vid not in self._images:
                 # Gone from both clusters and both sites: a daemon that runs for months keeps
-                # no trace of every volume it ever saw.
+                # no trace of every volume it ever saw. What it was a member of (its
+                # namespace's VRG or DRPC) is judged without it.
+                self._left |= self.joining(inventory, vid)
                 for at in self._namespaces_of.pop(vid, ()):
                     _drop(self._ns_volumes, at, vid)
                 self._gone.add(vid)
@@ -400,9 +427,10 @@ class Correlator:
             hit |= self.joined_volumes(inventory, key)
             self._index_covers(key, known.facts if known else None)
             hit |= self.joined_volumes(inventory, key)
-        elif key.kind in (RBD_POOL, AUDIT_STREAM) or key.kind in self._cluster_kinds:
-            # A pool probe, a stream changing state, or an object about whole clusters
-            # touches every volume of that cluster (of a hub: of every pair it serves).
+        elif key.kind in self._cluster_kinds:
+            # An object about whole clusters touches every volume of that cluster (of a hub:
+            # of every pair it serves). A pool or a stream touches none by itself: what the
+            # views read of them is ``surroundings``, which the engine follows.
             for pair in self._pairs_of.get(key.cluster, ()):
                 whole_pairs.setdefault(pair, []).append(key)
 
@@ -431,6 +459,12 @@ class Correlator:
         may have changed); nothing otherwise (the one PV's volume is hit as it is)."""
         pvs = self._pvs_by_claim.get(claim, ())
         return self._volumes_of(*pvs) if len(pvs) > 1 else set()
+
+    def drain_left(self) -> set[ObjectKey]:
+        """The objects a volume gone since the last drain was a member of: no longer reached
+        through it, and judged on their members without it."""
+        out, self._left = self._left, set()
+        return out
 
     def drain_gone(self) -> set[VolumeId]:
         """The volumes gone since the last drain (after their last verdicts were made), and
@@ -627,6 +661,11 @@ class Correlator:
 
     def volumes(self) -> set[VolumeId]:
         return self._volume_pvs.keys() | self._images.keys()
+
+    def volumes_of_pairs(self, pairs: Collection[str]) -> set[VolumeId]:
+        if not pairs:
+            return set()  # most evaluations: not a scan of every volume for nothing
+        return {v for v in self.volumes() if v.pair in pairs}
 
     def view(
         self, inventory: Inventory, vid: VolumeId, blind: Mapping[str, bool] | None = None

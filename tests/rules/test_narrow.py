@@ -1,15 +1,17 @@
-"""Rules asked only about the facts they read (rules/narrow.py), on the views they judged last
-time, decide exactly what every rule asked about every change, on fresh views, decides.
+"""Rules asked only about what changed (rules/narrow.py, and a pool or stream only when what
+the views read of it changed), on the views they judged last time, decide exactly what every
+rule asked about every volume at every batch, on fresh views, decides.
 
 Two auditors take the same random batches: one as the daemon runs (a volume changed only in
 PVC/PV/VR facts that link nothing is asked of the rules that read one of them), the other
-asking every rule about every touched volume. Every batch must move the same violations, and
-leave the same open, rule by rule and state by state. The batches mix narrow changes (a PVC's phase, a
+asking every rule about every volume. Every batch must move the same violations, and leave the
+same open, rule by rule and state by state. The batches mix narrow changes (a PVC's phase, a
 VR's state, conditions, lastSyncTime, class) with wide ones (objects created and deleted,
-relinked, probes of real captures, VolumeReplicationClass intervals, Ramen's VRG and DRPC and
-a consistency group joining the namespace's volumes). Time moves only in
-batches that probe both sites, which judge every volume anyway: a verdict that time alone
-changes (lag past the RPO) is then seen by both at once, as the daemon sees it at its next probe.
+relinked, probes of real captures and failing probes, watch streams blind and back,
+VolumeReplicationClass intervals, Ramen's VRG and DRPC and a consistency group joining the
+namespace's volumes). Time moves only in batches that probe both sites, which judge every
+volume anyway: a verdict that time alone changes (lag past the RPO) is then seen by both at
+once, as the daemon sees it at its next probe.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from captured_pair import probe
+from captured_pair import failed, probe
 from pipeline import CONFIG, T0
 
 from auditd.config import parse_config
 from auditd.daemon.auditor import Auditor
-from auditd.daemon.items import Item, Tick
+from auditd.daemon.items import HealthReport, Item, Tick
 from auditd.daemon.led import Led
 from auditd.daemon.scopes import Scopes
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Verdict
 from auditd.rules.narrow import LINKS, narrow_changes, reads_any
-from auditd.rules.views import PV, PVC, VR
+from auditd.rules.views import PV, PVC, VR, VolumeId
 from auditd.sources.kube.events import ObjectEvent, Observed
+from auditd.sources.kube.health import StreamHealth
 
 VRC = "VolumeReplicationClass"
 VRG, DRPC, VGR = "VolumeReplicationGroup", "DRPlacementControl", "VolumeGroupReplication"
@@ -108,16 +111,24 @@ class Counting(RuleEngine):
 
 
 class EveryRule(RuleEngine):
-    """The reference: every rule asked about every touched volume, whatever changed, on views
-    built afresh for each evaluation."""
+    """The reference: every rule asked about every volume at every evaluation, whatever
+    changed, on views built afresh."""
 
     given = 0
 
     def evaluate(
-        self, *args: Any, changed: Mapping[ObjectKey, Iterable[str]] | None = None, **kwargs: Any
+        self,
+        inventory: Inventory,
+        touched: Iterable[ObjectKey],
+        now: datetime,
+        also: Iterable[VolumeId] = (),
+        *args: Any,
+        changed: Mapping[ObjectKey, Iterable[str]] | None = None,
+        **kwargs: Any,
     ) -> dict[tuple[str, str], Verdict]:
         self._views.clear()
-        verdicts = super().evaluate(*args, **kwargs)
+        every = {*also, *self.correlator.volumes()}
+        verdicts = super().evaluate(inventory, touched, now, every, *args, **kwargs)
         EveryRule.given += len(verdicts)
         return verdicts
 
@@ -222,6 +233,16 @@ class World:
         return self.create(cluster, kind, image)
 
 
+def stream(rng: random.Random, now: datetime) -> HealthReport:
+    """One watch stream's health: connected, reconnecting or blind (every view of its cluster
+    weighs that), or first seen connected (which changes nothing any view reads)."""
+    cluster, kind = rng.choice(("dr1", "dr2")), rng.choice((PVC, VR))
+    down = rng.choice((None, None, None, timedelta(seconds=30), timedelta(hours=1)))
+    health = StreamHealth(cluster, kind, connected=down is None, synced=True)
+    health.disconnected_since = None if down is None else now - down
+    return HealthReport(now, [health.snapshot()])
+
+
 def batches(seed: int, n: int) -> list[tuple[datetime, list[Item]]]:
     rng = random.Random(seed)
     world = World(rng)
@@ -237,6 +258,10 @@ def batches(seed: int, n: int) -> list[tuple[datetime, list[Item]]]:
             now += timedelta(seconds=rng.choice((5, 30, 90, 400, 4000)))
             scenario = rng.choice(SCENARIOS)
             items += [replace(probe(c, scenario), at=now) for c in ("dr1", "dr2")]
+        if rng.random() < 0.1:
+            items.append(replace(failed(rng.choice(("dr1", "dr2"))), at=now))
+        if rng.random() < 0.15:
+            items.append(stream(rng, now))
         for _ in range(rng.randint(1, 4)):
             item = world.wide() if rng.random() < 0.2 else world.narrow()
             if item is not None:
