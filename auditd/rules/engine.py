@@ -218,7 +218,9 @@ class RuleEngine:
         # changes): every probe of it is judged by every rule, not only the lag rules.
         reach: dict[ObjectKey, set[VolumeId]] = {}
         self.correlator.update(inventory, keys, reach)
-        left = self.correlator.drain_left() - touched
+        # Objects judged though not touched: those a volume gone was a member of, and those
+        # judged from the peer against a volume judged now (Correlator.judged_against).
+        others = self.correlator.drain_left()
         wide = set(also) | (self._unsettled & refreshed) | self.correlator.volumes_of_pairs(pairs)
         for key in keys:
             if key not in narrow:
@@ -229,9 +231,13 @@ class RuleEngine:
                 if vid not in wide:
                     facts_of.setdefault(vid, set()).update(facts)
         volumes = sorted(wide | facts_of.keys())
+        holding = self.correlator.holding_claims(inventory)
+        for vid in volumes:
+            others |= self.correlator.judged_against(inventory, vid, holding)
+        others -= touched
         verdicts = self._evaluate(
             inventory,
-            sorted({*keys, *left}) if left else keys,
+            sorted({*keys, *others}) if others else keys,
             volumes,
             now,
             self.rules.values(),

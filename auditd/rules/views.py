@@ -292,6 +292,10 @@ class Correlator:
             c.name: tuple(p.name for p in config.pairs_of(c.name)) for c in config.clusters
         }
         self._pools = {p.name: set(p.pools) for p in config.pairs}
+        # A DR cluster's peers: the other clusters of its pair.
+        self._peers: dict[str, tuple[str, ...]] = {
+            c: tuple(o for o in p.clusters if o != c) for p in config.pairs for c in p.clusters
+        }
         self._pv_volume: dict[ObjectKey, VolumeId] = {}
         self._volume_pvs: dict[VolumeId, set[ObjectKey]] = {}
         self._images: dict[VolumeId, set[ObjectKey]] = {}
@@ -422,6 +426,11 @@ class Correlator:
                 # volume is judged again, the one it left and the one it joined.
                 hit |= self._claimants_volumes((key.cluster, f"{key.namespace}/{key.name}"))
             hit |= self.joined_volumes(inventory, key)
+            # Held by no view of its own cluster, it is judged against the volume of the same
+            # claim on the peer (``peer_claim_volume``): that view is built for it.
+            peer = self.peer_claim_volume(inventory, key)
+            if peer is not None:
+                hit.add(peer)
         elif key.kind in self._namespace_joins:
             # The namespaces it covered before are affected too (it moved, or is gone).
             hit |= self.joined_volumes(inventory, key)
@@ -644,6 +653,47 @@ class Correlator:
             if vid is not None:
                 return vid
         return None
+
+    def holding_claims(self, inventory: Inventory) -> frozenset[str]:
+        """The clusters holding any PVC or object naming one: where ``judged_against`` looks.
+        In steady state that is the primaries only (the invariant auditd audits)."""
+        kinds = (PVC, *self._claim_joins)
+        return frozenset(c for c in self._peers if any(inventory.holds(c, kind) for kind in kinds))
+
+    def judged_against(
+        self, inventory: Inventory, vid: VolumeId, holding: Collection[str]
+    ) -> set[ObjectKey]:
+        """The objects judged against this volume from its peer cluster: a PVC, or an object
+        naming one, no view of its own cluster holds (its PV is gone, or claims another
+        claim), whose claim of the same namespace/name is this volume's on the other side
+        (``peer_claim_volume``). Judged whenever the volume is, or a PVC judged secondary
+        stays so after the volume's switch made its cluster primary. Asked of every volume
+        of every batch, and almost always nothing: only peers ``holding`` claims are looked
+        at (``holding_claims``, asked once per evaluation)."""
+        out: set[ObjectKey] = set()
+        for pv in self._volume_pvs.get(vid, ()):
+            claim = self._claim_of_pv.get(pv)
+            if claim is None:
+                continue
+            cluster, ref = claim
+            for peer in self._peers.get(cluster, ()):
+                if peer not in holding:
+                    continue
+                namespace, _, name = ref.partition("/")
+                pvc = ObjectKey(peer, PVC, namespace, name)
+                candidates = self._by_claim.get((peer, ref), set())
+                if pvc in inventory.objects:
+                    candidates = {pvc, *candidates}
+                elif not candidates:
+                    continue
+                if self._claimant(inventory, claim) != pv:
+                    break  # a retained PV naming a claim that belongs to another PV
+                out |= {
+                    k
+                    for k in candidates
+                    if self.peer_claim_volume(inventory, k) == vid and not self.linked(inventory, k)
+                }
+        return out
 
     def _peer_volume(
         self, inventory: Inventory, cluster: str, namespace: str, pvc_name: str

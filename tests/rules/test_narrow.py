@@ -41,6 +41,9 @@ from auditd.sources.kube.health import StreamHealth
 
 VRC = "VolumeReplicationClass"
 VRG, DRPC, VGR = "VolumeReplicationGroup", "DRPlacementControl", "VolumeGroupReplication"
+DR_CLUSTER = "DRCluster"
+# Where each of Ramen's kinds lives: the DRPC and the DRClusters on the pair's hub.
+ON_HUB = frozenset({DRPC, DR_CLUSTER})
 IMAGES = ("csi-vol-0001", "csi-vol-0099")  # the first is in every capture, the second in none
 CLAIMS = ("data", "logs")
 SCENARIOS = (
@@ -64,6 +67,11 @@ RAMEN: dict[str, dict[str, list[str | None]]] = {
         "condition.DataReady": _CONDITION,
         "condition.DataProtected": _CONDITION,
         "condition.ClusterDataProtected": _CONDITION,
+    },
+    DR_CLUSTER: {
+        # Cluster-scoped on the hub, one per DR cluster: a fence touches every volume there.
+        "clusterFence": [None, "Unfenced", "Fenced"],
+        "phase": ["Available", "Available", "Fenced"],
     },
     DRPC: {
         # Mostly at rest: an action opens a DR window on every volume of the namespace, and a
@@ -128,17 +136,18 @@ class EveryRule(RuleEngine):
     ) -> dict[tuple[str, str], Verdict]:
         self._views.clear()
         every = {*also, *self.correlator.volumes()}
+        # And every object no view holds (judged on its own key, against its peer's volume).
+        clusters = [c.name for c in self.config.clusters]
+        touched = {*touched, *self.correlator.unlinked(inventory, clusters)}
         verdicts = super().evaluate(inventory, touched, now, every, *args, **kwargs)
         EveryRule.given += len(verdicts)
         return verdicts
 
 
 def auditor(engine: type[RuleEngine]) -> Auditor:
+    pair = {**CONFIG["pairs"][0], "mirrored_storage_classes": ["rook-ceph-block"], "hub": "hub"}  # type: ignore[index]
     config = parse_config(
-        {
-            **CONFIG,
-            "pairs": [{**CONFIG["pairs"][0], "mirrored_storage_classes": ["rook-ceph-block"]}],
-        }  # type: ignore[index]
+        {"clusters": [*CONFIG["clusters"], {"name": "hub", "role": "hub"}], "pairs": [pair]}  # type: ignore[misc]
     )
     scopes = Scopes.of(config)
     return Auditor(Inventory(), engine(config), {}, Led(scopes, frozenset(scopes.all)))
@@ -193,11 +202,13 @@ class World:
         cluster = self.rng.choice(("dr1", "dr2"))
         if self.rng.random() < 0.25:  # each joins every volume of the namespace: rarer
             kind = self.rng.choice(sorted(RAMEN))
-            key = (cluster, kind, "app", "app")
+            where = "hub" if kind in ON_HUB else cluster
+            ns, name = ("", cluster) if kind == DR_CLUSTER else ("app", "app")
+            key = (where, kind, ns, name)
             if key in self.objects and self.rng.random() < 0.3:
-                return self.event(cluster, kind, "app", "app", gone=True)
+                return self.event(where, kind, ns, name, gone=True)
             self.objects[key] = {f: self.rng.choice(v) for f, v in RAMEN[kind].items()}
-            return self.event(cluster, kind, "app", "app")
+            return self.event(where, kind, ns, name)
         kind = self.rng.choice((PVC, PV, VR, VRC))
         if kind == VRC:
             name = self.rng.choice(("vrc-1m", "vrc-1h"))
@@ -236,7 +247,8 @@ class World:
 def stream(rng: random.Random, now: datetime) -> HealthReport:
     """One watch stream's health: connected, reconnecting or blind (every view of its cluster
     weighs that), or first seen connected (which changes nothing any view reads)."""
-    cluster, kind = rng.choice(("dr1", "dr2")), rng.choice((PVC, VR))
+    cluster = rng.choice(("dr1", "dr2", "hub"))
+    kind = rng.choice((DRPC, DR_CLUSTER) if cluster == "hub" else (PVC, VR))
     down = rng.choice((None, None, None, timedelta(seconds=30), timedelta(hours=1)))
     health = StreamHealth(cluster, kind, connected=down is None, synced=True)
     health.disconnected_since = None if down is None else now - down
