@@ -159,7 +159,7 @@ def main() -> int:
         engine.evaluate(inv, d.touched, T, changed=d.changed())
         in_window = engine.open_windows()
         t = time.perf_counter()
-        engine.evaluate(inv, (), T + timedelta(seconds=5), also=in_window)
+        engine.evaluate(inv, (), T + timedelta(seconds=5), timed=in_window)
         tick = (time.perf_counter() - t, len(in_window))
 
     ramen = f", Ramen applications of {size} PVCs" if size else ""

@@ -171,7 +171,7 @@ class Auditor:
         delta: Delta,
         timers: bool,
         now: datetime,
-        also: set[VolumeId],
+        in_window: set[VolumeId],
         lag_only: set[VolumeId],
     ) -> list[Change]:
         # A first-ever list is the baseline, not an appearance: those objects were there before
@@ -187,18 +187,26 @@ class Auditor:
         touched = delta.touched
         # What each key changed: a fact that links nothing is asked of the rules reading it only.
         changed = delta.changed()
+        also: set[VolumeId] = set()
         if timers:
             # A pending violation whose `for` has passed fires only on a verdict of now: its
             # condition may have stopped holding with no event reaching it (memory reloaded).
             keys, volumes = self.rules.judged(k[1] for k in self._due(now))
-            touched, also = touched | keys, also | volumes
+            touched, also = touched | keys, volumes
             for judged in keys:
                 changed.pop(judged, None)  # judged again by every rule, whatever it changed
         verdicts = (
             self.rules.evaluate(
-                self.inventory, touched, now, also, lag_only, appeared, changed=changed
+                self.inventory,
+                touched,
+                now,
+                also,
+                lag_only,
+                appeared,
+                changed=changed,
+                timed=in_window,
             )
-            if touched or also or lag_only
+            if touched or also or lag_only or in_window
             else {}
         )
         if timers:
