@@ -453,20 +453,30 @@ def test_pvc_of_a_mirrored_class_never_enabled_for_mirroring_is_unprotected() ->
     )  # class not declared mirrored
 
 
-def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
-    from auditd.rules.catalogue import LAG_RULES
-
-    inv, engine = Inventory(), RuleEngine(config(**{"rpo-exceeded": {"rpo": "1m"}}))
-    # Its application's DRPC too: Ramen's word on the last sync is weighed against the lag.
-    app = {"metadata": {"name": "app", "namespace": "app"}, "status": {"phase": "Deployed"}}
-    drpc = k8s("dr1", "DRPlacementControl", app)
-    for item in [*volume("dr1"), drpc, probe("dr1", "healthy"), probe("dr2", "healthy")]:
+def _judged_once(cfg: Config, items: list[Any], now: datetime) -> tuple[Inventory, RuleEngine]:
+    """The items taken in, and everything held judged once, as after a start."""
+    inv, engine = Inventory(), RuleEngine(cfg)
+    for item in items:
         if isinstance(item, ProbeResult):
             inv.apply_probe(item, timedelta(days=3650))
             engine.record_probe(item)
         else:
             inv.apply(item)
-    engine.evaluate(inv, set(inv.objects), T)
+    engine.evaluate(inv, set(inv.objects), now)
+    return inv, engine
+
+
+def test_a_lag_refresh_alone_is_judged_by_the_lag_rules_only() -> None:
+    from auditd.rules.catalogue import LAG_RULES
+
+    # Its application's DRPC too: Ramen's word on the last sync is weighed against the lag.
+    app = {"metadata": {"name": "app", "namespace": "app"}, "status": {"phase": "Deployed"}}
+    drpc = k8s("dr1", "DRPlacementControl", app)
+    inv, engine = _judged_once(
+        config(**{"rpo-exceeded": {"rpo": "1m"}}),
+        [*volume("dr1"), drpc, probe("dr1", "healthy"), probe("dr2", "healthy")],
+        T,
+    )
     [vid] = engine.correlator.volumes()
     later = probe("dr2", "healthy").at + timedelta(hours=2)  # nothing synced for two hours
     verdicts = engine.evaluate(inv, (), later, lag_only={vid})
@@ -775,14 +785,7 @@ def test_a_pair_is_judged_again_when_what_its_views_read_of_streams_and_pools_ch
             ],
         }
     )
-    inv, engine = Inventory(), RuleEngine(cfg)
-    for item in [*volume("dr1"), *HEALTHY]:
-        if isinstance(item, ProbeResult):
-            inv.apply_probe(item, timedelta(days=3650))
-            engine.record_probe(item)
-        else:
-            inv.apply(item)
-    engine.evaluate(inv, set(inv.objects), NOW)
+    inv, engine = _judged_once(cfg, [*volume("dr1"), *HEALTHY], NOW)
     volume_subject = ("split-brain", "p/replicapool/csi-vol-0001")
 
     def judged(item: Any) -> bool:
