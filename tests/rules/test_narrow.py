@@ -8,8 +8,8 @@ asking every rule about every volume. Every batch must move the same violations,
 same open, rule by rule and state by state. The batches mix narrow changes (a PVC's phase, a
 VR's state, conditions, lastSyncTime, class) with wide ones (objects created and deleted,
 relinked, probes of real captures and failing probes, watch streams blind and back,
-VolumeReplicationClass intervals, Ramen's VRG and DRPC and a consistency group joining the
-namespace's volumes). Time moves only in batches that probe both sites, which judge every
+VolumeReplicationClass intervals, Ramen's VRG, a consistency group and the hub's DRPC joining
+the namespace's volumes, the hub's DRClusters fencing a cluster). Time moves only in batches that probe both sites, which judge every
 volume anyway: a verdict that time alone changes (lag past the RPO) is then seen by both at
 once, as the daemon sees it at its next probe.
 """
