@@ -29,6 +29,7 @@ from auditd.alerts.sinks.base import Sink
 from auditd.clock import SYSTEM, Clock
 from auditd.config import AlertsConfig
 from auditd.logs import Spell, describe
+from auditd.store.errors import NotLeader
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class Dispatcher:
                 self.drain_once()
             except SQLAlchemyError as e:  # the database is down: delivery waits, loses nothing
                 spell.failed(describe(e), time.monotonic())
+            except NotLeader as e:
+                # The lead was lost during the pass (an outage took the election session, or
+                # another replica took over): its commit was refused and rolled back, and
+                # what it was delivering waits in the outbox for whoever leads. Not a bug.
+                spell.failed(f"no longer leading: {describe(e)}", time.monotonic(), logging.INFO)
             except Exception as e:  # a bug must not end delivery for good
                 if not spell.bad:
                     log.exception("outbox pass failed")

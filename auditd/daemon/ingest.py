@@ -33,7 +33,7 @@ from auditd.daemon.items import (
     observed_span,
     quarantined,
 )
-from auditd.daemon.leader import Leadership, NotLeader
+from auditd.daemon.leader import Leadership
 from auditd.daemon.led import Led
 from auditd.daemon.scopes import Scopes
 from auditd.daemon.store_link import Abandoned, StoreLink
@@ -43,6 +43,7 @@ from auditd.logs import describe
 from auditd.rules.engine import RuleEngine
 from auditd.rules.lifecycle import Active, Change
 from auditd.sources.kube.events import Observed, SnapshotEnd, SnapshotPage, SnapshotStart
+from auditd.store.errors import NotLeader
 from auditd.store.load import load_state
 from auditd.store.writer import (
     PlannedNotification,

@@ -61,6 +61,7 @@ from auditd.daemon.lease import Leases
 from auditd.daemon.scopes import GLOBAL
 from auditd.logs import Spell, describe
 from auditd.store.db import normalize_url
+from auditd.store.errors import NotLeader
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ FENCE_NS = 0x61756446  # "audF": one per scope, shared by each commit, exclusive
 # Members: one lock per live, ready replica, in a namespace of the history's own; random key.
 
 State = Literal["lead", "follow", "unknown"]
-
-
-class NotLeader(Exception):
-    """This process does not (or no longer) lead a scope it was about to write."""
 
 
 def identity() -> str:

@@ -31,7 +31,7 @@ from auditd.daemon import malloc
 from auditd.daemon.heartbeat import Heartbeat
 from auditd.daemon.ingest import Ingestor
 from auditd.daemon.items import Downtime, HealthReport, Tick
-from auditd.daemon.leader import Leadership, NotLeader, PgLeadership, identity
+from auditd.daemon.leader import Leadership, PgLeadership, identity
 from auditd.daemon.lease import Leases
 from auditd.daemon.metrics import Metrics
 from auditd.daemon.ops_http import OpsServer, readiness
@@ -48,7 +48,7 @@ from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import transport_for
 from auditd.store.db import make_engine, session_factory
-from auditd.store.errors import database_down
+from auditd.store.errors import NotLeader, database_down
 from auditd.store.load import load_state
 from auditd.store.migrate import upgrade
 from auditd.store.models import NotificationRow, StreamHealthRow

@@ -19,3 +19,9 @@ def database_down(e: BaseException) -> bool:
     # psycopg raises some outages as other classes (an admin shutdown mid-statement, say);
     # SQLAlchemy marks those connection_invalidated.
     return isinstance(e, DBAPIError) and bool(e.connection_invalidated)
+
+
+class NotLeader(Exception):
+    """This process does not (or no longer) lead a scope it was about to write: its commit is
+    refused before it reaches the history (daemon/leader.py's fence). Not the database's fault
+    nor the data's: what was not written is the new leader's to write."""
