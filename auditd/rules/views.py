@@ -535,17 +535,24 @@ class Correlator:
             for c in clusters
             for k in self._covering.get((c, ns), ())
         }
-        for pv in self._volume_pvs.get(vid, ()):
-            claim = self._claim_of_pv.get(pv)
-            # Not through a retained PV naming a claim that belongs to another PV.
-            if claim is not None and self._claimant(inventory, claim) == pv:
-                found |= {
-                    k
-                    for c in pair.clusters
-                    for k in self._by_claim.get((c, claim[1]), ())
-                    if k.kind != VR and vid in self.joined_volumes(inventory, k)
-                }
+        for _, ref in self._owned_claims(inventory, vid):
+            found |= {
+                k
+                for c in pair.clusters
+                for k in self._by_claim.get((c, ref), ())
+                if k.kind != VR and vid in self.joined_volumes(inventory, k)
+            }
         return {k for k in found if k in inventory.objects}
+
+    def _owned_claims(self, inventory: Inventory, vid: VolumeId) -> list[tuple[str, str]]:
+        """The claims (cluster, "namespace/pvc") this volume's PVs own: not one a retained PV
+        of an earlier binding still names while it belongs to another PV (``_claimant``)."""
+        return [
+            claim
+            for pv in self._volume_pvs.get(vid, ())
+            if (claim := self._claim_of_pv.get(pv)) is not None
+            and self._claimant(inventory, claim) == pv
+        ]
 
     def _claim_names(self, inventory: Inventory, key: ObjectKey) -> tuple[str, ...]:
         """The PVC's own name, or the names of the PVCs a claim-joined object names (one for a
@@ -671,23 +678,14 @@ class Correlator:
         of every batch, and almost always nothing: only peers ``holding`` claims are looked
         at (``holding_claims``, asked once per evaluation)."""
         out: set[ObjectKey] = set()
-        for pv in self._volume_pvs.get(vid, ()):
-            claim = self._claim_of_pv.get(pv)
-            if claim is None:
-                continue
-            cluster, ref = claim
+        for cluster, ref in self._owned_claims(inventory, vid):
             for peer in self._peers.get(cluster, ()):
                 if peer not in holding:
                     continue
                 namespace, _, name = ref.partition("/")
-                pvc = ObjectKey(peer, PVC, namespace, name)
-                candidates = self._by_claim.get((peer, ref), set())
-                if pvc in inventory.objects:
-                    candidates = {pvc, *candidates}
-                elif not candidates:
-                    continue
-                if self._claimant(inventory, claim) != pv:
-                    break  # a retained PV naming a claim that belongs to another PV
+                candidates = set(self._by_claim.get((peer, ref), ()))
+                if (pvc := ObjectKey(peer, PVC, namespace, name)) in inventory.objects:
+                    candidates.add(pvc)
                 out |= {
                     k
                     for k in candidates
