@@ -14,7 +14,7 @@ volumes it touches.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -126,6 +126,11 @@ class Side:
     # Every object joined to this side's PVC through the kind catalogue (VR, VRG, DRPC, and any
     # kind added with a Join), in key order.
     joined: tuple[ObjectKey, ...] = ()
+    # A PVC here of the volume's claim (the peer's PVC's namespace/name) that no PV of this
+    # side holds: one left Terminating after its PV was deleted, or one whose PV has not
+    # arrived. The rules judge it against this volume (from its key); a window's old side is
+    # not clean while it is here.
+    unlinked_pvc: ObjectKey | None = None
 
     @cached_property
     def group(self) -> ObjectKey | None:
@@ -754,6 +759,12 @@ class Correlator:
                     joined=joined,
                 )
             )
+        for i, side in enumerate(sides):
+            other = sides[1 - i].pvc
+            if side.pvc is None and other is not None:
+                stray = ObjectKey(side.cluster, PVC, other.namespace, other.name)
+                if stray in inventory.objects and not self.linked(inventory, stray):
+                    sides[i] = replace(side, unlinked_pvc=stray)
         namespaces = {s.pvc.namespace for s in sides if s.pvc is not None}
         if not self._covering or not namespaces:  # no Ramen here: nothing to look for
             return VolumeView(vid, (sides[0], sides[1]))

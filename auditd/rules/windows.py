@@ -256,6 +256,7 @@ class WindowTracker:
             and old.primary is False
             and fresh
             and old.pvc is None
+            and old.unlinked_pvc is None
             and old.pv is None
             and vr_ok
         ):
@@ -279,7 +280,10 @@ class WindowTracker:
             return True
         old = view.side(episode.from_cluster)
         vr_ok = old.vr is None or self._vr_wants_secondary(view, inventory, old.cluster)
-        return old.pvc is None and old.pv is None and vr_ok
+        # A PVC left there whose PV went first (each kind has its own watch stream, and a PVC
+        # can stay Terminating while its pod drains) is not cleaned up: until it goes, it is
+        # the switch's transient, not a PVC on the secondary.
+        return old.pvc is None and old.unlinked_pvc is None and old.pv is None and vr_ok
 
     @staticmethod
     def _vr_wants_secondary(view: VolumeView, inventory: Inventory, cluster: str) -> bool:

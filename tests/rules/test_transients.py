@@ -151,3 +151,32 @@ def test_forced_promotion_is_critical_within_one_cycle_of_the_promote(
         f"{fired['split-brain'] - forced} after the forced promotion"
     )
     assert {rule for rule, _, _ in r.fired()} == {"split-brain"}
+
+
+@pytest.mark.parametrize(
+    "late, holds_window", [("PersistentVolumeClaim", True), ("VolumeReplication", False)]
+)
+def test_an_old_side_cleaned_up_out_of_order_is_the_switch_not_a_violation(
+    tmp_path: Path, late: str, holds_window: bool
+) -> None:
+    """Each kind has its own watch stream, and a PVC can stay Terminating while its pod
+    drains: the old primary's PV deletion may arrive a minute before its PVC's (or VR's). A
+    PVC left there keeps the window open until it goes: it is the switch's transient, not a
+    PVC on the secondary (a drill on real Ceph posted four such alerts, each fired and resolved
+    within the second, when the PV's event came first). A VR left asking for secondary is
+    clean already, as Ramen leaves it during cleanup."""
+    r = Replay(tmp_path, CAPTURE, 10)
+    plan, cleaned = [], []
+    for at, items in switches(r):
+        lingering = [i for i in items if i.type == "DELETED" and i.kind == late]
+        plan.append((at, [i for i in items if i not in lingering]))
+        if lingering:
+            plan.append((at + timedelta(seconds=60), lingering))
+            cleaned.append(at + timedelta(seconds=60))
+    r.run(CAPTURE.action("force-promote") - timedelta(seconds=1), plan)
+    assert r.fired() == [] and r.notifications() == 0
+    episodes = r.episodes()
+    assert [(e.from_cluster, e.to_cluster) for e in episodes] == [("dr1", "dr2"), ("dr2", "dr1")]
+    for e, at in zip(episodes, cleaned, strict=True):
+        assert e.ended_at is not None
+        assert (e.ended_at >= at.replace(microsecond=0)) == holds_window, e.steps
