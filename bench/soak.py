@@ -590,7 +590,8 @@ def run(
             if not censuses and now - t0 >= duration / 5:  # the warm-up's end, as verdicts()
                 censuses.append(census(proc, work / "daemon.log"))
             if now >= next_census:
-                print(census_line(now - t0, census(proc, work / "daemon.log")), flush=True)
+                taken = census(proc, work / "daemon.log")
+                print(census_line(now - t0, taken, censuses[0] if censuses else None), flush=True)
                 next_census = now + census_every
             if now >= next_relist:
                 for api in (dr1, dr2):
@@ -631,12 +632,23 @@ def run(
     return samples, censuses
 
 
-def census_line(t: float, taken: dict[str, Any] | None) -> str:
+# A census holding this much more than the warm-up's is a peak: what it is made of is printed.
+PEAK = 1.1
+
+
+def census_line(t: float, taken: dict[str, Any] | None, warm: dict[str, Any] | None = None) -> str:
     """One census's totals as a line between the samples: which of Python's objects, its
     allocator's blocks and arenas, or glibc's heap (in use, mmapped, free but held) moves with
-    RSS's anonymous part."""
+    RSS's anonymous part. A census catching a peak (PEAK times the warm-up's objects) also
+    names the types that grew since the warm-up: the arenas' high-water mark steps up at peaks,
+    and their totals alone do not say what was in flight."""
     if taken is None:
         return f"{t / 60:6.1f} census: no answer"
+    peak = ""
+    if warm is not None and taken["objects"] >= PEAK * warm["objects"]:
+        grew = growth(warm, {**taken, "allocations": None}, top=5)
+        types = [line.strip() for line in grew if line.startswith("  ")]
+        peak = "\n         a peak; grew since the warm-up: " + "; ".join(types)
     mb = {
         k: (taken.get(k) or 0) / 2**20
         for k in (
@@ -648,7 +660,7 @@ def census_line(t: float, taken: dict[str, Any] | None) -> str:
         f"{t / 60:6.1f} census: {taken['objects']:,} objects, {taken['py_blocks']:,} pymalloc"
         f" blocks ({mb['pymalloc_in_blocks']:.0f} MB) in {mb['pymalloc_held']:.0f} MB of arenas;"
         f" glibc heap {mb['heap_in_use']:.0f} MB in use, {mb['heap_mmapped']:.0f} MB mmapped,"
-        f" {mb['heap_free_held']:.0f} MB free but held"
+        f" {mb['heap_free_held']:.0f} MB free but held{peak}"
     )
 
 

@@ -16,8 +16,10 @@ process (`auditd run`), as in production. Measured, on SQLite and on PostgreSQL:
 Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <= 250 MB.
 
     python bench/watch_scale.py [--volumes 10000] [--events 20000] [--db sqlite|postgresql|both]
-                                [--profile DIR]
+                                [--profile DIR] [--history N]
 
+--history N writes N transitions of those objects (30 days of them) before the daemon starts:
+a burst's rows then go into indexes that already hold months, as in production.
 --profile samples the daemon with py-spy (pip install py-spy) during the burst, writes its
 collapsed stacks to DIR/<db>.txt and prints where the ingest thread's time went.
 """
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -319,7 +322,48 @@ def stage_costs(
         print(f"    {name:<28} {1e6 * n / rate / events:7.1f}")
 
 
-def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> dict[str, float]:
+def prefill(url: str, volumes: int, rows: int) -> float:
+    """The history of a daemon that has run for a while: ``rows`` transitions of these objects
+    over the last 30 days, written before the daemon starts (seconds taken). Each transition a
+    burst adds then goes into indexes that already hold them (the per-object one at a random
+    place): what an ingest costs after months, not on a fresh database."""
+    from sqlalchemy import text
+
+    from auditd.store.db import make_engine
+    from auditd.store.migrate import upgrade
+
+    t = time.perf_counter()
+    upgrade(url)
+    keys = []
+    for i in range(volumes):
+        ns, claim = f"app-{i % 50:02d}", f"data-{i:05d}"
+        keys += [(PVC.kind, ns, claim), (PV.kind, "", f"pvc-{i:05d}"), (VR.kind, ns, claim)]
+    per_key = max(1, rows // len(keys))
+    engine = make_engine(url)
+    sql = text(
+        "INSERT INTO transitions (cluster, kind, namespace, name, field, old, new, observed_at,"
+        " source, late, resource_version) VALUES ('dr1', :kind, :ns, :name, 'phase', 'Bound',"
+        " 'Bound', :at, 'watch', false, :rv)"
+    )
+    now = time.time()
+    with engine.begin() as c:
+        batch = []
+        for n, (kind, ns, name) in enumerate(keys):
+            for j in range(per_key):
+                at = datetime.fromtimestamp(now - 30 * 86400 * (per_key - j) / per_key, UTC)
+                batch.append({"kind": kind, "ns": ns, "name": name, "at": at, "rv": str(n)})
+            if len(batch) >= 10_000:
+                c.execute(sql, batch)
+                batch = []
+        if batch:
+            c.execute(sql, batch)
+    engine.dispose()
+    return time.perf_counter() - t
+
+
+def run_db(
+    db: str, volumes: int, events: int, profile: Path | None = None, history: int = 0
+) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="auditd-bench-"))
     dr1 = FakeKubeAPI("dr1", bookmark_interval=30).start()
     dr2 = FakeKubeAPI("dr2", bookmark_interval=30).start()
@@ -344,6 +388,11 @@ def run_db(db: str, volumes: int, events: int, profile: Path | None = None) -> d
             ) as c:
                 c.execute(f'CREATE SCHEMA "{schema}"')
             url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        if history:
+            took = prefill(url, volumes, history)
+            print(
+                f"  [{db}] a history of {history:,} transitions written in {took:.0f}s", flush=True
+            )
         cfg = work / "auditd.toml"
         cfg.write_text(pair_config_toml(kc, url, log_level="WARNING"))
         t0 = time.monotonic()
@@ -427,15 +476,22 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--profile", type=Path, help="sample the daemon with py-spy into this dir")
+    ap.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="transitions already held when the daemon starts (months of running), default 0",
+    )
     args = ap.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(
         f"watch scale: {args.volumes} volumes ({3 * args.volumes} objects), burst of {args.events} events"
+        + (f", {args.history:,} transitions of history" if args.history else "")
     )
     results = {}
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-        results[db] = run_db(db, args.volumes, args.events, args.profile)
+        results[db] = run_db(db, args.volumes, args.events, args.profile, args.history)
     on, off = gc_relist(args.volumes)
     print()
     print(

@@ -811,3 +811,23 @@ def test_a_pair_is_judged_again_when_what_its_views_read_of_streams_and_pools_ch
     engine = RuleEngine(cfg)
     engine.index(inv)
     assert judged(_health({"dr1": "ok"}, NOW + timedelta(seconds=25)))
+
+
+def test_an_unlinked_pvc_due_at_its_for_deadline_is_judged_on_its_peers_view() -> None:
+    """A PVC on the secondary that no view of its own cluster holds (its volumeName's PV
+    claims another PVC) is judged against the volume of the same claim on the peer. When its
+    `for` passes, the timer judges its key alone (`RuleEngine.judged`): that peer view must be
+    built for it, not only its volumeName's, or the verdict is UNKNOWN and the violation never
+    fires (a miss the random world found, seed 1)."""
+    stray = k8s("dr2", "PersistentVolumeClaim", objects.pvc("data", "app", volume="pv-other"))
+    other = k8s("dr2", "PersistentVolume", objects.pv("pv-other", "app", "other", "csi-vol-0002"))
+    inv, engine = _judged_once(
+        config(**{"pvc-on-secondary": {"for": "1m"}}),
+        [*volume("dr1"), *HEALTHY, other, stray],
+        NOW,
+    )
+    subject = "dr2/PersistentVolumeClaim/app/data"
+    keys, volumes = engine.judged([subject])
+    assert keys == {ObjectKey("dr2", "PersistentVolumeClaim", "app", "data")} and not volumes
+    verdicts = engine.evaluate(inv, keys, NOW + timedelta(minutes=1))
+    assert isinstance(verdicts.get(("pvc-on-secondary", subject)), Finding), verdicts

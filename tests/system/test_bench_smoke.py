@@ -28,7 +28,7 @@ SMOKE: dict[str, list[str]] = {
     # As Ramen applications: cost_curve runs it without.
     "rules_eval.py": ["--volumes", "50", "--changes", "20", "--app-size", "10"],
     "report_scale.py": ["--transitions", "2000", "--volumes", "50"],
-    "watch_scale.py": ["--volumes", "50", "--events", "200"],
+    "watch_scale.py": ["--volumes", "50", "--events", "200", "--history", "1000"],
     # Long enough for two relists, probes every 10 s, volumes replaced and a pruned history,
     # on SQLite only.
     "soak.py": [
@@ -77,7 +77,10 @@ PRINTS = {
     # more than 1 s to start `auditd report` at the smoke size and failed a run on time.
     "report_scale.py": ("target `auditd report` process <= 1 s: ",),
     # Its applications' failover: the volumes a tick judges while a Ramen action runs.
-    "rules_eval.py": ("a timer tick during one application's failover",),
+    "rules_eval.py": (
+        "a timer tick during one application's failover",
+        "a burst in batches of 1,000",
+    ),
 }
 
 
