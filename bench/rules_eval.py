@@ -140,8 +140,17 @@ def main() -> int:
         d = inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 3))
         engine.evaluate(inv, d.touched, T, changed=d.changed())
     per_change = (time.perf_counter() - t) / max(changes, 1)
+    # The same changes asked of every rule (without what changed), in the same run: what
+    # asking only the rules that read a PVC's phase saves.
+    t = time.perf_counter()
+    for i in range(changes):
+        pvc = objects.pvc(f"d{i}", f"ns{i % apps}", volume=f"pv{i}", phase="Bound")
+        engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 4)).touched, T)
+    every_rule = (time.perf_counter() - t) / max(changes, 1)
     # A watch burst as the writer takes it in: up to batch_max (1,000) changes per batch, the
-    # facts each changed merged, one evaluation per batch (daemon/auditor.py).
+    # facts each changed merged, one evaluation per batch (daemon/auditor.py). Newer versions
+    # than the changes above: an older one would be dropped as stale, and nothing measured.
+    taken = 0
     t = time.perf_counter()
     for start in range(0, changes, 1000):
         touched: set[ObjectKey] = set()
@@ -153,14 +162,8 @@ def main() -> int:
             for key, facts in d.changed().items():
                 changed.setdefault(key, set()).update(facts)
         engine.evaluate(inv, touched, T, changed=changed)
+        taken += len(changed)
     per_batched = (time.perf_counter() - t) / max(changes, 1)
-    # The same changes asked of every rule (without what changed), in the same run: what
-    # asking only the rules that read a PVC's phase saves.
-    t = time.perf_counter()
-    for i in range(changes):
-        pvc = objects.pvc(f"d{i}", f"ns{i % apps}", volume=f"pv{i}", phase="Bound")
-        engine.evaluate(inv, inv.apply(event("dr1", "PersistentVolumeClaim", pvc, 4)).touched, T)
-    every_rule = (time.perf_counter() - t) / max(changes, 1)
 
     # A Ramen action in progress on one application: its DRPC moving opens a DR window on every
     # volume it joins, and every timer tick (5 s) judges the volumes in a window again, as the
@@ -203,7 +206,7 @@ def main() -> int:
     )
     print(
         f"  a burst in batches of 1,000 (inventory + rules) {per_batched * 1e6:4.0f} us each,"
-        f" {1 / per_batched:,.0f} changes/s"
+        f" {1 / per_batched:,.0f} changes/s over {taken:,}"
     )
     if tick is not None:
         print(
