@@ -94,7 +94,7 @@ def explain_doc(
         {str(view.id)}
         # Its own objects; what it shares with other volumes (a group, Ramen's VRG and DRPC)
         # is the application's: `explain drpc/NAMESPACE/NAME`, and check's "other".
-        | {str(k) for s in view.sides for k in (s.pvc, s.pv, s.vr) if k is not None}
+        | {str(k) for s in view.sides for k in (s.pvc, s.pv, s.vr, s.unlinked_pvc) if k}
         | {str(ObjectKey(s.cluster, RBD_POOL, "", view.id.pool)) for s in view.sides}
     )
     rows = _verdict_rows(verdicts, subjects, silent)
@@ -124,6 +124,7 @@ def explain_doc(
                 "pv": _name(s.pv),
                 "vr": _name(s.vr),
                 "vrg": _name(s.vrg),
+                "unlinked_pvc": _name(s.unlinked_pvc),
                 "joined": [f"{k.kind} {_name(k)}" for k in s.joined],
                 "image": _image_seen(s, now, config.probe.record_stale_after),
                 "record_written_at": (
@@ -336,6 +337,12 @@ def explain_text(doc: dict[str, Any]) -> str:
         others = [j for j in s.get("joined", ()) if j != f"{kinds.VR.kind} {s['vr']}"]
         if others:
             lines.append(f"{s['cluster']} joined: {', '.join(others)}")
+        if s.get("unlinked_pvc"):
+            lines.append(
+                f"{s['cluster']} also holds PVC {s['unlinked_pvc']} of this claim, with no PV of"
+                " its own there (deleted first, or not arrived): judged against this volume; a"
+                f" switch away from {s['cluster']} is not over until it goes"
+            )
     return _verdicts_text(lines, doc)
 
 
