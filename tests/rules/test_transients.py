@@ -154,29 +154,39 @@ def test_forced_promotion_is_critical_within_one_cycle_of_the_promote(
 
 
 @pytest.mark.parametrize(
-    "late, holds_window", [("PersistentVolumeClaim", True), ("VolumeReplication", False)]
+    "kind, typ, holds_window",
+    [
+        ("PersistentVolumeClaim", "DELETED", True),
+        ("PersistentVolume", "DELETED", True),
+        ("VolumeReplication", "DELETED", False),
+        ("PersistentVolumeClaim", "ADDED", True),
+        ("PersistentVolume", "ADDED", True),
+        ("VolumeReplication", "ADDED", False),
+    ],
 )
-def test_an_old_side_cleaned_up_out_of_order_is_the_switch_not_a_violation(
-    tmp_path: Path, late: str, holds_window: bool
+def test_a_switch_seen_out_of_order_is_the_switch_not_a_violation(
+    tmp_path: Path, kind: str, typ: str, holds_window: bool
 ) -> None:
     """Each kind has its own watch stream, and a PVC can stay Terminating while its pod
-    drains: the old primary's PV deletion may arrive a minute before its PVC's (or VR's). A
-    PVC left there keeps the window open until it goes: it is the switch's transient, not a
-    PVC on the secondary (a drill on real Ceph posted four such alerts, each fired and resolved
-    within the second, when the PV's event came first). A VR left asking for secondary is
-    clean already, as Ramen leaves it during cleanup."""
+    drains: one kind's part of the move (the old primary's deletions, the new primary's
+    creations) may arrive a minute after the rest. Still one episode per switch and nothing
+    fired: a PVC left on the old side keeps the window open until it goes (a drill on real Ceph
+    posted four pvc-on-secondary alerts, each fired and resolved within the second, when a PV's
+    deletion came before its PVC's), as a PV left there or a new side not serving yet does. A VR
+    left asking for secondary is clean already (Ramen leaves it so), and a new side serves
+    without its VR."""
     r = Replay(tmp_path, CAPTURE, 10)
-    plan, cleaned = [], []
+    plan, late = [], []
     for at, items in switches(r):
-        lingering = [i for i in items if i.type == "DELETED" and i.kind == late]
-        plan.append((at, [i for i in items if i not in lingering]))
-        if lingering:
-            plan.append((at + timedelta(seconds=60), lingering))
-            cleaned.append(at + timedelta(seconds=60))
+        held = [i for i in items if at > START and i.type == typ and i.kind == kind]
+        plan.append((at, [i for i in items if i not in held]))
+        if held:
+            plan.append((at + timedelta(seconds=60), held))
+            late.append(at + timedelta(seconds=60))
     r.run(CAPTURE.action("force-promote") - timedelta(seconds=1), plan)
     assert r.fired() == [] and r.notifications() == 0
     episodes = r.episodes()
     assert [(e.from_cluster, e.to_cluster) for e in episodes] == [("dr1", "dr2"), ("dr2", "dr1")]
-    for e, at in zip(episodes, cleaned, strict=True):
+    for e, at in zip(episodes, late, strict=True):
         assert e.ended_at is not None
         assert (e.ended_at >= at.replace(microsecond=0)) == holds_window, e.steps
