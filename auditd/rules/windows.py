@@ -250,15 +250,11 @@ class WindowTracker:
             if all(what != back for _, what in episode.steps):
                 episode.step(now, back)
             return False
-        vr_ok = old.vr is None or self._vr_wants_secondary(view, inventory, old.cluster)
         if (
             episode.promoted_at is not None
             and old.primary is False
             and fresh
-            and old.pvc is None
-            and old.unlinked_pvc is None
-            and old.pv is None
-            and vr_ok
+            and self._clean(view, inventory, episode)
         ):
             episode.step(now, f"{old.cluster} fenced: demoted and cleaned up")
             episode.ended_at = now
@@ -276,6 +272,8 @@ class WindowTracker:
         return bool(known and known.facts.get("phase") == "Bound")
 
     def _clean(self, view: VolumeView, inventory: Inventory, episode: Episode) -> bool:
+        """The old side is cleaned up: no PVC or PV left there, its VR gone or asking for
+        secondary. What ends a switch, and what a lost site owes to be seen fenced."""
         if episode.from_cluster is None:
             return True
         old = view.side(episode.from_cluster)
