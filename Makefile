@@ -17,9 +17,10 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/auditd demo
 
-## The whole test suite (PostgreSQL tests run when 127.0.0.1:5432 answers).
+## The whole test suite (PostgreSQL tests run when 127.0.0.1:5432 answers). Two workers: the
+## real-Ceph tier runs in one of them, in turn (tests/conftest.py), the rest beside it.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,12 +14,60 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from auditd.config import Config, parse_config
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
 
 PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# The real-Ceph tier (marked `ceph`) lives in these files. `make test` runs two xdist workers
+# (`--dist loadgroup`), and every test of these files goes to one of them, in turn: they share
+# one lab and each switches its images. They mostly wait on Ceph (rbd-mirror's 30 s cycles,
+# snapshot schedules), so they are sent first and the rest of the suite runs beside them (on a
+# slow 2-core machine the tier was 1,100 s of a 1,940 s suite run in one process).
+# xdist's own `xdist_group` mark cannot do this: it renames items' nodeids, which pytest 9 no
+# longer allows (the mark is silently ignored).
+CEPH_TIER_FILES = frozenset(
+    {
+        "tests/sources/test_ceph_lab.py",
+        "tests/system/test_drill_on_ceph.py",
+        "tests/system/test_bench_smoke.py",
+    }
+)
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A `ceph` test outside CEPH_TIER_FILES would run beside the tier, on the same lab."""
+    stray = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("ceph") and _file_of(item.nodeid) not in CEPH_TIER_FILES
+    ]
+    if stray:
+        raise pytest.UsageError(
+            f"`ceph` tests outside CEPH_TIER_FILES (tests/conftest.py): {stray}"
+        )
+
+
+class _CephTierInOneWorker(LoadScopeScheduling):
+    """Every test of CEPH_TIER_FILES is one unit of work; every other test is a unit of its own.
+    The biggest unit goes out first (xdist's --loadscope-reorder, on by default)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "ceph-tier" if _file_of(nodeid) in CEPH_TIER_FILES else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own choice
+    return _CephTierInOneWorker(config, log)
 
 
 @pytest.fixture
