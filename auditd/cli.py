@@ -976,7 +976,12 @@ def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0
 
     def _on_census(_signum: int, _frame: FrameType | None) -> None:
         # WARNING: an operator asked for it, so it shows at any log level.
-        log.warning("census %s", json.dumps(census.summary(census.take(None, allocations))))
+        try:
+            taken = census.take(None, allocations)
+        except (census.CensusError, OSError) as e:  # a handler's exception would hit any line
+            log.warning("census: failed: %s", e)  # not "census {": soak.py reads those
+            return
+        log.warning("census %s", json.dumps(census.summary(taken)))
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

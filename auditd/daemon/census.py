@@ -5,12 +5,22 @@ shallow bytes, largest counts first), pymalloc's blocks in use and the arenas it
 and glibc's heap split into bytes in use and bytes free but held (fragmentation). Two censuses
 an hour apart say whether a growth is Python objects kept (a type's count climbs), or an
 allocator holding freed memory (in use flat; glibc's free held, or pymalloc's arenas,
-climbing). Taking one walks every tracked object once (about a second at 10,000 volumes) on
-the main thread, which only waits for a stop: ingest is not paused.
+climbing). Ingest is not paused.
+
+The walk by type happens in a forked child, never in the daemon. gc.get_objects() returns
+every tracked object, among them a tuple another thread is still filling (CPython tracks a
+tuple at PyTuple_New); the walk takes about a second, the other threads run during it, and a
+thread that resizes its tuple while the list holds it gets ``SystemError: bad argument to
+internal function`` (bpo-15108). In the soak (2026-12-06) that quarantined a good probe of
+10,000 images. The child has no other threads, so nothing it lists is being built; the daemon
+only waits for the counts on a pipe. The cost is the child's copy-on-write: the walk touches
+every object's header, so for about a second the pair holds up to the Python heap's size
+twice (about 200 MB more at 10,000 volumes): mind it under a tight memory limit.
 
 The ingest freezes what it holds after each list (gc.freeze: the collector skips it), and
-gc.get_objects() does not see frozen objects; so a census does what a list's end does (thaw,
-collect, freeze again) and counts in between: live objects only, frozen ones included.
+gc.get_objects() does not see frozen objects; so a census collects (thaw, collect, freeze
+again, as a list's end does) before the allocator totals, and the child thaws before it lists:
+live objects only, frozen ones included.
 
 Objects the collector does not track (str, bytes, int, float) show only as pymalloc blocks. When
 the daemon runs under tracemalloc (``AUDITD_TRACEMALLOC=10``: slower, and more memory), each
@@ -22,9 +32,14 @@ children auditd runs, such as the simulated `rbd`, would inherit it and slow dow
 from __future__ import annotations
 
 import gc
+import json
 import os
+import select
+import signal
 import sys
+import time
 import tracemalloc
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -104,17 +119,15 @@ def _short(path: str) -> str:
 
 
 def take(objects: Iterable[object] | None = None, allocations: Allocations | None = None) -> Census:
-    count: Counter[str] = Counter()
-    size: Counter[str] = Counter()
+    """The census of ``objects``, or of the whole process (counted in a forked child) when None.
+    Raises CensusError when the child does not answer."""
     if objects is None:
         gc.unfreeze()
         gc.collect()
-        objects = gc.get_objects()
         gc.freeze()
-    for o in objects:
-        name = type(o).__qualname__
-        count[name] += 1
-        size[name] += sys.getsizeof(o, 0)
+        count, size = _count_in_child()
+    else:
+        count, size = _count(objects)
     h = malloc.heap()
     grown = allocations.grown() if allocations is not None else None
     return Census(
@@ -127,6 +140,67 @@ def take(objects: Iterable[object] | None = None, allocations: Allocations | Non
         malloc.pymalloc(),
         grown,
     )
+
+
+class CensusError(Exception):
+    pass
+
+
+# A walk of 400,000 objects takes about a second; a child still counting after this is stuck
+# (forking a threaded process can leave it a lock no thread will release).
+CHILD_TIMEOUT = 120.0
+
+
+def _count(objects: Iterable[object]) -> tuple[Counter[str], Counter[str]]:
+    count: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for o in objects:
+        name = type(o).__qualname__
+        count[name] += 1
+        size[name] += sys.getsizeof(o, 0)
+    return count, size
+
+
+def _count_in_child(timeout: float = CHILD_TIMEOUT) -> tuple[Counter[str], Counter[str]]:
+    """Every live object's type counted in a forked child (see the module's docstring)."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # 3.12+ warns that forking a threaded process may deadlock the child: it may, which is
+        # why the child only counts and writes, and why the parent gives up after ``timeout``.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: no other thread runs here, and it must never return
+        code = 1
+        try:
+            os.close(r)
+            gc.unfreeze()
+            count, size = _count(gc.get_objects())
+            data = memoryview(json.dumps([count, size]).encode())
+            while data:
+                data = data[os.write(w, data) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise CensusError(f"the counting child gave no answer in {timeout:.0f} s")
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not chunks:
+        raise CensusError(f"the counting child failed (wait status {status})")
+    count, size = json.loads(b"".join(chunks))
+    return Counter(count), Counter(size)
 
 
 def summary(c: Census, top: int = 25) -> dict[str, Any]:

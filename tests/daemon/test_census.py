@@ -6,6 +6,9 @@ tests/system checks that it does.)"""
 from __future__ import annotations
 
 import gc
+import threading
+import time
+from collections.abc import Iterator
 
 from auditd.daemon.census import Allocations, growth, summary, take
 
@@ -31,6 +34,41 @@ def test_the_census_of_the_process_sees_objects_the_ingest_froze() -> None:
     finally:
         gc.unfreeze()
     del kept
+
+
+def test_a_census_does_not_break_a_tuple_another_thread_is_building() -> None:
+    # The soak of 2026-12-06: a census walked gc.get_objects() in the daemon while the ingest
+    # built a tuple; its resize met the list's reference and raised SystemError (bpo-15108),
+    # which quarantined a good probe of 10,000 images. This failed within seconds then.
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    built = [0]
+
+    def slow_items() -> Iterator[int]:
+        for i in range(2000):
+            if i % 100 == 0:
+                time.sleep(0)  # a GIL switch mid-tuple, as any real iterator may cause
+            yield i
+
+    def build() -> None:
+        while not stop.is_set():
+            try:
+                tuple(slow_items())  # resized as it grows (PySequence_Tuple)
+                built[0] += 1
+            except SystemError as e:
+                failures.append(e)
+                return
+
+    worker = threading.Thread(target=build, daemon=True)
+    worker.start()
+    try:
+        for _ in range(30):
+            assert take().count["tuple"] > 0
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert failures == [] and built[0] > 0
 
 
 def test_pymalloc_arenas_held_after_a_peak_of_small_objects_are_counted_apart_from_glibc() -> None:
