@@ -21,7 +21,13 @@ Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <=
 --history N writes N transitions of those objects (30 days of them) before the daemon starts:
 a burst's rows then go into indexes that already hold months, as in production.
 --profile samples the daemon with py-spy (pip install py-spy) during the burst, writes its
-collapsed stacks to DIR/<db>.txt and prints where the ingest thread's time went.
+collapsed stacks to DIR/<db>.txt and prints where the ingest thread's time went. A burst takes
+about a second: PROFILE_RATE=1000 in the environment samples five times as often as the default.
+
+Besides events/s, each run prints the CPU an event costs (the daemon's threads, from /proc;
+the baseline's process): on a busy machine the wall-clock ratio swings with what else runs
+(the baseline alone moved 36k-87k events/s beside a soak, 2026-12-07), the CPU far less. And
+how many batches the writer committed the burst in (/metrics' auditd_ingest_batch_items).
 """
 
 from __future__ import annotations
@@ -33,15 +39,19 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
@@ -158,6 +168,26 @@ def wait_count(
     raise SystemExit(f"timed out waiting for {sql} >= {target}")
 
 
+def batches(port: int) -> tuple[float, float]:
+    """The daemon's committed batches so far, and the items in them (/metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    count = total = 0.0
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == "auditd_ingest_batch_items_count":
+                count = s.value
+            elif s.name == "auditd_ingest_batch_items_sum":
+                total = s.value
+    return count, total
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, user and system, all threads (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -165,9 +195,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def baseline(lines: list[bytes], db: str, url: str) -> float:
-    """json.loads of the same bytes plus a bare executemany of the same rows: events/s."""
-    t0 = time.perf_counter()
+def baseline(lines: list[bytes], db: str, url: str) -> tuple[float, float]:
+    """json.loads of the same bytes plus a bare executemany of the same rows: events/s, and
+    this process's CPU seconds an event (PostgreSQL's own CPU is not counted, nor is it in the
+    daemon's)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     rows = []
     for line in lines:
         obj = json.loads(line)["object"]
@@ -213,10 +245,10 @@ def baseline(lines: list[bytes], db: str, url: str) -> float:
             with conn.cursor() as cur:
                 cur.executemany(sql.format(",".join(["%s"] * 11)), rows)
             conn.commit()
-    return len(lines) / (time.perf_counter() - t0)
+    return len(lines) / (time.perf_counter() - t0), (time.process_time() - c0) / len(lines)
 
 
-PROFILE_RATE = 200  # samples a second
+PROFILE_RATE = int(os.environ.get("PROFILE_RATE", "200"))  # samples a second
 
 
 def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -286,7 +318,7 @@ def profile_summary(stacks: list[tuple[str, list[str], int]], top: int = 25) -> 
 # ingest thread). The HTTP read includes what py-spy cannot tell from work: waiting for bytes.
 STAGES = (
     ("watch", "HTTP read", ("urllib3/response.py", "socket.py")),
-    ("watch", "decode", ("json/decoder.py", "json/__init__.py:346")),
+    ("watch", "decode", ("json/decoder.py", "json/__init__.py:346", "loads (auditd/codec.py")),
     ("watch", "normalize", ("sources/kube/observe.py", "inventory/facts.py")),
     ("watch", "hand-off", ("Ingestor.put",)),
     ("ingest", "inventory", ("inventory/inventory.py", "inventory/records.py")),
@@ -394,7 +426,11 @@ def run_db(
                 f"  [{db}] a history of {history:,} transitions written in {took:.0f}s", flush=True
             )
         cfg = work / "auditd.toml"
-        cfg.write_text(pair_config_toml(kc, url, log_level="WARNING"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        ops = {"ops": {"listen": f"127.0.0.1:{port}"}}
+        cfg.write_text(pair_config_toml(kc, url, log_level="WARNING", sections=ops))
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, "-m", "auditd", "run", "-c", str(cfg)],
@@ -413,13 +449,21 @@ def run_db(
             dr1.wait_watchers(3)
             base = scalar(url, "SELECT count(*) FROM transitions")
             lines = burst_lines(dr1, volumes, events)
+            batches_before = batches(port)
             spy = start_profile(proc.pid, profile / f"{db}.txt") if profile else None
-            t1 = time.monotonic()
+            t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
             for i in range(0, len(lines), 500):
                 dr1.inject(b"\n".join(lines[i : i + 500]) + b"\n", plural=PVC.plural)
             done = wait_count(url, "SELECT count(*) FROM transitions", base + events, 120, proc)
             eps = events / (done - t1)
+            cpu = (cpu_seconds(proc.pid) - cpu1) / events
             rss = peak_rss_mb(proc.pid)
+            count, items = (a - b for a, b in zip(batches(port), batches_before, strict=True))
+            print(
+                f"  [{db}] the burst in {count:,.0f} committed batches, {items / max(count, 1):,.0f}"
+                " items each on average",
+                flush=True,
+            )
             if spy is not None and profile is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
@@ -430,8 +474,15 @@ def run_db(
         finally:
             proc.terminate()
             proc.communicate(timeout=30)
-        base_eps = baseline(lines, db, url)
-        return {"sync_s": sync_s, "eps": eps, "base_eps": base_eps, "rss_mb": rss}
+        base_eps, base_cpu = baseline(lines, db, url)
+        return {
+            "sync_s": sync_s,
+            "eps": eps,
+            "base_eps": base_eps,
+            "rss_mb": rss,
+            "cpu_us": cpu * 1e6,
+            "base_cpu_us": base_cpu * 1e6,
+        }
     finally:
         dr1.stop()
         dr2.stop()
@@ -504,6 +555,15 @@ def main() -> int:
             f"{db:<11} {r['sync_s']:>11.2f} s {r['eps']:>10,.0f} {r['base_eps']:>14,.0f} {ratio:>6.2f} {r['rss_mb']:>6.0f} MB"
         )
         ok &= r["sync_s"] <= 10 and r["eps"] >= 5000 and ratio >= 0.3 and r["rss_mb"] <= 250
+    print(
+        "\nCPU an event (all the daemon's threads; the baseline's process), steadier than"
+        " events/s on a busy machine:"
+    )
+    for db, r in results.items():
+        print(
+            f"{db:<11} {r['cpu_us']:>7.0f} us, baseline {r['base_cpu_us']:.0f} us:"
+            f" {r['base_cpu_us'] / r['cpu_us']:.2f}x"
+        )
     print(
         f"\nrelist decode of {3 * max(1, args.volumes // 500)} pages x 500 PVCs with a live heap: "
         f"GC on {on:.2f} s, GC paused {off:.2f} s ({on / off:.1f}x)"

@@ -349,6 +349,7 @@ class Ingestor:
         self.committed_batches += 1
         if self.metrics is not None:
             self.metrics.ingest_delay.observe(max((self.clock.now() - oldest).total_seconds(), 0))
+            self.metrics.ingest_batch.observe(len(batch))
             self.metrics.observe(
                 commit.probes,
                 commit.delta.transitions,

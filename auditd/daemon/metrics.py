@@ -118,6 +118,14 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=r,
         )
+        self.ingest_batch = Histogram(
+            "auditd_ingest_batch_items",
+            "Items (watch events, list pages, probe results) in each committed batch. Each"
+            " commit costs about the same whatever its size: batches of a few items under load"
+            " are what makes the writer fall behind.",
+            buckets=(1, 5, 25, 100, 250, 500, 1000, 2500),
+            registry=r,
+        )
         self.probe_errors = Counter(
             "auditd_probe_errors_total",
             "Failed rbd probes, by failure kind (timeout, auth, garbage, ...).",

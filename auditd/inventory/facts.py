@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from auditd.codec import canonical
 from auditd.sources.kube import kinds
 
 Facts = dict[str, str | None]
@@ -35,7 +36,7 @@ def _s(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return canonical(value)
 
 
 def pvc_facts(obj: Obj) -> Facts:

@@ -701,12 +701,7 @@ class Correlator:
     def _peer_volume(
         self, inventory: Inventory, cluster: str, namespace: str, pvc_name: str
     ) -> VolumeId | None:
-        pair = self._pair_of.get(cluster)
-        if pair is None:
-            return None
-        for peer in next(p.clusters for p in self.config.pairs if p.name == pair):
-            if peer == cluster:
-                continue
+        for peer in self._peers.get(cluster, ()):
             pv = self._claimant(inventory, (peer, f"{namespace}/{pvc_name}"))
             if pv is not None and pv in self._pv_volume:
                 return self._pv_volume[pv]

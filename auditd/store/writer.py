@@ -6,7 +6,6 @@ trustworthy: a notification exists if and only if the change it announces was co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from auditd.codec import dumps_facts
 from auditd.inventory.inventory import Delta
 from auditd.inventory.records import ImageRecord, RecordKey
 from auditd.rules.lifecycle import Change
@@ -117,7 +117,7 @@ def _sqlite_time(t: datetime) -> str:
     thread in bench/watch_scale.py."""
     if t.tzinfo is not UTC:
         t = t.astimezone(UTC)
-    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return t.isoformat(" ", "microseconds")[:26]  # less "+00:00": cheaper than replace()
 
 
 def write_delta(session: Session, delta: Delta, now: datetime) -> None:
@@ -142,7 +142,7 @@ def write_delta(session: Session, delta: Delta, now: datetime) -> None:
     ]
     updated = ts(now)
     objects = [
-        (k.cluster, k.kind, k.namespace, k.name, v.uid, v.resource_version, json.dumps(v.facts), updated)
+        (k.cluster, k.kind, k.namespace, k.name, v.uid, v.resource_version, dumps_facts(v.facts), updated)
         for k, v in delta.upserts.items()
     ]  # fmt: skip
     if postgres:

@@ -28,6 +28,7 @@ from typing import Any
 
 import urllib3
 
+from auditd import codec
 from auditd.clock import SYSTEM, Clock
 from auditd.config import ClusterConfig, WatchConfig
 from auditd.logs import Spell
@@ -245,7 +246,7 @@ class ListWatcher:
             return False
         self._check_status(resp)
         try:
-            doc = json.loads(resp.data)
+            doc = codec.loads(resp.data)
             served = any(r.get("name") == self.kind.plural for r in doc.get("resources") or [])
         except (ValueError, AttributeError):
             raise _Resume("discovery answer is not an APIResourceList") from None
@@ -364,7 +365,7 @@ class ListWatcher:
                 continue
             with gc_paused():
                 try:
-                    page = json.loads(resp.data)
+                    page = codec.loads(resp.data)
                     meta = page.get("metadata") or {}
                     rv = str(meta["resourceVersion"])
                     items = [
@@ -440,7 +441,7 @@ class ListWatcher:
 
     def _handle_line(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
+            event = codec.loads(line)
             etype = event["type"]
             obj = event["object"]
             if not isinstance(obj, dict):

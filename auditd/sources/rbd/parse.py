@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auditd import codec
 from auditd.sources.text import storable
 
 # librbd's rbd_mirror_image_status_state_t, in enum order.
@@ -207,7 +208,7 @@ def _decode(text: str | bytes) -> Any:
     surrogate but as a \\u escape, and ASCII text without one decodes to ASCII strings
     without NUL: then the walk over every string (half of a 10,000-image pool's parse, and a
     second copy of its dicts in memory) has nothing to change."""
-    doc = json.loads(text)
+    doc = codec.loads(text)
     if isinstance(text, bytes):
         plain = text.isascii() and b"\\u" not in text
     else:
