@@ -12,6 +12,7 @@ slack-sdk chat.postMessage round trip to the same fake Slack. Target: p99 < 1 s.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -72,6 +73,7 @@ def main() -> int:
     for s in (dr1, dr2):
         s.stop()
     slack.stop()
+    shutil.rmtree(work, ignore_errors=True)
     print(f"alert latency, {n} alerts, violation on the secondary -> Slack post (ms)\n")
     print(f"{'':26} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
     for name, vals in (("auditd end to end", latencies), ("baseline chat.postMessage", baseline)):
