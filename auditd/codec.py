@@ -2,13 +2,13 @@
 
 Every watch event, list page and `rbd` status document is decoded here (orjson up to 1 MiB,
 json beyond: see ORJSON_UP_TO), and every object's facts are encoded here for the objects
-table. The standard library's json took about a sixth
-of the CPU an event costs in bench/watch_scale.py (2026-12-07: decoding a 1.2 KB watch event
-8.2 us, encoding a PVC's facts 2.0 us, its labels 2.0 us; orjson 3.1, 0.17 and 0.13 us).
+table. The standard library's json took about a sixth of the CPU an event costs in
+bench/watch_scale.py (2026-12-07: decoding a 1.2 KB watch event 8.2 us, encoding a PVC's facts
+2.0 us, its labels 2.0 us; orjson 3.1, 0.17 and 0.13 us).
 
 What json accepts and orjson refuses (NaN and Infinity, a number too large for a float, a
-lone surrogate escape, UTF-16 input) is decoded by json, so a document
-never becomes garbage by coming through here. One difference stays: an integer outside 64 bits
+lone surrogate escape, UTF-16 input) is decoded by json, so a document never becomes garbage
+by coming through here. One difference stays: an integer outside 64 bits
 (below -2**63 or above 2**64 - 1) is read as a float. No Kubernetes field is wider than int64
 and no Ceph one wider than uint64, so only garbage carries one, and a fact made of it is a
 string either way. What is stored as a fact (``canonical``) is what json.dumps wrote before,
