@@ -24,6 +24,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
 
+from auditd.store import analyze
 from auditd.store.models import (
     AlertGroupRow,
     MeasurementRow,
@@ -77,6 +78,9 @@ class Pruner:
             if self.stop.is_set():
                 break
             phase(before, result)
+        if not self.stop.is_set():
+            # What pruning keeps small, the planner should know the size of (SQLite only).
+            analyze.refresh(self.sessions)
         result.seconds = time.monotonic() - started
         log.info(
             "pruned history before %s: %s in %.1fs",
