@@ -184,12 +184,14 @@ def _count_in_child(timeout: float = CHILD_TIMEOUT) -> tuple[Counter[str], Count
     os.close(w)
     chunks: list[bytes] = []
     try:
+        ready = select.poll()  # not select(): a daemon holding 1,024 fds could not wait on r
+        ready.register(r, select.POLLIN)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
+            if left <= 0 or not ready.poll(left * 1000):
                 os.kill(pid, signal.SIGKILL)
-                raise CensusError(f"the counting child gave no answer in {timeout:.0f} s")
+                raise CensusError(f"the counting child {pid} gave no answer in {timeout:.0f} s")
             chunk = os.read(r, 1 << 16)
             if not chunk:
                 break

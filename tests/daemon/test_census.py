@@ -6,9 +6,13 @@ tests/system checks that it does.)"""
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from auditd.daemon.census import Allocations, growth, summary, take
 
@@ -69,6 +73,19 @@ def test_a_census_does_not_break_a_tuple_another_thread_is_building() -> None:
         stop.set()
         worker.join(10)
     assert failures == [] and built[0] > 0
+
+
+def test_a_counting_child_that_hangs_is_killed_and_the_census_fails(monkeypatch: Any) -> None:
+    # Forking a threaded process can leave the child a lock no thread will release: the daemon
+    # must not wait on it forever (the SIGUSR2 handler runs on the main thread).
+    from auditd.daemon import census
+
+    monkeypatch.setattr(census, "_count", lambda _objects: time.sleep(60))
+    with pytest.raises(census.CensusError, match="no answer") as failed:
+        census._count_in_child(timeout=0.5)
+    pid = int(str(failed.value).split()[3])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped: not running, and not a zombie either
 
 
 def test_pymalloc_arenas_held_after_a_peak_of_small_objects_are_counted_apart_from_glibc() -> None:
