@@ -652,7 +652,7 @@ def census_line(t: float, taken: dict[str, Any] | None, warm: dict[str, Any] | N
     mb = {
         k: (taken.get(k) or 0) / 2**20
         for k in (
-            *("heap_in_use", "heap_mmapped", "heap_free_held"),
+            *("heap_in_use", "heap_mmapped", "heap_free_held", "sqlite_in_use"),
             *("pymalloc_held", "pymalloc_in_blocks"),
         )
     }
@@ -660,7 +660,8 @@ def census_line(t: float, taken: dict[str, Any] | None, warm: dict[str, Any] | N
         f"{t / 60:6.1f} census: {taken['objects']:,} objects, {taken['py_blocks']:,} pymalloc"
         f" blocks ({mb['pymalloc_in_blocks']:.0f} MB) in {mb['pymalloc_held']:.0f} MB of arenas;"
         f" glibc heap {mb['heap_in_use']:.0f} MB in use, {mb['heap_mmapped']:.0f} MB mmapped,"
-        f" {mb['heap_free_held']:.0f} MB free but held{peak}"
+        f" {mb['heap_free_held']:.0f} MB free but held (SQLite holds {mb['sqlite_in_use']:.0f} MB"
+        f" of what is in use){peak}"
     )
 
 

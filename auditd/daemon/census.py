@@ -57,6 +57,7 @@ class Census:
     heap_mmapped: int | None = None
     heap_free_held: int | None = None
     pymalloc: malloc.Pymalloc | None = None  # its arenas: outside glibc's heap
+    sqlite_in_use: int | None = None  # of glibc's heap in use, what SQLite holds
     # Allocation sites whose memory grew most since the previous census (all held, at the first):
     # [bytes grown, blocks grown, "file:line < file:line ..." most recent frame first]
     allocations: list[tuple[int, int, str]] | None = None
@@ -134,11 +135,12 @@ def take(objects: Iterable[object] | None = None, allocations: Allocations | Non
         count,
         size,
         sys.getallocatedblocks(),
-        h and h.in_use,
-        h and h.mmapped,
-        h and h.free_held,
-        malloc.pymalloc(),
-        grown,
+        heap_in_use=h and h.in_use,
+        heap_mmapped=h and h.mmapped,
+        heap_free_held=h and h.free_held,
+        pymalloc=malloc.pymalloc(),
+        sqlite_in_use=malloc.sqlite_in_use(),
+        allocations=grown,
     )
 
 
@@ -213,6 +215,7 @@ def summary(c: Census, top: int = 25) -> dict[str, Any]:
         "heap_in_use": c.heap_in_use,
         "heap_mmapped": c.heap_mmapped,
         "heap_free_held": c.heap_free_held,
+        "sqlite_in_use": c.sqlite_in_use,
         "pymalloc_held": c.pymalloc and c.pymalloc.held,
         "pymalloc_in_blocks": c.pymalloc and c.pymalloc.in_blocks,
         "pymalloc_arenas_peak": c.pymalloc and c.pymalloc.arenas_peak,
@@ -231,6 +234,7 @@ def growth(before: dict[str, Any], after: dict[str, Any], top: int = 10) -> list
         "heap_in_use",
         "heap_mmapped",
         "heap_free_held",
+        "sqlite_in_use",
         "pymalloc_held",
         "pymalloc_in_blocks",
     ):

@@ -168,3 +168,17 @@ def pymalloc() -> Pymalloc | None:
     if len(values) != len(_STATS) or not arena_size:
         return None
     return Pymalloc(held=values["arenas"] * arena_size, **values)
+
+
+def sqlite_in_use() -> int | None:
+    """Bytes SQLite holds now, in glibc's heap, for every connection of the process (page
+    caches, prepared statements, schemas): sqlite3_memory_used of the library Python's sqlite3
+    module runs on. None where it cannot be read."""
+    try:
+        import _sqlite3
+
+        used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    except (ImportError, OSError, AttributeError):
+        return None
+    used.restype = ctypes.c_int64
+    return int(used())
