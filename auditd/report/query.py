@@ -504,19 +504,22 @@ def _opening_unchanged(
     """The class, through the window, of each image (not in ``skip``) without a change in it."""
     t, o = TransitionRow, ObjectRow
     scope = [*scope, t.field == "class"]
-    out: dict[ImageKey, str | None] = {}
     # Changes after the window only when it ended in the past: for a window up to now, none.
-    # The first by id: the writer writes them in time order.
-    first_after = (
-        select(func.min(t.id)).where(*scope, t.observed_at >= _at(until))
-        .group_by(t.cluster, t.namespace, t.name)
-    )  # fmt: skip
+    # Each image's first by id (the writer writes them in time order), picked here: as a GROUP
+    # BY, SQLite read every class change by image (ix_transitions_image_class_by_image, no
+    # sort) however few came after the window's end (0.39 -> 0.63 s over report_scale's
+    # 300,000 transitions); this reads only those, from the time-ordered covering index.
     conn = session.connection()  # rows below the ORM: 20,000 images at 10,000 volumes
-    for cluster, pool, image, old in conn.execute(
-        select(t.cluster, t.namespace, t.name, t.old).where(t.id.in_(first_after))
+    first: dict[ImageKey, tuple[int, str | None]] = {}
+    for id_, cluster, pool, image, old in conn.execute(
+        select(t.id, t.cluster, t.namespace, t.name, t.old).where(
+            *scope, t.observed_at >= _at(until)
+        )
     ):
-        if (cluster, pool, image) not in skip:
-            out[(cluster, pool, image)] = old
+        key = (cluster, pool, image)
+        if key not in skip and (key not in first or id_ < first[key][0]):
+            first[key] = (id_, old)
+    out: dict[ImageKey, str | None] = {key: old for key, (_, old) in first.items()}
     known = [o.kind == RBD_IMAGE]
     if f.clusters:
         known.append(o.cluster.in_(f.clusters))

@@ -92,7 +92,8 @@ class TransitionRow(Base):
     __tablename__ = "transitions"
     __table_args__ = (
         Index(None, "observed_at"),
-        Index(None, "cluster", "kind", "namespace", "name", "observed_at"),
+        # No index by object: its key put every row at a random place, a page written per row
+        # and growing with the history (migration 0013). Retention asks a table it makes.
         # The report's per-kind questions (image states, stream and probe health) in a window.
         Index(None, "kind", "field", "observed_at"),
         # The report's healthy share reads every class change of the window in time order:
@@ -100,6 +101,15 @@ class TransitionRow(Base):
         Index(
             "ix_transitions_image_class",
             *("kind", "field", "observed_at", "id", "cluster", "namespace", "name", "old", "new"),
+            sqlite_where=IMAGE_CLASS,
+            postgresql_where=IMAGE_CLASS,
+        ),
+        # An image's last class before a window (report/query.py's _class_before): one seek
+        # per image. kind and field lead, or SQLite cannot use it with them bound; `new` in it,
+        # or the covering index above wins and scans back through every image's changes.
+        Index(
+            "ix_transitions_image_class_by_image",
+            *("kind", "field", "cluster", "namespace", "name", "observed_at", "id", "new"),
             sqlite_where=IMAGE_CLASS,
             postgresql_where=IMAGE_CLASS,
         ),

@@ -6,6 +6,11 @@ that has been healthy for 100 days as unknown), samples, and violations that res
 the cutoff with their notifications and closed incidents.
 What stays: open violations, open incidents, failover episodes (all of them), silences.
 
+Which rows are each field's newest is asked once per prune, of the whole history in one
+aggregate (``_make_heads``), not row by row through an index by object: such an index cost the
+ingest writer a page per row it wrote, more as the history grew (migration 0013), for a
+question asked hourly.
+
 Each batch is its own short transaction with a pause after it, so the ingest writer (the only
 other writer) waits at most one batch: on SQLite a batch of 1,000 transitions holds the write
 lock for about 0.1 s (bench/report_scale.py).
@@ -21,8 +26,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Result,
+    TableClause,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from auditd.store import analyze
 from auditd.store.models import (
@@ -34,6 +53,32 @@ from auditd.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# Each old field's newest row, made once per prune (see _make_heads).
+HEADS = "prune_heads"
+
+
+def _make_heads(s: Session, cutoff: datetime) -> TableClause:
+    """The newest row of each object's field that has a row older than ``cutoff``: the rows a
+    prune keeps. One pass over the history (an aggregate, no index by object: the writer paid
+    for such an index on every row it wrote, migration 0013). A row written after this is made
+    can only supersede a head, never be one that the prune deletes: what is kept is at worst a
+    row the next prune takes."""
+    t = TransitionRow
+    s.execute(text(f"DROP TABLE IF EXISTS {HEADS}"))
+    # SQLite's INTEGER PRIMARY KEY is the rowid itself (no second index); PostgreSQL's ids
+    # are 64-bit.
+    id_type = "INTEGER" if s.get_bind().dialect.name == "sqlite" else "BIGINT"
+    s.execute(text(f"CREATE TEMPORARY TABLE {HEADS} (id {id_type} PRIMARY KEY)"))
+    newest = (
+        select(func.max(t.id))
+        .group_by(t.cluster, t.kind, t.namespace, t.name, t.field)
+        .having(func.min(t.observed_at) < cutoff)
+    )
+    heads = table(HEADS, column("id"))
+    s.execute(insert(heads).from_select(["id"], newest))
+    return heads
 
 
 def _deleted(result: Result[Any]) -> int:
@@ -98,32 +143,30 @@ class Pruner:
         return self.stop.is_set()
 
     def _transitions(self, cutoff: datetime, result: Pruned) -> None:
-        t, newer = TransitionRow, aliased(TransitionRow)
-        # The same object's same field changed again later: this row is no one's last state.
-        superseded = exists().where(
-            newer.cluster == t.cluster,
-            newer.kind == t.kind,
-            newer.namespace == t.namespace,
-            newer.name == t.name,
-            newer.field == t.field,
-            newer.id > t.id,
-        )
-        after = 0
-        while True:
-            with self.sessions.begin() as s:
-                ids = s.scalars(
-                    select(t.id)
-                    .where(t.id > after, t.observed_at < cutoff)
-                    .order_by(t.id)
-                    .limit(self.batch_size)
-                ).all()
-                if not ids:
-                    return
-                after = ids[-1]
-                n = _deleted(s.execute(delete(t).where(t.id.in_(ids), superseded)))
-            result.add("transitions", n)
-            if self._batch_done("transitions", result):
-                return
+        t = TransitionRow
+        # One connection for the pass: the table of heads is temporary, that connection's own.
+        with self.sessions.kw["bind"].connect() as conn:
+            with self.sessions(bind=conn) as s, s.begin():
+                heads = _make_heads(s, cutoff)
+            after = 0
+            while True:
+                with self.sessions(bind=conn) as s, s.begin():
+                    ids = s.scalars(
+                        select(t.id)
+                        .where(t.id > after, t.observed_at < cutoff)
+                        .order_by(t.id)
+                        .limit(self.batch_size)
+                    ).all()
+                    if not ids:
+                        break
+                    after = ids[-1]
+                    kept = exists().where(heads.c.id == t.id)
+                    n = _deleted(s.execute(delete(t).where(t.id.in_(ids), ~kept)))
+                result.add("transitions", n)
+                if self._batch_done("transitions", result):
+                    break
+            with self.sessions(bind=conn) as s, s.begin():
+                s.execute(text(f"DROP TABLE IF EXISTS {HEADS}"))
 
     def _measurements(self, cutoff: datetime, result: Pruned) -> None:
         m = MeasurementRow

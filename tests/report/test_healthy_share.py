@@ -51,6 +51,7 @@ def edge_cases() -> tuple[list[Change], dict[Key, str]]:
         (*b, "healthy", "degraded", at(150)),  # two changes at one instant: id decides
         (*b, "degraded", "healthy", at(150)),
         (*c, "healthy", "stale", at(250)),  # first change after the window: healthy all of it
+        (*c, "stale", "error", at(260)),  # (the second says nothing of the window)
         # Healthy, deleted at 120 (a deletion records no class), created again at 160 with no
         # class before it.
         (*e, "degraded", "healthy", at(50)),
