@@ -46,7 +46,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,7 +69,7 @@ from auditd.durations import parse as parse_duration
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
-from auditd.sim.world import pair_config_toml
+from auditd.sim.world import free_port, pair_config_toml
 from auditd.sources.kube.kinds import PVC
 
 FAKE_RBD = [sys.executable, "-m", "auditd.sim.fakerbd"]
@@ -107,12 +106,6 @@ class Scrape:
     probe_sum: float = 0.0
     probe_count: float = 0.0
     queue: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> Scrape:

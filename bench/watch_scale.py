@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -56,7 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from auditd.sim import objects
 from auditd.sim.fakekube import FakeKubeAPI, write_kubeconfig
 from auditd.sim.rbdpool import image_name
-from auditd.sim.world import pair_config_toml
+from auditd.sim.world import free_port, pair_config_toml
 from auditd.sources.kube.kinds import PV, PVC, VR
 
 PG_URL = os.environ.get("AUDITD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -427,9 +426,7 @@ def run_db(
                 f"  [{db}] a history of {history:,} transitions written in {took:.0f}s", flush=True
             )
         cfg = work / "auditd.toml"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = free_port()
         ops: dict[str, dict[str, object]] = {"ops": {"listen": f"127.0.0.1:{port}"}}
         cfg.write_text(pair_config_toml(kc, url, log_level="WARNING", sections=ops))
         t0 = time.monotonic()

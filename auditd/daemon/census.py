@@ -145,7 +145,9 @@ def take(objects: Iterable[object] | None = None, allocations: Allocations | Non
 
 
 class CensusError(Exception):
-    pass
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid  # the counting child's, once there was one
 
 
 # A walk of 400,000 objects takes about a second; a child still counting after this is stuck
@@ -193,7 +195,9 @@ def _count_in_child(timeout: float = CHILD_TIMEOUT) -> tuple[Counter[str], Count
             left = deadline - time.monotonic()
             if left <= 0 or not ready.poll(left * 1000):
                 os.kill(pid, signal.SIGKILL)
-                raise CensusError(f"the counting child {pid} gave no answer in {timeout:.0f} s")
+                raise CensusError(
+                    f"the counting child {pid} gave no answer in {timeout:.0f} s", pid
+                )
             chunk = os.read(r, 1 << 16)
             if not chunk:
                 break
@@ -202,7 +206,7 @@ def _count_in_child(timeout: float = CHILD_TIMEOUT) -> tuple[Counter[str], Count
         os.close(r)
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not chunks:
-        raise CensusError(f"the counting child failed (wait status {status})")
+        raise CensusError(f"the counting child failed (wait status {status})", pid)
     count, size = json.loads(b"".join(chunks))
     return Counter(count), Counter(size)
 

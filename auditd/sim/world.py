@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A loopback port free now, for a simulated daemon's ops server that the caller scrapes
+    (``127.0.0.1:0`` lets the daemon pick one, but then only the daemon knows it). Another
+    process could take it before the daemon binds it; on a test machine, none does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _toml_value(value: object) -> str:

@@ -34,7 +34,9 @@ def upgrade() -> None:
         sqlite_where=WHERE,
         postgresql_where=WHERE,
     )
-    op.drop_index("ix_transitions_cluster_kind_namespace_name_observed_at", table_name="transitions")
+    op.drop_index(
+        "ix_transitions_cluster_kind_namespace_name_observed_at", table_name="transitions"
+    )
 
 
 def downgrade() -> None:

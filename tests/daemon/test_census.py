@@ -85,7 +85,8 @@ def test_a_counting_child_that_hangs_is_killed_and_the_census_fails(monkeypatch:
     with pytest.raises(census.CensusError, match="no answer") as failed:
         census._count_in_child(timeout=0.5)
     assert time.monotonic() - started < 30  # gave up on it: did not wait its 60 s out
-    pid = int(str(failed.value).split()[3])
+    pid = failed.value.pid
+    assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped: not running, and not a zombie either
 

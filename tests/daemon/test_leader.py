@@ -32,7 +32,7 @@ from auditd.daemon.lease import lease_name
 from auditd.sim import objects
 from auditd.sim.fakekube import LEASE, FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
-from auditd.sim.world import pair_config_toml
+from auditd.sim.world import free_port, pair_config_toml
 from auditd.sources.kube.kinds import PVC
 from auditd.store.db import make_engine, session_factory
 from auditd.store.models import NotificationRow, TransitionRow, ViolationRow
@@ -71,12 +71,6 @@ def status(url: str, format: str) -> str:  # noqa: A002 - the CLI's own option n
     ).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Proc:
     def __init__(self, config: Path) -> None:
         self.proc = subprocess.Popen(
@@ -101,7 +95,7 @@ class Proc:
 def _config(
     tmp: Path, name: str, clusters: dict[str, Any], slack: FakeSlack, url: str, extra: str = ""
 ) -> tuple[Path, int]:
-    port = _free_port()
+    port = free_port()
     cfg = tmp / f"{name}.toml"
     cfg.write_text(
         pair_config_toml(
