@@ -947,7 +947,7 @@ def _silence(url: str, args: argparse.Namespace) -> int:
 
 
 def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0)) -> int:
-    from auditd.daemon import census
+    from auditd.daemon import census, collector
     from auditd.daemon.malloc import fix_mmap_threshold, limit_arenas
     from auditd.daemon.runner import Daemon
     from auditd.rules.engine import configured_rules
@@ -958,6 +958,11 @@ def _run(config: Config, dry_run: bool = False, db_wait: timedelta = timedelta(0
         log.debug("malloc: at most two arenas (MALLOC_ARENA_MAX overrides)")
     if fix_mmap_threshold():
         log.debug("malloc: blocks of 256 KiB or more mmapped (MALLOC_MMAP_THRESHOLD_ overrides)")
+    try:
+        log.debug("gc: thresholds %s (%s overrides)", collector.tune(), collector.ENV)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if frames := census.start_tracing(os.environ.get(census.TRACE_ENV)):
             log.warning("tracing allocations (%d frames): slower, and more memory", frames)

@@ -167,18 +167,24 @@ def wait_count(
     raise SystemExit(f"timed out waiting for {sql} >= {target}")
 
 
-def batches(port: int) -> tuple[float, float]:
-    """The daemon's committed batches so far, and the items in them (/metrics)."""
+def scrape(port: int) -> dict[str, float]:
+    """The daemon's /metrics: what the burst is judged by (batches committed and their items;
+    the garbage collector's passes and seconds by generation), each as name[/generation]."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         body = resp.read().decode()
-    count = total = 0.0
+    wanted = (
+        "auditd_ingest_batch_items_count",
+        "auditd_ingest_batch_items_sum",
+        "auditd_gc_seconds_total",
+        "python_gc_collections_total",
+    )
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(body):
         for s in family.samples:
-            if s.name == "auditd_ingest_batch_items_count":
-                count = s.value
-            elif s.name == "auditd_ingest_batch_items_sum":
-                total = s.value
-    return count, total
+            if s.name in wanted:
+                gen = s.labels.get("generation")
+                out[s.name if gen is None else f"{s.name}/{gen}"] = s.value
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -447,7 +453,7 @@ def run_db(
             dr1.wait_watchers(3)
             base = scalar(url, "SELECT count(*) FROM transitions")
             lines = burst_lines(dr1, volumes, events)
-            batches_before = batches(port)
+            before = scrape(port)
             spy = start_profile(proc.pid, profile / f"{db}.txt") if profile else None
             t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
             for i in range(0, len(lines), 500):
@@ -456,10 +462,23 @@ def run_db(
             eps = events / (done - t1)
             cpu = (cpu_seconds(proc.pid) - cpu1) / events
             rss = peak_rss_mb(proc.pid)
-            count, items = (a - b for a, b in zip(batches(port), batches_before, strict=True))
+            after = scrape(port)
+            grew = {k: v - before.get(k, 0.0) for k, v in after.items()}
+            count = grew["auditd_ingest_batch_items_count"]
+            items = grew["auditd_ingest_batch_items_sum"]
             print(
                 f"  [{db}] the burst in {count:,.0f} committed batches, {items / max(count, 1):,.0f}"
                 " items each on average",
+                flush=True,
+            )
+            gc_s = [grew.get(f"auditd_gc_seconds_total/{g}", 0.0) for g in range(3)]
+            passes = [grew.get(f"python_gc_collections_total/{g}", 0.0) for g in range(3)]
+            print(
+                f"  [{db}] the garbage collector ran {sum(gc_s) * 1e6 / events:.1f} us an event"
+                f" ({sum(gc_s) / (done - t1):.0%} of the burst): "
+                + ", ".join(
+                    f"generation {g} {passes[g]:.0f} passes, {gc_s[g]:.2f} s" for g in range(3)
+                ),
                 flush=True,
             )
             if spy is not None and profile is not None:

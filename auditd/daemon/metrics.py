@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from auditd import __version__
 from auditd.alerts.labels import METRIC, labels
+from auditd.daemon import collector
 from auditd.inventory.inventory import (
     EXISTS,
     QUARANTINED,
@@ -182,6 +183,9 @@ class Metrics:
         # process_* (CPU, memory, file descriptors) and python_gc_*, as every exporter has.
         ProcessCollector(registry=r)
         GCCollector(registry=r)
+        # ...and how long the collector ran (started and stopped with the daemon).
+        self.gc = collector.Timer()
+        r.register(self.gc)
         self.quarantined = Gauge(
             "auditd_quarantined_objects",
             "Objects auditd could not take in (malformed, or refused by the history database), "

@@ -168,6 +168,7 @@ class Daemon:
             self._writer_lock = WriterLock(database)
             self._writer_lock.acquire()
         self.metrics = Metrics(self._outbox_counts)
+        self.metrics.gc.start()
         self.ops: OpsServer | None = None
         if cfg.ops.listen:
             self.ops = OpsServer(cfg.ops.listen, self.metrics.registry, self.alive, self.ready)
@@ -175,6 +176,7 @@ class Daemon:
         try:
             inventory, rules, active, last_heartbeat = self._open_history(url, db_wait)
         except BaseException:
+            self.metrics.gc.stop()
             if self.ops is not None:
                 self.ops.stop()
             if self._writer_lock is not None:
@@ -556,6 +558,7 @@ class Daemon:
         self.engine.dispose()
         self.unwritten = self.ingestor.abandoned + self.ingestor.queue.qsize()
         self.leadership.stop()
+        self.metrics.gc.stop()
         if self._writer_lock is not None:
             self._writer_lock.release()
         log.info("stopped")

@@ -76,9 +76,9 @@ PRINTS = {
     # Its verdict on the target, printed, never its exit code: CI's busy machine once took
     # more than 1 s to start `auditd report` at the smoke size and failed a run on time.
     "report_scale.py": ("target `auditd report` process <= 1 s: ",),
-    # The writer's batches, read from the daemon's /metrics (auditd_ingest_batch_items), and
-    # the CPU an event, from /proc.
-    "watch_scale.py": ("committed batches", "CPU an event"),
+    # The writer's batches and the garbage collector's time, read from the daemon's /metrics
+    # (auditd_ingest_batch_items, auditd_gc_seconds_total), and the CPU an event, from /proc.
+    "watch_scale.py": ("committed batches", "the garbage collector ran", "CPU an event"),
     # Its applications' failover: the volumes a tick judges while a Ramen action runs.
     "rules_eval.py": (
         "a timer tick during one application's failover",
