@@ -18,6 +18,9 @@ Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <=
     python bench/watch_scale.py [--volumes 10000] [--events 20000] [--db sqlite|postgresql|both]
                                 [--profile DIR] [--history N]
 
+--shuffled changes the PVCs in random order: each row the writer rewrites is on a page of its
+own, as when changes come from all over the clusters (by default they come in the order listed,
+their rows side by side).
 --history N writes N transitions of those objects (30 days of them) before the daemon starts:
 a burst's rows then go into indexes that already hold months, as in production.
 --profile samples the daemon with py-spy (pip install py-spy) during the burst, writes its
@@ -37,6 +40,7 @@ import collections
 import gc
 import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -122,12 +126,16 @@ def remove_volume(api: FakeKubeAPI, i: int) -> None:
     api.delete(PV, "", f"pvc-{i:05d}")
 
 
-def burst_lines(api: FakeKubeAPI, volumes: int, events: int) -> list[bytes]:
-    """MODIFIED events, each flipping one PVC's phase: one transition each."""
+def burst_lines(api: FakeKubeAPI, volumes: int, events: int, shuffled: bool = False) -> list[bytes]:
+    """MODIFIED events, each flipping one PVC's phase: one transition each. In the order the
+    PVCs were listed (their rows side by side in the database), or ``shuffled``."""
     rv = api.resource_version
     lines = []
+    order = list(range(volumes))
+    if shuffled:
+        random.Random(7).shuffle(order)
     for n in range(events):
-        i = n % volumes
+        i = order[n % volumes]
         obj = realistic_pvc(i)
         obj["status"]["phase"] = "Lost" if (n // volumes) % 2 == 0 else "Bound"
         rv += 1
@@ -400,7 +408,12 @@ def prefill(url: str, volumes: int, rows: int) -> float:
 
 
 def run_db(
-    db: str, volumes: int, events: int, profile: Path | None = None, history: int = 0
+    db: str,
+    volumes: int,
+    events: int,
+    profile: Path | None = None,
+    history: int = 0,
+    shuffled: bool = False,
 ) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="auditd-bench-"))
     dr1 = FakeKubeAPI("dr1", bookmark_interval=30).start()
@@ -452,7 +465,7 @@ def run_db(
             sync_s = synced - t0
             dr1.wait_watchers(3)
             base = scalar(url, "SELECT count(*) FROM transitions")
-            lines = burst_lines(dr1, volumes, events)
+            lines = burst_lines(dr1, volumes, events, shuffled)
             before = scrape(port)
             spy = start_profile(proc.pid, profile / f"{db}.txt") if profile else None
             t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
@@ -551,16 +564,24 @@ def main() -> int:
         default=0,
         help="transitions already held when the daemon starts (months of running), default 0",
     )
+    ap.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="the burst's PVCs in random order, not the order listed (rows far apart)",
+    )
     args = ap.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(
         f"watch scale: {args.volumes} volumes ({3 * args.volumes} objects), burst of {args.events} events"
         + (f", {args.history:,} transitions of history" if args.history else "")
+        + (", in random order" if args.shuffled else "")
     )
     results = {}
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-        results[db] = run_db(db, args.volumes, args.events, args.profile, args.history)
+        results[db] = run_db(
+            db, args.volumes, args.events, args.profile, args.history, args.shuffled
+        )
     on, off = gc_relist(args.volumes)
     print()
     print(

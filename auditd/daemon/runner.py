@@ -47,6 +47,7 @@ from auditd.sources.kube.health import StreamHealth
 from auditd.sources.kube.watch import ListWatcher
 from auditd.sources.rbd.probe import PoolProber
 from auditd.sources.rbd.transport import transport_for
+from auditd.store.checkpoint import Checkpointer
 from auditd.store.db import make_engine, session_factory
 from auditd.store.errors import NotLeader, database_down
 from auditd.store.load import load_state
@@ -145,6 +146,7 @@ class Daemon:
         self.waiting_for_history: str | None = "not opened yet"
         self.unwritten = 0
         self._writer_lock: WriterLock | None = None
+        self.checkpointer: Checkpointer | None = None
 
     def start(self, db_wait: timedelta = timedelta(0)) -> None:
         """Open the history (waiting up to ``db_wait`` for a database that is down, with /readyz
@@ -227,6 +229,8 @@ class Daemon:
         )
         self.metrics.firing_now(self.ingestor.led_active())
         self.metrics.ingest_queue.set_function(self.ingestor.queue.qsize)
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         self._spawn("ingest", self.ingestor.run)
         self._spawn("outbox", self.dispatcher.run)
         started = self.clock.now()
@@ -339,12 +343,15 @@ class Daemon:
             engine = None
             try:
                 upgrade(url)
-                engine = make_engine(url)
+                engine = make_engine(url, background_checkpoints=True)
                 sessions = session_factory(engine)
                 with sessions() as s:
                     inventory, rules, active = load_state(s, self.config)
                     last_heartbeat = s.scalar(select(func.max(StreamHealthRow.reported_at)))
                 self.engine, self.sessions = engine, sessions
+                # SQLite: the writer's commits leave the log to this thread (store/checkpoint.py).
+                if engine.dialect.name == "sqlite":
+                    self.checkpointer = Checkpointer(engine)
                 self.waiting_for_history = None
                 spell.succeeded(time.monotonic())
                 return inventory, rules, active, last_heartbeat
@@ -555,6 +562,8 @@ class Daemon:
         except (SQLAlchemyError, NotLeader) as e:
             log.warning("no final delivery pass (%s): undelivered alerts wait in the outbox",
                         describe(e))  # fmt: skip
+        if self.checkpointer is not None:
+            self.checkpointer.stop()  # after one last checkpoint of all that was written
         self.engine.dispose()
         self.unwritten = self.ingestor.abandoned + self.ingestor.queue.qsize()
         self.leadership.stop()

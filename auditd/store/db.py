@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.logs import register_secret
+from auditd.store.checkpoint import LOG_KEPT_BYTES
 
 
 def normalize_url(url: str) -> str:
@@ -20,7 +21,9 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, background_checkpoints: bool = False) -> Engine:
+    """``background_checkpoints``: on SQLite, no connection of this engine checkpoints the
+    write-ahead log in its commits; a ``store/checkpoint.py`` Checkpointer must (the daemon)."""
     url = normalize_url(url)
     u = make_url(url)
     # Whatever a driver or SQLAlchemy might echo in an error, the log scrubs these.
@@ -33,6 +36,8 @@ def make_engine(url: str) -> Engine:
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if background_checkpoints:
+            event.listen(engine, "connect", _no_checkpoints_in_commits)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -45,6 +50,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _no_checkpoints_in_commits(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.execute(f"PRAGMA journal_size_limit={LOG_KEPT_BYTES}")
     cur.close()
 
 
