@@ -39,6 +39,7 @@ from auditd.sources.kube.health import AUDIT_STREAM, AUDITD_ITSELF
 from auditd.sources.kube.kinds import PV
 from auditd.store import episode_steps
 from auditd.store.models import (
+    IMAGE_CLASS,
     EpisodeRow,
     MeasurementRow,
     NotificationRow,
@@ -481,11 +482,14 @@ def _class_before(
     statement compiled once (images deleted in a window without a change before: a few a day,
     thousands where volumes churn)."""
     t = TransitionRow
+    # Kind and field spelled out, not bound: PostgreSQL's generic plan for a statement run
+    # thousands of times (psycopg prepares it after five) can use a partial index only when
+    # the query itself implies the index's predicate (ix_transitions_image_class_by_image).
     last = (
         select(t.new)
         .where(
-            t.cluster == bindparam("c"), t.kind == RBD_IMAGE, t.namespace == bindparam("p"),
-            t.name == bindparam("i"), t.field == "class", t.observed_at < _at(when),
+            IMAGE_CLASS, t.cluster == bindparam("c"), t.namespace == bindparam("p"),
+            t.name == bindparam("i"), t.observed_at < _at(when),
         )
         .order_by(t.observed_at.desc(), t.id.desc())
         .limit(1)
