@@ -1,0 +1,73 @@
+"""Plans the report depends on at scale, asserted as plans (never as times): a query that falls
+off its index is correct and slow, and only bench/report_scale.py would notice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from auditd.report.query import _class_before
+from auditd.store.db import make_engine, session_factory
+from auditd.store.migrate import upgrade
+
+WHEN = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _statements(engine: Engine, run: Any) -> list[tuple[str, Any]]:
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with session_factory(engine)() as s:
+            run(s)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return seen
+
+
+def test_an_images_class_before_a_window_is_one_seek_in_its_partial_index(db_url: str) -> None:
+    """Thousands of images are asked about at once (those gone in a window). The history has
+    no index by object (migration 0013): only the partial index of class changes by image
+    makes each ask a seek, and on PostgreSQL only if the generic plan, which psycopg's
+    prepared statement gets from its sixth run, can use it."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        keys = [("dr1", "replicapool", f"csi-vol-{i}") for i in range(3)]
+        [(statement, params), *_] = _statements(engine, lambda s: _class_before(s, keys, WHEN))
+        with engine.connect() as c:
+            if engine.dialect.name == "sqlite":
+                plan = " ".join(
+                    str(r[-1])
+                    for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                )
+            else:
+                c.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+                c.exec_driver_sql("PREPARE class_before AS " + _numbered(statement, params))
+                # EXECUTE's arguments are untyped literals, typed by the prepared statement.
+                args = ", ".join(_literal(v) for v in params.values())
+                plan = " ".join(
+                    r[0] for r in c.exec_driver_sql(f"EXPLAIN EXECUTE class_before({args})")
+                )
+        assert "ix_transitions_image_class_by_image" in plan, plan
+    finally:
+        engine.dispose()
+
+
+def _numbered(statement: str, params: dict[str, Any]) -> str:
+    """psycopg's %(name)s placeholders as PREPARE's $1, $2, ... in the order of ``params``."""
+    for n, key in enumerate(params, 1):
+        statement = statement.replace(f"%({key})s", f"${n}")
+    return statement
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
