@@ -43,8 +43,7 @@ def test_an_images_class_before_a_window_is_one_seek_in_its_partial_index(db_url
         with engine.connect() as c:
             if engine.dialect.name == "sqlite":
                 plan = " ".join(
-                    str(r[-1])
-                    for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                    str(r[-1]) for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
                 )
             else:
                 c.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
