@@ -16,7 +16,7 @@ process (`auditd run`), as in production. Measured, on SQLite and on PostgreSQL:
 Targets: sync <= 10 s; throughput >= 5,000 events/s and >= 0.3x baseline; RSS <= 250 MB.
 
     python bench/watch_scale.py [--volumes 10000] [--events 20000] [--db sqlite|postgresql|both]
-                                [--profile DIR] [--history N]
+                                [--profile DIR] [--history N] [--shuffled]
 
 --shuffled changes the PVCs in random order: each row the writer rewrites is on a page of its
 own, as when changes come from all over the clusters (by default they come in the order listed,

@@ -512,7 +512,7 @@ def _opening_unchanged(
     # Each image's first by id (the writer writes them in time order), picked here: as a GROUP
     # BY, SQLite read every class change by image (ix_transitions_image_class_by_image, no
     # sort) however few came after the window's end (0.39 -> 0.63 s over report_scale's
-    # 300,000 transitions); this reads only those, from the time-ordered covering index.
+    # 300,000 transitions); this reads only those, through the (kind, field, observed_at) index.
     conn = session.connection()  # rows below the ORM: 20,000 images at 10,000 volumes
     first: dict[ImageKey, tuple[int, str | None]] = {}
     for id_, cluster, pool, image, old in conn.execute(

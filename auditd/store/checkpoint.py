@@ -7,18 +7,19 @@ every object row it rewrites. Measured 2026-12-07 (the real schema, 30,000 objec
 1,000 random objects' transition and state): the commit cost 14-16 us a row with the log
 checkpointed in it, 5-6 without.
 
-So the daemon's connections never checkpoint (``make_engine(..., background_checkpoints=True)``
-sets ``wal_autocheckpoint=0``) and this thread does, every ``every`` seconds: PASSIVE, so that it
-never waits for the writer or a reader and neither waits for it (SQLite releases the GIL while
-it copies). A log copied entirely starts again from its beginning at the next write, but only
-if no commit came between the copy and that write: under a burst of back-to-back commits the
-log would grow for as long as the burst lasts. Past ``RESTART_PAGES`` the checkpoint is a
-RESTART instead, which holds the next writer until it has copied the log, as a commit that
-checkpointed did, but once per ``RESTART_PAGES`` rather than every 1,000 pages; it waits at
-most ``RESTART_WAIT`` for readers (a long report holding an old snapshot holds the log back,
-as it always did) and tries again a tick later. A log restarted is cut back to
-``LOG_KEPT_BYTES`` (``journal_size_limit``). CLI commands keep SQLite's own checkpoints: they
-write little, and the last connection to close checkpoints.
+So the daemon's connections checkpoint in a commit only once the log has passed
+``BACKSTOP_PAGES`` (``make_engine(..., background_checkpoints=True)`` sets
+``wal_autocheckpoint`` to it), and this thread checkpoints every ``every`` seconds: PASSIVE, so
+that it never waits for the writer or a reader and neither waits for it (SQLite releases the
+GIL while it copies). A log copied entirely starts again from its beginning at the next write,
+but only if no commit came between the copy and that write: under back-to-back commits, or
+with this thread starved of CPU, it can fall behind, and then the writer's own commit past the
+backstop copies it, as every commit past 1,000 pages did before. A thread cannot promise a
+bound; the backstop does (a RESTART from here, tried first, lost the race to back-to-back
+commits on a loaded CI machine: the log reached 22,000 pages). A log restarted is cut back to
+``LOG_KEPT_BYTES`` (``journal_size_limit``). A reader holding an old snapshot (a long report)
+holds the log back meanwhile, as it always did. CLI commands keep SQLite's own checkpoints:
+they write little, and the last connection to close checkpoints.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from auditd.logs import Spell, describe
 log = logging.getLogger(__name__)
 
 EVERY = 1.0
-RESTART_PAGES = 8000  # 32 MB of 4 KiB pages
-RESTART_WAIT_MS = 200
+BACKSTOP_PAGES = 8000  # 32 MB of 4 KiB pages
 LOG_KEPT_BYTES = 64 * 1024 * 1024
 
 
@@ -47,10 +47,8 @@ class Checkpoint(NamedTuple):
 
 
 class Checkpointer:
-    def __init__(
-        self, engine: Engine, every: float = EVERY, restart_pages: int = RESTART_PAGES
-    ) -> None:
-        self.engine, self.every, self.restart_pages = engine, every, restart_pages
+    def __init__(self, engine: Engine, every: float = EVERY) -> None:
+        self.engine, self.every = engine, every
         self.checkpoints = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,26 +56,14 @@ class Checkpointer:
         self._spell = Spell(log, "WAL checkpoint")
 
     def once(self) -> Checkpoint:
-        """One checkpoint: PASSIVE, or RESTART when the log has grown past ``restart_pages``.
-        Raises what SQLite raises (the connection is dropped then, and the next call takes a
-        new one)."""
-        done = self._checkpoint("PASSIVE")
-        if done.log_pages >= self.restart_pages:
-            done = self._checkpoint("RESTART")
-        return done
-
-    def _checkpoint(self, mode: str) -> Checkpoint:
+        """One PASSIVE checkpoint. Raises what SQLite raises (the connection is dropped then,
+        and the next call takes a new one)."""
         if self._conn is None:
             self._conn = self.engine.raw_connection()
-            cursor = self._conn.cursor()
-            try:
-                cursor.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            finally:
-                cursor.close()
         try:
             cursor = self._conn.cursor()
             try:
-                busy, pages, copied = cursor.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                busy, pages, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             finally:
                 cursor.close()
         except Exception:

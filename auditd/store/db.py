@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from auditd.logs import register_secret
-from auditd.store.checkpoint import LOG_KEPT_BYTES
+from auditd.store.checkpoint import BACKSTOP_PAGES, LOG_KEPT_BYTES
 
 
 def normalize_url(url: str) -> str:
@@ -22,8 +22,8 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, background_checkpoints: bool = False) -> Engine:
-    """``background_checkpoints``: on SQLite, no connection of this engine checkpoints the
-    write-ahead log in its commits; a ``store/checkpoint.py`` Checkpointer must (the daemon)."""
+    """``background_checkpoints``: on SQLite, this engine's commits checkpoint the write-ahead
+    log only past a backstop; a ``store/checkpoint.py`` Checkpointer does before (the daemon)."""
     url = normalize_url(url)
     u = make_url(url)
     # Whatever a driver or SQLAlchemy might echo in an error, the log scrubs these.
@@ -37,7 +37,7 @@ def make_engine(url: str, background_checkpoints: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         if background_checkpoints:
-            event.listen(engine, "connect", _no_checkpoints_in_commits)
+            event.listen(engine, "connect", _checkpoints_elsewhere)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -53,9 +53,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _no_checkpoints_in_commits(dbapi_conn: Any, _record: Any) -> None:
+def _checkpoints_elsewhere(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
     cur.execute(f"PRAGMA journal_size_limit={LOG_KEPT_BYTES}")
     cur.close()
 
