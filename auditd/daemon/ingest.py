@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from auditd.alerts.message import Alert
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.auditor import Auditor, Commit, ViolationKey
+from auditd.daemon.handoff import Handoff
 from auditd.daemon.isolate import isolate
 from auditd.daemon.items import (
     Item,
@@ -93,7 +94,7 @@ class Ingestor:
         # Bounded: a stalled database slows the watchers down instead of filling memory. A list
         # page holds hundreds of raw objects, so pages have a tighter bound of their own.
         # Backpressure is safe: a watch the server drops for being slow resumes exactly.
-        self.queue: queue.Queue[Item] = queue.Queue(maxsize=queue_max)
+        self.queue: Handoff[Item] = Handoff(maxsize=queue_max)
         self._page_slots = threading.Semaphore(pages_in_flight)
         self._stop = threading.Event()
         self.committed_batches = 0
@@ -154,12 +155,7 @@ class Ingestor:
                 if self._stop.is_set():
                     return
                 continue
-            batch = [first]
-            while len(batch) < self.batch_max:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = [first, *self.queue.take(self.batch_max - 1)]
             try:
                 self.write(batch)
             except Abandoned as e:

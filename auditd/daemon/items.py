@@ -77,6 +77,8 @@ def observed_span(batch: Sequence[Item]) -> tuple[datetime, datetime]:
 
 def observed_at(item: Item) -> datetime:
     """When the source saw this item (what its transitions and verdicts are dated by)."""
+    if type(item) is ObjectEvent:  # nearly every item: asked twice each, per batch
+        return item.received_at
     if isinstance(item, Downtime):
         return item.up_at
     if isinstance(item, Tick | HealthReport | ProbeResult):

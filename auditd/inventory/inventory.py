@@ -93,7 +93,8 @@ class Delta:
 
     def upsert(self, key: ObjectKey, known: Known) -> None:
         self.upserts[key] = known
-        self.deletes.discard(key)
+        if self.deletes:
+            self.deletes.discard(key)
 
     def delete(self, key: ObjectKey) -> None:
         self.deletes.add(key)
@@ -483,8 +484,9 @@ class Inventory:
         delta.upsert(key, new)
 
     def _put(self, key: ObjectKey, known: Known) -> None:
+        if key not in self.objects:  # a key held is in its kind's set already
+            self._by_kind.setdefault((key.cluster, key.kind), set()).add(key)
         self.objects[key] = known
-        self._by_kind.setdefault((key.cluster, key.kind), set()).add(key)
 
     def _delete(
         self,

@@ -61,6 +61,44 @@ def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
     engine.dispose()
 
 
+def test_the_writers_times_are_the_text_the_orm_writes_for_them(tmp_path: object) -> None:
+    """write_delta formats SQLite's times itself (the hot path), reusing a second's text: the
+    same text as the ORM's, for times that share a second or only some of its parts."""
+    url = f"sqlite:///{tmp_path}/times.db"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    plus2 = timezone(timedelta(hours=2))
+    # Each after T, from which it differs in one part only.
+    times = [T, T + timedelta(microseconds=999_999)]  # the same second
+    for other in (
+        T + timedelta(days=30),  # the month
+        datetime(2027, 11, 26, 12, 0, 0, 5, tzinfo=UTC),  # the year
+        T + timedelta(days=1),
+        T + timedelta(hours=1),
+        T + timedelta(minutes=1),
+        T + timedelta(seconds=1),  # microsecond 0
+    ):
+        times += [T, other]
+    times += [datetime(2026, 11, 26, 14, 0, 0, 5, tzinfo=plus2)]  # a zone: the instant T + 5 us
+    written = [Transition(KEY, "phase", None, str(i), t, "watch", False, str(i))
+               for i, t in enumerate(times)]  # fmt: skip
+    with sessions.begin() as s:
+        write_delta(s, Delta(transitions=written), T)
+        s.add_all(TransitionRow(cluster="orm", kind=KEY.kind, namespace=KEY.namespace,
+                                name=KEY.name, field="phase", new=str(i), observed_at=t,
+                                source="watch", late=False) for i, t in enumerate(times))  # fmt: skip
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT cluster, observed_at FROM transitions ORDER BY id"
+        ).all()
+    engine.dispose()
+    ours = [text for cluster, text in stored if cluster == KEY.cluster]
+    orm = [text for cluster, text in stored if cluster == "orm"]
+    assert ours == orm
+    assert ours[3] == "2026-12-26 12:00:00.000000" and ours[-1] == "2026-11-26 12:00:00.000005"
+
+
 def _finding() -> Finding:
     return Finding(
         "pvc-on-secondary",

@@ -42,9 +42,10 @@ class StreamHealth:
             self.connected = True
             self.disconnected_since = None
 
-    def mark_event(self, resource_version: str | None) -> None:
+    def mark_event(self, resource_version: str | None, at: datetime | None = None) -> None:
+        """``at``: when the event was read, if the caller already asked the clock."""
         with self._lock:
-            self.last_event_at = self._clock.now()
+            self.last_event_at = at or self._clock.now()
             if resource_version:
                 self.resource_version = storable(resource_version)
 

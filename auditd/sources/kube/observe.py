@@ -30,11 +30,29 @@ def _opt(value: Any) -> str | None:
     return storable(value if isinstance(value, str) else str(value))
 
 
+# Fact names seen clean: our own and the condition types of the objects watched, a few dozen.
+# Bounded, since condition types come from outside.
+_CLEAN_NAMES: dict[str, str] = {}
+_CLEAN_NAMES_MAX = 4096
+
+
+def _fact_name(name: Any) -> str:
+    clean = _CLEAN_NAMES.get(name) if type(name) is str else None
+    if clean is None:
+        clean = clip(storable(str(name)), MAX_FIELD)
+        if type(name) is str and len(_CLEAN_NAMES) < _CLEAN_NAMES_MAX:
+            _CLEAN_NAMES[name] = clean
+    return clean
+
+
 def clean_facts(facts: Facts) -> Facts:
+    # Every watch event's facts pass here: a name seen before is one lookup, and a value
+    # that is plain ASCII without NUL (nearly all) is taken as it is.
     out: Facts = {}
     for k, v in facts.items():
-        key = clip(storable(str(k)), MAX_FIELD)
-        out[key] = storable(v) if isinstance(v, str) else _opt(v)
+        if type(v) is not str or not v.isascii() or "\x00" in v:
+            v = storable(v) if isinstance(v, str) else _opt(v)
+        out[_fact_name(k)] = v
     return out
 
 

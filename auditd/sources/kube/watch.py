@@ -24,6 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import urllib3
@@ -475,11 +476,10 @@ class ListWatcher:
             self._skip(f"{etype} event without name/resourceVersion")
             self._advance(new_rv)
             return
+        now = self.clock.now()
         if self._wanted(observed.namespace):
-            self.emit(
-                ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, self.clock.now())
-            )
-        self._advance(new_rv)
+            self.emit(ObjectEvent(self.cluster.name, self.kind.kind, etype, observed, now))
+        self._advance(new_rv, now)
 
     def _skip(self, what: str) -> None:
         """A bad event, counted in stream health; logged at most once a minute per stream, so
@@ -492,10 +492,10 @@ class ListWatcher:
                         self._skipped, extra=self._log_extra)  # fmt: skip
             self._skip_logged, self._skipped = now, 0
 
-    def _advance(self, rv: str | None) -> None:
+    def _advance(self, rv: str | None, at: datetime | None = None) -> None:
         if rv:
             self._rv = rv
-            self.health.mark_event(rv)
+            self.health.mark_event(rv, at)
 
 
 def _short(e: BaseException) -> str:
