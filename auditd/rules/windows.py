@@ -109,7 +109,8 @@ class WindowTracker:
         vid = view.id
         steady = self._steady_primary.get(vid)
         episode = self.open.get(vid)
-        moving = sorted(set(view.drpc_phases) & DRPC_MOVING)
+        # Without Ramen (no DRPC joins it): no set built for nothing, once per view judged.
+        moving = sorted(set(view.drpc_phases) & DRPC_MOVING) if view.drpc_phases else []
         split = view.settled and view.both_primary
         if episode is None:
             if split:
