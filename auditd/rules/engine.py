@@ -73,6 +73,10 @@ class RuleEngine:
         # The view each volume was last judged on, until a change other than a narrow one
         # reaches it (_view); dropped at every probe, so it holds a minute's worth at most.
         self._views: dict[VolumeId, VolumeView] = {}
+        # Of those, the volumes the window tracker last looked at on that very view and left as
+        # they were (no window, none opened, nothing noted): looking again at the same view
+        # after a change it does not read (WindowTracker.QUIET_READS) would do the same.
+        self._quiet: set[VolumeId] = set()
         # Storage evidence against Kubernetes objects (RuleContext.awaiting_evidence): when each
         # pool last answered, and the objects that appeared since with when. In memory only:
         # after a restart every object was judged before, and the first probes come at once.
@@ -137,6 +141,7 @@ class RuleEngine:
         if result.status is None:
             return out
         self._views.clear()  # its records are in the views of its pool's volumes
+        self._quiet.clear()
         key = (result.cluster, result.pool)
         last = self._probed_at.get(key)
         if last is None or result.at > last:
@@ -260,6 +265,7 @@ class RuleEngine:
         for vid in self.correlator.drain_gone():  # judged above for the last time
             self.windows.forget(vid)
             self._views.pop(vid, None)
+            self._quiet.discard(vid)
             self._unsettled.discard(vid)
         return verdicts
 
@@ -300,15 +306,26 @@ class RuleEngine:
                 self._unsettled.add(view.id)
         windows, peer_lost = {}, {}
         moved: set[VolumeId] = set()
+        quiet = self._quiet
         for view in views:
             # A lag refresh changes no state a window follows: look the window up, no more.
             was = self.windows.open.get(view.id)
             steps = len(was.steps) if was is not None else 0
-            episode = (
-                self.windows.observe(view, inventory, now)
-                if observe
-                else self.windows.open.get(view.id)
-            )
+            if not observe:
+                episode = was
+            elif was is None and view.id in quiet and _unread(narrow_volumes.get(view.id)):
+                continue  # the tracker's last look, on this view, stands (self._quiet)
+            else:
+                before = self.windows.steady_primary(view.id)
+                episode = self.windows.observe(view, inventory, now)
+                if (
+                    was is None
+                    and episode is None
+                    and self.windows.steady_primary(view.id) == before
+                ):
+                    quiet.add(view.id)
+                else:
+                    quiet.discard(view.id)  # the tracker moved: its next look may differ
             if episode is not was or (episode is not None and len(episode.steps) != steps):
                 moved.add(view.id)  # its window opened, stepped or closed: every rule asks
             if episode is not None and episode.switching:
@@ -398,6 +415,7 @@ class RuleEngine:
             if view is not None:
                 return view
         view = self._views[vid] = self.correlator.view(inventory, vid, blind)
+        self._quiet.discard(vid)
         return view
 
     def _want_probes(
@@ -480,6 +498,12 @@ class RuleEngine:
     def open_windows(self) -> set[VolumeId]:
         """Volumes in a DR window: timers re-evaluate them (a window can overrun its deadline)."""
         return set(self.windows.open)
+
+
+def _unread(facts: Iterable[Field] | None) -> bool:
+    """Were these narrow changes all of facts the window tracker does not read while no
+    window is open? (None: the volume was reached by something other than a narrow change.)"""
+    return facts is not None and not reads_any(WindowTracker.QUIET_READS, facts)
 
 
 class _Asks:

@@ -617,31 +617,31 @@ class Correlator:
         if key.kind == PV:
             vid = self._pv_volume.get(key)
             return vid is not None and self._side_pv(inventory, vid, key.cluster) == key
-        if key.kind == PVC:  # the loop below for its one name, without it: every watch event
-            pv = self._claimant(inventory, (key.cluster, f"{key.namespace}/{key.name}"))
-            vid = self._pv_volume.get(pv) if pv is not None else None
-            return (
-                vid is not None
-                and key in inventory.objects
-                and self._side_pv(inventory, vid, key.cluster) == pv
-            )
+        if key.kind == PVC:
+            return self._held_pv(inventory, key) is not None
         for name in self._claim_names(inventory, key):
             pvc = ObjectKey(key.cluster, PVC, key.namespace, name)
-            pv = self._claimant(inventory, (key.cluster, f"{key.namespace}/{name}"))
-            vid = self._pv_volume.get(pv) if pv is not None else None
-            if (
-                vid is None
-                or pvc not in inventory.objects
-                or self._side_pv(inventory, vid, key.cluster) != pv
-            ):
+            if self._held_pv(inventory, pvc) is None:
                 continue
-            if key.kind == PVC:
-                return True
             # The side holds every object joined to its PVC, and the first VR as its VR.
             joined = self._joined(inventory, pvc)
             if key in joined and (key.kind != VR or next(k for k in joined if k.kind == VR) == key):
                 return True
         return False
+
+    def _held_pv(self, inventory: Inventory, pvc: ObjectKey) -> ObjectKey | None:
+        """The PV through which this PVC is in its own cluster's side of its volume's view:
+        the PV its claim belongs to, if the PVC is held and that PV is the side's. None if the
+        PVC is in no view of its cluster."""
+        pv = self._claimant(inventory, (pvc.cluster, f"{pvc.namespace}/{pvc.name}"))
+        vid = self._pv_volume.get(pv) if pv is not None else None
+        if (
+            vid is None
+            or pvc not in inventory.objects
+            or self._side_pv(inventory, vid, pvc.cluster) != pv
+        ):
+            return None
+        return pv
 
     def _side_pv(self, inventory: Inventory, vid: VolumeId, cluster: str) -> ObjectKey | None:
         """The PV a volume's view holds for this cluster: its only one there, else the one its

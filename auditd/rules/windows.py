@@ -27,7 +27,7 @@ from datetime import datetime
 
 from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_POOL
-from auditd.rules.views import DRPC_MOVING, Side, VolumeId, VolumeView
+from auditd.rules.views import DRPC_MOVING, VR, Side, VolumeId, VolumeView
 
 
 @dataclass
@@ -100,6 +100,10 @@ class WindowTracker:
         if vid not in self.open:
             self._steady_primary.pop(vid, None)
 
+    def steady_primary(self, vid: VolumeId) -> str | None:
+        """The primary this volume was last seen settled on (the "from" of its next switch)."""
+        return self._steady_primary.get(vid)
+
     def drain(self) -> list[Episode]:
         out, self.changed = self.changed, []
         return out
@@ -152,6 +156,11 @@ class WindowTracker:
         if (closed or len(episode.steps) != before) and episode not in self.changed:
             self.changed.append(episode)
         return None if closed else episode
+
+    # The facts of the inventory ``observe`` reads while no window is open (``_trigger``); all
+    # else it reads is in the view. Looking again at the same view, with the tracker as it left
+    # it, after changes to other facts only decides the same (RuleEngine skips that look).
+    QUIET_READS: frozenset[tuple[str, str]] = frozenset({(VR, "replicationState")})
 
     def _trigger(
         self, view: VolumeView, inventory: Inventory, steady: str | None, moving: list[str]

@@ -293,9 +293,11 @@ def test_asking_only_the_rules_that_read_a_change_decides_as_asking_every_rule(
     narrowed, reference = auditor(Counting), auditor(EveryRule)
     seen_open: set[str] = set()
     skipped = 0  # batches in which narrowing asked fewer rules
+    seen_windows = 0  # batches in which a window opened, stepped or closed
     for i, (now, batch) in enumerate(batches(seed, 400)):
         moved = []
         given = []
+        windows = []
         for a, engine in ((narrowed, Counting), (reference, EveryRule)):
             engine.given = 0
             commit = a.step(batch, now)
@@ -304,7 +306,17 @@ def test_asking_only_the_rules_that_read_a_change_decides_as_asking_every_rule(
             moved.append(
                 [(c.violation.rule, c.violation.subject, c.violation.state) for c in commit.changes]
             )
+            windows.append(
+                (
+                    sorted(map(repr, commit.episodes)),
+                    sorted(map(repr, a.rules.windows.open.values())),
+                )
+            )
         assert moved[0] == moved[1], f"batch {i}: {batch}"
+        # The DR windows too: opened, stepped and closed alike (the tracker is not asked
+        # again about a view it left as it was: RuleEngine._quiet).
+        assert windows[0] == windows[1], f"batch {i}: {batch}"
+        seen_windows += bool(windows[1][0])
         assert open_violations(narrowed) == open_violations(reference), f"batch {i}: {batch}"
         seen_open |= {rule for rule, _ in reference.active}
         skipped += given[0] < given[1]
@@ -312,6 +324,7 @@ def test_asking_only_the_rules_that_read_a_change_decides_as_asking_every_rule(
     # in most batches: each ends in a tick, which judges a volume in a DR window whole.)
     assert len(seen_open) >= 3, seen_open
     assert skipped >= 5, skipped
+    assert seen_windows >= 5, seen_windows
 
 
 def test_a_change_is_narrow_only_if_it_links_nothing() -> None:

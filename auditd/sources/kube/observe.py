@@ -37,23 +37,19 @@ _CLEAN_NAMES_MAX = 4096
 
 
 def _fact_name(name: Any) -> str:
-    clean = _CLEAN_NAMES.get(name) if type(name) is str else None
+    if type(name) is not str:
+        return clip(storable(str(name)), MAX_FIELD)
+    clean = _CLEAN_NAMES.get(name)
     if clean is None:
-        clean = clip(storable(str(name)), MAX_FIELD)
-        if type(name) is str and len(_CLEAN_NAMES) < _CLEAN_NAMES_MAX:
+        clean = clip(storable(name), MAX_FIELD)
+        if len(_CLEAN_NAMES) < _CLEAN_NAMES_MAX:
             _CLEAN_NAMES[name] = clean
     return clean
 
 
 def clean_facts(facts: Facts) -> Facts:
-    # Every watch event's facts pass here: a name seen before is one lookup, and a value
-    # that is plain ASCII without NUL (nearly all) is taken as it is.
-    out: Facts = {}
-    for k, v in facts.items():
-        if type(v) is not str or not v.isascii() or "\x00" in v:
-            v = storable(v) if isinstance(v, str) else _opt(v)
-        out[_fact_name(k)] = v
-    return out
+    # Every watch event's facts pass here: a name seen before is one lookup.
+    return {_fact_name(k): storable(v) if type(v) is str else _opt(v) for k, v in facts.items()}
 
 
 def observe(kind: str, obj: Any, normalize: Callable[[str, Obj], Facts]) -> Observed | None:
