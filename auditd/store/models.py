@@ -84,6 +84,7 @@ class ObjectRow(Base):
 # inventory/rbd_facts.py's RBD_IMAGE and its "class" fact (the store does not import the
 # inventory): the rows of ix_transitions_image_class.
 IMAGE_CLASS = text("kind = 'RbdImage' AND field = 'class'")
+IMAGE_CLASS_INDEX = "ix_transitions_image_class"
 
 
 class TransitionRow(Base):
@@ -99,7 +100,7 @@ class TransitionRow(Base):
         # The report's healthy share reads every class change of the window in time order:
         # from this index alone (no row lookups, no sort). Partial: class changes only.
         Index(
-            "ix_transitions_image_class",
+            IMAGE_CLASS_INDEX,
             *("kind", "field", "observed_at", "id", "cluster", "namespace", "name", "old", "new"),
             sqlite_where=IMAGE_CLASS,
             postgresql_where=IMAGE_CLASS,

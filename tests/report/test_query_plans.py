@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from auditd.report.query import _class_before
+from auditd.report.query import Filters, _class_before, _class_changes
+from auditd.store import analyze
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
 
@@ -70,3 +71,50 @@ def _literal(value: Any) -> str:
         return str(value)
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     return "'" + text.replace("'", "''") + "'"
+
+
+def test_a_windows_class_changes_are_read_from_their_covering_index_after_analyze(
+    tmp_path: Any,
+) -> None:
+    """The healthy share streams every class change of the window (400,000 over a month of
+    10,000 volumes). Once the history is analyzed, SQLite's statistics average rows over every
+    kind and field, so (kind, field, observed_at) looks more selective than the partial index
+    of class changes, and the planner read each change's row from the table, 2.4x the time.
+    Here, as in a real history, class changes are the most common (kind, field) among many."""
+    url = f"sqlite:///{tmp_path / 'auditd.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        rows = [("RbdImage", "class")] * 400 + [
+            (kind, field)
+            for kind in ("PersistentVolumeClaim", "PersistentVolume", "VolumeReplication")
+            for field in ("phase", "exists", "volumeName", "state", "labels")
+            for _ in range(40)
+        ]
+        with engine.begin() as c:
+            c.exec_driver_sql(
+                "INSERT INTO transitions (cluster, kind, namespace, name, field, old, new,"
+                " observed_at, source, late) VALUES (?, ?, ?, ?, ?, 'a', 'b', ?, 'watch', 0)",
+                [
+                    ("dr1", kind, "replicapool", f"img-{i % 50}", field, f"2026-02-{1 + i % 28:02d} 00:00:00.000000")
+                    for i, (kind, field) in enumerate(rows)
+                ],
+            )  # fmt: skip
+        assert analyze.refresh(session_factory(engine))
+        since = datetime(2026, 2, 1, tzinfo=UTC)
+        found: list[Any] = []
+        [(statement, params)] = _statements(
+            engine,
+            lambda s: found.extend(
+                s.connection().execute(_class_changes(s, since, WHEN, Filters(clusters=("dr1",))))
+            ),
+        )
+        assert len(found) == 400
+        with engine.connect() as c:
+            plan = " ".join(
+                str(r[-1]) for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+            )
+        assert "COVERING INDEX ix_transitions_image_class " in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # read in time order: no sort
+    finally:
+        engine.dispose()
