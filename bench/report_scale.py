@@ -60,7 +60,7 @@ RULES = ["secondary-not-replaying", "pvc-on-secondary", "rpo-exceeded", "split-b
 
 def ts(t: datetime, sqlite: bool) -> Any:
     # The store keeps naive UTC text on SQLite and timestamptz on PostgreSQL.
-    return t.replace(tzinfo=None).isoformat(sep=" ") if sqlite else t
+    return t.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds") if sqlite else t
 
 
 def history(
@@ -158,10 +158,18 @@ def history(
     # Hourly lag samples per image (probe.sample_every) for as long as retention keeps them by
     # default (keep_samples: 14 days), or the whole history if it is shorter.
     measurements = []
+    # Each image's worst of the day beside them, as the daemon's writer keeps it.
+    worst: dict[tuple[str, datetime], float] = {}
     for h in range(24 * min(days, 14)):
-        at = ts(NOW - timedelta(hours=h), sqlite)
+        when = NOW - timedelta(hours=h)
+        at, day = ts(when, sqlite), datetime(when.year, when.month, when.day, tzinfo=UTC)
         for i in range(volumes):
-            measurements.append(("dr2", "replicapool", f"csi-vol-{i:05d}", at, rnd.random() * 600))
+            image, lag = f"csi-vol-{i:05d}", rnd.random() * 600
+            measurements.append(("dr2", "replicapool", image, at, lag))
+            worst[(image, day)] = max(lag, worst.get((image, day), 0.0))
+    lag_days = [
+        ("dr2", "replicapool", image, ts(day, sqlite), lag) for (image, day), lag in worst.items()
+    ]
     episodes = [
         ("dr1-dr2", "replicapool", f"csi-vol-{i:05d}", "demote", "dr1", "dr2",
          ts(NOW - timedelta(hours=i), sqlite), ts(NOW - timedelta(hours=i, minutes=-2), sqlite),
@@ -174,6 +182,7 @@ def history(
         "violations": violations,
         "notifications": notifications,
         "measurements": measurements,
+        "lag_days": lag_days,
         "episodes": episodes,
     }
 
@@ -188,6 +197,7 @@ INSERTS = {
     "notifications": "INSERT INTO notifications (violation_id, event, sink, payload, status, "
     "attempts, created_at, next_attempt_at) VALUES ({})",
     "measurements": "INSERT INTO measurements (cluster, pool, image, at, lag_seconds) VALUES ({})",
+    "lag_days": "INSERT INTO lag_days (cluster, pool, image, day, worst_lag_seconds) VALUES ({})",
     "episodes": "INSERT INTO failover_episodes (pair, pool, image, trigger, from_cluster, "
     "to_cluster, started_at, ended_at, rto_seconds, steps) VALUES ({})",
 }

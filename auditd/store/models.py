@@ -279,6 +279,23 @@ class MeasurementRow(Base):
     last_sync_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class LagDayRow(Base):
+    """Each image's worst sampled lag per UTC day, kept with its samples as they are written
+    (store/writer.py): a month's report reads these for the days wholly in its window (140,000
+    rows at 10,000 images over 14 days of samples) and samples only for the days it cuts,
+    not every sample (3.4M)."""
+
+    __tablename__ = "lag_days"
+    __table_args__ = (Index(None, "day"),)
+
+    cluster: Mapped[str] = mapped_column(String(63), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(128), primary_key=True)
+    image: Mapped[str] = mapped_column(String(253), primary_key=True)
+    day: Mapped[datetime] = mapped_column(primary_key=True)  # its 00:00 UTC
+    # The largest lag_seconds sampled that day; None while every sample's lag was unknown.
+    worst_lag_seconds: Mapped[float | None] = mapped_column(Float)
+
+
 class ProbeHealthRow(Base):
     """The latest outcome of each pool's probes, for `auditd status`."""
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from auditd.store import analyze
 from auditd.store.models import (
     AlertGroupRow,
+    LagDayRow,
     MeasurementRow,
     NotificationRow,
     TransitionRow,
@@ -171,6 +172,19 @@ class Pruner:
     def _measurements(self, cutoff: datetime, result: Pruned) -> None:
         m = MeasurementRow
         self._by_id(m.__table__, m.id, m.at < cutoff, result)
+        # A day's worst lag goes with the last of its samples: a day the cutoff falls in
+        # keeps its row (the report reads the samples of a day its window cuts, not the row).
+        # A day at a time: one row per image.
+        d = LagDayRow
+        while not self.stop.is_set():
+            with self.sessions.begin() as s:
+                day = s.scalar(select(func.min(d.day)).where(d.day <= cutoff - timedelta(days=1)))
+                if day is None:
+                    return
+                n = _deleted(s.execute(delete(d).where(d.day == day)))
+            result.add("lag_days", n)
+            if self._batch_done("lag_days", result):
+                return
 
     def _by_id(
         self,

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Table, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    case,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -25,6 +36,7 @@ from auditd.store import episode_steps
 from auditd.store.models import (
     EpisodeRow,
     ImageRecordRow,
+    LagDayRow,
     MeasurementRow,
     NotificationRow,
     ObjectRow,
@@ -83,8 +95,31 @@ def write_image_records(
 
 
 def write_measurements(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(_table(MeasurementRow)), rows)
+    """The samples, and each image's worst lag of the day with them (LagDayRow)."""
+    if not rows:
+        return
+    session.execute(insert(_table(MeasurementRow)), rows)
+    worst: dict[tuple[str, str, str, datetime], float | None] = {}
+    for r in rows:
+        at = r["at"].astimezone(UTC)
+        key = (r["cluster"], r["pool"], r["image"], datetime(at.year, at.month, at.day, tzinfo=UTC))
+        lag, held = r["lag_seconds"], worst.get(key)
+        worst[key] = lag if held is None or (lag is not None and lag > held) else held
+    t = _table(LagDayRow)
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t)
+    held_lag, new_lag = t.c.worst_lag_seconds, ins.excluded.worst_lag_seconds
+    # The larger of the two; an unknown lag never replaces a known one.
+    keep = case((or_(held_lag.is_(None), new_lag > held_lag), new_lag), else_=held_lag)
+    session.execute(
+        ins.on_conflict_do_update(
+            index_elements=["cluster", "pool", "image", "day"], set_={"worst_lag_seconds": keep}
+        ),
+        [
+            {"cluster": c, "pool": p, "image": i, "day": day, "worst_lag_seconds": lag}
+            for (c, p, i, day), lag in sorted(worst.items())
+        ],
+    )
 
 
 # The two writes on the hot path (every watch event) go straight to the DBAPI: SQLAlchemy's
