@@ -589,12 +589,13 @@ def _worst_lags(
     from their samples: a month's window read every sample kept (3.4M at 10,000 images)."""
     first = _midnight(since) + (timedelta(days=1) if _midnight(since) < since else timedelta())
     last = _midnight(until)
+    m, d = MeasurementRow.__table__, LagDayRow.__table__
     if first >= last:  # no whole day in it: a day's window, read from the samples alone
-        return _sampled_worst(session, since, until, f)
+        return _worst_in(session, m, m.c.at, m.c.lag_seconds, since, until, f)
     parts = [
-        _sampled_worst(session, since, first, f),
-        _daily_worst(session, first, last, f),
-        _sampled_worst(session, last, until, f),
+        _worst_in(session, m, m.c.at, m.c.lag_seconds, since, first, f),
+        _worst_in(session, d, d.c.day, d.c.worst_lag_seconds, first, last, f),
+        _worst_in(session, m, m.c.at, m.c.lag_seconds, last, until, f),
     ]
     out: dict[tuple[str, str, str], float | None] = {}
     for part in parts:
@@ -609,43 +610,29 @@ def _midnight(t: datetime) -> datetime:
     return datetime(t.year, t.month, t.day, tzinfo=UTC)
 
 
-def _sampled_worst(
-    session: Session, since: datetime, until: datetime, f: Filters
+def _worst_in(
+    session: Session,
+    table: Any,  # a model's __table__ (typed as a FromClause by SQLAlchemy)
+    at: ColumnElement[datetime],
+    lag: ColumnElement[float | None],
+    since: datetime,
+    until: datetime,
+    f: Filters,
 ) -> dict[tuple[str, str, str], float | None]:
+    """The largest ``lag`` of each image over the rows ``at`` [since, until) (samples, or days
+    by their start)."""
     if since >= until:
         return {}
-    m = MeasurementRow.__table__
-    scope = [m.c.at >= _at(since), m.c.at < _at(until)]
+    scope = [at >= _at(since), at < _at(until)]
     if f.clusters:
-        scope.append(m.c.cluster.in_(f.clusters))
+        scope.append(table.c.cluster.in_(f.clusters))
     if f.pools:
-        scope.append(m.c.pool.in_(f.pools))
+        scope.append(table.c.pool.in_(f.pools))
+    key = (table.c.cluster, table.c.pool, table.c.image)
     return {
-        (c, p, i): lag
-        for c, p, i, lag in session.execute(
-            select(m.c.cluster, m.c.pool, m.c.image, func.max(m.c.lag_seconds))
-            .where(*scope)
-            .group_by(m.c.cluster, m.c.pool, m.c.image)
-        )
-    }
-
-
-def _daily_worst(
-    session: Session, first: datetime, last: datetime, f: Filters
-) -> dict[tuple[str, str, str], float | None]:
-    """From the days starting in [first, last)."""
-    d = LagDayRow.__table__
-    scope = [d.c.day >= _at(first), d.c.day < _at(last)]
-    if f.clusters:
-        scope.append(d.c.cluster.in_(f.clusters))
-    if f.pools:
-        scope.append(d.c.pool.in_(f.pools))
-    return {
-        (c, p, i): lag
-        for c, p, i, lag in session.execute(
-            select(d.c.cluster, d.c.pool, d.c.image, func.max(d.c.worst_lag_seconds))
-            .where(*scope)
-            .group_by(d.c.cluster, d.c.pool, d.c.image)
+        (c, p, i): worst
+        for c, p, i, worst in session.execute(
+            select(*key, func.max(lag)).where(*scope).group_by(*key)
         )
     }
 
