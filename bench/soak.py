@@ -28,8 +28,9 @@ min are sampled after the warm-up). fds are judged by their median (a probe's pi
 go), threads by their maximum with what the pools may still start.
 
 What grew, if anything: the daemon's census (SIGUSR2, auditd/daemon/census.py) is taken at the
-warm-up's end and at the end, and the types whose count grew most are printed, with pymalloc's
-blocks and glibc's heap (in use, and free but held). With ``--tracemalloc N`` the daemon runs
+warm-up's end and at the end (each, as every periodic one, at least half a relist interval after
+the last relist: a census during one counts its pages), and the types whose count grew most are
+printed, with pymalloc's blocks and glibc's heap (in use, and free but held). With ``--tracemalloc N`` the daemon runs
 under tracemalloc (N frames; slower, more memory: do not judge RSS from that run) and the end's
 census also names the allocation sites whose memory grew most since the warm-up's.
 
@@ -565,6 +566,14 @@ def run(
     dr1, dr2 = churn.dr1, churn.dr2
     t0 = time.monotonic()
     next_sample, next_relist, n = t0, t0 + relist, 0
+    last_relist = t0
+
+    def settled(now: float) -> bool:
+        # Half a relist interval after the last one: its pages are decoded and gone. A census
+        # taken during a relist counts them (stop 42's warm-up and end censuses both did, and
+        # compared two peaks).
+        return not relist or now - last_relist >= relist / 2
+
     before = scrape(port)
     samples: list[Sample] = []
     censuses: list[dict[str, Any] | None] = []
@@ -580,9 +589,10 @@ def run(
     try:
         while (now := time.monotonic()) - t0 < duration and proc.poll() is None:
             churn.due(now)
-            if not censuses and now - t0 >= duration / 5:  # the warm-up's end, as verdicts()
+            # The warm-up's end, as verdicts(), at the first settled moment after it.
+            if not censuses and now - t0 >= duration / 5 and settled(now):
                 censuses.append(census(proc, work / "daemon.log"))
-            if now >= next_census:
+            if now >= next_census and settled(now):
                 taken = census(proc, work / "daemon.log")
                 print(census_line(now - t0, taken, censuses[0] if censuses else None), flush=True)
                 next_census = now + census_every
@@ -590,7 +600,7 @@ def run(
                 for api in (dr1, dr2):
                     api.compact()
                     api.drop_watches()
-                next_relist = now + relist
+                next_relist, last_relist = now + relist, now
             if now >= next_sample:
                 n += 1
                 e2e = marked_change(dr1, engine, n, churn.live(n))
@@ -619,6 +629,8 @@ def run(
             churn.step(now)
             time.sleep(max(0.0, 1 / args.churn - (time.monotonic() - now)))
         if censuses and proc.poll() is None:
+            # The end's census, once a relist just made is settled (churn paused meanwhile).
+            time.sleep(max(0.0, last_relist + relist / 2 - time.monotonic()) if relist else 0.0)
             censuses.append(census(proc, work / "daemon.log"))
     finally:
         engine.dispose()
