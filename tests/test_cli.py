@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import demo_still_running
 
 from auditd.cli import build_parser, main
 from auditd.report.window import parse_time
@@ -147,6 +148,7 @@ def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
     assert (
         rules["split-brain"]["severity"] == "critical" and rules["pvc-on-secondary"]["firing"] == 0
     )
+    demo_still_running(tmp_path)
     p = auditd("explain", "-c", cfg, "shop/mysql-data", "--format", "json")
     doc = json.loads(p.stdout)
     assert doc["volume"] == "dr1-dr2/replicapool/csi-vol-4f1c"
@@ -156,11 +158,13 @@ def test_rules_and_explain_on_the_demo_history(tmp_path: Path) -> None:
     # known: the role-based rule says unknown, never ok.
     assert verdicts[("pvc-on-secondary", "dr1/PersistentVolumeClaim/shop/mysql-data")] == "unknown"
     # The replayed volume, after its failover and the resync: primary on dr2, all ok.
+    demo_still_running(tmp_path)
     p = auditd("explain", "-c", cfg, "payments/ledger", "--format", "json")
     doc = json.loads(p.stdout)
     assert [s["pvc"] for s in doc["sides"]] == [None, "payments/ledger"]
     assert {r["verdict"] for r in doc["verdicts"]} == {"ok"}
     # The live part's application: Ramen's DRPC on the hub, three volumes, two in a group.
+    demo_still_running(tmp_path)
     p = auditd("explain", "-c", cfg, "drpc/shop/shop", "--format", "json")
     doc = json.loads(p.stdout)
     assert [(d["cluster"], d["phase"]) for d in doc["drpcs"]] == [("hub", "Deployed")]

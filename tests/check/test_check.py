@@ -11,6 +11,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
+from helpers import demo_still_running
 from rbd_site import Site
 
 from auditd.cli import main
@@ -289,11 +290,13 @@ def test_from_db_judges_what_the_daemon_holds_as_explain_does(tmp_path: Path) ->
     demo = auditd("demo", "--data-dir", str(tmp_path))
     assert demo.returncode == 0, demo.stderr
     cfg = str(tmp_path / "auditd.toml")
+    demo_still_running(tmp_path)
     checked = auditd("check", "--from-db", "-c", cfg, "-o", "json")
     assert checked.returncode in (0, 1, 3, 4), checked.stderr
     doc = json.loads(checked.stdout)
     by_volume = {v["volume"]: v for v in doc["volumes"]}
     for target in ("payments/ledger", "shop/mysql-data"):
+        demo_still_running(tmp_path)
         explained = json.loads(auditd("explain", "-c", cfg, target, "-o", "json").stdout)
         volume = by_volume[explained["volume"]]
         pools = [r for r in explained["verdicts"] if "/RbdPool/" in r["subject"]]
