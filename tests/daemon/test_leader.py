@@ -27,8 +27,9 @@ from ops_client import samples
 from ops_client import value as _value
 from sqlalchemy import func, select
 
-from auditd.daemon.leader import LEAD_NS
+from auditd.daemon.leader import LEAD_NS, lock_key
 from auditd.daemon.lease import lease_name
+from auditd.daemon.scopes import GLOBAL
 from auditd.sim import objects
 from auditd.sim.fakekube import LEASE, FakeKubeAPI, write_kubeconfig
 from auditd.sim.fakeslack import FakeSlack
@@ -268,11 +269,19 @@ def test_a_deposed_leader_that_still_runs_neither_writes_nor_posts(
         b = Proc(cfg_b)
         wait_until(lambda: leads(port_b) == 0, 30)
         plain = pg_url.split("?")[0].replace("postgresql+psycopg://", "postgresql://")
+        # This history's leaders only: the locks are the server's, and a leader of another
+        # test's history (another schema, another xdist worker) cut here fails that test.
+        engine = make_engine(pg_url)
+        with engine.connect() as c:
+            realm = str(c.exec_driver_sql("SELECT current_schema()").scalar())
+        engine.dispose()
+        keys = [lock_key(realm, scope) for scope in (PAIR, GLOBAL)]
         with psycopg.connect(plain, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND classid = %s AND granted AND pid <> pg_backend_pid()",
-                (LEAD_NS,),
+                " AND classid = %s AND objid::bigint = ANY(%s) AND granted"
+                " AND pid <> pg_backend_pid()",
+                (LEAD_NS, keys),
             )
         wait_until(lambda: leads(port_b) == 1, 20)
         wait_until(lambda: leads(port_a) == 0, 20)
