@@ -13,6 +13,9 @@ the collector ran 6.3 us of each event at 700 (11% of the burst) and 1.0 at 10,0
 is still freed by reference counting the moment it dies; only cycles wait longer, for at most
 10,000 allocations more.
 
+After a list the writer freezes what it holds (``Freezer``): thawed and collected whole at most
+once per ``THAW_EVERY``, otherwise only what was made since the last freeze is collected.
+
 ``GC_THRESHOLD`` in the environment (``"700"`` or ``"700,10,10"``) is the operator's choice
 instead. How long the collector ran, by generation, is ``auditd_gc_seconds_total`` (/metrics).
 """
@@ -23,6 +26,7 @@ import gc
 import os
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
@@ -47,6 +51,42 @@ def tune(environ: Mapping[str, str] = os.environ) -> tuple[int, ...]:
             raise ValueError(f"{ENV}={raw!r}: expected one to three whole numbers, e.g. 700,10,10")
     gc.set_threshold(*thresholds)
     return gc.get_threshold()
+
+
+THAW_EVERY = timedelta(minutes=5)
+
+
+class Freezer:
+    """The collector after each complete list, on the ingest writer's thread.
+
+    The inventory is then mostly long-lived, acyclic dicts. Left in the collected generations,
+    every later collection rescans all of them: decoding a watch event cost 3x more
+    (bench/watch_scale.py). Frozen, they are still freed by reference counting when replaced;
+    only cycle detection skips them. So what the writer holds is frozen after each list.
+
+    Frozen garbage is never freed: a garbage cycle frozen (a session, a response, a traceback
+    of any thread), or anything alive at the last freeze that has since died in a cycle (a
+    watch stream's response when the watch ends). Relists come every few minutes for months,
+    each able to leave some behind (the 2 h soak's RSS grew), so everything is thawed and
+    collected first, but at most once per ``thaw_every``: a start's twenty-odd lists end within
+    seconds of each other, and a full collection of the heap after each was 15% of the writer's
+    time to the first sync (bench/watch_scale.py, 10,000 volumes). In between, only what was
+    made since the last freeze is collected before it is frozen."""
+
+    def __init__(self, thaw_every: timedelta = THAW_EVERY) -> None:
+        self.thaw_every = thaw_every
+        self._thawed_at: datetime | None = None
+
+    def after_list(self, now: datetime) -> bool:
+        """Collect and freeze; True when everything was thawed and collected first."""
+        last = self._thawed_at
+        thaw = last is None or not last <= now < last + self.thaw_every
+        if thaw:
+            self._thawed_at = now
+            gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        return thaw
 
 
 class Timer(Collector):

@@ -10,7 +10,6 @@ history write (daemon/store_link.py: retries, the fence, the one transaction).
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from auditd.alerts.message import Alert
 from auditd.clock import SYSTEM, Clock
 from auditd.daemon.auditor import Auditor, Commit, ViolationKey
+from auditd.daemon.collector import Freezer
 from auditd.daemon.handoff import Handoff
 from auditd.daemon.isolate import isolate
 from auditd.daemon.items import (
@@ -96,6 +96,7 @@ class Ingestor:
         # Backpressure is safe: a watch the server drops for being slow resumes exactly.
         self.queue: Handoff[Item] = Handoff(maxsize=queue_max)
         self._page_slots = threading.Semaphore(pages_in_flight)
+        self._freezer = Freezer()
         self._stop = threading.Event()
         self.committed_batches = 0
         # What could not be taken in: quarantined items (recorded) and dropped ones (logged).
@@ -331,7 +332,8 @@ class Ingestor:
         # The time the batch was observed, not when it is written: after a database outage,
         # violations and object state carry the times things happened.
         oldest, latest = observed_span(batch)
-        commit = self.auditor.step(batch, now or latest)
+        now = now or latest
+        commit = self.auditor.step(batch, now)
         if commit.wanted:
             self.want_probes(commit.wanted)  # only asks: the scheduler runs them on its own threads
         if commit.empty:
@@ -356,18 +358,7 @@ class Ingestor:
         if plans:
             self.on_commit()
         if commit.listed:
-            # The inventory is now mostly long-lived, acyclic dicts. Left in the collected
-            # generations, every later collection rescans all of them: decoding a watch event
-            # then costs 3x more (bench/watch_scale.py). Frozen, they are still freed by
-            # reference counting when replaced; only cycle detection skips them. Thawed and
-            # collected first: a garbage cycle frozen (a session, a response, a traceback of
-            # any thread) would never be freed, and neither would anything alive at the last
-            # freeze that has since died in a cycle (a watch stream's response when the watch
-            # ends). Relists come every few minutes for months, each able to leave some behind
-            # (the 2 h soak's RSS grew). One full collection per list's end.
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
+            self._freezer.after_list(now)
 
     def _notifications(self, change: Change) -> list[PlannedNotification]:
         if not change.notify:

@@ -137,6 +137,7 @@ class Daemon:
         self._sinks_override = sinks
         self.dry_run = dry_run
         self.health: dict[tuple[str, str], StreamHealth] = {}
+        self._health_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._probers: dict[tuple[str, str], PoolProber] = {}
         self._watchers: list[ListWatcher] = []
@@ -244,20 +245,28 @@ class Daemon:
             self.ingestor.put(Downtime([c.name for c in cfg.clusters], last_heartbeat, started))
         for cluster in cfg.clusters:
             for kind in kinds.kinds_for(cluster.role):
-                health = StreamHealth(cluster.name, kind.kind, _clock=self.clock)
-                self.health[(cluster.name, kind.kind)] = health
-                watcher = ListWatcher(
-                    cluster,
-                    kind,
-                    cfg.watch,
-                    self.ingestor.put,
-                    health,
-                    normalize=facts_of,
-                    label_selector=cfg.watch.label_selectors.get(kind.kind),
-                    clock=self.clock,
+                health = StreamHealth(
+                    cluster.name, kind.kind, _clock=self.clock, _on_change=self.report_health
                 )
-                self._watchers.append(watcher)
-                self._spawn(f"watch-{cluster.name}-{kind.plural}", watcher.run)
+                self.health[(cluster.name, kind.kind)] = health
+                self._watchers.append(
+                    ListWatcher(
+                        cluster,
+                        kind,
+                        cfg.watch,
+                        self.ingestor.put,
+                        health,
+                        normalize=facts_of,
+                        label_selector=cfg.watch.label_selectors.get(kind.kind),
+                        clock=self.clock,
+                    )
+                )
+        # Every stream is listing before any page is taken in: nothing is judged on a cluster
+        # until each of its kinds has been listed (at a first start, half the volumes' PVCs were
+        # in before their VolumeReplications, each a pending unprotected-volume episode).
+        self.report_health()
+        for watcher in self._watchers:
+            self._spawn(f"watch-{watcher.cluster.name}-{watcher.kind.plural}", watcher.run)
         if not cfg.clusters:
             log.warning("no clusters configured: nothing to watch")
         self.scheduler = BackgroundScheduler(
@@ -515,10 +524,13 @@ class Daemon:
         return {str(status): int(n) for status, n in rows}
 
     def report_health(self) -> None:
-        now, streams = self.clock.now(), [h.snapshot() for h in self.health.values()]
-        watch = self.config.watch
-        self.metrics.streams(streams, now, watch.blind_spot_after, watch.stale_after)
-        self.ingestor.put(HealthReport(now, streams))
+        # Taken and queued under one lock: a report taken before a stream's first list ended
+        # is never queued after the one its end triggered (the stream would be listing again).
+        with self._health_lock:
+            now, streams = self.clock.now(), [h.snapshot() for h in self.health.values()]
+            watch = self.config.watch
+            self.metrics.streams(streams, now, watch.blind_spot_after, watch.stale_after)
+            self.ingestor.put(HealthReport(now, streams))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

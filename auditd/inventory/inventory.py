@@ -286,8 +286,8 @@ class Inventory:
         stale_after: timedelta,
         into: Delta | None = None,
     ) -> Delta:
-        """Each watch stream's coarse state (ok, reconnecting, blind, absent) as facts of an
-        AuditStream."""
+        """Each watch stream's coarse state (listing, ok, reconnecting, blind, absent) as facts
+        of an AuditStream."""
         delta = Delta() if into is None else into
         for h in streams:
             key = ObjectKey(h["cluster"], AUDIT_STREAM, "", h["kind"])

@@ -780,8 +780,10 @@ def _blind_spots(
     for cluster, kind, ns, name, new, at in rows:
         key = (cluster, kind, ns, name)
         state = ("quarantined" if new == "true" else None) if kind == QUARANTINED else new
-        # "absent" is a CRD that is not installed: nothing to see, not a blind spot.
-        bad = state not in ("ok", "absent", None)
+        # "absent" is a CRD that is not installed: nothing to see, not a blind spot. Neither
+        # is "listing", a start's first list: verdicts wait for it, but it misses nothing (what
+        # changed before it is found by it, late); one that hangs turns blind.
+        bad = state not in ("ok", "absent", "listing", None)
         if key in open_ and not bad:
             close(key, at)
         elif bad and key not in open_:

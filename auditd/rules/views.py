@@ -65,8 +65,8 @@ else:
 
 
 def not_current(inventory: Inventory, cluster: str) -> bool:
-    """A watch stream of this cluster is reconnecting or blind: what auditd holds of its
-    objects is last-known, not current."""
+    """A watch stream of this cluster is listing for the first time, reconnecting or blind:
+    what auditd holds of its objects is partial or last-known, not current."""
     return any(
         inventory.objects[k].facts.get("state") in NOT_CURRENT
         for k in inventory.keys_of(cluster, AUDIT_STREAM)

@@ -6,7 +6,8 @@ snapshots, watches that replay history from a resourceVersion, 410 Expired after
 504 ResourceVersionTooLarge, bookmarks, ``timeoutSeconds``, abrupt drops and clean ends.
 
 The demo uses it as the "simulated cluster"; the tests use it with the fault hooks
-(``fail_next``, ``drop_watches``, ``end_watches``, ``inject``, ``compact``, ``stall_next_watch``).
+(``fail_next``, ``drop_watches``, ``end_watches``, ``inject``, ``compact``, ``stall_next_watch``,
+``stall_next_list``).
 Only the standard library is used, so the server runs anywhere the daemon runs.
 """
 
@@ -422,6 +423,11 @@ class FakeKubeAPI:
         with self._cond:
             self._faults.append(_Fault(200, None, None, True, plural, stall=seconds))
 
+    def stall_next_list(self, seconds: float, plural: str | None = None) -> None:
+        """The next list answers only after ``seconds`` (a large list on a busy API server)."""
+        with self._cond:
+            self._faults.append(_Fault(200, None, None, False, plural, stall=seconds))
+
     def wait_watchers(self, n: int, plural: str | None = None, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -772,6 +778,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._watch(resource, query, params, stall=fault.stall if fault else 0.0)
         else:
+            if fault is not None:
+                time.sleep(fault.stall)
             code, body = fake.list_response(resource, query, params)
             self._send_json(code, body)
 

@@ -55,6 +55,13 @@ def history() -> list[TransitionRow]:
         change("dr2", RBD_POOL, "replicapool", "probe", "ok", "failing", at(10)),
         # A CRD not installed is nothing to see: not blind.
         change("dr2", AUDIT_STREAM, "volumereplications", "state", "ok", "absent", at(1)),
+        # A restart's first list: verdicts waited, nothing was missed. Not blind either.
+        change("dr2", AUDIT_STREAM, "persistentvolumes", "state", "ok", "listing", at(12)),
+        change("dr2", AUDIT_STREAM, "persistentvolumes", "state", "listing", "ok", at(12.002)),
+        # One that hung past blind_spot_after is blind from then on.
+        change("dr2", AUDIT_STREAM, "persistentvolumeclaims", "state", "ok", "listing", at(12)),
+        change("dr2", AUDIT_STREAM, "persistentvolumeclaims", "state", "listing", "blind", at(14)),
+        change("dr2", AUDIT_STREAM, "persistentvolumeclaims", "state", "blind", "ok", at(15)),
         # An object auditd could not take in, held hours 5 to 6.
         change(
             "dr1", QUARANTINED, "PersistentVolumeClaim/shop/bad", EXISTS, "false", "true", at(5)
@@ -96,10 +103,13 @@ def test_blind_spots_in_a_window_include_those_begun_before_it(db_url: str) -> N
         ("dr1", "object PersistentVolumeClaim/shop/bad", "quarantined", "2026-03-01T05:00:00Z",
          "2026-03-01T06:00:00Z"),
         ("dr2", "rbd probe replicapool", "failing", "2026-03-01T10:00:00Z", None),
+        ("dr2", "watch persistentvolumeclaims", "blind", "2026-03-01T14:00:00Z",
+         "2026-03-01T15:00:00Z"),
     ]  # fmt: skip
 
 
 def test_blind_spots_narrow_to_the_clusters_asked_for(db_url: str) -> None:
     assert [s[:2] for s in spots(db_url, Filters(clusters=("dr2",)))] == [
-        ("dr2", "rbd probe replicapool")
+        ("dr2", "rbd probe replicapool"),
+        ("dr2", "watch persistentvolumeclaims"),
     ]

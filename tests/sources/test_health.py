@@ -21,7 +21,7 @@ from auditd.rules.engine import RuleEngine
 from auditd.sim import objects
 from auditd.sim.fakeslack import FakeSlack
 from auditd.sim.world import pair_config_toml
-from auditd.sources.kube.health import StreamHealth, stream_state
+from auditd.sources.kube.health import NOT_CURRENT, StreamHealth, stream_state
 from auditd.sources.kube.kinds import PVC
 from auditd.store.db import make_engine, session_factory
 from auditd.store.migrate import upgrade
@@ -34,15 +34,13 @@ TEN_S = timedelta(seconds=10)
 
 def test_stream_state() -> None:
     assert stream_state({"connected": True}, T, FIVE_MIN, TEN_S) == "ok"
+    listed = {"connected": False, "synced": True}
     assert (
-        stream_state(
-            {"connected": False, "disconnected_since": T - timedelta(seconds=5)}, T, FIVE_MIN, TEN_S
-        )
+        stream_state({**listed, "disconnected_since": T - timedelta(seconds=5)}, T, FIVE_MIN, TEN_S)
         == "ok"
     )
     assert (
-        stream_state({"connected": False, "disconnected_since": T - FIVE_MIN}, T, FIVE_MIN, TEN_S)
-        == "blind"
+        stream_state({**listed, "disconnected_since": T - FIVE_MIN}, T, FIVE_MIN, TEN_S) == "blind"
     )
     assert stream_state({"absent": True, "connected": False}, T, FIVE_MIN, TEN_S) == "absent"
 
@@ -208,9 +206,16 @@ def test_a_cluster_never_reached_is_blind_from_its_first_failure_not_ok() -> Non
     never = {"connected": False, "synced": False, "absent": False, "errors": 1,
              "disconnected_since": T}  # fmt: skip
     assert stream_state(never, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "blind"
-    # Still trying its first list, no failure yet: not yet anything to say.
+    # Still trying its first list, no failure yet: listing, which is not current either
+    # (what is held of the cluster is partial, or last-known), until the list is handed over.
     trying = {**never, "errors": 0}
-    assert stream_state(trying, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "ok"
+    assert stream_state(trying, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "listing"
+    assert "listing" in NOT_CURRENT
+    # Its list waiting for auditd's own writer is still not a list taken in.
+    held = {**trying, "held_since": T}
+    assert stream_state(held, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "listing"
+    # A list that hangs for blind_after is a blind spot, as a stream down that long is.
+    assert stream_state(trying, T + FIVE_MIN, FIVE_MIN, TEN_S) == "blind"
     # Listed once, then a short disconnection: the watch resumes, nothing is missed.
     dropped = {**never, "synced": True}
     assert stream_state(dropped, T + timedelta(seconds=1), FIVE_MIN, TEN_S) == "ok"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,10 @@ class StreamHealth:
     held_since: datetime | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _clock: Clock = field(default=SYSTEM, repr=False, compare=False)
+    # Told when the stream's state changes by itself, not by time passing: its first list
+    # handed over, its kind found served or not. Verdicts on that cluster wait for the first
+    # (a stream is listing until then), not for the next periodic report.
+    _on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.disconnected_since is None and not self.connected:
@@ -51,13 +56,15 @@ class StreamHealth:
 
     def mark_listed(self, relist: bool, resource_version: str) -> None:
         with self._lock:
-            self.synced = True
+            first, self.synced = not self.synced, True
             self.last_list_at = self._clock.now()
             self.resource_version = storable(resource_version)
             if relist:
                 self.relists += 1
             else:
                 self.lists += 1
+        if first:
+            self._changed()
 
     def mark_error(self, message: str, bad_event: bool = False) -> None:
         with self._lock:
@@ -71,17 +78,30 @@ class StreamHealth:
         """Set around each hand-over to the ingest queue (which blocks while auditd cannot
         write its history). One attribute write: cheap enough for every event."""
         self.held_since = self._clock.now() if held else None
+        if not held and not self.synced and self.disconnected_since is not None:
+            # A page of the first list was just taken: the cluster is answering. Without
+            # this, a first list held for blind_after by auditd's own writer (a database
+            # that refuses writes) was blind between its pages once the writer took them.
+            self.disconnected_since = self._clock.now()
 
     def mark_absent(self) -> None:
         with self._lock:
-            self.absent = True
+            was, self.absent = self.absent, True
             self.connected = False
             self.disconnected_since = None  # not served is not a blind spot
+        if not was:
+            self._changed()
 
     def mark_present(self) -> None:
         with self._lock:
-            self.absent = False
+            was, self.absent = self.absent, False
             self.disconnected_since = self._clock.now()
+        if was:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     def mark_disconnected(self) -> None:
         with self._lock:
@@ -106,30 +126,37 @@ AUDITD_ITSELF = "auditd"
 def stream_state(
     h: dict[str, Any], now: datetime, blind_after: timedelta, stale_after: timedelta
 ) -> str:
-    """The coarse state that history records: ok, reconnecting, blind or absent.
+    """The coarse state that history records: listing, ok, reconnecting, blind or absent.
 
-    A short disconnection (a dropped connection, a watch the server ended) is ``ok``: the watch
-    resumes from its resourceVersion and misses nothing. One longer than ``stale_after`` is
-    ``reconnecting``: nothing is lost yet, but what auditd holds of that cluster is its
-    last-known state, not its current one, so verdicts that weigh it against the peer wait
-    (the day a site is lost, its last PVC/VR must not count as present). One that has not been
-    watching for ``blind_after`` leaves auditd ``blind`` (an alert); so does one that has never
-    listed and whose attempts fail: a cluster auditd has never seen is unknown from the first
-    failure, never "ok".
+    A stream that has not handed over its first complete list in this process is ``listing``:
+    until it has, what auditd holds of that kind on that cluster is partial (at a first start,
+    a volume's PVC and PV can be in while its VolumeReplication's page is not), or last-known
+    (after a restart), so that cluster's verdicts wait, unknown, as they do while it is
+    ``reconnecting``. A short disconnection (a dropped connection, a watch the server ended) is
+    ``ok``: the watch resumes from its resourceVersion and misses nothing. One longer than
+    ``stale_after`` is ``reconnecting``: nothing is lost yet, but what auditd holds of that
+    cluster is its last-known state, not its current one, so verdicts that weigh it against the
+    peer wait (the day a site is lost, its last PVC/VR must not count as present). One that has
+    not been watching for ``blind_after`` leaves auditd ``blind`` (an alert); so does one that
+    has never listed and whose attempts fail: a cluster auditd has never seen is unknown from
+    the first failure, never "ok".
     """
     if h.get("absent"):
         return "absent"
+    synced = h.get("synced")
     if h.get("held_since") is not None:
         # Waiting on auditd's own history writer, not on the cluster: when the writer takes
         # events again, the stream goes on from where it stopped (or relists), missing nothing.
-        return "ok"
+        return "ok" if synced else "listing"
     if h.get("connected"):
         return "ok"
-    if not h.get("synced") and h.get("errors"):
+    if not synced and h.get("errors"):
         return "blind"  # never reached, and it failed already: nothing there is known
     since = h.get("disconnected_since")
     if since is not None and now - since >= blind_after:
         return "blind"
+    if not synced:
+        return "listing"
     if since is not None and h.get("synced") and now - since >= stale_after:
         return "reconnecting"
     return "ok"
@@ -162,4 +189,4 @@ def health_rows(
 
 
 # Stream states in which that cluster's objects are not known to be current.
-NOT_CURRENT = frozenset({"reconnecting", "blind"})
+NOT_CURRENT = frozenset({"listing", "reconnecting", "blind"})
