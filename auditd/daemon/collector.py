@@ -77,16 +77,13 @@ class Freezer:
         self.thaw_every = thaw_every
         self._thawed_at: datetime | None = None
 
-    def after_list(self, now: datetime) -> bool:
-        """Collect and freeze; True when everything was thawed and collected first."""
+    def after_list(self, now: datetime) -> None:
         last = self._thawed_at
-        thaw = last is None or not last <= now < last + self.thaw_every
-        if thaw:
+        if last is None or not last <= now < last + self.thaw_every:
             self._thawed_at = now
             gc.unfreeze()
         gc.collect()
         gc.freeze()
-        return thaw
 
 
 class Timer(Collector):

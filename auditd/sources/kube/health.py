@@ -157,7 +157,7 @@ def stream_state(
         return "blind"
     if not synced:
         return "listing"
-    if since is not None and h.get("synced") and now - since >= stale_after:
+    if since is not None and now - since >= stale_after:
         return "reconnecting"
     return "ok"
 
