@@ -19,8 +19,8 @@ from auditd.daemon.led import Led
 from auditd.inventory.inventory import EXISTS, Checkpoint, Delta, Inventory
 from auditd.inventory.probe_book import ProbeBook
 from auditd.rules.engine import RuleEngine
-from auditd.rules.lifecycle import Active, Change, due, step
-from auditd.rules.model import Finding, Unknown, Verdict
+from auditd.rules.lifecycle import Active, Change, due, moves, step
+from auditd.rules.model import Finding, Verdict
 from auditd.rules.views import PV, PVC, VR, VolumeId
 from auditd.rules.windows import Episode
 from auditd.sources.kube.events import KubeEvent, SnapshotEnd
@@ -205,6 +205,7 @@ class Auditor:
                 appeared,
                 changed=changed,
                 timed=in_window,
+                held=self.active,
             )
             if touched or also or lag_only or in_window
             else {}
@@ -215,10 +216,8 @@ class Auditor:
         changes: list[Change] = []
         active, rules = self.active, self.rules.rules
         for key, verdict in verdicts.items():
-            if verdict is None and key not in active:
-                continue  # fine, and nothing open: most verdicts of every batch
-            if isinstance(verdict, Unknown):
-                continue  # unknowable right now: neither fire nor resolve
+            if not moves(verdict, key in active):
+                continue  # fine and nothing open, or unknowable: the timers' verdicts
             if not self._decides(key, verdict):
                 continue  # another replica leads that pair
             change = step(active.get(key), verdict, rules[key[0]].for_, now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -11,6 +11,7 @@ from auditd.inventory.inventory import Inventory, ObjectKey
 from auditd.inventory.rbd_facts import RBD_IMAGE, RBD_POOL
 from auditd.matchers import unknown_names
 from auditd.rules.catalogue import BUILTIN_RULES, LAG_RULES
+from auditd.rules.lifecycle import moves
 from auditd.rules.model import Finding, Rule, RuleContext, Verdict
 from auditd.rules.narrow import Field, narrow_changes, reads_any
 from auditd.rules.subjects import judged
@@ -21,6 +22,7 @@ from auditd.rules.views import (
     Correlator,
     VolumeId,
     VolumeView,
+    first_listing,
     not_current,
     surroundings,
 )
@@ -171,8 +173,14 @@ class RuleEngine:
         switching: frozenset[VolumeId] = frozenset(),
         changed: Mapping[ObjectKey, Iterable[str]] | None = None,
         timed: Iterable[VolumeId] = (),
+        held: Container[tuple[str, str]] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
         """Verdicts for every subject the touched keys (and ``also`` volumes) affect, only those.
+
+        ``held``: the violations open (rule, subject). When given, only the verdicts that can
+        move one are returned (``lifecycle.moves``): the writer's. A start judges every volume
+        in one batch, and at 50,000 volumes the healthy and unknown verdicts nobody reads
+        held 150 MB at once; explain and check want every verdict, and give none.
 
         ``timed``: volumes judged again because time moved (a timer tick: those in a DR
         window, which can overrun with no event). Every rule is asked, on the view each was
@@ -229,6 +237,7 @@ class RuleEngine:
         # changes): every probe of it is judged by every rule, not only the lag rules.
         reach: dict[ObjectKey, set[VolumeId]] = {}
         self.correlator.update(inventory, keys, reach)
+        keys = self._judged_now(inventory, keys, narrow)
         # Objects judged though not touched: those a volume gone was a member of, and those
         # judged from the peer against a volume judged now (Correlator.judged_against).
         others = self.correlator.drain_left()
@@ -257,17 +266,41 @@ class RuleEngine:
             switching,
             narrow=(narrow, facts_of),
             reuse=only_timed,
+            held=held,
         )
         lagging = sorted(refreshed - set(volumes))
         if lagging:
             lag_rules = [r for r in self.rules.values() if r.id in LAG_RULES]
-            verdicts.update(self._evaluate(inventory, [], lagging, now, lag_rules, observe=False))
+            verdicts.update(
+                self._evaluate(inventory, [], lagging, now, lag_rules, observe=False, held=held)
+            )
         for vid in self.correlator.drain_gone():  # judged above for the last time
             self.windows.forget(vid)
             self._views.pop(vid, None)
             self._quiet.discard(vid)
             self._unsettled.discard(vid)
         return verdicts
+
+    def _judged_now(
+        self, inventory: Inventory, keys: list[ObjectKey], narrow: dict[ObjectKey, frozenset[Field]]
+    ) -> list[ObjectKey]:
+        """The keys to judge in this evaluation. A change on a cluster still on its first list
+        waits for the list's end if it is in a volume's view: that end judges every volume of
+        the cluster's pairs (``first_listing``), on the whole list, and until then its verdicts
+        could only be unknown. Judging each page as it came judged a start's every volume twice
+        (50,000 volumes: 37 s to the first sync). The rest is judged now: what no view holds
+        is not reached by that end, and an object awaiting storage evidence asks for a probe."""
+        clusters = {k.cluster for k in keys}
+        listing = {c for c in clusters if first_listing(inventory, c)}
+        if not listing:
+            return keys
+        linked, appeared = self.correlator.linked, self._appeared
+        waiting = {
+            k for k in keys if k.cluster in listing and k not in appeared and linked(inventory, k)
+        }
+        for key in waiting:
+            narrow.pop(key, None)
+        return [k for k in keys if k not in waiting]
 
     def _shifted(self, inventory: Inventory) -> set[str]:
         """The clusters whose ``surroundings`` changed since the last evaluation. An engine
@@ -290,6 +323,7 @@ class RuleEngine:
         narrow: tuple[Mapping[ObjectKey, frozenset[Field]], Mapping[VolumeId, set[Field]]]
         | None = None,
         reuse: frozenset[VolumeId] = frozenset(),
+        held: Container[tuple[str, str]] | None = None,
     ) -> dict[tuple[str, str], Verdict]:
         """``narrow``: the keys changed only narrowly, and the volumes only they reach with the
         facts that changed there: each rule is asked about those only if it reads one."""
@@ -396,7 +430,9 @@ class RuleEngine:
                         verdict = None  # out of this rule's configured namespace scope
                     elif override is not None and override.severity is not None:
                         verdict = replace(verdict, severity=override.severity)
-                verdicts[(rule.id, subject)] = verdict
+                said = (rule.id, subject)
+                if held is None or moves(verdict, said in held):
+                    verdicts[said] = verdict
         for key in self._evidenced:
             self._appeared.pop(key, None)
         self._evidenced.clear()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-from auditd.rules.model import Finding
+from auditd.rules.model import Finding, Unknown, Verdict
 
 State = Literal["pending", "firing", "resolved", "inactive"]
 
@@ -43,6 +43,14 @@ class Change:
         return self.violation.state == "firing" or (
             self.violation.state == "resolved" and self.previous == "firing"
         )
+
+
+def moves(verdict: Verdict, held: bool) -> TypeGuard[Finding | None]:
+    """Can this verdict change a violation? A finding can (it opens, fires or updates one), a
+    healthy verdict only of one held open, an unknown never: it neither fires nor resolves."""
+    if isinstance(verdict, Unknown):
+        return False
+    return verdict is not None or held
 
 
 def step(

@@ -73,6 +73,16 @@ def not_current(inventory: Inventory, cluster: str) -> bool:
     )
 
 
+def first_listing(inventory: Inventory, cluster: str) -> bool:
+    """A watch stream of this cluster has not yet handed over its first list in this process.
+    Until it has, the cluster is not current (``not_current``), and the moment it has, the
+    cluster's ``surroundings`` change: every volume of its pairs is judged again then."""
+    return any(
+        inventory.objects[k].facts.get("state") == "listing"
+        for k in inventory.keys_of(cluster, AUDIT_STREAM)
+    )
+
+
 def surroundings(inventory: Inventory, cluster: str) -> tuple[object, ...]:
     """What every view of a volume reads of its cluster beyond the volume's own objects and
     image records: whether the cluster's watch streams are current, and of each pool whether
