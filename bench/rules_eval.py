@@ -3,7 +3,10 @@
 
 The inventory holds N volumes (PVC + PV + VR on the primary, the RBD image probed on both
 sites, from the real capture's shape). Measured: a full evaluation of every rule on every
-volume (what a relist or a restart triggers), against the target of 2 s for 10,000 volumes;
+volume, as a restart judges its pair once the history is loaded and indexed, and as a stream or
+a probe coming back judges it again (the target: 2 s for 10,000 volumes); the index that the
+load builds once, before it; and both at once from nothing (every object judged as touched, as
+`auditd check` and `explain` judge), for comparison with figures from before 2026-12-07;
 one PVC change, which must re-evaluate one volume, not all of them; and a probe cycle that
 refreshed every volume's lag and nothing else (only the lag rules look), against evaluating
 every rule on those volumes in the same run; and the per-event path, K single PVC changes each
@@ -106,9 +109,19 @@ def main() -> int:
     inv.apply_probe(ProbeResult("dr1", "replicapool", "status", at, 0, status=primary), stale)
     inv.apply_probe(ProbeResult("dr2", "replicapool", "status", at, 0, status=secondary), stale)
 
+    # From nothing: every object touched, every verdict kept (what check and explain do).
+    t = time.perf_counter()
+    cold_verdicts = RuleEngine(config).evaluate(inv, set(inv.objects), T)
+    cold = time.perf_counter() - t
+    # The writer's: the history's objects indexed once at load (a first start indexes each
+    # page as it comes), then the first evaluation judges every volume of the pair, keeping the
+    # verdicts that can move a violation (none open here).
     engine = RuleEngine(config)
     t = time.perf_counter()
-    verdicts = engine.evaluate(inv, set(inv.objects), T)
+    engine.index(inv)
+    indexed = time.perf_counter() - t
+    t = time.perf_counter()
+    verdicts = engine.evaluate(inv, (), T, held={})
     full = time.perf_counter() - t
     volumes = len(engine.correlator.volumes())
     # As the daemon's writer does at a list's end (daemon/ingest.py): what it holds is frozen.
@@ -199,7 +212,12 @@ def main() -> int:
         f"{ramen})\n"
     )
     print(
-        f"  full evaluation (relist / restart)  {full:7.2f} s   {len(verdicts):,} verdicts   target <= 2 s"
+        f"  full evaluation (restart, stream back) {full:7.2f} s   every volume judged,"
+        f" {len(verdicts):,} verdicts to act on   target <= 2 s"
+    )
+    print(f"    index every object first (a load)    {indexed:7.2f} s")
+    print(
+        f"    both from nothing (check, explain)   {cold:7.2f} s   {len(cold_verdicts):,} verdicts"
     )
     print(
         f"  one PVC changed                     {single * 1000:7.2f} ms  {len(one)} verdicts, {one_volumes} volume(s) re-evaluated"

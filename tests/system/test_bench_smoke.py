@@ -81,6 +81,8 @@ PRINTS = {
     "watch_scale.py": ("committed batches", "the garbage collector ran", "CPU an event"),
     # Its applications' failover: the volumes a tick judges while a Ramen action runs.
     "rules_eval.py": (
+        "full evaluation (restart, stream back)",
+        "both from nothing (check, explain)",
         "a timer tick during one application's failover",
         "a burst in batches of 1,000",
     ),
