@@ -217,7 +217,7 @@ class Auditor:
         active, rules = self.active, self.rules.rules
         for key, verdict in verdicts.items():
             if not moves(verdict, key in active):
-                continue  # fine and nothing open, or unknowable: the timers' verdicts
+                continue  # fine with nothing open, or unknown (the engine's are filtered so)
             if not self._decides(key, verdict):
                 continue  # another replica leads that pair
             change = step(active.get(key), verdict, rules[key[0]].for_, now)
