@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -221,15 +221,10 @@ class RuleEngine:
             del narrow[key]
         # What the views read of a cluster's streams and pools changing (blind and back, a
         # probe failing or answering again) re-judges every pair it is in (a hub: every pair
-        # it serves); their unlinked objects too, or a PVC judged UNKNOWN while its cluster
-        # was blind stays so.
+        # it serves); their unlinked objects too (found from the views, in ``_evaluate``), or
+        # a PVC judged UNKNOWN while its cluster was blind stays so.
         pairs = {p.name for c in self._shifted(inventory) for p in self.config.pairs_of(c)}
-        if pairs:
-            clusters = [c for p in sorted(pairs) for c in self._pairs[p].clusters]
-            unlinked = set(self.correlator.unlinked(inventory, clusters))
-            touched |= unlinked
-            for key in unlinked & narrow.keys():
-                del narrow[key]
+        whole = [c for p in sorted(pairs) for c in self._pairs[p].clusters]
         # Deterministic order, whatever order the events came in.
         keys = sorted(touched)
         refreshed = set(lag_only)
@@ -267,6 +262,7 @@ class RuleEngine:
             narrow=(narrow, facts_of),
             reuse=only_timed,
             held=held,
+            whole=whole,
         )
         lagging = sorted(refreshed - set(volumes))
         if lagging:
@@ -335,15 +331,25 @@ class RuleEngine:
         | None = None,
         reuse: frozenset[VolumeId] = frozenset(),
         held: Container[tuple[str, str]] | None = None,
+        whole: Sequence[str] = (),
     ) -> dict[tuple[str, str], Verdict]:
         """``narrow``: the keys changed only narrowly, and the volumes only they reach with the
-        facts that changed there: each rule is asked about those only if it reads one."""
+        facts that changed there: each rule is asked about those only if it reads one.
+
+        ``whole``: clusters whose pairs are judged whole (every volume among ``volumes``):
+        their objects no view holds are judged too, on their keys, by every rule."""
         narrow_keys, narrow_volumes = narrow or ({}, {})
         # Whether each cluster is blind is asked once for all the views, not once per side.
         blind = {c: not_current(inventory, c) for c in self._pair_of}
         views = tuple(
             self._view(inventory, v, blind, v in narrow_volumes or v in reuse) for v in volumes
         )
+        if whole:
+            # The views just built hold every linked key of these clusters: asking
+            # ``Correlator.linked`` of each key again was a tenth of judging a pair whole.
+            unlinked = self.correlator.unlinked(inventory, whole, views)
+            keys = sorted({*keys, *unlinked})
+            narrow_keys = {k: f for k, f in narrow_keys.items() if k not in unlinked}
         for view in views:
             if view.settled:
                 self._unsettled.discard(view.id)

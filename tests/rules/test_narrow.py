@@ -36,11 +36,13 @@ from auditd.rules.engine import RuleEngine
 from auditd.rules.model import Verdict
 from auditd.rules.narrow import LINKS, narrow_changes, reads_any
 from auditd.rules.views import PV, PVC, VR, VolumeId
+from auditd.sources.kube import kinds
 from auditd.sources.kube.events import ObjectEvent, Observed
 from auditd.sources.kube.health import StreamHealth
 
 VRC = "VolumeReplicationClass"
 VRG, DRPC, VGR = "VolumeReplicationGroup", "DRPlacementControl", "VolumeGroupReplication"
+CLAIM_JOINED = [k.kind for k in kinds.ALL_KINDS if k.joins and k.joins.by == "claim"]
 DR_CLUSTER = "DRCluster"
 # Where each of Ramen's kinds lives: the DRPC and the DRClusters on the pair's hub.
 ON_HUB = frozenset({DRPC, DR_CLUSTER})
@@ -137,8 +139,17 @@ class EveryRule(RuleEngine):
         self._views.clear()
         every = {*also, *self.correlator.volumes()}
         # And every object no view holds (judged on its own key, against its peer's volume).
-        clusters = [c.name for c in self.config.clusters]
-        touched = {*touched, *self.correlator.unlinked(inventory, clusters)}
+        # Asked key by key (``linked``), not derived from the views as the engine does.
+        touched = {
+            *touched,
+            *(
+                k
+                for c in self.config.clusters
+                for kind in (PVC, *CLAIM_JOINED)
+                for k in inventory.keys_of(c.name, kind)
+                if not self.correlator.linked(inventory, k)
+            ),
+        }
         verdicts = super().evaluate(inventory, touched, now, every, *args, **kwargs)
         EveryRule.given += len(verdicts)
         return verdicts

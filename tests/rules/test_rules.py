@@ -738,17 +738,19 @@ def _health(cluster_states: dict[str, str], at: datetime) -> Any:
     return HealthReport(at, streams)
 
 
-@pytest.mark.parametrize("probed", [True, False])
+@pytest.mark.parametrize(("probed", "claim"), [(True, "data"), (False, "data"), (False, "lonely")])
 def test_an_unlinked_pvc_judged_unknown_while_blind_is_judged_when_the_cluster_is_back(
-    probed: bool,
+    probed: bool, claim: str
 ) -> None:
     """Issue 20's first miss: a PVC created on the secondary while its cluster is blind (no PV
     yet, joined by claim) was UNKNOWN then, and nothing judged it again when the stream
-    recovered: only linked objects were re-evaluated."""
-    stray = k8s("dr2", "PersistentVolumeClaim", objects.pvc("data", "app", phase="Pending"))
+    recovered: only linked objects were re-evaluated. One of the volume's claim is judged
+    against the volume; one of a claim no volume holds ("lonely", unprobed: secondary by
+    configuration) is reached by no volume at all, only as an object no view holds."""
+    stray = k8s("dr2", "PersistentVolumeClaim", objects.pvc(claim, "app", phase="Pending"))
     items = [*volume("dr1"), *(HEALTHY if probed else [])]
     items += [_health({"dr1": "ok", "dr2": "blind"}, NOW), stray]
-    subject = ("pvc-on-secondary", "dr2/PersistentVolumeClaim/app/data")
+    subject = ("pvc-on-secondary", f"dr2/PersistentVolumeClaim/app/{claim}")
     inv, engine = Inventory(), RuleEngine(config())
     verdicts: dict[Any, Any] = {}
     for item in [*items, _health({"dr1": "ok", "dr2": "ok"}, NOW + timedelta(seconds=5))]:

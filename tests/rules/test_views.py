@@ -58,7 +58,8 @@ def test_a_claim_joined_kind_joins_the_volume_of_the_pvc_it_names_and_moves_with
     touched = inv.apply(backup("nightly", "gone", "MODIFIED", rv=2)).touched
     assert correlator.update(inv, touched) == {VOLUME}
     assert key not in correlator.view(inv, VOLUME).side("dr1").joined
-    assert correlator.unlinked(inv, ["dr1"]) == [key]
+    views = [correlator.view(inv, v) for v in correlator.volumes()]
+    assert correlator.unlinked(inv, ["dr1"], views) == {key}
 
 
 def test_the_built_in_catalogue_joins_ramen_by_namespace_and_a_vr_by_its_claim() -> None:
@@ -161,3 +162,50 @@ def test_a_pv_that_takes_a_claim_over_from_another_moves_the_pvc_and_both_volume
     )
     assert correlator.update(inv, inv.apply(gone).touched) == {VOLUME, OTHER}
     assert correlator.view(inv, OTHER).side("dr1").pvc == pvc
+
+
+def test_what_no_view_holds_is_what_linked_says_of_each_key() -> None:
+    """A pair judged whole finds the objects no view holds from the views it just built (a
+    PVC, and what is joined to it by claim, VRs only the side's own): the same keys as
+    asking ``linked`` of every PVC and claim-joined object, in each way a key can be left
+    out."""
+    inv = Inventory()
+    correlator = Correlator(config(), (*kinds.ALL_KINDS, BACKUP))
+    app = "app"
+    events = [
+        *volume("dr1"),
+        # A retained PV of an earlier binding still naming the claim: its volume holds no PVC.
+        k8s("dr1", "PersistentVolume", objects.pv("pv-old", app, "data", "csi-vol-0002")),
+        # A second VR of the same PVC: the side's VR is the first by key.
+        k8s("dr1", "VolumeReplication", objects.vr("data-2", app, "data")),
+        # A VR naming a PVC that is gone, and a PVC whose PV has not arrived.
+        k8s("dr1", "VolumeReplication", objects.vr("ghost", app, "ghost")),
+        k8s("dr1", "PersistentVolumeClaim", objects.pvc("pending", app, volume="pv-later")),
+        backup("nightly", "data"),
+        backup("waiting", "pending"),
+        # On the peer: the claim's PVC and VR with no PV there (judged against the volume).
+        k8s("dr2", "PersistentVolumeClaim", objects.pvc("data", app, volume="pv-x")),
+        k8s("dr2", "VolumeReplication", objects.vr("data", app, "data")),
+    ]
+    for event in events:
+        correlator.update(inv, inv.apply(event).touched)
+    joined = (kinds.PVC.kind, kinds.VR.kind, BACKUP.kind)
+    by_key = {
+        k
+        for c in ("dr1", "dr2")
+        for kind in joined
+        for k in inv.keys_of(c, kind)
+        if not correlator.linked(inv, k)
+    }
+    views = [correlator.view(inv, v) for v in sorted(correlator.volumes())]
+    assert correlator.unlinked(inv, ["dr1", "dr2"], views) == by_key
+    assert by_key == {
+        ObjectKey("dr1", kinds.VR.kind, app, "data-2"),
+        ObjectKey("dr1", kinds.VR.kind, app, "ghost"),
+        ObjectKey("dr1", kinds.PVC.kind, app, "pending"),
+        ObjectKey("dr1", BACKUP.kind, app, "waiting"),
+        ObjectKey("dr2", kinds.PVC.kind, app, "data"),
+        ObjectKey("dr2", kinds.VR.kind, app, "data"),
+    }
+    # Only the clusters asked about.
+    assert {k.cluster for k in correlator.unlinked(inv, ["dr2"], views)} == {"dr2"}
