@@ -78,6 +78,7 @@ SECONDARY_EVERY = 20.0  # s between PVCs appearing on the secondary
 SECONDARY_FOR = 180.0  # s each stays there
 CENSUS = "census "  # the daemon's log line on SIGUSR2
 PRUNE_EVERY = 60.0  # s, retention.every
+SCRAPE_TIMEOUT = 30.0  # s
 PROBE_CONCURRENT = 4  # probe.max_concurrent: each site's probe pool holds up to this many threads
 # Thread pools start their threads only when work overlaps, so a daemon that leaks nothing can
 # still gain a few threads late in a run: APScheduler's default pool (2) and each site's probe
@@ -95,7 +96,7 @@ class Sample:
     threads: int
     db_mb: float
     transitions: int
-    queue: float
+    queue: float | None  # None when /metrics did not answer (as the next two)
     delay_p99: float | None  # s, from the daemon's histogram over the interval
     e2e: float | None  # s, one marked change, None when it did not commit within 30 s
     probe_s: float | None  # mean probe duration over the interval
@@ -109,9 +110,18 @@ class Scrape:
     queue: float = 0.0
 
 
-def scrape(port: int) -> Scrape:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        body = resp.read().decode()
+def scrape(port: int) -> Scrape | None:
+    """The daemon's /metrics, or None when it did not answer within SCRAPE_TIMEOUT: a sample
+    missed (printed as such), never the end of a run. Under --tracemalloc on a busy machine,
+    the first scrape after a 5,000-volume sync took more than 10 s (2026-12-07)."""
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT
+        ) as resp:
+            body = resp.read().decode()
+    except OSError as e:  # URLError, a timeout, a refused or reset connection
+        print(f"  /metrics did not answer: {e}", flush=True)
+        return None
     out = Scrape()
     for family in text_string_to_metric_families(body):
         for s in family.samples:
@@ -606,23 +616,19 @@ def run(
                 e2e = marked_change(dr1, engine, n, churn.live(n))
                 rss, anon, file, fds, threads = proc_status(proc.pid)
                 db_mb, rows = db_size_mb(engine, db_path, schema)
+                # A scrape missed leaves this sample's /metrics figures empty; the next one
+                # that answers spans both intervals.
                 after = scrape(port)
-                probes = after.probe_count - before.probe_count
+                queue = delay = probe_s = None
+                if after is not None and before is not None:
+                    queue, delay = after.queue, p99(before, after)
+                    probes = after.probe_count - before.probe_count
+                    if probes:
+                        probe_s = (after.probe_sum - before.probe_sum) / probes
+                before = after or before
                 s = Sample(
-                    now - t0,
-                    rss,
-                    anon,
-                    file,
-                    fds,
-                    threads,
-                    db_mb,
-                    rows,
-                    after.queue,
-                    p99(before, after),
-                    e2e,
-                    (after.probe_sum - before.probe_sum) / probes if probes else None,
+                    now - t0, rss, anon, file, fds, threads, db_mb, rows, queue, delay, e2e, probe_s
                 )
-                before = after
                 samples.append(s)
                 print(format_row(s), flush=True)
                 next_sample = now + every
@@ -677,7 +683,7 @@ def _opt(value: float | None, fmt: str) -> str:
 def format_row(s: Sample) -> str:
     return (
         f"{s.t / 60:6.1f} {s.rss_mb:7.0f} {s.anon_mb:5.0f} {s.file_mb:5.0f} {s.fds:4d} {s.threads:4d} {s.db_mb:7.1f}"
-        f" {s.transitions:11,d} {s.queue:5.0f} {_opt(s.delay_p99, '8g'):>9}"
+        f" {s.transitions:11,d} {_opt(s.queue, '5.0f'):>5} {_opt(s.delay_p99, '8g'):>9}"
         f" {_opt(s.e2e, '13.2f'):>14} {_opt(s.probe_s, '7.2f'):>7}"
     )
 
