@@ -550,21 +550,13 @@ class Correlator:
             for c in clusters
             for k in self._covering.get((c, ns), ())
         }
-        for pv in self._volume_pvs.get(vid, ()):
-            claim = self._claim_of_pv.get(pv)
-            if claim is None:
-                continue
-            naming = [
+        for _, ref in self._owned_claims(inventory, vid):
+            found |= {
                 k
                 for c in pair.clusters
-                for k in self._by_claim.get((c, claim[1]), ())
-                if k.kind != VR
-            ]
-            # Most claims are named by their VR alone: whether the PV owns its claim
-            # (``_owned_claims``) is asked only when something else names it. Asked first, it
-            # was a tenth of judging every volume (bench/rules_eval.py's full evaluation).
-            if naming and self._claimant(inventory, claim) == pv:
-                found.update(k for k in naming if vid in self.joined_volumes(inventory, k))
+                for k in self._by_claim.get((c, ref), ())
+                if k.kind != VR and vid in self.joined_volumes(inventory, k)
+            }
         return {k for k in found if k in inventory.objects}
 
     def _owned_claims(self, inventory: Inventory, vid: VolumeId) -> list[tuple[str, str]]:
