@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -107,6 +108,23 @@ def test_bench_runs_on_postgresql(script: str, pg_schemas: Callable[[], str]) ->
     # pg_schemas only for its check that the server answers: each bench makes its own schema.
     out = _run(script, [*SMOKE[script], "--db", "postgresql"], {}, 300)
     assert all(said in out for said in PRINTS.get(script, ())), out
+
+
+def test_the_soak_takes_a_metrics_endpoint_that_does_not_answer_as_a_sample_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape refused, or one that does not answer in time, is a sample without its /metrics
+    figures: the first scrape after a sync under tracemalloc once took more than 10 s, and the
+    whole soak died of it."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import soak  # type: ignore[import-not-found]
+
+    monkeypatch.setattr(soak, "SCRAPE_TIMEOUT", 0.3)
+    with socket.socket() as refused:
+        refused.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        assert soak.scrape(refused.getsockname()[1]) is None
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        assert soak.scrape(silent.getsockname()[1]) is None
 
 
 @pytest.mark.ceph
