@@ -106,11 +106,13 @@ class TransitionRow(Base):
             postgresql_where=IMAGE_CLASS,
         ),
         # An image's last class before a window (report/query.py's _class_before): one seek
-        # per image. kind and field lead, or SQLite cannot use it with them bound; `new` in it,
-        # or the covering index above wins and scans back through every image's changes.
+        # per image. The image leads: PostgreSQL drops the predicate's kind and field from a
+        # scan's conditions, and with them leading read the whole index (migration 0015).
+        # `new` in it, or the covering index above wins and scans back through every image's
+        # changes; kind and field at its end, or it does not cover the query on SQLite.
         Index(
             "ix_transitions_image_class_by_image",
-            *("kind", "field", "cluster", "namespace", "name", "observed_at", "id", "new"),
+            *("cluster", "namespace", "name", "observed_at", "id", "new", "kind", "field"),
             sqlite_where=IMAGE_CLASS,
             postgresql_where=IMAGE_CLASS,
         ),
