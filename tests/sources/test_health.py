@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from auditd.clock import SYSTEM
+from auditd.clock import SYSTEM, ManualClock
 from auditd.config import parse_config
 from auditd.daemon.ingest import Ingestor
 from auditd.daemon.items import HealthReport
@@ -53,6 +53,43 @@ def test_a_stream_down_past_the_grace_is_reconnecting_not_ok() -> None:
     assert stream_state(blip, T, FIVE_MIN, TEN_S) == "ok"
     held = {**lost, "held_since": T - timedelta(minutes=1)}  # auditd's own writer, not the cluster
     assert stream_state(held, T, FIVE_MIN, TEN_S) == "ok"
+
+
+def test_a_relist_held_by_auditds_own_writer_is_not_the_clusters_blind_spot() -> None:
+    """A relist after a failed resume, its pages each held by the writer (a database down,
+    then its backlog): the cluster answered every request, so only the time the watcher
+    spent on the cluster counts towards reconnecting and blind, not the time held."""
+    clock = ManualClock(T)
+    h = StreamHealth("dr1", PVC.kind, _clock=clock)
+    h.mark_connected()
+    h.mark_listed(False, "1")
+    h.mark_disconnected()  # the watch failed: a resume, then 410, then a relist
+    for _ in range(3):  # three pages, each read in 2 s and held for 4 minutes
+        clock.advance(2)
+        h.hold(True)
+        clock.advance(FIVE_MIN - timedelta(minutes=1))
+        assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "ok"  # held
+        h.hold(False)  # taken: 2, 4, then 6 s spent on the cluster, 4, 8, then 12 min held
+        assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "ok"
+    # The cluster itself silent past the grace, and past blind_after: reconnecting, blind.
+    clock.advance(5)
+    assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "reconnecting"
+    clock.advance(FIVE_MIN)
+    assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "blind"
+
+
+def test_a_first_list_whose_pages_are_taken_is_answering_however_long_it_took() -> None:
+    """A first list: each page taken says the cluster answers, however long the pages
+    before it were held or took to read."""
+    clock = ManualClock(T)
+    h = StreamHealth("dr1", PVC.kind, _clock=clock)
+    clock.advance(FIVE_MIN)  # the first page read slowly
+    h.hold(True)
+    clock.advance(FIVE_MIN)
+    h.hold(False)
+    assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "listing"
+    clock.advance(FIVE_MIN)  # no answer since: blind
+    assert stream_state(h.snapshot(), clock.now(), FIVE_MIN, TEN_S) == "blind"
 
 
 def _stream(cluster: str, kind: str, connected: bool, since: datetime | None) -> dict[str, Any]:

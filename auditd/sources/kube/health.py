@@ -76,13 +76,25 @@ class StreamHealth:
 
     def hold(self, held: bool) -> None:
         """Set around each hand-over to the ingest queue (which blocks while auditd cannot
-        write its history). One attribute write: cheap enough for every event."""
-        self.held_since = self._clock.now() if held else None
-        if not held and not self.synced and self.disconnected_since is not None:
-            # A page of the first list was just taken: the cluster is answering. Without
-            # this, a first list held for blind_after by auditd's own writer (a database
-            # that refuses writes) was blind between its pages once the writer took them.
-            self.disconnected_since = self._clock.now()
+        write its history). One attribute write: cheap enough for every event.
+
+        A stream not watching that was held meanwhile waited for auditd's own writer, not
+        for the cluster. On its first list, a page taken says the cluster answers: it is
+        disconnected from now on, if at all. Listed before (a relist, a resume), the time held
+        does not count towards its disconnection, which says how long the cluster has not
+        answered. Counted, a relist held page by page for blind_after (a database down, then
+        its backlog) was reconnecting, then blind, between its pages: an audit-blind-spot
+        blaming a cluster that answered every request."""
+        if held:
+            self.held_since = self._clock.now()
+            return
+        since, self.held_since = self.held_since, None
+        if since is None or self.disconnected_since is None:
+            return  # the common case: a watching stream's event
+        with self._lock:
+            now, down = self._clock.now(), self.disconnected_since
+            if down is not None:
+                self.disconnected_since = down + (now - since) if self.synced else now
 
     def mark_absent(self) -> None:
         with self._lock:
