@@ -76,7 +76,8 @@ class StreamHealth:
 
     def hold(self, held: bool) -> None:
         """Set around each hand-over to the ingest queue (which blocks while auditd cannot
-        write its history). One attribute write: cheap enough for every event.
+        write its history). An attribute or two for a watching stream's event: cheap enough
+        for every event.
 
         A stream not watching that was held meanwhile waited for auditd's own writer, not
         for the cluster. On its first list, a page taken says the cluster answers: it is
@@ -89,12 +90,12 @@ class StreamHealth:
             self.held_since = self._clock.now()
             return
         since, self.held_since = self.held_since, None
-        if since is None or self.disconnected_since is None:
+        down = self.disconnected_since  # only this watcher's thread sets it
+        if since is None or down is None:
             return  # the common case: a watching stream's event
-        with self._lock:
-            now, down = self._clock.now(), self.disconnected_since
-            if down is not None:
-                self.disconnected_since = down + (now - since) if self.synced else now
+        with self._lock:  # for snapshot(): the three fields read together
+            now = self._clock.now()
+            self.disconnected_since = down + (now - since) if self.synced else now
 
     def mark_absent(self) -> None:
         with self._lock:
